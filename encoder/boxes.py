@@ -1,0 +1,234 @@
+"""The one module that owns box conventions. Everything that touches boxes calls it.
+
+Internal form: ``xyxy`` floats normalised to [0, 1] in the **model-input frame**, i.e. after the
+processor resized the long side to ``image_size`` and padded the bottom/right to a square.
+Other forms, each with a converter here and nowhere else:
+
+- pixel ``xyxy`` in the original image (what users and datasets give),
+- COCO ``xywh`` in pixels,
+- integer ``0..999`` bins (the MLLM's text form, Ferret style): ``bin = round(v * 999)``,
+- ``cxcywh`` normalised (what the box head regresses).
+
+Sizes are always ``(height, width)`` like transformers' ``target_sizes``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+NUM_BINS = 1000  # text boxes use integers 0..NUM_BINS-1
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Geometry of "resize the long side to ``image_size``, pad bottom/right to a square".
+
+    ``resized_height``/``resized_width`` are the integer sizes the image really has after resizing,
+    so the box mapping uses the same per-axis scale as the pixels.
+    """
+
+    height: int
+    width: int
+    image_size: int
+
+    def __post_init__(self) -> None:
+        for name in ("height", "width", "image_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"Letterbox {name} must be a positive int, got {value!r}")
+
+    @property
+    def scale(self) -> float:
+        return self.image_size / max(self.height, self.width)
+
+    @property
+    def resized_height(self) -> int:
+        return max(1, min(self.image_size, round(self.height * self.scale)))
+
+    @property
+    def resized_width(self) -> int:
+        return max(1, min(self.image_size, round(self.width * self.scale)))
+
+    def axis_factors(self) -> tuple[float, float]:
+        """Multipliers (fx, fy) taking original-pixel coordinates to normalised model-frame ones."""
+        fx = self.resized_width / self.width / self.image_size
+        fy = self.resized_height / self.height / self.image_size
+        return fx, fy
+
+
+def _as_float_boxes(boxes: torch.Tensor | Sequence, name: str) -> torch.Tensor:
+    """Boxes as a float tensor ``[..., 4]``; a clear error for anything else."""
+    if isinstance(boxes, torch.Tensor):
+        t = boxes
+    else:
+        try:
+            t = torch.as_tensor(boxes, dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise TypeError(f"{name} must be a tensor or nested sequence of numbers, got {type(boxes).__name__}") from e
+    if t.numel() == 0:  # an empty box list is valid and stays empty
+        keep = t.dim() >= 2 and t.shape[-1] == 4
+        return t.to(torch.float32) if keep and not t.is_floating_point() else (t if keep else t.new_zeros((0, 4)).float())
+    if t.dim() == 0 or t.shape[-1] != 4:
+        raise ValueError(f"{name} must have shape [..., 4], got {tuple(t.shape)}")
+    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.int16, torch.uint8)):
+        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    if not t.is_floating_point():
+        t = t.to(torch.float32)
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} contains NaN or infinite coordinates")
+    return t
+
+
+def check_xyxy_order(boxes: torch.Tensor, name: str = "boxes") -> None:
+    """Raise ``ValueError`` naming the first box with ``x2 < x1`` or ``y2 < y1``."""
+    bad = (boxes[..., 2] < boxes[..., 0]) | (boxes[..., 3] < boxes[..., 1])
+    if bad.any():
+        idx = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"{name}{list(idx)} = {boxes[idx].tolist()} has x2 < x1 or y2 < y1 (expected xyxy)")
+
+
+def validate_normalized(boxes: torch.Tensor | Sequence, name: str = "boxes", atol: float = 1e-6) -> torch.Tensor:
+    """Check model-frame boxes: shape ``[..., 4]``, finite, in [0, 1], ``x1 <= x2``, ``y1 <= y2``."""
+    t = _as_float_boxes(boxes, name)
+    if t.numel() == 0:
+        return t
+    lo, hi = t.min().item(), t.max().item()
+    if lo < -atol or hi > 1 + atol:
+        flat = t.reshape(-1, 4)
+        row = int(((flat < -atol) | (flat > 1 + atol)).any(-1).nonzero()[0])
+        raise ValueError(
+            f"{name} must be normalised xyxy in [0, 1] (model-input frame); box {flat[row].tolist()} is outside. "
+            "Use LoclipProcessor(boxes=...) to convert pixel boxes."
+        )
+    check_xyxy_order(t, name)
+    return t
+
+
+def pixel_to_model(
+    boxes: torch.Tensor | Sequence, size: tuple[int, int], image_size: int, name: str = "boxes"
+) -> torch.Tensor:
+    """Pixel xyxy of an original image of ``size=(height, width)`` → normalised model-frame xyxy.
+
+    Shapes: ``[..., 4]`` → ``[..., 4]`` (float). No validation of the range; see ``check_in_image``.
+    """
+    t = _as_float_boxes(boxes, name)
+    fx, fy = Letterbox(int(size[0]), int(size[1]), image_size).axis_factors()
+    scale = t.new_tensor([fx, fy, fx, fy])
+    return t * scale
+
+
+def model_to_pixel(
+    boxes: torch.Tensor | Sequence, size: tuple[int, int], image_size: int, name: str = "boxes"
+) -> torch.Tensor:
+    """Normalised model-frame xyxy → pixel xyxy of the original image of ``size=(height, width)``.
+
+    Coordinates are clamped to the original image (a prediction may land in the padding).
+    """
+    t = _as_float_boxes(boxes, name)
+    h, w = int(size[0]), int(size[1])
+    fx, fy = Letterbox(h, w, image_size).axis_factors()
+    out = t / t.new_tensor([fx, fy, fx, fy])
+    return clip_to_size(out, (h, w))
+
+
+def clip_to_size(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Clamp pixel xyxy boxes ``[..., 4]`` to ``[0, width] x [0, height]``."""
+    h, w = size
+    lo = boxes.new_zeros(4)
+    hi = boxes.new_tensor([w, h, w, h])
+    return torch.minimum(torch.maximum(boxes, lo), hi)
+
+
+def check_in_image(boxes: torch.Tensor, size: tuple[int, int], name: str = "boxes", atol: float = 1e-3) -> None:
+    """Raise ``ValueError`` for a pixel xyxy box outside ``size=(height, width)`` or with x2 < x1."""
+    if boxes.numel() == 0:
+        return
+    check_xyxy_order(boxes, name)
+    h, w = size
+    flat = boxes.reshape(-1, 4)
+    bad = (flat[:, :2] < -atol).any(-1) | (flat[:, 2] > w + atol) | (flat[:, 3] > h + atol)
+    if bad.any():
+        row = int(bad.nonzero()[0])
+        raise ValueError(
+            f"{name}: box {flat[row].tolist()} lies outside the image of (height, width) = ({h}, {w}); "
+            "pass clip_boxes=True to clip boxes to the image instead"
+        )
+
+
+def coco_to_xyxy(boxes: torch.Tensor | Sequence, name: str = "boxes") -> torch.Tensor:
+    """COCO ``[x, y, w, h]`` pixels → pixel xyxy. Shapes ``[..., 4]``."""
+    t = _as_float_boxes(boxes, name)
+    if t.numel() and (t[..., 2:] < 0).any():
+        raise ValueError(f"{name}: COCO boxes need non-negative width and height")
+    return torch.cat([t[..., :2], t[..., :2] + t[..., 2:]], dim=-1)
+
+
+def xyxy_to_coco(boxes: torch.Tensor | Sequence, name: str = "boxes") -> torch.Tensor:
+    """Pixel xyxy → COCO ``[x, y, w, h]``. Shapes ``[..., 4]``."""
+    t = _as_float_boxes(boxes, name)
+    return torch.cat([t[..., :2], t[..., 2:] - t[..., :2]], dim=-1)
+
+
+def to_bins(boxes: torch.Tensor | Sequence, name: str = "boxes") -> torch.Tensor:
+    """Normalised model-frame xyxy → integer bins 0..999 (the MLLM's text form). Shapes ``[..., 4]``."""
+    t = validate_normalized(boxes, name)
+    return torch.round(t.clamp(0, 1) * (NUM_BINS - 1)).to(torch.long)
+
+
+def from_bins(bins: torch.Tensor | Sequence, name: str = "boxes") -> torch.Tensor:
+    """Integer bins 0..999 → normalised model-frame xyxy (float32). Shapes ``[..., 4]``."""
+    t = torch.as_tensor(bins)
+    if t.numel() and (t.min() < 0 or t.max() > NUM_BINS - 1):
+        raise ValueError(f"{name} bins must lie in 0..{NUM_BINS - 1}, got {t.tolist()}")
+    return t.to(torch.float32) / (NUM_BINS - 1)
+
+
+def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
+    """``[..., 4]`` centre/size → corners."""
+    c, half = boxes[..., :2], boxes[..., 2:] / 2
+    return torch.cat([c - half, c + half], dim=-1)
+
+
+def xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
+    """``[..., 4]`` corners → centre/size."""
+    return torch.cat([(boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2]], dim=-1)
+
+
+def box_area(boxes: torch.Tensor) -> torch.Tensor:
+    """``[..., 4]`` xyxy → ``[...]`` area (zero for degenerate boxes)."""
+    wh = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0)
+    return wh[..., 0] * wh[..., 1]
+
+
+def _inter_union(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    lt = torch.maximum(a[..., :2], b[..., :2])
+    rb = torch.minimum(a[..., 2:], b[..., 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter, box_area(a) + box_area(b) - inter
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
+    """Element-wise IoU of broadcastable xyxy boxes ``[..., 4]`` → ``[...]``.
+
+    For an all-pairs matrix pass ``a[:, None]`` and ``b[None]``.
+    """
+    inter, union = _inter_union(a, b)
+    return inter / union.clamp(min=eps)
+
+
+def generalized_box_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
+    """Element-wise GIoU of broadcastable xyxy boxes ``[..., 4]`` → ``[...]`` in [-1, 1]."""
+    inter, union = _inter_union(a, b)
+    iou = inter / union.clamp(min=eps)
+    hull = box_area(torch.cat([torch.minimum(a[..., :2], b[..., :2]), torch.maximum(a[..., 2:], b[..., 2:])], -1))
+    return iou - (hull - union) / hull.clamp(min=eps)
+
+
+def round_pixel_boxes(boxes: torch.Tensor) -> list[list[int]]:
+    """Pixel xyxy float boxes ``[N, 4]`` → lists of ints (for display and text output)."""
+    return [[int(math.floor(v + 0.5)) for v in row] for row in boxes.reshape(-1, 4).tolist()]

@@ -1,0 +1,1 @@
+"""loclip.eval."""
