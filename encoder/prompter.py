@@ -1,0 +1,145 @@
+"""The CLOC Prompter: turns (image patch tokens, a box or a phrase) into a region embedding.
+
+One pre-norm transformer layer runs over ``[prompt tokens ; patch tokens]``. Only the prompt tokens'
+outputs are pooled, and in a single layer those depend on the patch tokens only through attention keys
+and values, so the patch side is projected once per image and shared by all its prompts; every prompt
+attends to the patches and to its own tokens only (a block mask), which makes a box's embedding
+independent of the other boxes, the padding and the batch, and costs ``O(R * T * N)``, not ``O(R * N^2)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .boxes import cxcywh_to_xyxy
+
+
+class SinusoidalPointEncoding(nn.Module):
+    """Fixed sinusoidal features of 2-D points in [0, 1], followed by a learned linear map.
+
+    Frequencies are geometric from 1 to ``max_frequency`` cycles per image side. Used for box corners
+    and patch centres alike, so the two live in one coordinate code.
+    """
+
+    def __init__(self, width: int, max_frequency: float) -> None:
+        super().__init__()
+        if width % 4:
+            raise ValueError(f"width must be divisible by 4, got {width}")
+        self.max_frequency = max_frequency
+        self.register_buffer("freqs", self.make_freqs(width // 4, max_frequency), persistent=False)
+        self.proj = nn.Linear(width, width)
+
+    @staticmethod
+    def make_freqs(n: int, max_frequency: float) -> torch.Tensor:
+        """``n`` angular frequencies, geometric from 1 to ``max_frequency`` cycles per unit."""
+        return 2 * math.pi * torch.logspace(0, math.log10(max_frequency), n) if n > 1 else torch.tensor([2 * math.pi])
+
+    def forward(self, points: torch.Tensor) -> torch.Tensor:
+        """points ``[..., 2]`` (x, y) → ``[..., width]``."""
+        angles = points[..., :, None].to(self.freqs.dtype) * self.freqs  # [..., 2, n]
+        feats = torch.cat([angles.sin(), angles.cos()], dim=-1).flatten(-2)  # [..., 4n]
+        return self.proj(feats.to(self.proj.weight.dtype))
+
+
+class Prompter(nn.Module):
+    """Prompt encoder + one transformer layer + mean pool.
+
+    Args:
+        width: trunk width (patch token size).
+        num_heads: attention heads.
+        mlp_ratio: MLP hidden size as a multiple of ``width``.
+        text_embed_dim: size of phrase embeddings (the text tower's output).
+        max_frequency: top frequency of the point encoding.
+        eps: LayerNorm epsilon.
+    """
+
+    def __init__(
+        self, width: int, num_heads: int, mlp_ratio: float, text_embed_dim: int, max_frequency: float, eps: float = 1e-5
+    ) -> None:
+        super().__init__()
+        self.width, self.num_heads = width, num_heads
+        self.point_encoding = SinusoidalPointEncoding(width, max_frequency)
+        self.corner_embed = nn.Parameter(torch.zeros(2, width))  # top-left, bottom-right
+        self.phrase_proj = nn.Linear(text_embed_dim, width)
+        self.phrase_embed = nn.Parameter(torch.zeros(width))
+        self.norm_patch = nn.LayerNorm(width, eps=eps)
+        self.norm_prompt = nn.LayerNorm(width, eps=eps)
+        self.q_proj = nn.Linear(width, width)
+        self.k_proj = nn.Linear(width, width)
+        self.v_proj = nn.Linear(width, width)
+        self.out_proj = nn.Linear(width, width)
+        self.norm_mlp = nn.LayerNorm(width, eps=eps)
+        hidden = int(width * mlp_ratio)
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
+        self.norm_out = nn.LayerNorm(width, eps=eps)
+
+    def embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
+        """boxes ``[B, R, 4]`` normalised xyxy → prompt tokens ``[B, R, 2, W]`` (one per corner)."""
+        corners = boxes.reshape(*boxes.shape[:-1], 2, 2)  # (x1, y1), (x2, y2)
+        return self.point_encoding(corners) + self.corner_embed
+
+    def embed_phrases(self, phrase_embeds: torch.Tensor) -> torch.Tensor:
+        """phrase embeddings ``[B, P, E]`` → prompt tokens ``[B, P, 1, W]``."""
+        return (self.phrase_proj(phrase_embeds) + self.phrase_embed)[:, :, None]
+
+    def patch_positions(self, grid: tuple[int, int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+        """Patch-centre encodings ``[h*w, W]`` in the model frame (row-major like the trunk's tokens)."""
+        h, w = grid
+        ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h
+        xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w
+        pts = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(h * w, 2)
+        return self.point_encoding(pts).to(dtype)
+
+    def forward(self, patch_tokens: torch.Tensor, grid: tuple[int, int], prompts: torch.Tensor) -> torch.Tensor:
+        """Run the layer for every prompt.
+
+        Args:
+            patch_tokens: ``[B, N, W]`` final trunk tokens of the patches (``N = h * w``).
+            grid: ``(h, w)`` patches per column and row.
+            prompts: ``[B, R, T, W]`` prompt tokens (``T`` = 2 for a box, 1 for a phrase).
+
+        Returns:
+            ``[B, R, W]``: the mean of each prompt's output tokens after the layer and a final norm.
+        """
+        b, r, t, width = prompts.shape
+        n = patch_tokens.shape[1]
+        heads, d = self.num_heads, width // self.num_heads
+
+        ctx = self.norm_patch(patch_tokens) + self.patch_positions(grid, patch_tokens.device, patch_tokens.dtype)
+        x = prompts.reshape(b, r * t, width)
+        xn = self.norm_prompt(x)
+
+        def split(y: torch.Tensor) -> torch.Tensor:  # [B, L, W] -> [B, H, L, d]
+            return y.reshape(b, -1, heads, d).transpose(1, 2)
+
+        q = split(self.q_proj(xn))
+        k = split(torch.cat([self.k_proj(ctx), self.k_proj(xn)], dim=1))
+        v = split(torch.cat([self.v_proj(ctx), self.v_proj(xn)], dim=1))
+        owner = torch.arange(r, device=x.device).repeat_interleave(t)  # prompt index of each token
+        mask = torch.cat(
+            [torch.ones(r * t, n, dtype=torch.bool, device=x.device), owner[:, None] == owner[None, :]], dim=1
+        )  # [R*T, N + R*T]: all patches, own tokens only
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        x = x + self.out_proj(attn.transpose(1, 2).reshape(b, r * t, width))
+        x = x + self.mlp(self.norm_mlp(x))
+        x = self.norm_out(x)
+        return x.reshape(b, r, t, width).mean(dim=2)
+
+
+class BoxHead(nn.Module):
+    """2-layer GELU MLP: pooled phrase-prompted features ``[..., W]`` → normalised xyxy boxes ``[..., 4]``.
+
+    It regresses centre and size through a sigmoid, so every output is a valid box inside the image.
+    """
+
+    def __init__(self, width: int, hidden: int) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, 4))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        cxcywh = self.mlp(features).sigmoid()
+        return cxcywh_to_xyxy(cxcywh).clamp(0.0, 1.0)

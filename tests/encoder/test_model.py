@@ -1,0 +1,284 @@
+"""LoclipModel / LoclipVisionModel: API, region-embedding invariances, save/load, from_clip, errors."""
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModel, CLIPConfig, CLIPModel, SiglipConfig, SiglipModel
+
+from loclip.encoder import LoclipConfig, LoclipModel, LoclipVisionConfig, LoclipVisionModel, tiny_config
+
+S = 64  # tiny image size
+
+
+@pytest.fixture(params=["clip", "siglip"])
+def model(request) -> LoclipModel:
+    return LoclipModel(tiny_config(trunk=request.param)).eval()
+
+
+def _pixels(b: int = 2, seed: int = 0) -> torch.Tensor:
+    return torch.randn(b, 3, S, S, generator=torch.Generator().manual_seed(seed))
+
+
+def _ids(b: int = 2, length: int = 9) -> torch.Tensor:
+    ids = torch.randint(4, 60, (b, length), generator=torch.Generator().manual_seed(1))
+    ids[:, 0], ids[:, -1] = 2, 3  # bos ... eos
+    return ids
+
+
+def _boxes() -> torch.Tensor:
+    return torch.tensor(
+        [[[0.1, 0.1, 0.5, 0.5], [0.0, 0.0, 1.0, 1.0], [0.6, 0.2, 0.9, 0.4]],
+         [[0.2, 0.3, 0.4, 0.9], [0.5, 0.5, 0.7, 0.95], [0.0, 0.0, 0.0, 0.0]]]
+    )
+
+
+def test_shapes_and_api(model: LoclipModel) -> None:
+    px, ids, d = _pixels(), _ids(), model.config.projection_dim
+    g = model.config.vision_config.grid_size
+    assert model.get_image_features(px).shape == (2, d)
+    assert model.get_text_features(ids, torch.ones_like(ids)).shape == (2, d)
+    assert model.get_patch_features(px).shape == (2, g, g, d)
+    assert model.get_region_features(px, _boxes()).shape == (2, 3, d)
+    assert model.get_region_features(px, _boxes(), method="roialign").shape == (2, 3, d)
+    boxes = model.ground(px, ids)
+    assert boxes.shape == (2, 4)
+    assert (boxes[:, 2:] >= boxes[:, :2]).all() and boxes.min() >= 0 and boxes.max() <= 1
+    out = model(input_ids=ids, pixel_values=px, boxes=_boxes(), return_loss=True)
+    assert out.logits_per_image.shape == (2, 2) and out.region_embeds.shape == (2, 3, d)
+    assert torch.isfinite(out.loss)
+
+
+def test_image_path_does_not_run_the_prompter(model: LoclipModel) -> None:
+    calls = []
+    model.vision_model.prompter.register_forward_hook(lambda *a: calls.append(1))
+    model.get_image_features(_pixels())
+    model(input_ids=_ids(), pixel_values=_pixels())
+    assert calls == []
+    model.get_region_features(_pixels(), _boxes())
+    assert calls == [1]
+
+
+def test_region_embedding_independent_of_other_boxes_padding_and_batch(model: LoclipModel) -> None:
+    px, boxes = _pixels(3), torch.rand(3, 5, 4)
+    boxes = torch.cat([torch.minimum(boxes[..., :2], boxes[..., 2:]), torch.maximum(boxes[..., :2], boxes[..., 2:])], -1)
+    with torch.no_grad():
+        full = model.get_region_features(px, boxes)
+        alone = model.get_region_features(px[1:2], boxes[1:2, 3:4])  # one box, one image
+        mask = torch.ones(3, 7, dtype=torch.bool)
+        mask[:, 5:] = False
+        padded = torch.cat([boxes, torch.rand(3, 2, 4) * 5], dim=1)  # garbage in padded slots is ignored
+        with_pad = model.get_region_features(px, padded, mask)
+        shuffled = model.get_region_features(px[[2, 1, 0]], boxes[[2, 1, 0]][:, [4, 3, 2, 1, 0]])
+    torch.testing.assert_close(alone[0, 0], full[1, 3], atol=1e-5, rtol=0)
+    torch.testing.assert_close(with_pad[:, :5], full, atol=1e-5, rtol=0)
+    assert with_pad[:, 5:].abs().max() == 0
+    torch.testing.assert_close(shuffled[1, 1], full[1, 3], atol=1e-5, rtol=0)
+    # different boxes give different embeddings
+    dists = torch.cdist(full.reshape(-1, full.shape[-1]), full.reshape(-1, full.shape[-1]))
+    assert (dists + torch.eye(15) * 1e3).min() > 1e-3
+
+
+def test_gradients_reach_trunk_and_prompter(model: LoclipModel) -> None:
+    model.train()
+    emb = model.get_region_features(_pixels(), _boxes())
+    emb.pow(2).sum().backward()
+    trunk_grad = model.vision_model.trunk.embeddings.patch_embedding.weight.grad
+    assert trunk_grad is not None and trunk_grad.abs().sum() > 0
+    for name in ("q_proj", "k_proj", "out_proj"):
+        g = getattr(model.vision_model.prompter, name).weight.grad
+        assert g is not None and g.abs().sum() > 0, name
+    assert model.vision_model.prompter.point_encoding.proj.weight.grad.abs().sum() > 0
+    model.zero_grad()
+    model.ground(_pixels(), _ids()).sum().backward()
+    assert model.vision_model.box_head.mlp[0].weight.grad.abs().sum() > 0
+    assert model.text_model.embeddings.token_embedding.weight.grad.abs().sum() > 0
+
+
+def test_empty_box_list_returns_empty(model: LoclipModel) -> None:
+    for method in ("prompter", "roialign"):
+        out = model.get_region_features(_pixels(), torch.zeros(2, 0, 4), method=method)
+        assert out.shape == (2, 0, model.config.projection_dim)
+
+
+@pytest.mark.parametrize(
+    "boxes,match",
+    [
+        (torch.tensor([[[0.5, 0.1, 0.2, 0.4]]]).expand(2, 1, 4), "x2 < x1"),
+        (torch.tensor([[[0.1, 0.1, 1.5, 0.4]]]).expand(2, 1, 4), r"\[0, 1\]"),
+        (torch.tensor([[[-0.2, 0.1, 0.5, 0.4]]]).expand(2, 1, 4), r"\[0, 1\]"),
+        (torch.rand(2, 4), r"\[B=2, R, 4\]"),
+        (torch.rand(3, 1, 4), r"\[B=2, R, 4\]"),
+        (torch.rand(2, 1, 5), r"\[B=2, R, 4\]"),
+        (torch.tensor([[[0, 0, 1, 1]]]).expand(2, 1, 4), "floating point"),
+        (torch.tensor([[[float("nan"), 0.0, 1.0, 1.0]]]).expand(2, 1, 4), "NaN"),
+        ([[0.1, 0.1, 0.2, 0.2]], "torch.Tensor"),
+    ],
+)
+def test_bad_boxes_are_rejected(boxes, match) -> None:
+    model = LoclipModel(tiny_config()).eval()
+    with pytest.raises((ValueError, TypeError), match=match):
+        model.get_region_features(_pixels(), boxes)
+
+
+def test_bad_pixels_and_text_are_rejected() -> None:
+    model = LoclipModel(tiny_config()).eval()
+    with pytest.raises(ValueError, match=r"pixel_values must be \[B, C, 64, 64\]"):
+        model.get_image_features(torch.randn(2, 3, 32, 32))
+    with pytest.raises(TypeError, match="floating point"):
+        model.get_image_features(torch.zeros(2, 3, S, S, dtype=torch.uint8))
+    with pytest.raises(TypeError, match="torch.Tensor"):
+        model.get_image_features([[1.0]])
+    with pytest.raises(ValueError, match="input_ids"):
+        model.get_text_features(torch.randn(2, 5))
+    with pytest.raises(ValueError, match="box_mask"):
+        model.get_region_features(_pixels(), _boxes(), torch.ones(2, 2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="method"):
+        model.get_region_features(_pixels(), _boxes(), method="mean")
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError, match="projection_dim"):
+        tiny = tiny_config()
+        LoclipConfig(vision_config=tiny.vision_config, text_config=tiny.text_config, projection_dim=16)
+    with pytest.raises(ValueError, match="trunk_config.model_type"):
+        LoclipVisionConfig(trunk_config={"model_type": "vit"})
+
+
+def test_save_load_in_fresh_process(tmp_path: Path, model: LoclipModel) -> None:
+    model.save_pretrained(tmp_path / "model")
+    assert (tmp_path / "model" / "model.safetensors").exists()
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["model_type"] == "loclip"
+    inputs = {"pixel_values": _pixels(), "input_ids": _ids(), "boxes": _boxes()}
+    save_file(inputs, tmp_path / "inputs.safetensors")
+    with torch.no_grad():
+        expected = {
+            "image": model.get_image_features(inputs["pixel_values"]),
+            "text": model.get_text_features(inputs["input_ids"]),
+            "region": model.get_region_features(inputs["pixel_values"], inputs["boxes"]),
+            "ground": model.ground(inputs["pixel_values"], inputs["input_ids"]),
+        }
+    script = textwrap.dedent(
+        f"""
+        import torch, loclip.encoder
+        from safetensors.torch import load_file, save_file
+        from transformers import AutoModel
+        m = AutoModel.from_pretrained({str(tmp_path / "model")!r}).eval()
+        assert type(m).__name__ == "LoclipModel", type(m)
+        x = load_file({str(tmp_path / "inputs.safetensors")!r})
+        with torch.no_grad():
+            out = {{"image": m.get_image_features(x["pixel_values"]), "text": m.get_text_features(x["input_ids"]),
+                   "region": m.get_region_features(x["pixel_values"], x["boxes"]),
+                   "ground": m.ground(x["pixel_values"], x["input_ids"])}}
+        save_file(out, {str(tmp_path / "out.safetensors")!r})
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, capture_output=True)
+    got = load_file(tmp_path / "out.safetensors")
+    for key, value in expected.items():
+        torch.testing.assert_close(got[key], value, atol=0, rtol=0, msg=key)
+
+
+def test_vision_half_loads_from_full_checkpoint(tmp_path: Path, model: LoclipModel) -> None:
+    model.save_pretrained(tmp_path)
+    vision = LoclipVisionModel.from_pretrained(tmp_path).eval()
+    assert isinstance(AutoConfig.from_pretrained(tmp_path), LoclipConfig)
+    px = _pixels()
+    with torch.no_grad():
+        torch.testing.assert_close(vision.get_image_features(px), model.get_image_features(px), atol=0, rtol=0)
+        torch.testing.assert_close(
+            vision.get_region_features(px, _boxes()), model.get_region_features(px, _boxes()), atol=0, rtol=0
+        )
+        # forward is the trunk's, with hidden states for MLLM feature selection
+        out = vision(px, output_hidden_states=True)
+    assert len(out.hidden_states) == model.config.vision_config.num_hidden_layers + 1
+
+
+def _tiny_clip(tmp_path: Path, kind: str) -> Path:
+    common = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+    if kind == "clip":
+        cfg = CLIPConfig(
+            text_config=dict(vocab_size=99, max_position_embeddings=16, eos_token_id=3, **common),
+            vision_config=dict(image_size=S, patch_size=16, **common),
+            projection_dim=24,
+        )
+        src = CLIPModel(cfg)
+    else:
+        cfg = SiglipConfig(
+            text_config=dict(vocab_size=99, max_position_embeddings=16, **common),
+            vision_config=dict(image_size=S, patch_size=16, **common),
+        )
+        src = SiglipModel(cfg)
+    src.save_pretrained(tmp_path / kind)
+    return tmp_path / kind
+
+
+@pytest.mark.parametrize("kind", ["clip", "siglip"])
+def test_from_clip_matches_source_features(tmp_path: Path, kind: str) -> None:
+    path = _tiny_clip(tmp_path, kind)
+    src = AutoModel.from_pretrained(path).eval()
+    model = LoclipModel.from_clip(path).eval()
+    px, ids = _pixels(), _ids(length=12)
+    mask = torch.ones_like(ids)
+    mask[1, -3:] = 0
+    with torch.no_grad():
+        ref_img = src.get_image_features(pixel_values=px).pooler_output
+        ref_txt = src.get_text_features(input_ids=ids, attention_mask=mask).pooler_output
+        got_img = model.get_image_features(px)
+        got_txt = model.get_text_features(ids, mask)
+    assert (got_img - ref_img).abs().max() <= 1e-5
+    assert (got_txt - ref_txt).abs().max() <= 1e-5
+    assert model.logit_scale.item() == pytest.approx(src.logit_scale.item())
+    # the new modules work on top and the result round-trips through save_pretrained
+    model.save_pretrained(tmp_path / "loclip")
+    again = AutoModel.from_pretrained(tmp_path / "loclip").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(again.get_region_features(px, _boxes()), model.get_region_features(px, _boxes()))
+
+
+def test_from_clip_rejects_other_checkpoints(tmp_path: Path) -> None:
+    LoclipModel(tiny_config()).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="from_clip needs a checkpoint of type"):
+        LoclipModel.from_clip(tmp_path)
+
+
+def test_gradient_checkpointing_gives_same_gradients() -> None:
+    torch.manual_seed(0)
+    model = LoclipModel(tiny_config()).train()
+    px, ids = _pixels(), _ids()
+
+    def grads() -> torch.Tensor:
+        model.zero_grad()
+        out = model(input_ids=ids, pixel_values=px, boxes=_boxes(), return_loss=True)
+        (out.loss + out.region_embeds.sum()).backward()
+        return model.vision_model.trunk.embeddings.patch_embedding.weight.grad.clone()
+
+    plain = grads()
+    model.activation_checkpointing_enable()
+    torch.testing.assert_close(grads(), plain, atol=1e-6, rtol=1e-5)
+
+
+def test_encoder_imports_without_optional_dependencies() -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        blocked = ("deepspeed", "gradio", "peft", "bitsandbytes", "gradio_image_annotation")
+        class Block:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] in blocked:
+                    raise ImportError(f"blocked optional dependency {name}")
+        sys.meta_path.insert(0, Block())
+        import loclip.encoder
+        from loclip.encoder import LoclipModel, tiny_config
+        LoclipModel(tiny_config())
+        assert not any(m.split(".")[0] in blocked for m in sys.modules)
+        print("ok")
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", script], check=True, capture_output=True, text=True)
+    assert out.stdout.strip() == "ok"
