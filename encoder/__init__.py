@@ -4,23 +4,32 @@ Importing this package registers the configs and models with ``AutoConfig``/``Au
 ``AutoModel.from_pretrained(dir)`` needs no ``trust_remote_code``.
 """
 
-from transformers import AutoConfig, AutoModel
+from transformers import AutoConfig, AutoImageProcessor, AutoModel, AutoProcessor
 
 from . import boxes
 from .configuration import LoclipConfig, LoclipVisionConfig
+from .image_processing import LoclipImageProcessor
 from .modeling import LoclipModel, LoclipOutput, LoclipVisionModel, VisionEncoding
 from .presets import tiny_config, vit_b16_config
+from .processing import LoclipProcessor
 from .roi_align import roi_align
 
 AutoConfig.register(LoclipConfig.model_type, LoclipConfig, exist_ok=True)
 AutoConfig.register(LoclipVisionConfig.model_type, LoclipVisionConfig, exist_ok=True)
 AutoModel.register(LoclipConfig, LoclipModel, exist_ok=True)
 AutoModel.register(LoclipVisionConfig, LoclipVisionModel, exist_ok=True)
+# Both backends map to our PIL implementation, so a machine with torchvision does not warn on every load.
+_image_processors = {"pil": LoclipImageProcessor, "torchvision": LoclipImageProcessor}
+for _config in (LoclipConfig, LoclipVisionConfig):
+    AutoImageProcessor.register(_config, image_processor_classes=_image_processors, exist_ok=True)
+    AutoProcessor.register(_config, LoclipProcessor, exist_ok=True)
 
 __all__ = [
     "LoclipConfig",
+    "LoclipImageProcessor",
     "LoclipModel",
     "LoclipOutput",
+    "LoclipProcessor",
     "LoclipVisionConfig",
     "LoclipVisionModel",
     "VisionEncoding",

@@ -60,13 +60,13 @@ class Letterbox:
         return fx, fy
 
 
-def _as_float_boxes(boxes: torch.Tensor | Sequence, name: str) -> torch.Tensor:
+def as_float_boxes(boxes: torch.Tensor | Sequence, name: str) -> torch.Tensor:
     """Boxes as a float tensor ``[..., 4]``; a clear error for anything else."""
     if isinstance(boxes, torch.Tensor):
         t = boxes
     else:
         try:
-            t = torch.as_tensor(boxes, dtype=torch.float64)
+            t = torch.as_tensor(boxes, dtype=torch.float32)  # float32 like tensors from the model, not float64
         except (TypeError, ValueError, RuntimeError) as e:
             raise TypeError(f"{name} must be a tensor or nested sequence of numbers, got {type(boxes).__name__}") from e
     if t.numel() == 0:  # an empty box list is valid and stays empty
@@ -93,7 +93,7 @@ def check_xyxy_order(boxes: torch.Tensor, name: str = "boxes") -> None:
 
 def validate_normalized(boxes: torch.Tensor | Sequence, name: str = "boxes", atol: float = 1e-6) -> torch.Tensor:
     """Check model-frame boxes: shape ``[..., 4]``, finite, in [0, 1], ``x1 <= x2``, ``y1 <= y2``."""
-    t = _as_float_boxes(boxes, name)
+    t = as_float_boxes(boxes, name)
     if t.numel() == 0:
         return t
     lo, hi = t.min().item(), t.max().item()
@@ -115,7 +115,7 @@ def pixel_to_model(
 
     Shapes: ``[..., 4]`` → ``[..., 4]`` (float). No validation of the range; see ``check_in_image``.
     """
-    t = _as_float_boxes(boxes, name)
+    t = as_float_boxes(boxes, name)
     fx, fy = Letterbox(int(size[0]), int(size[1]), image_size).axis_factors()
     scale = t.new_tensor([fx, fy, fx, fy])
     return t * scale
@@ -128,7 +128,7 @@ def model_to_pixel(
 
     Coordinates are clamped to the original image (a prediction may land in the padding).
     """
-    t = _as_float_boxes(boxes, name)
+    t = as_float_boxes(boxes, name)
     h, w = int(size[0]), int(size[1])
     fx, fy = Letterbox(h, w, image_size).axis_factors()
     out = t / t.new_tensor([fx, fy, fx, fy])
@@ -161,7 +161,7 @@ def check_in_image(boxes: torch.Tensor, size: tuple[int, int], name: str = "boxe
 
 def coco_to_xyxy(boxes: torch.Tensor | Sequence, name: str = "boxes") -> torch.Tensor:
     """COCO ``[x, y, w, h]`` pixels → pixel xyxy. Shapes ``[..., 4]``."""
-    t = _as_float_boxes(boxes, name)
+    t = as_float_boxes(boxes, name)
     if t.numel() and (t[..., 2:] < 0).any():
         raise ValueError(f"{name}: COCO boxes need non-negative width and height")
     return torch.cat([t[..., :2], t[..., :2] + t[..., 2:]], dim=-1)
@@ -169,7 +169,7 @@ def coco_to_xyxy(boxes: torch.Tensor | Sequence, name: str = "boxes") -> torch.T
 
 def xyxy_to_coco(boxes: torch.Tensor | Sequence, name: str = "boxes") -> torch.Tensor:
     """Pixel xyxy → COCO ``[x, y, w, h]``. Shapes ``[..., 4]``."""
-    t = _as_float_boxes(boxes, name)
+    t = as_float_boxes(boxes, name)
     return torch.cat([t[..., :2], t[..., 2:] - t[..., :2]], dim=-1)
 
 

@@ -83,8 +83,12 @@ class Prompter(nn.Module):
         return self.point_encoding(corners) + self.corner_embed
 
     def embed_phrases(self, phrase_embeds: torch.Tensor) -> torch.Tensor:
-        """phrase embeddings ``[B, P, E]`` → prompt tokens ``[B, P, 1, W]``."""
-        return (self.phrase_proj(phrase_embeds) + self.phrase_embed)[:, :, None]
+        """phrase embeddings ``[B, P, E]`` → prompt tokens ``[B, P, 1, W]``.
+
+        Embeddings are L2-normalised first: only their direction carries meaning in a contrastive space,
+        so raw and normalised text features prompt alike.
+        """
+        return (self.phrase_proj(F.normalize(phrase_embeds, dim=-1)) + self.phrase_embed)[:, :, None]
 
     def patch_positions(self, grid: tuple[int, int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """Patch-centre encodings ``[h*w, W]`` in the model frame (row-major like the trunk's tokens)."""

@@ -1,0 +1,88 @@
+"""``LoclipProcessor``: images (+ boxes in image pixels) and text → model inputs, and boxes back to pixels."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer
+from transformers.feature_extraction_utils import BatchFeature
+from transformers.processing_utils import ProcessorMixin
+
+from .image_processing import LoclipImageProcessor
+
+
+class LoclipProcessor(ProcessorMixin):
+    """A ``LoclipImageProcessor`` plus any transformers tokenizer.
+
+    ``save_pretrained`` writes the tokenizer files and ``processor_config.json`` (which nests the image
+    processor); ``from_pretrained`` reads them back.
+    """
+
+    def __init__(self, image_processor: LoclipImageProcessor, tokenizer: Any, chat_template: str | None = None) -> None:
+        if not isinstance(image_processor, LoclipImageProcessor):
+            # boxes are mapped with this image processor's geometry, so no other one will do
+            raise TypeError(f"image_processor must be a LoclipImageProcessor, got {type(image_processor).__name__}")
+        super().__init__(image_processor, tokenizer, chat_template=chat_template)
+
+    def __call__(
+        self,
+        images: Any = None,
+        text: str | list[str] | None = None,
+        boxes: Any = None,
+        clip_boxes: bool = False,
+        padding: bool | str = "max_length",
+        truncation: bool | str = True,
+        max_length: int | None = None,
+        return_tensors: str | None = "pt",
+    ) -> BatchFeature:
+        """Prepare a batch.
+
+        Args:
+            images: one image or a list (see ``LoclipImageProcessor``) → ``pixel_values`` ``[B, 3, S, S]``,
+                ``original_sizes`` ``[B, 2]`` (height, width).
+            text: a string or list of strings → ``input_ids``, ``attention_mask`` ``[T, L]``.
+            boxes: one list of pixel xyxy boxes per image, in the original image after EXIF orientation →
+                ``boxes`` float32 ``[B, R, 4]`` normalised model-frame xyxy, zero-padded, and ``box_mask``
+                bool ``[B, R]``. Boxes reaching outside their image raise ``ValueError``.
+            clip_boxes: clip such boxes to the image instead (a box left with zero area still raises).
+            padding, truncation, max_length: passed to the tokenizer.
+        """
+        if images is None and text is None:
+            raise ValueError("LoclipProcessor needs images, text or both; got neither")
+        if boxes is not None and images is None:
+            raise ValueError("boxes were given without images: boxes are pixel coordinates of the images")
+        data: dict[str, Any] = {}
+        if text is not None:
+            data.update(
+                self.tokenizer(
+                    text, padding=padding, truncation=truncation, max_length=max_length, return_tensors=return_tensors
+                )
+            )
+        if images is not None:
+            data.update(self.image_processor(images, return_tensors=return_tensors, return_original_sizes=True))
+            if boxes is not None:
+                data["boxes"], data["box_mask"] = self.image_processor.preprocess_boxes(
+                    boxes, data["original_sizes"], clip_boxes=clip_boxes
+                )
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def post_process_boxes(
+        self, boxes: Any, original_sizes: Any, box_mask: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """Normalised model-frame xyxy (``[B, R, 4]`` or list of ``[R_i, 4]``) → list of ``[R_i, 4]`` float
+        tensors in original-image pixels; ``original_sizes`` is ``[B, 2]`` (height, width). See
+        ``LoclipImageProcessor.post_process_boxes``."""
+        return self.image_processor.post_process_boxes(boxes, original_sizes, box_mask=box_mask)
+
+    @classmethod
+    def _get_arguments_from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, processor_dict: dict | None = None, **kwargs: Any
+    ) -> list[Any]:
+        # The image processor is always ours: load it by class rather than through AutoImageProcessor, so that a
+        # saved processor loads whether or not the Auto classes are registered. Any tokenizer class works.
+        subfolder = kwargs.pop("subfolder", "")
+        path = pretrained_model_name_or_path
+        image_processor = LoclipImageProcessor.from_pretrained(path, subfolder=subfolder, **kwargs)
+        return [image_processor, AutoTokenizer.from_pretrained(path, subfolder=subfolder, **kwargs)]

@@ -1,0 +1,95 @@
+"""Unit tests for the box conventions module (the one place box formats are converted)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from loclip.encoder import boxes as B
+
+
+def test_coco_xywh_round_trip() -> None:
+    xywh = torch.tensor([[10.0, 20.0, 30.0, 40.0], [0.0, 0.0, 0.0, 5.0]])
+    xyxy = B.coco_to_xyxy(xywh)
+    assert xyxy.tolist() == [[10.0, 20.0, 40.0, 60.0], [0.0, 0.0, 0.0, 5.0]]
+    assert torch.equal(B.xyxy_to_coco(xyxy), xywh)
+    with pytest.raises(ValueError, match="non-negative width and height"):
+        B.coco_to_xyxy([[0, 0, -1, 5]])
+
+
+def test_cxcywh_round_trip() -> None:
+    xyxy = torch.tensor([[0.1, 0.2, 0.5, 0.9]])
+    assert torch.allclose(B.xyxy_to_cxcywh(xyxy), torch.tensor([[0.3, 0.55, 0.4, 0.7]]))
+    assert torch.allclose(B.cxcywh_to_xyxy(B.xyxy_to_cxcywh(xyxy)), xyxy)
+
+
+def test_bins_round_trip_within_half_a_bin() -> None:
+    corners = torch.rand(500, 2, 2).sort(dim=1).values  # sorted so x1 <= x2, y1 <= y2
+    boxes = torch.stack([corners[:, 0, 0], corners[:, 0, 1], corners[:, 1, 0], corners[:, 1, 1]], -1)
+    bins = B.to_bins(boxes)
+    assert bins.dtype == torch.long and bins.min() >= 0 and bins.max() <= B.NUM_BINS - 1
+    assert (B.from_bins(bins) - boxes).abs().max() <= 0.5 / 999 + 1e-6
+    assert B.to_bins([[0.0, 0.0, 1.0, 1.0]]).tolist() == [[0, 0, 999, 999]]
+    with pytest.raises(ValueError, match="0..999"):
+        B.from_bins([[0, 0, 1000, 5]])
+
+
+def test_iou_and_giou_hand_computed() -> None:
+    a = torch.tensor([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 3.0, 4.0]])
+    b = torch.tensor([[1.0, 1.0, 3.0, 3.0], [2.0, 0.0, 3.0, 1.0], [1.0, 1.0, 3.0, 4.0]])
+    # overlap 1 / union 7, hull 9; disjoint: union 2, hull 3; identical
+    assert torch.allclose(B.box_iou(a, b), torch.tensor([1 / 7, 0.0, 1.0]))
+    assert torch.allclose(B.generalized_box_iou(a, b), torch.tensor([1 / 7 - 2 / 9, -1 / 3, 1.0]))
+    assert B.box_iou(a[:, None], b[None]).shape == (3, 3)  # all pairs by broadcasting
+    assert B.box_area(torch.tensor([2.0, 2.0, 1.0, 5.0])) == 0  # degenerate box has no area
+
+
+@pytest.mark.parametrize(
+    ("boxes", "error", "match"),
+    [
+        ([[0.0, 0.0, 1.2, 1.0]], ValueError, r"in \[0, 1\].*\[0.0, 0.0, 1.2"),
+        ([[-0.1, 0.0, 0.5, 0.5]], ValueError, "outside"),
+        ([[0.6, 0.0, 0.5, 0.5]], ValueError, r"x2 < x1"),
+        ([[0.1, 0.2, 0.3]], ValueError, r"shape \[\.\.\., 4\], got \(1, 3\)"),
+        ([0.1, 0.2], ValueError, r"shape \[\.\.\., 4\]"),
+        ([["a", "b", "c", "d"]], TypeError, "nested sequence of numbers"),
+        ([[0.1, float("nan"), 0.3, 0.4]], ValueError, "NaN"),
+    ],
+)
+def test_validate_normalized_errors(boxes: list, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        B.validate_normalized(boxes, name="boxes")
+
+
+def test_validate_normalized_accepts_valid_and_empty() -> None:
+    assert B.validate_normalized([[0.0, 0.0, 1.0, 1.0]]).shape == (1, 4)
+    assert B.validate_normalized([]).shape == (0, 4)
+
+
+def test_letterbox_geometry() -> None:
+    tall = B.Letterbox(height=500, width=37, image_size=224)
+    assert (tall.resized_height, tall.resized_width) == (224, 17)  # round(37 * 224 / 500) = round(16.58)
+    thin = B.Letterbox(height=1, width=4000, image_size=224)
+    assert (thin.resized_height, thin.resized_width) == (1, 224)  # never below one pixel
+    with pytest.raises(ValueError, match="height must be a positive int"):
+        B.Letterbox(0, 5, 224)
+
+
+def test_pixel_model_round_trip_and_frame() -> None:
+    size = (500, 37)  # (height, width)
+    full = B.pixel_to_model([[0.0, 0.0, 37.0, 500.0]], size, 224)
+    assert torch.allclose(full, torch.tensor([[0.0, 0.0, 17 / 224, 1.0]]))  # the image fills 17 of 224 columns
+    box = torch.tensor([[3.0, 40.5, 20.25, 499.0]])
+    assert torch.allclose(B.model_to_pixel(B.pixel_to_model(box, size, 224), size, 224), box)
+    whole = B.model_to_pixel([[0.0, 0.0, 1.0, 1.0]], size, 224)  # the padding maps outside and is clamped
+    assert torch.allclose(whole, torch.tensor([[0.0, 0.0, 37.0, 500.0]]))
+
+
+def test_check_in_image_names_box_and_size() -> None:
+    B.check_in_image(torch.tensor([[0.0, 0.0, 50.0, 20.0]]), (20, 50))
+    with pytest.raises(ValueError, match=r"\[0.0, 0.0, 51.0, 20.0\].*\(20, 50\).*clip_boxes"):
+        B.check_in_image(torch.tensor([[0.0, 0.0, 51.0, 20.0]]), (20, 50))
+
+
+def test_round_pixel_boxes() -> None:
+    assert B.round_pixel_boxes(torch.tensor([[0.4, 0.5, 9.49, 9.5]])) == [[0, 1, 9, 10]]
