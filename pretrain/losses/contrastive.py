@@ -1,0 +1,168 @@
+"""Image–text contrastive losses (CLIP InfoNCE, SigLIP) with exact distributed gradients.
+
+Why the gradients are exact. Rank ``r`` computes ``L_r`` from its local rows and the rows of all ranks,
+gathered with ``gather_with_grad``. The backward of that all-gather hands rank ``r`` the **sum over all
+ranks** of ``dL_r'/dx_r`` for its own rows ``x_r``, so the parameter gradient on rank ``r`` is
+``d(sum_r' L_r')/dtheta`` restricted to what flows through ``x_r``; DDP/DeepSpeed then **average** over
+ranks, which yields ``d(mean_r L_r)/dtheta``. Every loss here is therefore scaled so that
+``mean_r L_r`` is the loss of the global batch:
+
+- ``local_loss=True``: local rows against all gathered columns, ``L_r = world * (sum of local row
+  losses) / (global rows)`` (= the mean over local rows when ranks hold equal batches, as open_clip);
+- ``local_loss=False``: the full global matrix on every rank, ``L_r = L_global``; the all-gather backward
+  then sums ``world`` identical copies and the averaging divides them out again.
+
+Per input tensor, the gradient a rank sees for its own rows is ``world`` times that of the single-process
+global loss (DDP's averaging applies that factor to the parameters). Every rank must call each loss every
+step (the gathers are collectives); ranks may hold different numbers of rows.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .distributed import gather_no_grad, gather_sizes, gather_with_grad, global_mean, rank_and_world
+
+MAX_LOGIT_SCALE = 100.0  # CLIP's cap on the inverse temperature
+
+
+def as_float(x: torch.Tensor) -> torch.Tensor:
+    """At least float32: bf16/fp16 activations are promoted for the loss math, float64 stays float64."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """L2-normalise the last dimension in at least float32."""
+    return F.normalize(as_float(x), dim=-1)
+
+
+def inverse_temperature(logit_scale: torch.Tensor) -> torch.Tensor:
+    """``exp(logit_scale)`` clamped at 100 (no gradient to the scale once clamped, as in CLIP)."""
+    return as_float(logit_scale).exp().clamp(max=MAX_LOGIT_SCALE)
+
+
+def zero_with_graph(*tensors: torch.Tensor) -> torch.Tensor:
+    """A scalar zero connected to ``tensors``: backward still runs (and runs the same collectives).
+
+    It sums an empty slice, so NaN or inf in padding cannot leak into it.
+    """
+    return sum(as_float(t).flatten()[:0].sum() for t in tensors)
+
+
+def get_logits(
+    image_features: torch.Tensor, text_features: torch.Tensor, scale: torch.Tensor, local_loss: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scaled cosine logits against the gathered batch.
+
+    image_features, text_features: ``[n, D]`` L2-normalised, pair ``i`` is row ``i`` of both.
+    scale: scalar inverse temperature (see ``inverse_temperature``).
+    Returns ``(logits_per_image, logits_per_text)``: ``[n, G]`` local rows against all ``G`` gathered
+    columns when ``local_loss``, else the global ``[G, G]`` matrix and its transpose.
+    """
+    all_image = gather_with_grad(image_features)
+    all_text = gather_with_grad(text_features)
+    if local_loss:
+        return scale * image_features @ all_text.T, scale * text_features @ all_image.T
+    per_image = scale * all_image @ all_text.T
+    return per_image, per_image.T
+
+
+def get_ground_truth(num_local_rows: int, device: torch.device | str, local_loss: bool = True) -> torch.Tensor:
+    """Column of each row's positive in the gathered batch: ``[n]`` (local) or ``[G]`` (global) longs."""
+    rank, _ = rank_and_world()
+    sizes = gather_sizes(num_local_rows, device)
+    if local_loss:
+        return torch.arange(num_local_rows, device=device) + sum(sizes[:rank])
+    return torch.arange(sum(sizes), device=device)
+
+
+def paired_infonce(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    logit_scale: torch.Tensor,
+    *,
+    local_loss: bool = True,
+    symmetric: bool = True,
+    filter_threshold: float | None = None,
+) -> tuple[torch.Tensor, int]:
+    """InfoNCE over the pairs ``(queries[i], keys[i])`` of the global batch: this rank's share and the count.
+
+    queries, keys: ``[n, D]`` raw embeddings of this rank's pairs (already stripped of padding; ``n`` may
+    differ between ranks and may be 0). Each query's candidates are all keys of the global batch (and, if
+    ``symmetric``, each key's candidates are all queries); the loss is the mean over global pairs of the
+    cross-entropy (the average of both directions when ``symmetric``).
+    filter_threshold: drop from a row's denominator every candidate ``j`` whose **key** has cosine similarity
+    ``> filter_threshold`` with the row's own key (CLOC's text filter: near-duplicate captions are not
+    negatives). Computed without gradient; the positive always stays. ``None`` disables it.
+    Returns ``(L_r, G)``: ``L_r`` averages over ranks to the global loss (0 with a graph when ``G == 0``).
+    """
+    q, k = normalize(queries), normalize(keys)
+    scale = inverse_temperature(logit_scale)
+    per_query, per_key = get_logits(q, k, scale, local_loss)
+    labels = get_ground_truth(q.shape[0], q.device, local_loss)
+    count = per_query.shape[1]
+    if filter_threshold is not None:
+        with torch.no_grad():
+            all_k = gather_no_grad(k)
+            row_k = k if local_loss else all_k
+            drop = row_k @ all_k.T > filter_threshold
+            drop[torch.arange(labels.numel(), device=drop.device), labels] = False
+        # The same pairs leave both directions: the candidate's caption is what duplicates the row's.
+        per_query = per_query.masked_fill(drop, float("-inf"))
+        per_key = per_key.masked_fill(drop, float("-inf"))
+    total = F.cross_entropy(per_query, labels, reduction="sum")
+    if symmetric:
+        total = 0.5 * (total + F.cross_entropy(per_key, labels, reduction="sum"))
+    if local_loss:
+        return global_mean(total, count), count
+    return total / max(count, 1), count
+
+
+def clip_loss(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    logit_scale: torch.Tensor,
+    local_loss: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Symmetric CLIP InfoNCE over the global batch → ``{"clip": loss}``.
+
+    image_embeds, text_embeds: ``[B, D]`` raw embeddings, row ``i`` of each is a positive pair.
+    logit_scale: scalar, log of the inverse temperature (a Parameter): exponentiated and clamped at 100.
+    local_loss: local rows against all gathered columns (cheaper) or the whole global matrix on every rank;
+    both give the same loss on average and the same gradients after DDP/DeepSpeed averaging.
+    """
+    check_same_shape(image_embeds, text_embeds, "image_embeds", "text_embeds", "[B, D]")
+    loss, _ = paired_infonce(image_embeds, text_embeds, logit_scale, local_loss=local_loss)
+    return {"clip": loss}
+
+
+def siglip_loss(
+    image_embeds: torch.Tensor,
+    text_embeds: torch.Tensor,
+    logit_scale: torch.Tensor,
+    logit_bias: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """SigLIP pairwise sigmoid loss → ``{"siglip": loss}``.
+
+    image_embeds, text_embeds: ``[B, D]`` raw embeddings. logit_scale: log inverse temperature (exp, clamp
+    100); logit_bias: scalar added to every logit. Label ``+1`` on the diagonal, ``-1`` elsewhere;
+    ``-log sigmoid(label * logit)`` summed over the texts of the global batch (gathered with gradient) and
+    divided by the local batch size, as in the SigLIP paper (exactly: ``world * local sum / global B``).
+    """
+    check_same_shape(image_embeds, text_embeds, "image_embeds", "text_embeds", "[B, D]")
+    image, text = normalize(image_embeds), normalize(text_embeds)
+    logits = inverse_temperature(logit_scale) * image @ gather_with_grad(text).T + as_float(logit_bias)
+    positive = get_ground_truth(image.shape[0], image.device)
+    signs = -torch.ones_like(logits)
+    signs[torch.arange(image.shape[0], device=image.device), positive] = 1.0
+    total = -F.logsigmoid(signs * logits).sum()
+    return {"siglip": global_mean(total, logits.shape[1])}
+
+
+def check_same_shape(
+    a: torch.Tensor, b: torch.Tensor, a_name: str, b_name: str, layout: str, last: int | None = None
+) -> None:
+    """``ValueError`` unless ``a`` and ``b`` have one shape with as many dims as ``layout`` (e.g. "[B, D]")."""
+    if a.dim() != layout.count(",") + 1 or a.shape != b.shape or (last is not None and a.shape[-1] != last):
+        raise ValueError(f"{a_name} and {b_name} must both be {layout}; got {tuple(a.shape)} and {tuple(b.shape)}")

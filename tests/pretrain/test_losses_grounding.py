@@ -1,0 +1,68 @@
+"""CLOC grounding loss and region weighting against hand-written loops."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from loclip.pretrain.losses import grounding_loss, region_weight
+
+
+def ref_giou(p: list[float], t: list[float]) -> float:
+    """GIoU of two xyxy boxes, by hand."""
+    iw = max(0.0, min(p[2], t[2]) - max(p[0], t[0]))
+    ih = max(0.0, min(p[3], t[3]) - max(p[1], t[1]))
+    inter = iw * ih
+    union = (p[2] - p[0]) * (p[3] - p[1]) + (t[2] - t[0]) * (t[3] - t[1]) - inter
+    hull = (max(p[2], t[2]) - min(p[0], t[0])) * (max(p[3], t[3]) - min(p[1], t[1]))
+    return inter / union - (hull - union) / hull
+
+
+def random_boxes(*shape: int) -> torch.Tensor:
+    corners = torch.rand(*shape, 2, 2, dtype=torch.float64)
+    return torch.cat([corners.amin(-2), corners.amax(-2)], -1)
+
+
+MASK = torch.tensor([[1, 0, 1], [0, 0, 0], [1, 1, 0]], dtype=torch.bool)
+
+
+def test_l2_and_l1_giou_match_loops_over_valid_boxes() -> None:
+    pred, target = random_boxes(3, 3), random_boxes(3, 3)
+    pred[0, 1] = torch.nan  # padding may hold anything
+    valid = MASK.nonzero().tolist()
+    l2 = sum(sum((pred[b, m, c] - target[b, m, c]).item() ** 2 for c in range(4)) for b, m in valid) / len(valid)
+    l1 = sum(sum(abs((pred[b, m, c] - target[b, m, c]).item()) for c in range(4)) for b, m in valid) / len(valid)
+    giou = sum(1 - ref_giou(pred[b, m].tolist(), target[b, m].tolist()) for b, m in valid) / len(valid)
+    assert grounding_loss(pred, target, MASK)["ground_l2"].item() == pytest.approx(l2, rel=1e-12)
+    terms = grounding_loss(pred, target, MASK, kind="l1_giou", giou_weight=2.0)
+    assert set(terms) == {"ground_l1", "ground_giou"}
+    assert terms["ground_l1"].item() == pytest.approx(l1, rel=1e-12)
+    assert terms["ground_giou"].item() == pytest.approx(2.0 * giou, rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["l2", "l1_giou"])
+def test_gradients_reach_valid_predictions_only(kind: str) -> None:
+    pred = random_boxes(3, 3).requires_grad_()
+    loss = sum(grounding_loss(pred, random_boxes(3, 3), MASK, kind=kind).values())
+    (g,) = torch.autograd.grad(loss, [pred])
+    assert g[MASK].abs().sum(-1).gt(0).all() and g[~MASK].abs().sum() == 0
+
+
+def test_no_valid_box_is_zero_with_a_graph() -> None:
+    pred = random_boxes(2, 2).requires_grad_()
+    terms = grounding_loss(pred, random_boxes(2, 2), torch.zeros(2, 2, dtype=torch.bool), kind="l1_giou")
+    sum(terms.values()).backward()
+    assert all(v == 0 for v in terms.values()) and pred.grad.abs().sum() == 0
+
+
+def test_grounding_rejects_bad_arguments() -> None:
+    with pytest.raises(ValueError, match="kind"):
+        grounding_loss(random_boxes(1, 1), random_boxes(1, 1), torch.ones(1, 1), kind="smooth_l1")
+    with pytest.raises(ValueError, match="target_boxes"):
+        grounding_loss(random_boxes(1, 2), random_boxes(1, 1), torch.ones(1, 2))
+
+
+def test_region_weight_is_lambda_times_the_share_of_images_with_regions() -> None:
+    assert region_weight(torch.tensor([True, False, True, True]), 0.4).item() == pytest.approx(0.3)
+    assert region_weight(torch.zeros(3, dtype=torch.bool), 1.0).item() == 0
+    assert region_weight(torch.zeros(0, dtype=torch.bool), 1.0).item() == 0
