@@ -255,9 +255,10 @@ class LoclipModel(LoclipPreTrainedModel):
         self.text_projection = (
             nn.Linear(config.text_config.hidden_size, config.projection_dim, bias=False) if text_spec.projects else None
         )
-        self.logit_scale = nn.Parameter(torch.tensor(float(config.logit_scale_init_value)))
+        # Shape [1], not a 0-dim scalar: DeepSpeed's parameter broadcast views tensors as bytes, which 0-dim can't.
+        self.logit_scale = nn.Parameter(torch.tensor([float(config.logit_scale_init_value)]))
         bias = config.logit_bias_init_value
-        self.logit_bias = nn.Parameter(torch.tensor(float(bias))) if bias is not None else None
+        self.logit_bias = nn.Parameter(torch.tensor([float(bias)])) if bias is not None else None
         self.post_init()
 
     # ------------------------------------------------------------------------------------- features

@@ -1,0 +1,86 @@
+"""Reading one ``ShardSpec`` into memory as undecoded ``RawSample``s (images stay bytes until decoded).
+
+Tar shards are streamed through ``webdataset.gopen`` (local paths, ``pipe:``, http(s), …) and its
+``tar_file_iterator``; consecutive members sharing a key form one sample, as in webdataset. A shard that
+cannot be opened, or fails part-way (truncated file, failing pipe), is counted and its members read until
+then are kept: the failure is reported, the run goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+
+from webdataset.gopen import gopen
+from webdataset.tariterators import base_plus_ext, tar_file_iterator
+
+from .skips import MEMBER_BAD_NAME, SHARD_TRUNCATED, SHARD_UNREADABLE, SkipCounter
+from .sources import ShardSpec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RawSample:
+    """One sample as stored: ``files`` maps a lower-case extension (``"json"``, ``"png"``, …) to bytes.
+    ``image_root`` is set for JSONL samples, whose image is the file named by the JSON's ``"image"``."""
+
+    key: str
+    files: dict[str, bytes] = field(default_factory=dict)
+    source: str = ""
+    image_root: str | None = None
+
+
+def read_members(spec: ShardSpec, counter: SkipCounter) -> list[RawSample]:
+    """All samples of ``spec`` in stored order; problems with the container itself go to ``counter``."""
+    return _read_jsonl_chunk(spec, counter) if spec.kind == "jsonl" else _read_tar(spec.url, counter)
+
+
+def _read_tar(url: str, counter: SkipCounter) -> list[RawSample]:
+    samples: list[RawSample] = []
+    try:
+        stream = gopen(url, "rb")
+    except Exception as e:  # any opener failure (missing file, unknown scheme, …) is a data problem here
+        _shard_failed(counter, SHARD_UNREADABLE, url, e)
+        return samples
+    error: BaseException | None = None
+    try:
+        for member in tar_file_iterator(stream):
+            key, ext = base_plus_ext(member["fname"])
+            if key is None:
+                counter.add(MEMBER_BAD_NAME, f"{member['fname']!r} in {url}")
+                continue
+            if not samples or samples[-1].key != key:
+                samples.append(RawSample(key, {}, url))
+            samples[-1].files[ext.lower()] = member["data"]
+    except Exception as e:  # tarfile.ReadError, EOFError, a pipe's non-zero exit, a network error, …
+        error = e
+    try:
+        stream.close()  # a pipe reports its exit status here
+    except Exception as e:
+        error = error or e
+    if error is not None:
+        _shard_failed(counter, SHARD_TRUNCATED if samples else SHARD_UNREADABLE, url, error)
+    return samples
+
+
+def _read_jsonl_chunk(spec: ShardSpec, counter: SkipCounter) -> list[RawSample]:
+    samples: list[RawSample] = []
+    name = os.path.basename(spec.url)
+    try:
+        with open(spec.url, "rb") as f:
+            f.seek(spec.offset)
+            for i in range(spec.lines):
+                line = f.readline()
+                if line.strip():  # blank lines are not samples
+                    key = f"{name}:{spec.first_line + i}"
+                    samples.append(RawSample(key, {"json": line}, spec.url, spec.image_root))
+    except OSError as e:
+        _shard_failed(counter, SHARD_TRUNCATED if samples else SHARD_UNREADABLE, spec.url, e)
+    return samples
+
+
+def _shard_failed(counter: SkipCounter, reason: str, url: str, error: BaseException) -> None:
+    counter.add(reason, url)
+    logger.warning("data source %s: %s (%s: %s)", url, reason, type(error).__name__, error)

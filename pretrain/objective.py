@@ -1,0 +1,93 @@
+"""The pretraining objective: one module the DeepSpeed engine wraps, batch in, (loss, named terms) out.
+
+It runs the vision trunk once and the text tower once (captions, sub-captions and region phrases
+together, valid rows only), then the loss terms the recipe turns on.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from loclip.encoder import LoclipModel
+
+from .config import LossRecipe
+from .losses import (
+    clip_loss,
+    grounding_loss,
+    grouping_loss,
+    multi_positive_loss,
+    region_text_loss,
+    region_weight,
+    siglip_loss,
+)
+
+
+def _encode_rows(model: LoclipModel, ids: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Text embeddings for the rows of ``ids [..., L]`` where ``valid [...]``; zeros elsewhere. → ``[..., D]``."""
+    lead = ids.shape[:-1]
+    flat_ids, flat_mask, flat_valid = ids.reshape(-1, ids.shape[-1]), mask.reshape(-1, ids.shape[-1]), valid.reshape(-1)
+    out = torch.zeros(flat_ids.shape[0], model.config.projection_dim, dtype=model.dtype, device=ids.device)
+    if flat_valid.any():
+        emb = model.get_text_features(flat_ids[flat_valid], flat_mask[flat_valid])
+        out = out.index_put((flat_valid.nonzero()[:, 0],), emb.to(out.dtype))
+    return out.reshape(*lead, -1)
+
+
+class PretrainObjective(nn.Module):
+    """Wraps a ``LoclipModel`` so ``forward(batch)`` returns ``(total_loss, {term: value})``.
+
+    Batch keys (from ``loclip.pretrain.data``): ``pixel_values [B,3,S,S]``, ``input_ids``/``attention_mask
+    [B,L]``, ``sub_input_ids``/``sub_attention_mask [B,K,L]``, ``sub_mask [B,K]``, ``boxes [B,M,4]``,
+    ``box_mask [B,M]``, ``region_input_ids``/``region_attention_mask [B,M,L]``, ``has_regions [B]``.
+    """
+
+    def __init__(self, model: LoclipModel, loss: LossRecipe) -> None:
+        super().__init__()
+        self.model = model
+        self.cfg = loss
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model, cfg = self.model, self.cfg
+        vision = model.vision_model
+        enc = vision.encode(batch["pixel_values"])
+        text = model.get_text_features(batch["input_ids"], batch["attention_mask"])
+        scale = model.logit_scale
+        if cfg.contrastive == "siglip":
+            terms = siglip_loss(enc.image_embeds, text, scale, model.logit_bias)
+        else:
+            terms = clip_loss(enc.image_embeds, text, scale, local_loss=cfg.local_loss)
+        weights = {name: 1.0 for name in terms}
+
+        if cfg.subcaptions or cfg.grouping_weight > 0:
+            sub_mask = batch["sub_mask"]
+            sub = _encode_rows(model, batch["sub_input_ids"], batch["sub_attention_mask"], sub_mask)
+            if cfg.subcaptions:
+                mp = multi_positive_loss(enc.image_embeds, sub, sub_mask, scale, local_loss=cfg.local_loss)
+                terms.update(mp)
+                weights.update({k: cfg.subcaption_weight for k in mp})
+            if cfg.grouping_weight > 0:
+                patches = vision.dense_features(enc).flatten(1, 2)  # [B, N, D]
+                grp = grouping_loss(patches, sub, sub_mask, scale, cfg.grouping_delta, cfg.grouping_negatives)
+                terms.update(grp)
+                weights.update({k: cfg.grouping_weight for k in grp})
+
+        if cfg.regions:
+            box_mask, boxes = batch["box_mask"], batch["boxes"]
+            phrases = _encode_rows(model, batch["region_input_ids"], batch["region_attention_mask"], box_mask)
+            if cfg.region_method == "prompter":
+                regions = vision.region_features(enc, boxes, box_mask)
+            else:
+                regions = vision.roi_features(enc, boxes, box_mask)
+            lam = region_weight(batch["has_regions"], cfg.region_lambda)
+            rt = region_text_loss(regions, phrases, box_mask, scale, cfg.text_filter, local_loss=cfg.local_loss)
+            terms.update(rt)
+            weights.update({k: lam for k in rt})
+            if cfg.grounding:
+                pred, _ = vision.ground_features(enc, phrases)
+                gr = grounding_loss(pred, boxes, box_mask, kind=cfg.grounding_kind)
+                terms.update(gr)
+                weights.update({k: lam * cfg.grounding_weight for k in gr})
+
+        total = sum(weights[k] * v for k, v in terms.items())
+        return total, terms

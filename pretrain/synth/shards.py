@@ -1,0 +1,177 @@
+"""Writing a split to disk: webdataset shards, ``sizes.json``, images and ``conversations.json``.
+
+Layout under ``out_dir/{split}/``::
+
+    shard-000000.tar …   members {key}.png and {key}.json, scene by scene
+    sizes.json           {"shard-000000.tar": count, …} in shard order
+    images/{key}.png     the same PNGs, for the LLaVA-style conversation file
+    conversations.json   [{"id", "image": "images/{key}.png", "conversations", "boxes"}, …]
+
+Output is byte-identical for the same arguments: tar headers carry fixed times and owners, PNGs
+are encoded with fixed settings, JSON keeps insertion order. Every file is written to a temporary
+name and renamed, so a crash never leaves a half-written shard under a real name.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .config import SceneConfig, check_int
+from .records import conversation_record, shard_record
+from .scene import generate_scene
+from .world import check_split
+
+SHARD_NAME = "shard-{:06d}.tar"
+_SHARD_PATTERN = re.compile(r"shard-\d{6}\.tar")
+
+
+@dataclass
+class SplitSummary:
+    """What ``write_split`` wrote: the split directory and scenes per shard (in order)."""
+
+    directory: Path
+    sizes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def scenes(self) -> int:
+        return sum(self.sizes.values())
+
+
+def encode_png(image: np.ndarray) -> bytes:
+    """uint8 ``[H, W, 3]`` → PNG bytes (fixed compression, no metadata: same pixels, same bytes)."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def json_bytes(obj: Any) -> bytes:
+    """Compact UTF-8 JSON, keys in insertion order."""
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    """Add ``data`` as ``name`` with a header that depends on nothing but the name and size."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mtime = 0
+    info.mode = 0o644
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    tar.addfile(info, io.BytesIO(data))
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary sibling and a rename."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class _ShardWriter:
+    """Fills ``shard-NNNNNN.tar`` files of ``shard_size`` scenes each, each renamed into place when full."""
+
+    def __init__(self, directory: Path, shard_size: int) -> None:
+        self.directory, self.shard_size = directory, shard_size
+        self.sizes: dict[str, int] = {}
+        self._tar: tarfile.TarFile | None = None
+        self._tmp: Path | None = None
+
+    def add(self, key: str, png: bytes, meta: bytes) -> None:
+        if self._tar is None:
+            name = SHARD_NAME.format(len(self.sizes))
+            self.sizes[name] = 0
+            self._tmp = self.directory / f".{name}.tmp-{os.getpid()}"
+            self._tar = tarfile.open(self._tmp, mode="w", format=tarfile.USTAR_FORMAT)
+        _tar_member(self._tar, f"{key}.png", png)
+        _tar_member(self._tar, f"{key}.json", meta)
+        name = next(reversed(self.sizes))
+        self.sizes[name] += 1
+        if self.sizes[name] == self.shard_size:
+            self.close()
+
+    def close(self) -> None:
+        """Finish the open shard and rename it into place."""
+        if self._tar is not None and self._tmp is not None:
+            self._tar.close()
+            os.replace(self._tmp, self.directory / next(reversed(self.sizes)))
+            self._tar = self._tmp = None
+
+    def abort(self) -> None:
+        """Drop the open shard: an interrupted run must not leave a short shard under a real name."""
+        if self._tar is not None and self._tmp is not None:
+            self._tar.close()
+            self._tmp.unlink(missing_ok=True)
+            self._tar = self._tmp = None
+
+
+def prepare_directory(out_dir: str | os.PathLike, split: str) -> Path:
+    """Create ``out_dir/split/images`` or raise ``ValueError`` saying why ``out_dir`` is unusable."""
+    directory = Path(out_dir) / split
+    try:
+        (directory / "images").mkdir(parents=True, exist_ok=True)
+        probe = directory / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ValueError(f"out_dir {str(out_dir)!r} is not a writable directory: {e}") from e
+    return directory
+
+
+def write_split(
+    out_dir: str | os.PathLike,
+    split: str,
+    num_scenes: int,
+    seed: int,
+    config: SceneConfig | None = None,
+    shard_size: int = 1000,
+    progress: Callable[[int], Any] | None = None,
+) -> SplitSummary:
+    """Generate scenes ``0..num_scenes-1`` of ``split`` and write them under ``out_dir/split``.
+
+    ``progress`` is called with 1 after each scene (e.g. ``tqdm.update``). ``sizes.json`` and
+    ``conversations.json`` are written last, so they exist only for a finished run. Shards left over
+    from an earlier, larger run in the same directory are removed, so a glob sees only this run's shards.
+    """
+    check_split(split)
+    check_int("num_scenes", num_scenes, 1)
+    check_int("seed", seed, 0)
+    check_int("shard_size", shard_size, 1)
+    config = config or SceneConfig()
+    directory = prepare_directory(out_dir, split)
+    for index_file in ("sizes.json", "conversations.json"):  # this run's, or none
+        (directory / index_file).unlink(missing_ok=True)
+
+    writer = _ShardWriter(directory, shard_size)
+    conversations = []
+    try:
+        for index in range(num_scenes):
+            scene = generate_scene(split, index, seed, config)
+            png = encode_png(scene.image)
+            image_name = f"images/{scene.key}.png"
+            (directory / image_name).write_bytes(png)
+            writer.add(scene.key, png, json_bytes(shard_record(scene)))
+            conversations.append(conversation_record(scene, image_name))
+            if progress is not None:
+                progress(1)
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+
+    for stale in directory.iterdir():
+        if _SHARD_PATTERN.fullmatch(stale.name) and stale.name not in writer.sizes:
+            stale.unlink()
+    atomic_write(directory / "sizes.json", json_bytes(writer.sizes))
+    atomic_write(directory / "conversations.json", json_bytes(conversations))
+    return SplitSummary(directory, dict(writer.sizes))

@@ -1,0 +1,87 @@
+"""Box text: the renderer writes what the parser reads; malformed text yields no box, never an error."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from loclip.encoder import boxes
+from loclip.encoder.box_text import parse_boxes, render_box, render_box_list, render_boxes
+
+
+def _bins(*rows: list[int]) -> list[list[float]]:
+    return boxes.from_bins(torch.tensor(rows)).tolist()
+
+
+GOOD = [
+    ("[0, 0, 999, 999]", _bins([0, 0, 999, 999])),
+    ("[12,34,56,78]", _bins([12, 34, 56, 78])),
+    ("  [ 12 ,34,\t56 ,78 ] ", _bins([12, 34, 56, 78])),
+    ("[5, 5, 5, 5]", _bins([5, 5, 5, 5])),  # a degenerate box is still a box
+    ("The star is at [1, 2, 3, 4] and the ring at [5, 6, 7, 8].", _bins([1, 2, 3, 4], [5, 6, 7, 8])),
+    ("[1, 2, 3, 4][5, 6, 7, 8]", _bins([1, 2, 3, 4], [5, 6, 7, 8])),
+    ("[1, 2, 3, 4], [bad], [1000, 0, 5, 5], [5, 6, 7, 8]", _bins([1, 2, 3, 4], [5, 6, 7, 8])),  # bad ones skipped
+]
+
+MALFORMED = [
+    "",
+    "no boxes here",
+    "[1000, 0, 5, 5]",  # over 999
+    "[1, 2, 3]",  # too few
+    "[1, 2, 3, 4, 5]",  # too many
+    "[5, 0, 4, 9]",  # x2 < x1
+    "[0, 9, 5, 3]",  # y2 < y1
+    "[-1, 0, 5, 5]",
+    "[0.5, 0, 5, 5]",
+    "[1e2, 0, 5, 5]",
+    "[0001, 2, 3, 4]",  # more than three digits
+    "[a, b, c, d]",
+    "[1, 2, 3, 4",  # unclosed
+    "1, 2, 3, 4",
+    "[1,, 2, 3, 4]",
+    "[1 2 3 4]",
+    "[\u0663, 0, 5, 5]",  # a non-ASCII digit
+    "[" + "9" * 5000 + ", 0, 0, 0]",  # int() of this would raise in Python >= 3.11
+]
+
+
+@pytest.mark.parametrize("text, expected", GOOD)
+def test_parse_good(text: str, expected: list[list[float]]) -> None:
+    assert parse_boxes(text) == expected  # same from_bins arithmetic: exactly equal
+
+
+@pytest.mark.parametrize("text", MALFORMED)
+def test_parse_malformed_gives_no_box(text: str) -> None:
+    assert parse_boxes(text) == []
+
+
+@pytest.mark.parametrize("value", [None, 12, b"[1, 2, 3, 4]", ["[1, 2, 3, 4]"]])
+def test_parse_non_string_gives_no_box(value: object) -> None:
+    assert parse_boxes(value) == []  # type: ignore[arg-type]
+
+
+def test_render_format() -> None:
+    assert render_box([0.0, 0.0, 1.0, 1.0]) == "[0, 0, 999, 999]"
+    assert render_box(torch.tensor([0.1, 0.25, 0.5, 0.75])) == "[100, 250, 500, 749]"
+    assert render_boxes([[0, 0, 1, 1], [0, 0, 0, 0]]) == "[0, 0, 999, 999], [0, 0, 0, 0]"
+    assert render_box_list([[0, 0, 1, 1], [0, 0, 0, 0]]) == ["[0, 0, 999, 999]", "[0, 0, 0, 0]"]
+
+
+def test_round_trip_within_half_a_bin() -> None:
+    g = torch.Generator().manual_seed(0)
+    lo, hi = torch.rand(50, 2, generator=g), torch.rand(50, 2, generator=g)
+    b = torch.cat([torch.minimum(lo, hi), torch.maximum(lo, hi)], dim=1)
+    back = torch.tensor(parse_boxes(render_boxes(b)))
+    assert back.shape == (50, 4)
+    assert (back - b).abs().max() <= 0.5 / 999 + 1e-6
+
+
+@pytest.mark.parametrize("bad", [[0.0, 0.0, 1.5, 1.0], [0.6, 0.0, 0.5, 1.0], [float("nan"), 0, 1, 1]])
+def test_render_rejects_invalid_boxes(bad: list[float]) -> None:
+    with pytest.raises(ValueError):
+        render_box(bad)
+
+
+def test_render_box_wants_one_box() -> None:
+    with pytest.raises(ValueError, match="shape"):
+        render_box([[0.0, 0.0, 1.0, 1.0]])

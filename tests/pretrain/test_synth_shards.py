@@ -1,0 +1,200 @@
+"""Writing and reading the world: byte-identical shards, the DESIGN.md schema through webdataset,
+the conversation file, and clear errors for bad arguments (library and CLI)."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import webdataset as wds
+from transformers import AutoTokenizer
+
+from loclip.pretrain.synth import (
+    COLOURS,
+    SceneConfig,
+    generate_scene,
+    read_conversations,
+    read_split,
+    shard_paths,
+    shard_record,
+    write_split,
+)
+from loclip.pretrain.synth.cli import main
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_byte_identical_different_seed_different(
+    written: Path, tmp_path: Path, synth_seed: int, synth_config: SceneConfig
+) -> None:
+    write_split(tmp_path / "again", "train", 23, synth_seed, synth_config, shard_size=5)
+    write_split(tmp_path / "other", "train", 23, synth_seed + 1, synth_config, shard_size=5)
+    first, again, other = (_files(d / "train") for d in (written, tmp_path / "again", tmp_path / "other"))
+    assert first == again
+    assert first.keys() == other.keys()
+    assert first["shard-000000.tar"] != other["shard-000000.tar"]
+
+
+def test_layout_and_sizes(written: Path) -> None:
+    sizes = json.loads((written / "train" / "sizes.json").read_text())
+    assert sizes == {f"shard-{i:06d}.tar": 5 for i in range(4)} | {"shard-000004.tar": 3}
+    assert sorted(p.name for p in (written / "train").glob("shard-*.tar")) == list(sizes)
+    assert not list(written.rglob(".*tmp*"))  # temporary files were all renamed
+    assert len(list((written / "train" / "images").glob("*.png"))) == 23
+    with tarfile.open(written / "train" / "shard-000004.tar") as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == [f"train-{i:08d}.{ext}" for i in (20, 21, 22) for ext in ("png", "json")]
+    # headers carry nothing from the machine or the clock, so reruns are byte-identical anywhere
+    assert {(m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) for m in members} == {(0, 0, 0, "", "", 0o644)}
+
+
+def test_webdataset_reads_the_schema(written: Path) -> None:
+    urls = [str(p) for p in shard_paths(written, "train")]
+    samples = list(wds.WebDataset(urls, shardshuffle=False).decode("pil"))
+    assert len(samples) == 23
+    for sample in samples:
+        meta, image = sample["json"], sample["png"]
+        assert image.size == (meta["width"], meta["height"]) == (48, 48)
+        assert isinstance(meta["caption"], str) and meta["caption"]
+        assert isinstance(meta["long_captions"], list) and all(isinstance(c, str) for c in meta["long_captions"])
+        assert len(meta["regions"]) == len(meta["objects"]) >= 1
+        for region in meta["regions"]:
+            x1, y1, x2, y2 = region["bbox"]
+            assert 0 <= x1 < x2 <= 48 and 0 <= y1 < y2 <= 48 and isinstance(region["phrase"], str)
+
+
+def test_read_split_matches_a_scene_regenerated_alone(
+    written: Path, synth_seed: int, synth_config: SceneConfig
+) -> None:
+    records = list(read_split(written, "train"))
+    assert [r.key for r in records] == [f"train-{i:08d}" for i in range(23)]
+    scene = generate_scene("train", 13, synth_seed, synth_config)
+    assert records[13].meta == json.loads(json.dumps(shard_record(scene)))
+    assert np.array_equal(np.asarray(records[13].image), scene.image)
+
+
+def test_written_boxes_are_tight_in_the_decoded_pixels(written: Path) -> None:
+    """Decode the PNGs: a region of a colour no other object has is exactly the pixels of that colour."""
+    checked = 0
+    for record in read_split(written, "novel"):
+        pixels = np.asarray(record.image)
+        colours = [o["colour"] for o in record.meta["objects"]]
+        for obj, region in zip(record.meta["objects"], record.meta["regions"]):
+            if colours.count(obj["colour"]) == 1:
+                ys, xs = np.nonzero((pixels == COLOURS[obj["colour"]]).all(-1))
+                assert region["bbox"] == [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+                checked += 1
+    assert checked >= 6
+
+
+def test_conversations_file(written: Path) -> None:
+    records = read_conversations(written, "train")
+    assert [r["id"] for r in records] == [f"train-{i:08d}" for i in range(23)]
+    for record in records:
+        assert (written / "train" / record["image"]).is_file()
+        assert record["conversations"][0] == {"from": "human", "value": record["conversations"][0]["value"]}
+        assert record["conversations"][0]["value"].startswith("<image>\n")
+        n_regions = sum(t["value"].count("<region>") for t in record["conversations"])
+        assert len(record["boxes"]) == n_regions and all(len(b) == 4 for b in record["boxes"])
+
+
+def test_rewrite_removes_stale_shards(tmp_path: Path, synth_config: SceneConfig) -> None:
+    write_split(tmp_path, "val", 12, 0, synth_config, shard_size=4)
+    write_split(tmp_path, "val", 5, 0, synth_config, shard_size=4)
+    assert sorted(p.name for p in (tmp_path / "val").glob("shard-*.tar")) == ["shard-000000.tar", "shard-000001.tar"]
+    assert len(list(read_split(tmp_path, "val"))) == 5
+
+
+def test_interrupted_run_leaves_no_partial_shard_and_no_sizes(tmp_path: Path, synth_config: SceneConfig) -> None:
+    write_split(tmp_path, "test", 3, 0, synth_config)
+    done = 0
+
+    def interrupt(n: int) -> None:
+        nonlocal done
+        done += n
+        if done == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_split(tmp_path, "test", 20, 0, synth_config, shard_size=5, progress=interrupt)
+    names = sorted(p.name for p in (tmp_path / "test").iterdir() if p.is_file())
+    assert names == ["shard-000000.tar"]  # the full shard only: no temporary files, no index files
+    with pytest.raises(ValueError, match="no 'test' split"):
+        list(read_split(tmp_path, "test"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_scenes": 0}, "num_scenes"),
+        ({"num_scenes": -3}, "num_scenes"),
+        ({"split": "holdout"}, "split"),
+        ({"shard_size": 0}, "shard_size"),
+        ({"seed": -1}, "seed"),
+    ],
+)
+def test_write_split_bad_arguments(tmp_path: Path, kwargs: dict, match: str) -> None:
+    args = {"out_dir": tmp_path, "split": "train", "num_scenes": 2, "seed": 0, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        write_split(**args)
+
+
+def test_unwritable_directory_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ValueError, match="out_dir .* not a writable directory"):
+        write_split(blocker / "out", "train", 2, 0)
+
+
+def test_read_missing_split_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="no 'test' split"):
+        list(read_split(tmp_path, "test"))
+
+
+def test_cli_writes_every_split_and_a_loadable_tokenizer(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    main(["--out", str(tmp_path), "--scenes", "20", "--seed", "3", "--image-size", "48", "--shard-size", "8",
+          "--no-progress"])  # fmt: skip
+    sizes = {s: json.loads((tmp_path / s / "sizes.json").read_text()) for s in ("train", "val", "test", "novel")}
+    counts = {s: sum(v.values()) for s, v in sizes.items()}
+    assert counts == {"train": 20, "val": 2, "test": 2, "novel": 2}
+    world = json.loads((tmp_path / "world.json").read_text())
+    assert world["seed"] == 3 and world["config"]["image_size"] == 48 and len(world["novel_pairs"]) == 8
+    tok = AutoTokenizer.from_pretrained(tmp_path / "tokenizer")
+    assert tok.unk_token_id not in tok(next(read_split(tmp_path, "val")).meta["long_captions"][0])["input_ids"]
+    assert "20 scenes" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--scenes", "0"], "--scenes: must be >= 1"),
+        (["--scenes", "-2"], "--scenes: must be >= 1"),
+        (["--scenes", "many"], "--scenes: expected an integer"),
+        (["--scenes", "3", "--split", "holdout"], "invalid choice: 'holdout'"),
+        (["--scenes", "3", "--image-size", "16"], "image_size must be an int in [32, 1024], got 16"),
+    ],
+)
+def test_cli_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(tmp_path), *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_cli_unwritable_out(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit):
+        main(["--out", str(blocker), "--scenes", "3"])
+    assert "not a writable directory" in capsys.readouterr().err
+
+
+def test_image_size_flows_through(tmp_path: Path) -> None:
+    write_split(tmp_path, "test", 2, 0, SceneConfig(image_size=96))
+    record = next(read_split(tmp_path, "test"))
+    assert record.image.size == (96, 96) and record.meta["width"] == 96
