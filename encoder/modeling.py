@@ -109,6 +109,7 @@ class LoclipPreTrainedModel(PreTrainedModel):
         elif isinstance(module, Prompter):
             init.normal_(module.corner_embed, std=std)
             init.normal_(module.phrase_embed, std=std)
+            init.ones_(module.locality)
         elif isinstance(module, LoclipModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
             if module.logit_bias is not None:
@@ -192,7 +193,7 @@ class LoclipVisionModel(LoclipPreTrainedModel):
         if boxes.shape[1] == 0:
             return enc.image_embeds.new_zeros(boxes.shape[0], 0, self.config.projection_dim)
         prompts = self.prompter.embed_boxes(boxes.to(enc.patch_tokens.dtype))
-        pooled = self.prompter(enc.patch_tokens, enc.grid, prompts)
+        pooled = self.prompter(enc.patch_tokens, enc.grid, prompts, boxes.to(enc.patch_tokens.dtype))
         return self.region_projection(pooled) * box_mask[..., None]
 
     def roi_features(

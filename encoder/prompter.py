@@ -18,6 +18,9 @@ from torch import nn
 from .boxes import cxcywh_to_xyxy
 
 
+_MIN_COVERAGE = 1e-2  # floor of the attention prior: a patch outside the box gets locality * log(0.01)
+
+
 class SinusoidalPointEncoding(nn.Module):
     """Fixed sinusoidal features of 2-D points in [0, 1], followed by a learned linear map.
 
@@ -76,6 +79,10 @@ class Prompter(nn.Module):
         hidden = int(width * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(width, hidden), nn.GELU(), nn.Linear(hidden, width))
         self.norm_out = nn.LayerNorm(width, eps=eps)
+        # Box-aware attention prior: a box prompt's logit to a patch gets locality * log(share of the patch
+        # inside the box) (floored), so attention starts on the box and content decides within it. Learnable,
+        # so training may relax it; shape [1] for DeepSpeed's parameter broadcast.
+        self.locality = nn.Parameter(torch.ones(1))
 
     def embed_boxes(self, boxes: torch.Tensor) -> torch.Tensor:
         """boxes ``[B, R, 4]`` normalised xyxy → prompt tokens ``[B, R, 2, W]`` (one per corner)."""
@@ -98,13 +105,31 @@ class Prompter(nn.Module):
         pts = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(h * w, 2)
         return self.point_encoding(pts).to(dtype)
 
-    def forward(self, patch_tokens: torch.Tensor, grid: tuple[int, int], prompts: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def patch_coverage(boxes: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Share of each patch cell inside each box: boxes ``[B, R, 4]`` → ``[B, R, h*w]`` in [0, 1]."""
+        h, w = grid
+        edges_x = torch.arange(w + 1, device=boxes.device, dtype=boxes.dtype) / w
+        edges_y = torch.arange(h + 1, device=boxes.device, dtype=boxes.dtype) / h
+
+        def overlap(lo: torch.Tensor, hi: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+            inter = torch.minimum(hi[..., None], edges[1:]) - torch.maximum(lo[..., None], edges[:-1])
+            return inter.clamp(min=0) * (edges.numel() - 1)  # [B, R, cells], as a share of one cell
+
+        ox = overlap(boxes[..., 0], boxes[..., 2], edges_x)  # [B, R, w]
+        oy = overlap(boxes[..., 1], boxes[..., 3], edges_y)  # [B, R, h]
+        return (oy[..., :, None] * ox[..., None, :]).flatten(-2)
+
+    def forward(
+        self, patch_tokens: torch.Tensor, grid: tuple[int, int], prompts: torch.Tensor, boxes: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Run the layer for every prompt.
 
         Args:
             patch_tokens: ``[B, N, W]`` final trunk tokens of the patches (``N = h * w``).
             grid: ``(h, w)`` patches per column and row.
             prompts: ``[B, R, T, W]`` prompt tokens (``T`` = 2 for a box, 1 for a phrase).
+            boxes: ``[B, R, 4]`` for box prompts (adds the box-aware attention prior), ``None`` for phrases.
 
         Returns:
             ``[B, R, W]``: the mean of each prompt's output tokens after the layer and a final norm.
@@ -124,10 +149,15 @@ class Prompter(nn.Module):
         k = split(torch.cat([self.k_proj(ctx), self.k_proj(xn)], dim=1))
         v = split(torch.cat([self.v_proj(ctx), self.v_proj(xn)], dim=1))
         owner = torch.arange(r, device=x.device).repeat_interleave(t)  # prompt index of each token
-        mask = torch.cat(
-            [torch.ones(r * t, n, dtype=torch.bool, device=x.device), owner[:, None] == owner[None, :]], dim=1
-        )  # [R*T, N + R*T]: all patches, own tokens only
-        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        own = torch.zeros(r * t, r * t, dtype=q.dtype, device=x.device)
+        own = own.masked_fill(owner[:, None] != owner[None, :], float("-inf"))  # own tokens only
+        if boxes is None:
+            patch_bias = torch.zeros(b, r * t, n, dtype=q.dtype, device=x.device)
+        else:
+            cover = self.patch_coverage(boxes.to(q.dtype), grid).clamp(min=_MIN_COVERAGE)  # [B, R, N]
+            patch_bias = (self.locality.to(q.dtype) * cover.log()).repeat_interleave(t, dim=1)  # [B, R*T, N]
+        bias = torch.cat([patch_bias, own.expand(b, -1, -1)], dim=-1)[:, None]  # [B, 1, R*T, N + R*T]
+        attn = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         x = x + self.out_proj(attn.transpose(1, 2).reshape(b, r * t, width))
         x = x + self.mlp(self.norm_mlp(x))
         x = self.norm_out(x)

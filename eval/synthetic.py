@@ -1,113 +1,72 @@
-"""Held-out evaluation of an encoder on the synthetic world.
+"""Held-out evaluation of an encoder on the synthetic world: the pretraining run's yardstick.
 
-Region classification: each ground-truth box, embedded by the prompter (or RoIAlign), is classified
-among every phrase the world can say ("small red circle", …: sizes × colours × shapes).
-Grounding: the box head's box for each phrase that names one object alone, IoU >= 0.5.
-Retrieval: image ↔ caption R@1, both directions averaged; identical captions all count as positives.
-Long captions exceed the text context, so a long caption's embedding is the mean of its sentences'
-normalised embeddings (sub-caption averaging).
+``evaluate_split`` reports four figures (the keys ``loclip-pretrain`` logs):
+- ``region_acc``: top-1 region classification of every object box among all the world's phrases
+  (bare phrases, no template);
+- ``grounding_acc50``: box-head accuracy at IoU >= 0.5 for phrases naming one object alone;
+- ``retrieval_r1`` / ``long_retrieval_r1``: image ↔ caption R@1, both directions averaged, for the short
+  and the long captions (long ones sub-caption averaged when over the text context); identical captions
+  all count as positives.
 """
 
 from __future__ import annotations
 
-import re
-from itertools import islice, product
-
-import torch
-import torch.nn.functional as F
-
 from loclip.encoder import LoclipModel
 from loclip.encoder.processing import LoclipProcessor
-from loclip.pretrain.synth import COLOURS, SHAPES, SIZES, read_split
 
-from .metrics import iou_accuracy, recall_at_k, top1_accuracy
-
-ALL_PHRASES: tuple[str, ...] = tuple(f"{s} {c} {h}" for s, c, h in product(SIZES, COLOURS, SHAPES))
-
-
-def _sentences(text: str) -> list[str]:
-    return [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if s.strip()]
-
-
-@torch.no_grad()
-def embed_texts(model: LoclipModel, processor: LoclipProcessor, texts: list[str], batch_size: int = 256) -> torch.Tensor:
-    """Normalised text embeddings ``[len(texts), D]``."""
-    out = []
-    for i in range(0, len(texts), batch_size):
-        enc = processor(text=texts[i : i + batch_size], return_tensors="pt")
-        out.append(F.normalize(model.get_text_features(enc["input_ids"], enc["attention_mask"]), dim=-1))
-    return torch.cat(out) if out else torch.zeros(0, model.config.projection_dim)
+from .embed import embed_images
+from .grounding import evaluate_grounding
+from .prompts import BARE
+from .region_cls import evaluate_region_classification
+from .report import TaskResult
+from .retrieval import evaluate_retrieval
+from .synth_data import read_scenes, synthetic_captions, synthetic_regions
 
 
-@torch.no_grad()
+def synthetic_results(
+    model: LoclipModel, processor: LoclipProcessor, synth_dir: str, split: str, max_scenes: int | None = 200,
+    batch_size: int = 64, region_method: str = "prompter", progress: bool = False,
+) -> list[TaskResult]:
+    """The full results on one split: region classification, grounding, short and long retrieval."""
+    model.eval()
+    records = read_scenes(synth_dir, split, max_scenes)
+    short, long = synthetic_captions(records), synthetic_captions(records, long=True)
+    images = embed_images(model, processor, [item.image for item in short.items], batch_size, progress)
+    return [
+        evaluate_region_classification(model, processor, synthetic_regions(records), region_method, BARE,
+                                       batch_size, progress),
+        evaluate_grounding(model, processor, synthetic_regions(records, unique_only=True), batch_size, progress),
+        evaluate_retrieval(model, processor, short, batch_size=batch_size, progress=progress, image_emb=images),
+        evaluate_retrieval(model, processor, long, batch_size=batch_size, progress=progress, image_emb=images),
+    ]
+
+
+def summarize(results: list[TaskResult]) -> dict[str, float]:
+    """``synthetic_results`` → the four headline figures (module docstring)."""
+    region, ground, short, long = results
+    return {"region_acc": region.metrics["top1"], "grounding_acc50": ground.metrics["acc@0.5"],
+            "retrieval_r1": _both_r1(short), "long_retrieval_r1": _both_r1(long)}
+
+
+def _both_r1(result: TaskResult) -> float:
+    return (result.metrics["i2t_R@1"] + result.metrics["t2i_R@1"]) / 2
+
+
 def evaluate_split(
-    model: LoclipModel,
-    processor: LoclipProcessor,
-    synth_dir: str,
-    split: str,
-    max_scenes: int = 200,
-    batch_size: int = 64,
-    region_method: str = "prompter",
+    model: LoclipModel, processor: LoclipProcessor, synth_dir: str, split: str, max_scenes: int = 200,
+    batch_size: int = 64, region_method: str = "prompter",
 ) -> dict[str, float]:
     """Metrics on one split: region_acc, grounding_acc50, retrieval_r1, long_retrieval_r1."""
-    model.eval()
-    records = list(islice(read_split(synth_dir, split), max_scenes))
-    label_emb = embed_texts(model, processor, list(ALL_PHRASES))
-    label_index = {p: i for i, p in enumerate(ALL_PHRASES)}
-    region_scores, region_targets, ground_pred, ground_true, image_emb = [], [], [], [], []
-    for start in range(0, len(records), batch_size):
-        chunk = records[start : start + batch_size]
-        regions = [[r["bbox"] for r in rec.meta["regions"]] for rec in chunk]
-        inputs = processor(images=[rec.image for rec in chunk], boxes=regions, return_tensors="pt")
-        enc = model.vision_model.encode(inputs["pixel_values"])
-        image_emb.append(F.normalize(enc.image_embeds, dim=-1))
-        fn = model.vision_model.region_features if region_method == "prompter" else model.vision_model.roi_features
-        reg = F.normalize(fn(enc, inputs["boxes"], inputs["box_mask"]), dim=-1)
-        for b, rec in enumerate(chunk):
-            phrases = [r["phrase"] for r in rec.meta["regions"]]
-            region_scores.append(reg[b, : len(phrases)] @ label_emb.t())
-            region_targets += [label_index[p] for p in phrases]
-        # grounding: phrases naming exactly one object in the scene
-        for b, rec in enumerate(chunk):
-            phrases = [r["phrase"] for r in rec.meta["regions"]]
-            unique = [i for i, p in enumerate(phrases) if phrases.count(p) == 1]
-            if not unique:
-                continue
-            sub = type(enc)(enc.image_embeds[b : b + 1], enc.patch_tokens[b : b + 1], enc.grid, enc.trunk_output)
-            phrase_emb = embed_texts(model, processor, [phrases[i] for i in unique])
-            boxes, _ = model.vision_model.ground_features(sub, phrase_emb[None])
-            ground_pred.append(boxes[0])
-            ground_true.append(inputs["boxes"][b, unique])
-    metrics = {
-        "region_acc": top1_accuracy(torch.cat(region_scores), torch.tensor(region_targets)),
-        "grounding_acc50": iou_accuracy(torch.cat(ground_pred), torch.cat(ground_true)) if ground_pred else float("nan"),
-    }
-    images = torch.cat(image_emb)
-    for name, texts in (("retrieval_r1", [rec.meta["caption"] for rec in records]),
-                        ("long_retrieval_r1", [rec.meta["long_captions"][0] for rec in records])):
-        text_emb = embed_long(model, processor, texts) if name.startswith("long") else embed_texts(model, processor, texts)
-        same = torch.tensor([[a == b for b in texts] for a in texts])
-        sim = images @ text_emb.t()
-        metrics[name] = (recall_at_k(sim, same, (1,))[1] + recall_at_k(sim.t(), same.t(), (1,))[1]) / 2
-    return metrics
-
-
-def embed_long(model: LoclipModel, processor: LoclipProcessor, texts: list[str]) -> torch.Tensor:
-    """Sub-caption averaging: mean of the normalised sentence embeddings, renormalised. ``[N, D]``."""
-    sentences = [_sentences(t) or [t] for t in texts]
-    flat = embed_texts(model, processor, [s for group in sentences for s in group])
-    out, i = [], 0
-    for group in sentences:
-        out.append(F.normalize(flat[i : i + len(group)].mean(0), dim=-1))
-        i += len(group)
-    return torch.stack(out)
+    return summarize(synthetic_results(model, processor, synth_dir, split, max_scenes, batch_size, region_method))
 
 
 def evaluate_synthetic(
-    model: LoclipModel, processor: LoclipProcessor, synth_dir: str, max_scenes: int = 200, region_method: str = "prompter"
+    model: LoclipModel, processor: LoclipProcessor, synth_dir: str, max_scenes: int = 200,
+    region_method: str = "prompter",
 ) -> dict[str, float]:
     """val metrics plus region accuracy on the composition split (``region_acc_novel``)."""
     metrics = evaluate_split(model, processor, synth_dir, "val", max_scenes, region_method=region_method)
-    novel = evaluate_split(model, processor, synth_dir, "novel", max_scenes, region_method=region_method)
-    metrics["region_acc_novel"] = novel["region_acc"]
+    novel = read_scenes(synth_dir, "novel", max_scenes)
+    result = evaluate_region_classification(model, processor, synthetic_regions(novel), region_method, BARE)
+    metrics["region_acc_novel"] = result.metrics["top1"]
     return metrics

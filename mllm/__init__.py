@@ -1,1 +1,29 @@
-"""loclip.mllm."""
+"""loclip.mllm: a LLaVA-style model with the loclip encoder, ``<region>`` inputs and box-text outputs.
+
+Importing it registers ``LoclipLlavaConfig`` with ``AutoConfig``, the models with ``AutoModel`` /
+``AutoModelForImageTextToText`` and ``LoclipLlavaProcessor`` with ``AutoProcessor`` (no remote code).
+Training (``loclip.mllm.trainer``), the CLI and peft/bitsandbytes are imported only when used.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor
+
+import loclip.encoder  # noqa: F401  (registers the vision tower's config and model)
+
+from .chat import chat
+from .configuration import LoclipLlavaConfig
+from .modeling import LoclipLlavaForConditionalGeneration, LoclipLlavaModel, LoclipRegionProjector
+from .processing import LoclipLlavaProcessor
+
+AutoConfig.register(LoclipLlavaConfig.model_type, LoclipLlavaConfig, exist_ok=True)
+AutoModel.register(LoclipLlavaConfig, LoclipLlavaModel, exist_ok=True)
+AutoModelForImageTextToText.register(LoclipLlavaConfig, LoclipLlavaForConditionalGeneration, exist_ok=True)
+AutoProcessor.register(LoclipLlavaConfig, LoclipLlavaProcessor, exist_ok=True)
+
+__all__ = [
+    "LoclipLlavaConfig",
+    "LoclipLlavaForConditionalGeneration",
+    "LoclipLlavaModel",
+    "LoclipLlavaProcessor",
+    "LoclipRegionProjector",
+    "chat",
+]

@@ -20,6 +20,12 @@ class ModelRecipe:
     init_from: str | None = None  # a loclip directory (save_pretrained output)
     tokenizer: str | None = None  # tokenizer directory; default: from_clip/init_from path
     gradient_checkpointing: bool = False
+    # Shape of preset=tiny (both towers): width, depth, heads, patch size, embedding size.
+    width: int = 64
+    layers: int = 2
+    heads: int = 4
+    patch_size: int = 8
+    projection_dim: int = 32
 
 
 @dataclass

@@ -65,7 +65,8 @@ def build_model(recipe: PretrainRecipe, tokenizer) -> LoclipModel:
                    eos_token_id=tokenizer.eos_token_id)
         if m.preset == "tiny":
             config = tiny_config(vocab_size=len(tokenizer), image_size=recipe.data.image_size,
-                                 max_text_length=recipe.data.max_text_length, **ids)
+                                 max_text_length=recipe.data.max_text_length, width=m.width, layers=m.layers,
+                                 heads=m.heads, patch_size=m.patch_size, projection_dim=m.projection_dim, **ids)
         else:
             config = vit_b16_config(vocab_size=len(tokenizer), max_text_length=recipe.data.max_text_length)
         model = LoclipModel(config)

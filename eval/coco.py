@@ -1,0 +1,136 @@
+"""COCO readers (pycocotools): instances → region classification, captions → image–text retrieval.
+
+Instances: every non-crowd box at least ``min_box_size`` pixels on both sides, labelled with its
+category; classes are the file's categories in ascending id order. Skipped and counted:
+crowd boxes (``iscrowd=1``: one box around many objects, no single class instance), boxes thinner than
+``min_box_size`` (default 8 px: well under one ViT patch of a 640 px COCO image at 224 px input, too
+small to embed meaningfully), and images missing from ``image_dir``. Boxes are clipped to the image
+size the file states (COCO boxes overshoot the border by a fraction of a pixel now and then).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+from typing import Any
+
+import torch
+
+from loclip.encoder.boxes import clip_to_size, coco_to_xyxy
+
+from .data import CaptionedImage, Dataset, Region, RegionImage, SkipCounter, check_dir, check_file, collect_images
+
+DEFAULT_MIN_BOX_SIZE = 8.0  # pixels, per side
+
+
+def load_json(path: str | os.PathLike, field_name: str, required: tuple[str, ...]) -> dict[str, Any]:
+    """A JSON object with the ``required`` top-level lists, or ``ValueError`` naming the field and key."""
+    try:
+        data = json.loads(check_file(path, field_name).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{field_name}: {str(path)!r} is not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise ValueError(f"{field_name}: {str(path)!r} must hold a JSON object, got {type(data).__name__}")
+    for key in required:
+        if not isinstance(data.get(key), list):
+            raise ValueError(f"{field_name}: {str(path)!r} needs a {key!r} list")
+    return data
+
+
+def require_keys(data: dict[str, Any], field_name: str, required: dict[str, tuple[str, ...]]) -> None:
+    """``ValueError`` naming ``list[i].key`` for the first entry of a list missing a key it needs."""
+    for list_name, keys in required.items():
+        for i, entry in enumerate(data.get(list_name, [])):
+            missing = [k for k in keys if not isinstance(entry, dict) or k not in entry]
+            if missing:
+                raise ValueError(f"{field_name}: {list_name}[{i}] lacks {missing[0]!r} (got {entry!r})")
+
+
+def coco_index(data: dict[str, Any]) -> Any:
+    """A pycocotools ``COCO`` index over already-loaded data (its progress prints are swallowed).
+
+    Imported here, not at the top: ``loclip.eval`` (and pretraining's synthetic eval) must import without
+    the ``eval`` extra; only the COCO readers need it.
+    """
+    try:
+        from pycocotools.coco import COCO
+    except ImportError as e:
+        raise ImportError("the COCO readers need pycocotools: pip install 'loclip[eval]'") from e
+    coco = COCO()
+    coco.dataset = data
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def clip_to_image(box: torch.Tensor, img: dict[str, Any]) -> torch.Tensor:
+    """Pixel xyxy ``[4]`` clipped to the image's stated ``height``/``width`` (unchanged when not stated)."""
+    if img.get("height") and img.get("width"):
+        return clip_to_size(box, (img["height"], img["width"]))
+    return box
+
+
+def read_coco_instances(
+    ann_file: str | os.PathLike,
+    image_dir: str | os.PathLike,
+    min_box_size: float = DEFAULT_MIN_BOX_SIZE,
+    max_images: int | None = None,
+) -> Dataset[RegionImage]:
+    """COCO instances JSON + image folder → images with labelled pixel-xyxy regions (see module docstring)."""
+    data = load_json(ann_file, "instances_json", ("images", "annotations", "categories"))
+    require_keys(data, "instances_json", {"images": ("id", "file_name"), "categories": ("id", "name"),
+                                          "annotations": ("id", "image_id", "category_id", "bbox")})
+    root = check_dir(image_dir, "image_dir")
+    coco = coco_index(data)
+    cat_ids = sorted(coco.cats)
+    label_of = {cid: i for i, cid in enumerate(cat_ids)}
+    for i, ann in enumerate(data["annotations"]):
+        if ann["category_id"] not in label_of:
+            raise ValueError(f"instances_json: annotations[{i}].category_id = {ann['category_id']!r} "
+                             f"is not among the categories' ids {cat_ids}")
+    skips = SkipCounter()
+
+    def regions(img: dict[str, Any]) -> tuple[Region, ...]:
+        out = []
+        for ann in coco.loadAnns(coco.getAnnIds(imgIds=img["id"])):
+            if ann.get("iscrowd", 0):
+                skips.skip("crowd_box", f"annotation {ann['id']}")
+                continue
+            box = clip_to_image(coco_to_xyxy(ann["bbox"], f"annotation {ann['id']} bbox"), img)
+            if min(box[2] - box[0], box[3] - box[1]) < min_box_size:
+                skips.skip("tiny_box", f"annotation {ann['id']} bbox {ann['bbox']}")
+                continue
+            out.append(Region(tuple(box.tolist()), label_of[ann["category_id"]]))
+        return tuple(out)
+
+    items = collect_images(coco.loadImgs(sorted(coco.imgs)), root, regions, RegionImage, skips, max_images)
+    names = tuple(coco.cats[c]["name"] for c in cat_ids)
+    return Dataset(f"coco-instances:{os.path.basename(ann_file)}", items, names, dict(skips))
+
+
+def read_coco_captions(
+    ann_file: str | os.PathLike, image_dir: str | os.PathLike, max_images: int | None = None
+) -> Dataset[CaptionedImage]:
+    """COCO captions JSON + image folder → one item per image with all its captions (ids ascending)."""
+    data = load_json(ann_file, "captions_json", ("images", "annotations"))
+    require_keys(data, "captions_json", {"images": ("id", "file_name"), "annotations": ("id", "image_id", "caption")})
+    root = check_dir(image_dir, "image_dir")
+    coco = coco_index(data)
+    for i, ann in enumerate(data["annotations"]):
+        if ann["image_id"] not in coco.imgs:
+            raise ValueError(f"captions_json: annotations[{i}].image_id = {ann['image_id']!r} is not an image id")
+        if not isinstance(ann["caption"], str) or not ann["caption"].strip():
+            raise ValueError(f"captions_json: annotations[{i}].caption must be a non-empty string, "
+                             f"got {ann['caption']!r}")
+    skips = SkipCounter()
+
+    def captions(img: dict[str, Any]) -> tuple[str, ...]:
+        found = tuple(a["caption"].strip() for a in sorted(coco.imgToAnns[img["id"]], key=lambda a: a["id"]))
+        if not found:
+            skips.skip("image_without_caption", f"image {img['id']}")
+        return found
+
+    items = collect_images(coco.loadImgs(sorted(coco.imgs)), root, captions, CaptionedImage, skips, max_images)
+    return Dataset(f"coco-captions:{os.path.basename(ann_file)}", items, skipped=dict(skips))

@@ -1,0 +1,165 @@
+"""Batched inference under ``torch.no_grad()``: texts, captions, images, regions and grounded boxes.
+
+Every embedding returned here is L2-normalised (the model's are not), so a dot product is a cosine.
+Inputs go to the model's device; results come back on the CPU.
+
+Long captions. The text tower reads at most ``text_context`` tokens. A caption that fits is embedded
+whole. One that does not is, by default (``"subcaption"``), split into sentences (the same splitter
+DreamLIP pretraining uses) and embedded as the renormalised mean of its normalised sentence embeddings;
+with ``"truncate"`` it is cut to the context like CLIP does. A sentence longer than the context is
+itself truncated in both modes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Literal, TypeVar
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from loclip.encoder import LoclipModel, LoclipProcessor
+
+from .data import ImageInput, RegionImage
+
+LongCaptionMode = Literal["subcaption", "truncate"]
+LONG_CAPTION_MODES: tuple[str, ...] = ("subcaption", "truncate")
+REGION_METHODS: tuple[str, ...] = ("prompter", "roialign")
+T = TypeVar("T")
+
+
+def batches(items: Sequence[T], size: int, progress: bool = False, desc: str = "") -> Iterator[Sequence[T]]:
+    """Consecutive slices of ``items`` of length ``size`` (the last may be shorter), with a tqdm bar."""
+    if size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {size}")
+    starts = range(0, len(items), size)
+    for start in tqdm(starts, desc=desc, unit="batch", disable=not progress, leave=False):
+        yield items[start : start + size]
+
+
+def text_context(model: LoclipModel, processor: LoclipProcessor) -> int:
+    """Tokens the text tower reads: the tokenizer's limit or the model's positions, whichever is smaller."""
+    return int(min(processor.tokenizer.model_max_length, model.config.text_config.max_position_embeddings))
+
+
+@torch.no_grad()
+def embed_texts(
+    model: LoclipModel, processor: LoclipProcessor, texts: Sequence[str], batch_size: int = 256,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Normalised text embeddings ``[len(texts), D]``, each text truncated to ``text_context``."""
+    context, out = text_context(model, processor), []
+    for chunk in batches(texts, batch_size, progress, "texts"):
+        enc = processor(text=list(chunk), padding=True, max_length=context).to(model.device)
+        out.append(F.normalize(model.get_text_features(enc["input_ids"], enc["attention_mask"]), dim=-1).cpu())
+    return torch.cat(out) if out else torch.zeros(0, model.config.projection_dim)
+
+
+def token_lengths(processor: LoclipProcessor, texts: Sequence[str]) -> list[int]:
+    """Untruncated token counts, special tokens included."""
+    ids = processor.tokenizer(list(texts), truncation=False, verbose=False)["input_ids"] if texts else []
+    return [len(x) for x in ids]
+
+
+def embed_captions(
+    model: LoclipModel, processor: LoclipProcessor, captions: Sequence[str], mode: LongCaptionMode = "subcaption",
+    batch_size: int = 256, progress: bool = False,
+) -> tuple[torch.Tensor, int]:
+    """Caption embeddings ``[N, D]`` with long captions handled by ``mode`` (module docstring), and the
+    number of captions longer than the context."""
+    if mode not in LONG_CAPTION_MODES:
+        raise ValueError(f"long_captions must be one of {LONG_CAPTION_MODES}, got {mode!r}")
+    context = text_context(model, processor)
+    overlong = [n > context for n in token_lengths(processor, captions)]
+    if mode == "truncate" or not any(overlong):
+        return embed_texts(model, processor, captions, batch_size, progress), sum(overlong)
+    # pretrain.data pulls in webdataset, so import its splitter only when a caption needs splitting
+    from loclip.pretrain.data.sentences import split_sentences
+
+    groups = [(split_sentences(c) or [c]) if long else [c] for c, long in zip(captions, overlong)]
+    flat = embed_texts(model, processor, [s for g in groups for s in g], batch_size, progress)
+    owner = torch.repeat_interleave(torch.arange(len(groups)), torch.tensor([len(g) for g in groups]))
+    summed = torch.zeros(len(groups), flat.shape[1]).index_add_(0, owner, flat)
+    return F.normalize(summed, dim=-1), sum(overlong)  # renormalised sum == renormalised mean
+
+
+def classifier_weights(
+    model: LoclipModel, processor: LoclipProcessor, classnames: Sequence[str], templates: Sequence[str],
+    batch_size: int = 256, progress: bool = False,
+) -> torch.Tensor:
+    """Zero-shot classifier ``[C, D]``: per class, the renormalised mean over templates of the normalised
+    embeddings of ``template.format(name)``."""
+    if not classnames:
+        raise ValueError("classnames is empty: nothing to classify into")
+    texts = [t.format(name) for name in classnames for t in templates]
+    emb = embed_texts(model, processor, texts, batch_size, progress)
+    return F.normalize(emb.reshape(len(classnames), len(templates), -1).mean(1), dim=-1)
+
+
+@torch.no_grad()
+def embed_images(
+    model: LoclipModel, processor: LoclipProcessor, images: Sequence[ImageInput], batch_size: int = 64,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Normalised image embeddings ``[len(images), D]`` (trunk + projection only)."""
+    out = []
+    for chunk in batches(images, batch_size, progress, "images"):
+        pixels = processor(images=list(chunk))["pixel_values"].to(model.device)
+        out.append(F.normalize(model.get_image_features(pixels), dim=-1).cpu())
+    return torch.cat(out) if out else torch.zeros(0, model.config.projection_dim)
+
+
+def _region_inputs(processor: LoclipProcessor, chunk: Sequence[RegionImage], device: torch.device) -> dict:
+    # clip_boxes: dataset boxes may overshoot the decoded image by a pixel (EXIF, rounding); clip, don't fail
+    boxes = [[r.box for r in item.regions] for item in chunk]
+    return processor(images=[item.image for item in chunk], boxes=boxes, clip_boxes=True).to(device)
+
+
+@torch.no_grad()
+def embed_regions(
+    model: LoclipModel, processor: LoclipProcessor, items: Sequence[RegionImage], method: str = "prompter",
+    batch_size: int = 32, progress: bool = False,
+) -> torch.Tensor:
+    """Normalised region embeddings ``[sum of regions, D]``, in image order then region order.
+
+    ``method``: ``"prompter"`` (CLOC) or ``"roialign"`` (baseline); one trunk pass per image either way.
+    """
+    if method not in REGION_METHODS:
+        raise ValueError(f"region_method must be one of {REGION_METHODS}, got {method!r}")
+    vision, out = model.vision_model, []
+    for chunk in batches(items, batch_size, progress, "regions"):
+        inputs = _region_inputs(processor, chunk, model.device)
+        enc = vision.encode(inputs["pixel_values"])
+        fn = vision.region_features if method == "prompter" else vision.roi_features
+        out.append(F.normalize(fn(enc, inputs["boxes"], inputs["box_mask"])[inputs["box_mask"]], dim=-1).cpu())
+    return torch.cat(out) if out else torch.zeros(0, model.config.projection_dim)
+
+
+@torch.no_grad()
+def ground_phrases(
+    model: LoclipModel, processor: LoclipProcessor, items: Sequence[RegionImage], batch_size: int = 32,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The box head's box for every (region, phrase) pair, and the region's box: both ``[Q, 4]`` pixel xyxy
+    of the original image, in image, region, phrase order.
+
+    Predictions go back to pixels through ``processor.post_process_boxes``; all of an image's phrases
+    share one trunk pass (each phrase prompt attends to the patches and itself only, so zero-padded
+    phrase slots change nothing and are dropped).
+    """
+    preds, targets = [], []
+    for chunk in batches(items, batch_size, progress, "grounding"):
+        inputs = processor(images=[item.image for item in chunk]).to(model.device)
+        enc = model.vision_model.encode(inputs["pixel_values"])
+        queries = [[(p, r.box) for r in item.regions for p in r.phrases] for item in chunk]
+        counts = [len(q) for q in queries]
+        phrase_emb = embed_texts(model, processor, [p for q in queries for p, _ in q], batch_size=256)
+        padded = torch.zeros(len(chunk), max(counts, default=0), phrase_emb.shape[1])
+        mask = torch.arange(padded.shape[1])[None] < torch.tensor(counts)[:, None]
+        padded[mask] = phrase_emb
+        boxes, _ = model.vision_model.ground_features(enc, padded.to(model.device))
+        preds += processor.post_process_boxes(boxes.cpu(), inputs["original_sizes"].cpu(), box_mask=mask)
+        targets += [torch.tensor([box for _, box in q], dtype=torch.float32).reshape(-1, 4) for q in queries]
+    empty = torch.zeros(0, 4)
+    return (torch.cat(preds) if preds else empty), (torch.cat(targets) if targets else empty)

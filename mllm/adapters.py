@@ -1,0 +1,69 @@
+"""Which weights train: stage 1/2 freezing, LoRA and QLoRA through peft, merging back for export.
+
+peft and bitsandbytes are imported only here, only when LoRA/QLoRA is asked for.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .modeling import LoclipLlavaForConditionalGeneration
+
+PROJECTORS = ("multi_modal_projector", "region_projector")
+LLM_PARTS = ("language_model", "lm_head")
+
+
+def _part(name: str) -> str:
+    """The top-level part a parameter belongs to: ``vision_tower``, a projector, ``language_model``, ``lm_head``."""
+    for part in ("vision_tower", *PROJECTORS, *LLM_PARTS):
+        if f"{part}." in name or name.startswith(part):
+            return part
+    return name.split(".")[0]
+
+
+def set_trainable(model: nn.Module, stage: int, tune_encoder: bool, tune_llm: bool | None = None) -> list[str]:
+    """Freeze all, then unfreeze the projectors (always), the LLM (stage 2 without LoRA), the encoder
+    (``tune_encoder``). Works on a peft model too (LoRA weights are left as peft set them). Returns the
+    trained parts."""
+    tune_llm = stage == 2 if tune_llm is None else tune_llm
+    parts = set(PROJECTORS) | (set(LLM_PARTS) if tune_llm else set()) | ({"vision_tower"} if tune_encoder else set())
+    for name, p in model.named_parameters():
+        if "lora_" in name:
+            continue
+        p.requires_grad_(_part(name) in parts and p.is_floating_point())
+    return sorted(parts)
+
+
+def lora_targets(model: LoclipLlavaForConditionalGeneration) -> list[str]:
+    """Names of every linear layer of the LLM body (4-bit ones included): LoRA goes there only."""
+    return [n for n, m in model.named_modules() if ".language_model." in f".{n}" and isinstance(m, nn.Linear)]
+
+
+def apply_lora(model: LoclipLlavaForConditionalGeneration, r: int, alpha: int, dropout: float, quantized: bool = False):
+    """Wrap ``model`` in a peft ``PeftModel`` with LoRA on the LLM's linear layers."""
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if quantized:
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=lora_targets(model), bias="none")
+    return get_peft_model(model, config)
+
+
+def load_quantized(directory: str | Path) -> LoclipLlavaForConditionalGeneration:
+    """Load a saved model with its LLM in 4-bit NF4 (bitsandbytes); encoder, projectors and head stay float."""
+    from transformers import BitsAndBytesConfig
+
+    quant = BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32,
+        # matched from the start of the module name: full paths
+        llm_int8_skip_modules=[f"model.{part}" for part in ("vision_tower", *PROJECTORS)] + ["lm_head"],
+    )  # fmt: skip
+    return LoclipLlavaForConditionalGeneration.from_pretrained(directory, quantization_config=quant)
+
+
+def merged(model: nn.Module) -> nn.Module:
+    """A peft model with its LoRA weights merged in (the plain model, every trained weight kept); others as is."""
+    return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model

@@ -1,0 +1,74 @@
+"""Putting a loclip encoder and a causal LM together into a ``LoclipLlavaForConditionalGeneration``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel
+
+from loclip.encoder import LoclipImageProcessor, LoclipVisionModel
+from loclip.encoder.trunks import VISION_TRUNKS
+
+from .configuration import LoclipLlavaConfig
+from .conversation import IMAGE_TOKEN, REGION_TOKEN, token_id
+from .modeling import LoclipLlavaForConditionalGeneration
+from .processing import LoclipLlavaProcessor
+
+
+def tiny_llm(
+    tokenizer: Any, hidden_size: int = 128, layers: int = 2, heads: int = 4, max_positions: int = 1024
+) -> LlamaForCausalLM:
+    """A small random Llama over ``tokenizer``'s vocabulary (for tests and the CPU quickstart)."""
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=4 * hidden_size,
+        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
+        max_position_embeddings=max_positions, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
+    )  # fmt: skip
+    return LlamaForCausalLM(config)
+
+
+def select_strategy(encoder_config: Any) -> tuple[str, int]:
+    """(vision_feature_select_strategy, tokens the trunk adds): drop CLIP's CLS; SigLIP has none."""
+    has_cls = VISION_TRUNKS[encoder_config.trunk_config.model_type].has_cls
+    return ("default", 1) if has_cls else ("full", 0)
+
+
+def compose(
+    encoder: LoclipVisionModel, llm: PreTrainedModel, tokenizer: Any, vision_feature_layer: int = -2
+) -> LoclipLlavaForConditionalGeneration:
+    """A new model holding ``encoder``'s and ``llm``'s weights plus fresh projectors.
+
+    ``tokenizer`` must already hold ``<image>`` and ``<region>`` (``conversation.ensure_tokens``) and ``llm``'s
+    embeddings must cover it (``resize_token_embeddings``).
+    """
+    if not isinstance(encoder, LoclipVisionModel):
+        raise TypeError(f"encoder must be a LoclipVisionModel, got {type(encoder).__name__}")
+    vocab = llm.get_input_embeddings().num_embeddings
+    if vocab < len(tokenizer):
+        raise ValueError(f"the LLM has {vocab} embeddings but the tokenizer {len(tokenizer)} tokens; resize first")
+    strategy, extra = select_strategy(encoder.config)
+    grid = encoder.config.grid_size
+    config = LoclipLlavaConfig(
+        vision_config=encoder.config, text_config=llm.config,
+        image_token_index=token_id(tokenizer, IMAGE_TOKEN), region_token_index=token_id(tokenizer, REGION_TOKEN),
+        vision_feature_layer=vision_feature_layer, vision_feature_select_strategy=strategy,
+        image_seq_length=grid * grid + extra - (strategy == "default"),
+        tie_word_embeddings=bool(getattr(llm.config, "tie_word_embeddings", False)),
+    )  # fmt: skip
+    model = LoclipLlavaForConditionalGeneration(config)
+    model.model.vision_tower.load_state_dict(encoder.state_dict())
+    model.model.language_model.load_state_dict(llm.get_decoder().state_dict())
+    model.lm_head.load_state_dict(llm.get_output_embeddings().state_dict())
+    return model
+
+
+def make_processor(config: LoclipLlavaConfig, tokenizer: Any, template: str = "auto") -> LoclipLlavaProcessor:
+    """The processor matching a model config (image size, patch size, image token count)."""
+    vision = config.vision_config
+    _, extra = select_strategy(vision)
+    return LoclipLlavaProcessor(
+        LoclipImageProcessor(image_size=vision.image_size), tokenizer, patch_size=vision.patch_size,
+        vision_feature_select_strategy=config.vision_feature_select_strategy, num_additional_image_tokens=extra,
+        template=template,
+    )  # fmt: skip

@@ -1,0 +1,176 @@
+"""The one module that owns the conversation format: LLaVA JSON turns → prompt text → ids and labels.
+
+Two templates:
+- ``"plain"``: ``<bos>USER: {question} ASSISTANT: {answer}<eos> USER: …`` — for stage 1 and for tokenizers
+  without a chat template.
+- ``"chat"``: the tokenizer's own chat template (``apply_chat_template``), cut into per-message pieces.
+
+A conversation becomes a list of ``Segment``s; each is tokenized on its own and the pieces are concatenated,
+so a generation prompt is token for token a prefix of the training sequence. Labels are -100 everywhere but
+the assistant's segments (its answer and the token(s) that end its turn). ``<image>`` is expanded to the
+number of image tokens here, after tokenization, so no tokenizer ever sees hundreds of placeholders.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tokenizers import AddedToken
+
+IMAGE_TOKEN = "<image>"
+REGION_TOKEN = "<region>"
+PLAIN_USER = "USER:"
+PLAIN_ASSISTANT = "ASSISTANT:"
+IGNORE_INDEX = -100
+_ROLES = {"human": "user", "gpt": "assistant"}
+
+Template = Literal["auto", "plain", "chat"]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A piece of the rendered conversation; ``target`` pieces are what the model learns to write."""
+
+    text: str
+    target: bool
+
+
+def to_messages(conversations: list[dict[str, Any]], where: str = "conversations") -> list[dict[str, str]]:
+    """LLaVA turns (``from``: human/gpt, ``value``) → chat messages (``role``: user/assistant, ``content``).
+
+    Turns must alternate human, gpt, human, … ; ``ValueError`` names the turn otherwise.
+    """
+    if not isinstance(conversations, list) or not conversations:
+        raise ValueError(f"{where} must be a non-empty list of turns, got {conversations!r:.80}")
+    messages = []
+    for i, turn in enumerate(conversations):
+        role = _ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
+        expected = "user" if i % 2 == 0 else "assistant"
+        if role != expected or not isinstance(turn.get("value"), str):
+            raise ValueError(
+                f"{where}[{i}] must be a {'human' if expected == 'user' else 'gpt'} turn with a string 'value', "
+                f"got {turn!r:.120}"
+            )
+        messages.append({"role": role, "content": turn["value"]})
+    return messages
+
+
+def resolve_template(tokenizer: Any, template: Template) -> Literal["plain", "chat"]:
+    """``"auto"`` → ``"chat"`` when the tokenizer has a chat template, else ``"plain"``."""
+    if template not in ("auto", "plain", "chat"):
+        raise ValueError(f"template must be 'auto', 'plain' or 'chat', got {template!r}")
+    has_chat = bool(getattr(tokenizer, "chat_template", None))
+    if template == "chat" and not has_chat:
+        raise ValueError("template='chat' but the tokenizer has no chat_template; use 'plain'")
+    return "chat" if template == "chat" or (template == "auto" and has_chat) else "plain"
+
+
+def segments(
+    tokenizer: Any, messages: list[dict[str, str]], template: Template = "auto", add_generation_prompt: bool = False
+) -> list[Segment]:
+    """Render messages as segments. With ``add_generation_prompt`` the messages end with a user turn and the
+    last segment ends where the assistant's answer starts."""
+    if resolve_template(tokenizer, template) == "plain":
+        return _plain_segments(messages)
+    return _chat_segments(tokenizer, messages, add_generation_prompt)
+
+
+def _plain_segments(messages: list[dict[str, str]]) -> list[Segment]:
+    out = []
+    for i, m in enumerate(messages):
+        if m["role"] == "user":
+            out.append(Segment(f"{' ' if i else ''}{PLAIN_USER} {m['content']} {PLAIN_ASSISTANT}", False))
+        else:
+            out.append(Segment(f" {m['content']}", True))
+    return out
+
+
+def _chat_segments(tokenizer: Any, messages: list[dict[str, str]], add_generation_prompt: bool) -> list[Segment]:
+    out, previous = [], ""
+    for i, m in enumerate(messages):
+        is_user = m["role"] == "user"
+        text = tokenizer.apply_chat_template(messages[: i + 1], tokenize=False, add_generation_prompt=is_user)
+        if not text.startswith(previous):
+            raise ValueError(
+                f"the tokenizer's chat template is not prefix-stable at message {i} (rendering more messages "
+                "changes earlier text), so the answer spans cannot be found; use template='plain'"
+            )
+        out.append(Segment(text[len(previous):], target=not is_user))
+        previous = text
+    return out
+
+
+def encode_segments(
+    tokenizer: Any, parts: list[Segment], num_image_tokens: int, template: Template = "auto"
+) -> tuple[list[int], list[int]]:
+    """Segments → (input_ids, labels), each a list of ints of the same length.
+
+    Plain template: ``<bos>`` first (if the tokenizer has one) and ``<eos>`` after every answer (as a target).
+    """
+    plain = resolve_template(tokenizer, template) == "plain"
+    image_id = token_id(tokenizer, IMAGE_TOKEN)
+    ids: list[int] = [tokenizer.bos_token_id] if plain and tokenizer.bos_token_id is not None else []
+    labels: list[int] = [IGNORE_INDEX] * len(ids)
+    for seg in parts:
+        piece: list[int] = []
+        for k, text in enumerate(seg.text.split(IMAGE_TOKEN)):
+            if k:
+                piece += [image_id] * num_image_tokens
+            if text:
+                piece += tokenizer(text, add_special_tokens=False)["input_ids"]
+        if plain and seg.target:
+            piece.append(tokenizer.eos_token_id)
+        ids += piece
+        labels += piece if seg.target else [IGNORE_INDEX] * len(piece)
+    return ids, labels
+
+
+def encode_conversation(
+    tokenizer: Any, conversations: list[dict[str, Any]], num_image_tokens: int, template: Template = "auto"
+) -> tuple[list[int], list[int]]:
+    """A LLaVA record's ``conversations`` → (input_ids, labels) for training."""
+    messages = to_messages(conversations)
+    if messages[-1]["role"] != "assistant":
+        raise ValueError("conversations must end with a gpt turn for training")
+    return encode_segments(tokenizer, segments(tokenizer, messages, template), num_image_tokens, template)
+
+
+def encode_prompt(
+    tokenizer: Any, messages: list[dict[str, str]], num_image_tokens: int, template: Template = "auto"
+) -> list[int]:
+    """Messages ending with a user turn → the prompt ids the assistant's answer continues."""
+    if not messages or messages[-1]["role"] != "user":
+        raise ValueError("a generation prompt must end with a user message")
+    parts = segments(tokenizer, messages, template, add_generation_prompt=True)
+    return encode_segments(tokenizer, parts, num_image_tokens, template)[0]
+
+
+def token_id(tokenizer: Any, token: str) -> int:
+    """The id of a token that must be one unit of the vocabulary (``ValueError`` if it is missing)."""
+    ids = tokenizer(token, add_special_tokens=False)["input_ids"]
+    if len(ids) != 1 or ids[0] == tokenizer.unk_token_id:
+        raise ValueError(f"the tokenizer has no single token for {token!r} (got ids {ids}); call ensure_tokens()")
+    return ids[0]
+
+
+def ensure_tokens(tokenizer: Any, template: Template = "auto") -> int:
+    """Add ``<image>``, ``<region>`` (and, for the plain template, role markers the tokenizer would turn
+    into ``<unk>``) as special tokens; give it a pad token. Returns how many tokens were added (resize the
+    LLM's embeddings when > 0)."""
+    wanted = [IMAGE_TOKEN, REGION_TOKEN]
+    if resolve_template(tokenizer, template) == "plain":
+        wanted += [PLAIN_USER, PLAIN_ASSISTANT]
+    missing = [t for t in wanted if not _is_single_token(tokenizer, t, strict=t in (IMAGE_TOKEN, REGION_TOKEN))]
+    added = tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in missing], special_tokens=True)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return added
+
+
+def _is_single_token(tokenizer: Any, text: str, strict: bool) -> bool:
+    """Placeholders must be one token; role markers only need to avoid ``<unk>``."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids:
+        return False
+    return len(ids) == 1 if strict else bool(ids)

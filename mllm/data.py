@@ -1,0 +1,154 @@
+"""LLaVA conversation JSON → padded training batches, with a resumable, rank-sharded batch stream.
+
+A record: ``{"image": path, "conversations": [{"from": "human"|"gpt", "value": …}, …], "boxes": [[x1, y1,
+x2, y2], …]}`` — pixel boxes of the image, one per ``<region>`` in the conversation, in order. Records that
+cannot be trained on are skipped when the dataset is built, counted by reason (``skip_counts``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from loclip.encoder.image_loading import open_image
+
+from .conversation import IGNORE_INDEX, REGION_TOKEN, encode_conversation
+from .processing import LoclipLlavaProcessor
+
+
+def load_records(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """A LLaVA JSON file (a list of records) or JSONL (one record per line)."""
+    text = Path(path).read_text()
+    if str(path).endswith(".jsonl"):
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    records = json.loads(text)
+    if not isinstance(records, list):
+        raise ValueError(f"{path} must hold a JSON list of records, got {type(records).__name__}")
+    return records
+
+
+class ConversationDataset(Dataset):
+    """Tokenized conversations (labels only on the assistant's turns) with letterboxed images and boxes.
+
+    Args:
+        records: the records, or a path to a JSON/JSONL file of them.
+        processor: gives the tokenizer, the image token count, the template and the image geometry.
+        image_root: image paths are relative to it (default: the JSON file's folder).
+        max_length: records whose token sequence is longer are skipped (never truncated: a cut would
+            drop answers or ``<region>`` tokens and their boxes).
+    """
+
+    def __init__(
+        self,
+        records: list[dict[str, Any]] | str | os.PathLike,
+        processor: LoclipLlavaProcessor,
+        image_root: str | os.PathLike | None = None,
+        max_length: int = 2048,
+    ) -> None:
+        if isinstance(records, (str, os.PathLike)):
+            image_root = image_root if image_root is not None else Path(records).parent
+            records = load_records(records)
+        self.processor, self.image_root = processor, Path(image_root or ".")
+        self.items: list[tuple[list[int], list[int], str, list]] = []
+        self.skip_counts: Counter[str] = Counter()
+        for i, record in enumerate(records):
+            reason = self._add(record, max_length, i)
+            if reason:
+                self.skip_counts[reason] += 1
+
+    def _add(self, record: Any, max_length: int, index: int) -> str | None:
+        """Encode one record into ``items``; return why it was skipped, if it was."""
+        if not isinstance(record, dict) or not isinstance(record.get("image"), str):
+            return "no_image"
+        boxes = record.get("boxes") or []
+        try:
+            ids, labels = encode_conversation(
+                self.processor.tokenizer, record.get("conversations"), self.processor.num_image_tokens,
+                self.processor.template,
+            )  # fmt: skip
+        except ValueError:
+            return "bad_conversation"
+        if sum(turn["value"].count(REGION_TOKEN) for turn in record["conversations"]) != len(boxes):
+            return "region_count"
+        if len(ids) > max_length:
+            return "too_long"
+        self.items.append((ids, labels, record["image"], boxes))
+        return None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        """``input_ids``/``labels`` ``[L]``, ``pixel_values`` ``[3, S, S]``, ``boxes`` ``[R, 4]`` (model frame)."""
+        ids, labels, image_path, boxes = self.items[index]
+        image = open_image(self.image_root / image_path, "image")
+        pixels = self.processor.image_processor(image, return_original_sizes=True)
+        model_boxes, _ = self.processor.image_processor.preprocess_boxes([boxes], pixels["original_sizes"])
+        return {
+            "input_ids": torch.tensor(ids),
+            "labels": torch.tensor(labels),
+            "pixel_values": pixels["pixel_values"][0],
+            "boxes": model_boxes[0],
+        }
+
+
+def collate(samples: list[dict[str, torch.Tensor]], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a list of samples: ``input_ids``/``labels``/``attention_mask`` ``[B, L]``, ``pixel_values``
+    ``[B, 3, S, S]``, ``boxes`` ``[B, R, 4]`` + ``box_mask`` ``[B, R]`` (R = most boxes in the batch)."""
+    length = max(len(s["input_ids"]) for s in samples)
+    regions = max(len(s["boxes"]) for s in samples)
+    b = len(samples)
+    input_ids = torch.full((b, length), pad_token_id, dtype=torch.long)
+    labels = torch.full((b, length), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros(b, length, dtype=torch.long)
+    boxes = torch.zeros(b, regions, 4)
+    box_mask = torch.zeros(b, regions, dtype=torch.bool)
+    for i, s in enumerate(samples):
+        n, r = len(s["input_ids"]), len(s["boxes"])
+        input_ids[i, :n], labels[i, :n], attention_mask[i, :n] = s["input_ids"], s["labels"], 1
+        boxes[i, :r], box_mask[i, :r] = s["boxes"], True
+    return {
+        "input_ids": input_ids, "labels": labels, "attention_mask": attention_mask,
+        "pixel_values": torch.stack([s["pixel_values"] for s in samples]), "boxes": boxes, "box_mask": box_mask,
+    }  # fmt: skip
+
+
+class BatchStream:
+    """Endless batches for one rank: a seeded permutation per epoch, rank ``r`` of ``w`` takes every w-th
+    index. ``state_dict``/``load_state_dict`` hold (epoch, position) so a resumed run sees the same batches."""
+
+    def __init__(self, dataset: ConversationDataset, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        if len(dataset) < world * batch_size:
+            raise ValueError(f"the dataset has {len(dataset)} usable records; {world} rank(s) x batch_size "
+                             f"{batch_size} need at least {world * batch_size} (skipped: {dict(dataset.skip_counts)})")
+        self.dataset, self.batch_size, self.seed, self.rank, self.world = dataset, batch_size, seed, rank, world
+        self.epoch = self.position = 0
+        self.pad_token_id = dataset.processor.tokenizer.pad_token_id
+
+    def _indices(self) -> np.ndarray:
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.dataset))
+        per_rank = len(order) // self.world  # equal shares, so ranks step together
+        return order[self.rank :: self.world][:per_rank]
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        while True:
+            indices = self._indices()
+            while self.position + self.batch_size <= len(indices):
+                chunk = indices[self.position : self.position + self.batch_size]
+                self.position += self.batch_size
+                yield collate([self.dataset[int(i)] for i in chunk], self.pad_token_id)
+            self.epoch, self.position = self.epoch + 1, 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "position": self.position}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        self.epoch, self.position = int(state["epoch"]), int(state["position"])

@@ -1,0 +1,222 @@
+"""The finetuning loop on the DeepSpeed engine (ZeRO 0-3, gloo on CPU), with exact resume and export.
+
+``train(recipe)`` builds (or loads) the model, chooses what trains (stage 1/2, encoder, LoRA/QLoRA), trains
+``optim.steps`` optimizer steps on LLaVA conversations, checkpoints atomically (``loclip.pretrain.checkpoint``:
+the whole module, so projectors and region modules survive a resume alongside LoRA weights), evaluates, and
+exports with ``save_pretrained`` after merging LoRA into the weights.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from loclip.encoder import LoclipVisionModel
+from loclip.pretrain import checkpoint as ckpt
+from loclip.pretrain.distributed import setup_distributed
+from loclip.pretrain.metrics_log import MetricLog
+from loclip.pretrain.optim import build_optimizer, cosine_with_warmup
+from loclip.pretrain.recipe import dump_recipe
+from loclip.pretrain.trainer import seed_everything
+
+from . import adapters
+from .builder import compose, make_processor, tiny_llm
+from .config import FinetuneRecipe
+from .conversation import ensure_tokens
+from .data import BatchStream, ConversationDataset
+from .modeling import LoclipLlavaForConditionalGeneration
+from .processing import LoclipLlavaProcessor
+
+log = logging.getLogger("loclip.mllm")
+
+EvalFn = Callable[[torch.nn.Module, LoclipLlavaProcessor], dict[str, float]]
+
+
+def build(recipe: FinetuneRecipe) -> tuple[LoclipLlavaForConditionalGeneration, LoclipLlavaProcessor]:
+    """The full-precision model and its processor, from ``model.init_from`` or encoder + LLM."""
+    m = recipe.model
+    if m.init_from:
+        model = LoclipLlavaForConditionalGeneration.from_pretrained(m.init_from, dtype=torch.float32)
+        processor = LoclipLlavaProcessor.from_pretrained(m.init_from)
+        processor.template = recipe.data.template
+        return model, processor
+    source = m.tokenizer or m.llm
+    if source is None:
+        raise ValueError("model.tokenizer is required when the LLM is built from scratch (model.llm unset)")
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    ensure_tokens(tokenizer, recipe.data.template)
+    if m.llm:
+        llm = AutoModelForCausalLM.from_pretrained(m.llm, dtype=torch.float32)
+        if llm.get_input_embeddings().num_embeddings < len(tokenizer):
+            llm.resize_token_embeddings(len(tokenizer))
+    else:
+        llm = tiny_llm(tokenizer, m.tiny_hidden_size, m.tiny_layers, m.tiny_heads, m.tiny_max_positions)
+    if not Path(m.encoder).is_dir():
+        raise ValueError(f"model.encoder: no encoder directory at {m.encoder!r}")
+    encoder = LoclipVisionModel.from_pretrained(m.encoder, dtype=torch.float32)
+    model = compose(encoder, llm, tokenizer, m.vision_feature_layer)
+    return model, make_processor(model.config, tokenizer, recipe.data.template)
+
+
+def prepare_training(model: LoclipLlavaForConditionalGeneration, recipe: FinetuneRecipe, out: Path) -> torch.nn.Module:
+    """Quantize (QLoRA), add LoRA, and set ``requires_grad`` for what this stage trains."""
+    t = recipe.tune
+    if t.qlora:
+        base = out / "base"  # the composed float model, reloaded with a 4-bit LLM
+        if not (base / "config.json").is_file():
+            model.save_pretrained(base)
+        model = adapters.load_quantized(base)
+    if t.gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    if t.lora or t.qlora:
+        model = adapters.apply_lora(model, t.lora_r, t.lora_alpha, t.lora_dropout, quantized=t.qlora)
+        adapters.set_trainable(model, t.stage, t.tune_encoder, tune_llm=False)
+    else:
+        adapters.set_trainable(model, t.stage, t.tune_encoder)
+    return model
+
+
+def deepspeed_config(recipe: FinetuneRecipe) -> dict:
+    if recipe.run.deepspeed_config:
+        path = Path(recipe.run.deepspeed_config)
+        if not path.is_file():
+            raise ValueError(f"run.deepspeed_config: no such file {str(path)!r}")
+        config = json.loads(path.read_text())
+    else:
+        config = {"zero_optimization": {"stage": recipe.run.zero_stage}}
+    config.update(
+        train_micro_batch_size_per_gpu=recipe.data.batch_size,
+        gradient_accumulation_steps=recipe.optim.grad_accum,
+        gradient_clipping=recipe.optim.grad_clip,
+        bf16={"enabled": recipe.run.precision == "bf16"},
+        fp16={"enabled": False},
+    )
+    config.setdefault("steps_per_print", 10**9)
+    return config
+
+
+def train(recipe: FinetuneRecipe, eval_fn: EvalFn | None = None) -> Path:
+    """Run finetuning; returns the output directory holding the exported model and processor."""
+    import deepspeed
+
+    rank, world, device = setup_distributed()
+    out = Path(recipe.run.output_dir)
+    ckpt_root = out / "checkpoints"
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        dump_recipe(recipe, out / "recipe.yaml")
+    seed_everything(recipe.run.seed)  # same seed on every rank: identical fresh projectors and LLM
+    model, processor = build(recipe)
+    if dist.is_initialized():
+        dist.barrier()  # QLoRA: rank 0 may be writing the base model the others read
+    model = prepare_training(model, recipe, out)
+    seed_everything(recipe.run.seed + rank)
+
+    if not recipe.data.train_json:
+        raise ValueError("data.train_json is required (a LLaVA conversation JSON)")
+    dataset = ConversationDataset(recipe.data.train_json, processor, recipe.data.image_root, recipe.data.max_length)
+    if rank == 0 and dataset.skip_counts:
+        log.warning("skipped records by reason: %s", dict(dataset.skip_counts))
+    stream = BatchStream(dataset, recipe.data.batch_size, recipe.run.seed, rank, world)
+
+    o = recipe.optim
+    optimizer = build_optimizer(model, o.lr, o.weight_decay, (o.beta1, o.beta2), o.eps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(o.warmup_steps, o.steps, o.min_lr_ratio))
+    engine, _, _, _ = deepspeed.initialize(
+        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(recipe)
+    )
+    metrics = MetricLog(out, enabled=rank == 0)
+
+    step = 0
+    ckpt.clean_partial(ckpt_root)
+    latest = ckpt.latest_checkpoint(ckpt_root) if recipe.run.resume else None
+    if latest is not None:
+        state = ckpt.load_checkpoint(engine, latest)
+        step = state["step"]
+        stream.load_state_dict(state["stream"])
+        metrics.truncate_after(step)
+        if rank == 0:
+            log.info("resumed from %s at step %d", latest, step)
+
+    def save() -> None:
+        ckpt.save_checkpoint(engine, ckpt_root, step, {"stream": stream.state_dict()}, recipe.run.keep_checkpoints)
+
+    def evaluate() -> None:
+        if eval_fn is None:
+            return
+        engine.eval()
+        results = eval_fn(engine.module, processor) if rank == 0 else {}
+        engine.train()
+        metrics.log(step, results, prefix="eval")
+        if rank == 0:
+            log.info("step %d eval: %s", step, {k: round(v, 4) for k, v in results.items()})
+
+    engine.train()
+    bar = tqdm(total=o.steps, initial=step, disable=rank != 0 or not recipe.run.progress, desc="finetune")
+    batches, micro, t0, tokens = iter(stream), 0, time.perf_counter(), 0
+    while step < o.steps:
+        batch = {k: v.to(device) for k, v in next(batches).items()}
+        loss = engine(**batch).loss
+        engine.backward(loss)
+        engine.step()
+        micro += 1
+        tokens += int(batch["attention_mask"].sum()) * world
+        if micro % o.grad_accum:
+            continue
+        step += 1
+        bar.update(1)
+        if step % recipe.run.log_every == 0 or step == o.steps:
+            value = loss.detach().reshape(())
+            if dist.is_initialized() and world > 1:
+                dist.all_reduce(value)
+                value /= world
+            metrics.log(step, {"loss": float(value), "lr": scheduler.get_last_lr()[0],
+                               "tokens_per_s": tokens / (time.perf_counter() - t0)})
+            bar.set_postfix(loss=f"{float(value):.3f}")
+            t0, tokens = time.perf_counter(), 0
+        if recipe.run.eval_every and step % recipe.run.eval_every == 0 and step < o.steps:
+            evaluate()
+        if recipe.run.save_every and step % recipe.run.save_every == 0 and step < o.steps:
+            save()
+    bar.close()
+    save()
+    evaluate()
+    export(engine, processor, out, zero_stage=engine.zero_optimization_stage())
+    if rank == 0:
+        (out / "skipped_records.json").write_text(json.dumps(dict(dataset.skip_counts), indent=2))
+    if dist.is_initialized():
+        dist.barrier()
+    metrics.close()
+    return out
+
+
+def export(engine, processor: LoclipLlavaProcessor, out: Path, zero_stage: int = 0) -> None:
+    """Merge LoRA (if any) and write config + safetensors + processor into ``out`` (via a temporary folder).
+
+    Every rank must call it: under ZeRO-3 the partitioned weights are gathered first.
+    """
+    import deepspeed
+
+    module = engine.module
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    params = list(module.parameters()) if zero_stage == 3 else []
+    with deepspeed.zero.GatheredParameters(params, modifier_rank=None, enabled=zero_stage == 3):
+        if rank != 0:
+            return
+        model = adapters.merged(module)
+        tmp = out / ".export-tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        for f in tmp.iterdir():
+            f.replace(out / f.name)
+        tmp.rmdir()

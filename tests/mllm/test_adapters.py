@@ -1,0 +1,79 @@
+"""Stage freezing, LoRA and QLoRA steps on CPU, and LoRA merges that keep every trained weight."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from loclip.mllm import adapters
+
+pytest.importorskip("peft")
+
+BOX = [10, 10, 30, 30]
+
+
+def _batch(processor, image):
+    inputs = processor(images=image, text="<image> what is in <region> a red circle", boxes=[[BOX]])
+    return {**inputs, "labels": inputs["input_ids"].clone()}
+
+
+def _step(model, batch) -> None:
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(params, lr=0.5)
+    model.train()
+    model(**batch).loss.backward()
+    optimizer.step()
+    model.eval()
+
+
+def _snapshot(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def test_stage_one_trains_only_the_projectors(tiny) -> None:
+    model, _ = tiny
+    assert adapters.set_trainable(model, stage=1, tune_encoder=False) == ["multi_modal_projector", "region_projector"]
+    trained = {n.split(".")[1] for n, p in model.named_parameters() if p.requires_grad}
+    assert trained == {"multi_modal_projector", "region_projector"}
+    adapters.set_trainable(model, stage=2, tune_encoder=True)
+    assert all(p.requires_grad for p in model.parameters())
+
+
+def test_lora_step_then_merge_keeps_logits_and_projectors(tiny, image) -> None:
+    model, processor = tiny
+    batch = _batch(processor, image)
+    peft_model = adapters.apply_lora(model, r=4, alpha=8, dropout=0.0)
+    adapters.set_trainable(peft_model, stage=2, tune_encoder=False, tune_llm=False)
+    before = _snapshot(peft_model)
+    _step(peft_model, batch)
+    changed = {n for n, p in peft_model.named_parameters() if not torch.equal(before[n], p)}
+    assert any("lora_B" in n for n in changed) and any("region_projector" in n for n in changed)
+    assert not any("lora_" not in n and ("language_model" in n or "vision_tower" in n) for n in changed)
+
+    with torch.no_grad():
+        logits = peft_model(**batch).logits
+        projector = peft_model.base_model.model.model.region_projector.linear_1.weight.clone()
+        plain = adapters.merged(peft_model)
+        assert not any("lora" in n for n, _ in plain.named_parameters())
+        torch.testing.assert_close(plain(**batch).logits, logits, atol=1e-5, rtol=1e-5)
+        assert torch.equal(plain.model.region_projector.linear_1.weight, projector)
+
+
+def test_qlora_step_on_cpu(build_tiny, image, tmp_path: Path) -> None:
+    pytest.importorskip("bitsandbytes")
+    model, processor = build_tiny(hidden=64)  # bitsandbytes' CPU 4-bit kernels need inputs of >= 64 features
+    model.save_pretrained(tmp_path)
+    quantized = adapters.load_quantized(tmp_path)
+    kinds = {n: type(m).__name__ for n, m in quantized.named_modules()}
+    assert kinds["model.language_model.layers.0.self_attn.q_proj"] == "Linear4bit"
+    assert not any(k == "Linear4bit" for n, k in kinds.items() if "language_model" not in n)
+    peft_model = adapters.apply_lora(quantized, r=4, alpha=8, dropout=0.0, quantized=True)
+    adapters.set_trainable(peft_model, stage=2, tune_encoder=False, tune_llm=False)
+    before = _snapshot(peft_model)
+    batch = _batch(processor, image)
+    _step(peft_model, batch)
+    changed = {n for n, p in peft_model.named_parameters() if not torch.equal(before[n], p)}
+    assert any("lora_B" in n for n in changed) and any("multi_modal_projector" in n for n in changed)
+    assert torch.isfinite(peft_model(**batch).loss)

@@ -1,0 +1,100 @@
+"""The DeepSpeed pretraining loop end to end: exact resume after SIGKILL, torchrun with 2 processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from loclip.pretrain.checkpoint import COMPLETE, complete_checkpoints
+from loclip.pretrain.distributed import free_port
+from loclip.pretrain.metrics_log import read_metrics
+from loclip.pretrain.synth import SceneConfig, build_tokenizer, shard_paths, write_split
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("world")
+    write_split(out, "train", 96, seed=3, config=SceneConfig(image_size=32, max_objects=4), shard_size=24)
+    build_tokenizer(model_max_length=16).save_pretrained(out / "tokenizer")
+    return out
+
+
+def _recipe(world: Path, out: Path, steps: int, **run) -> Path:
+    recipe = {
+        "data": {"train_shards": [str(p) for p in shard_paths(world, "train")], "image_size": 32,
+                 "max_text_length": 16, "batch_size": 8, "num_workers": 1, "num_subcaptions": 2, "num_regions": 2},
+        "model": {"preset": "tiny", "tokenizer": str(world / "tokenizer")},
+        "loss": {"grouping_weight": 0.5},  # every loss term on
+        "optim": {"steps": steps, "warmup_steps": 3, "lr": 1e-3},
+        "run": {"output_dir": str(out), "log_every": 1, "save_every": 4, "keep_checkpoints": 3,
+                "progress": False, **run},
+    }
+    path = out.parent / f"{out.name}.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def _command(recipe: Path) -> list[str]:
+    return [sys.executable, "-m", "loclip.pretrain.cli", "--config", str(recipe)]
+
+
+def _losses(out: Path) -> list[tuple[int, float]]:
+    return [(r["step"], r["train/loss"]) for r in read_metrics(out / "metrics.jsonl") if "train/loss" in r]
+
+
+def test_resume_after_sigkill_reproduces_the_uninterrupted_run(world: Path, tmp_path: Path) -> None:
+    steps = 40
+    full = tmp_path / "full"
+    subprocess.run(_command(_recipe(world, full, steps)), check=True, env=ENV, capture_output=True)
+    reference = _losses(full)
+    assert [s for s, _ in reference] == list(range(1, steps + 1))
+
+    # Kill the second run hard as soon as its first checkpoint exists, somewhere mid-way.
+    killed = tmp_path / "killed"
+    recipe = _recipe(world, killed, steps)
+    proc = subprocess.Popen(_command(recipe), env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not complete_checkpoints(killed / "checkpoints") and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = _losses(killed)
+    assert 4 <= len(partial) < steps, "the run was not interrupted mid-way"
+
+    # A half-written checkpoint (no COMPLETE marker) and an interrupted temporary folder must be ignored.
+    fake = killed / "checkpoints" / "step-00000036"
+    fake.mkdir(parents=True)
+    (fake / "junk").write_text("half written")
+    (killed / "checkpoints" / ".tmp-step-00000040").mkdir()
+
+    subprocess.run(_command(recipe), check=True, env=ENV, capture_output=True)
+    resumed = _losses(killed)
+    assert resumed == reference  # same steps, bit-identical losses
+    assert not (killed / "checkpoints" / ".tmp-step-00000040").exists()
+    final = complete_checkpoints(killed / "checkpoints")[-1]
+    assert final.name == "step-00000040" and (final / COMPLETE).is_file()
+    assert (killed / "model.safetensors").is_file() and (killed / "config.json").is_file()
+
+
+def test_two_processes_with_torchrun_and_zero2(world: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    recipe = _recipe(world, out, steps=6, zero_stage=2)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+           "-m", "loclip.pretrain.cli", "--config", str(recipe)]
+    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    losses = _losses(out)
+    assert [s for s, _ in losses] == list(range(1, 7))
+    state = json.loads((complete_checkpoints(out / "checkpoints")[-1] / "rank_state_00001.json").read_text())
+    assert state["step"] == 6 and state["loader"]["rank"] == 1  # each rank keeps its own data position
+    assert (out / "model.safetensors").is_file()
