@@ -193,7 +193,8 @@ class LoclipVisionModel(LoclipPreTrainedModel):
         if boxes.shape[1] == 0:
             return enc.image_embeds.new_zeros(boxes.shape[0], 0, self.config.projection_dim)
         prompts = self.prompter.embed_boxes(boxes.to(enc.patch_tokens.dtype))
-        pooled = self.prompter(enc.patch_tokens, enc.grid, prompts, boxes.to(enc.patch_tokens.dtype))
+        prior = self.prompter.box_prior(boxes.to(enc.patch_tokens.dtype), enc.grid)
+        pooled = self.prompter(enc.patch_tokens, enc.grid, prompts, prior)
         return self.region_projection(pooled) * box_mask[..., None]
 
     def roi_features(

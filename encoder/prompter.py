@@ -120,8 +120,12 @@ class Prompter(nn.Module):
         oy = overlap(boxes[..., 1], boxes[..., 3], edges_y)  # [B, R, h]
         return (oy[..., :, None] * ox[..., None, :]).flatten(-2)
 
+    def box_prior(self, boxes: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Attention bias of box prompts over patches: ``[B, R, 4]`` → ``[B, R, N]``."""
+        return self.locality * self.patch_coverage(boxes, grid).clamp(min=_MIN_COVERAGE).log()
+
     def forward(
-        self, patch_tokens: torch.Tensor, grid: tuple[int, int], prompts: torch.Tensor, boxes: torch.Tensor | None = None
+        self, patch_tokens: torch.Tensor, grid: tuple[int, int], prompts: torch.Tensor, prior: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Run the layer for every prompt.
 
@@ -129,7 +133,8 @@ class Prompter(nn.Module):
             patch_tokens: ``[B, N, W]`` final trunk tokens of the patches (``N = h * w``).
             grid: ``(h, w)`` patches per column and row.
             prompts: ``[B, R, T, W]`` prompt tokens (``T`` = 2 for a box, 1 for a phrase).
-            boxes: ``[B, R, 4]`` for box prompts (adds the box-aware attention prior), ``None`` for phrases.
+            prior: ``[B, R, N]`` additive attention bias of each prompt over the patches (``box_prior`` for
+                boxes), or ``None`` (phrases: content alone decides where they attend).
 
         Returns:
             ``[B, R, W]``: the mean of each prompt's output tokens after the layer and a final norm.
@@ -151,11 +156,10 @@ class Prompter(nn.Module):
         owner = torch.arange(r, device=x.device).repeat_interleave(t)  # prompt index of each token
         own = torch.zeros(r * t, r * t, dtype=q.dtype, device=x.device)
         own = own.masked_fill(owner[:, None] != owner[None, :], float("-inf"))  # own tokens only
-        if boxes is None:
+        if prior is None:
             patch_bias = torch.zeros(b, r * t, n, dtype=q.dtype, device=x.device)
         else:
-            cover = self.patch_coverage(boxes.to(q.dtype), grid).clamp(min=_MIN_COVERAGE)  # [B, R, N]
-            patch_bias = (self.locality.to(q.dtype) * cover.log()).repeat_interleave(t, dim=1)  # [B, R*T, N]
+            patch_bias = prior.to(q.dtype).repeat_interleave(t, dim=1)  # [B, R*T, N]
         bias = torch.cat([patch_bias, own.expand(b, -1, -1)], dim=-1)[:, None]  # [B, 1, R*T, N + R*T]
         attn = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
         x = x + self.out_proj(attn.transpose(1, 2).reshape(b, r * t, width))

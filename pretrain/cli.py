@@ -21,6 +21,8 @@ QUICKSTART_SCENES = {"train": 6000, "val": 200, "novel": 200}
 QUICKSTART = {
     "data": {"image_size": 64, "max_text_length": 24, "batch_size": 64, "num_workers": 1,
              "num_subcaptions": 4, "num_regions": 4},
+    # The text tower starts from scratch, where every caption embeds alike: filter identical captions only.
+    "loss": {"text_filter_by": "exact"},
     "optim": {"lr": 2e-3, "warmup_steps": 50, "steps": 600, "weight_decay": 0.05},
     "run": {"output_dir": "runs/quickstart", "log_every": 10, "save_every": 200},
     "eval": {"max_scenes": 200},
@@ -38,15 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variant", choices=VARIANTS, help="loss set of the learning-proof benchmark")
     parser.add_argument("--quickstart-scenes", type=int, default=QUICKSTART_SCENES["train"],
                         help="training scenes the quickstart generates (default %(default)s)")
+    parser.add_argument("--synth-dir", help="where the quickstart's synthetic world lives (default OUTPUT_DIR/synth)")
     add_recipe_arguments(parser, PretrainRecipe)
     return parser
 
 
-def prepare_quickstart(recipe: PretrainRecipe, out: Path, train_scenes: int) -> Path:
-    """Generate the synthetic world once under ``out/synth`` and point the recipe at it."""
+def prepare_quickstart(recipe: PretrainRecipe, synth: Path, train_scenes: int) -> Path:
+    """Generate the synthetic world once under ``synth`` (reused when complete) and point the recipe at it."""
     from loclip.pretrain.synth import SceneConfig, build_tokenizer, shard_paths, write_split
 
-    synth = out / "synth"
     counts = dict(QUICKSTART_SCENES, train=train_scenes)
     config = SceneConfig(image_size=recipe.data.image_size)
     for split, n in counts.items():
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             recipe.loss.validate()
         out = Path(recipe.run.output_dir)
         if args.config is None:
-            prepare_quickstart(recipe, out, args.quickstart_scenes)
+            prepare_quickstart(recipe, Path(args.synth_dir) if args.synth_dir else out / "synth", args.quickstart_scenes)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"loclip-pretrain: error: {e}", file=sys.stderr)
         return 2

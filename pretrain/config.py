@@ -43,6 +43,7 @@ class LossRecipe:
     region_method: str = "prompter"  # prompter (CLOC) | roialign (baseline)
     region_lambda: float = 1.0  # region terms x lambda x share of images with regions
     text_filter: float = 0.9  # region negatives with caption similarity above this leave the denominator
+    text_filter_by: str = "embedding"  # embedding (paper: text-tower similarity) | exact (identical captions only)
     grounding: bool = True  # CLOC box head on phrase prompts (prompter only)
     grounding_kind: str = "l2"  # l2 (paper) | l1_giou
     grounding_weight: float = 1.0
@@ -52,6 +53,7 @@ class LossRecipe:
         _one_of("loss.grouping_negatives", self.grouping_negatives, ("image", "batch"))
         _one_of("loss.region_method", self.region_method, ("prompter", "roialign"))
         _one_of("loss.grounding_kind", self.grounding_kind, ("l2", "l1_giou"))
+        _one_of("loss.text_filter_by", self.text_filter_by, ("embedding", "exact"))
         if not 0.0 <= self.grouping_delta <= 1.0:
             raise ValueError(f"loss.grouping_delta must be in [0, 1], got {self.grouping_delta}")
         if self.grounding and self.region_method != "prompter":

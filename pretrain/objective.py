@@ -23,6 +23,16 @@ from .losses import (
 )
 
 
+def caption_codes(input_ids: torch.Tensor, attention_mask: torch.Tensor, dim: int = 128) -> torch.Tensor:
+    """Identity codes of token sequences ``[..., L]`` → ``[..., dim]``: equal sequences get equal codes,
+    different ones nearly orthogonal codes (random Fourier features of the ids with a fixed seed, so every
+    rank computes the same). Lets the text filter drop exact duplicates only."""
+    g = torch.Generator().manual_seed(0x10C11)
+    proj = (torch.randn(input_ids.shape[-1], dim, generator=g) * 100.0).to(input_ids.device)
+    ids = (input_ids * attention_mask).to(proj.dtype)
+    return torch.sin(ids @ proj + 1.0)
+
+
 def _encode_rows(model: LoclipModel, ids: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Text embeddings for the rows of ``ids [..., L]`` where ``valid [...]``; zeros elsewhere. → ``[..., D]``."""
     lead = ids.shape[:-1]
@@ -80,7 +90,11 @@ class PretrainObjective(nn.Module):
             else:
                 regions = vision.roi_features(enc, boxes, box_mask)
             lam = region_weight(batch["has_regions"], cfg.region_lambda)
-            rt = region_text_loss(regions, phrases, box_mask, scale, cfg.text_filter, local_loss=cfg.local_loss)
+            codes = None
+            if cfg.text_filter_by == "exact":
+                codes = caption_codes(batch["region_input_ids"], batch["region_attention_mask"])
+            rt = region_text_loss(regions, phrases, box_mask, scale, cfg.text_filter, local_loss=cfg.local_loss,
+                                  filter_embeds=codes)
             terms.update(rt)
             weights.update({k: lam for k in rt})
             if cfg.grounding:

@@ -23,6 +23,7 @@ def region_text_loss(
     logit_scale: torch.Tensor,
     filter_threshold: float | None = 0.9,
     local_loss: bool = True,
+    filter_embeds: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Symmetric InfoNCE between every valid region and every valid region caption of the global batch.
 
@@ -32,6 +33,8 @@ def region_text_loss(
     Text filtering: a negative whose caption has cosine similarity ``> filter_threshold`` with the positive's
     caption leaves that row's denominator (both directions; decided without gradient; the positive always
     stays, so exact duplicate captions only lose their duplicates). ``None`` disables it.
+    filter_embeds: ``[B, M, E]`` what the filter compares instead of ``region_text_embeds`` (e.g. identity
+    codes of the captions, so that only identical captions are filtered).
     No valid region anywhere → ``{"region_text": 0}`` with a graph, so backward (and its collectives) runs.
     """
     check_same_shape(region_embeds, region_text_embeds, "region_embeds", "region_text_embeds", "[B, M, D]")
@@ -39,6 +42,7 @@ def region_text_loss(
     loss, _ = paired_infonce(
         region_embeds[valid], region_text_embeds[valid], logit_scale,
         local_loss=local_loss, filter_threshold=filter_threshold,
+        filter_keys=None if filter_embeds is None else filter_embeds[valid],
     )  # fmt: skip
     return {"region_text": loss}
 

@@ -85,6 +85,7 @@ def paired_infonce(
     local_loss: bool = True,
     symmetric: bool = True,
     filter_threshold: float | None = None,
+    filter_keys: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int]:
     """InfoNCE over the pairs ``(queries[i], keys[i])`` of the global batch: this rank's share and the count.
 
@@ -95,6 +96,7 @@ def paired_infonce(
     filter_threshold: drop from a row's denominator every candidate ``j`` whose **key** has cosine similarity
     ``> filter_threshold`` with the row's own key (CLOC's text filter: near-duplicate captions are not
     negatives). Computed without gradient; the positive always stays. ``None`` disables it.
+    filter_keys: ``[n, E]`` vectors compared for the filter instead of the keys (e.g. caption identity codes).
     Returns ``(L_r, G)``: ``L_r`` averages over ranks to the global loss (0 with a graph when ``G == 0``).
     """
     q, k = normalize(queries), normalize(keys)
@@ -104,8 +106,9 @@ def paired_infonce(
     count = per_query.shape[1]
     if filter_threshold is not None:
         with torch.no_grad():
-            all_k = gather_no_grad(k)
-            row_k = k if local_loss else all_k
+            fk = k if filter_keys is None else normalize(filter_keys.to(k.dtype))
+            all_k = gather_no_grad(fk)
+            row_k = fk if local_loss else all_k
             drop = row_k @ all_k.T > filter_threshold
             drop[torch.arange(labels.numel(), device=drop.device), labels] = False
         # The same pairs leave both directions: the candidate's caption is what duplicates the row's.

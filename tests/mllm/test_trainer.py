@@ -13,6 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from loclip.encoder import LoclipModel, tiny_config
+from loclip.pretrain.distributed import free_port
 from loclip.pretrain.synth import SceneConfig, build_tokenizer, write_split
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,8 +59,8 @@ def test_lora_zero2_resume_and_merged_export(setup: Path, tmp_path: Path) -> Non
 
 def test_two_process_zero2_on_cpu(setup: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "loclip.mllm.cli", *_args(setup, tmp_path / "ddp", 2)]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240)
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "ddp" / "model.safetensors").is_file()

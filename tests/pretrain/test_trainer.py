@@ -98,3 +98,31 @@ def test_two_processes_with_torchrun_and_zero2(world: Path, tmp_path: Path) -> N
     state = json.loads((complete_checkpoints(out / "checkpoints")[-1] / "rank_state_00001.json").read_text())
     assert state["step"] == 6 and state["loader"]["rank"] == 1  # each rank keeps its own data position
     assert (out / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("name", ["vit_b16_scratch.yaml", "from_clip_zero3.yaml"])
+def test_shipped_recipes_load_and_validate(name: str) -> None:
+    from loclip.pretrain.config import PretrainRecipe
+    from loclip.pretrain.recipe import load_recipe
+
+    root = Path(__file__).resolve().parents[2]
+    recipe = load_recipe(PretrainRecipe, root / "configs" / "pretrain" / name)
+    assert (root / recipe.run.deepspeed_config).is_file()
+    assert recipe.data.image_size == 224 and recipe.run.precision == "bf16"
+
+
+def test_cli_overrides_and_bad_values(tmp_path: Path) -> None:
+    from loclip.pretrain.cli import build_parser
+    from loclip.pretrain.config import PretrainRecipe
+    from loclip.pretrain.recipe import load_recipe
+
+    args = build_parser().parse_args(["--optim.lr", "3e-4", "--loss.regions", "false", "--data.train_shards", "a.tar,b.tar"])
+    recipe = load_recipe(PretrainRecipe, None, args)
+    assert recipe.optim.lr == 3e-4 and recipe.loss.regions is False and recipe.data.train_shards == ["a.tar", "b.tar"]
+    with pytest.raises(ValueError, match="optim.steps"):
+        load_recipe(PretrainRecipe, None, build_parser().parse_args(["--optim.steps", "0"]))
+    with pytest.raises(ValueError, match="--loss.regions expects true/false"):
+        load_recipe(PretrainRecipe, None, build_parser().parse_args(["--loss.regions", "maybe"]))
+    (tmp_path / "bad.yaml").write_text("optim:\n  learning_rate: 1\n")
+    with pytest.raises(ValueError, match="unknown field"):
+        load_recipe(PretrainRecipe, tmp_path / "bad.yaml")
