@@ -92,17 +92,18 @@ def plot_curves(out: Path, variants: list[str], path: Path) -> None:
 
     terms = ("train/clip", "train/multi_positive", "train/region_text", "train/ground_l2")
     fig, axes = plt.subplots(1, len(terms), figsize=(4 * len(terms), 3.2))
-    for variant in variants:
+    for i, variant in enumerate(variants):
         rows = [r for r in read_metrics(out / variant / "metrics.jsonl") if "train/loss" in r]
         for ax, term in zip(axes, terms):
             pts = [(r["step"], r[term]) for r in rows if term in r]
-            if pts:
-                ax.plot(*zip(*pts), label=variant)
+            if pts:  # one colour per variant across panels (not every variant has every term)
+                ax.plot(*zip(*pts), label=variant, color=f"C{i}")
     for ax, term in zip(axes, terms):
         ax.set_title(term.split("/")[1])
         ax.set_xlabel("step")
-    axes[0].legend()
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="upper center", ncol=len(variants))
+    fig.subplots_adjust(top=0.8)
+    fig.tight_layout(rect=(0, 0, 1, 0.88))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
 
@@ -142,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
 
     table = markdown(results)
     print(table)
-    payload = {"encoder": results, "train_seconds": seconds}
+    payload = {"encoder": results}
+    table += "\n\nTraining wall time (s): " + ", ".join(f"{v} {s:.0f}" for v, s in seconds.items())
     targets = [out] + ([Path(args.docs)] if args.docs else [])
     for target in targets:
         target.mkdir(parents=True, exist_ok=True)

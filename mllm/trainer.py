@@ -22,7 +22,8 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from loclip.encoder import LoclipVisionModel
 from loclip.pretrain import checkpoint as ckpt
-from loclip.pretrain.distributed import setup_distributed
+from loclip.pretrain.deepspeed_config import build_deepspeed_config
+from loclip.pretrain.distributed import setup_distributed, teardown_distributed
 from loclip.pretrain.metrics_log import MetricLog
 from loclip.pretrain.optim import build_optimizer, cosine_with_warmup
 from loclip.pretrain.recipe import dump_recipe
@@ -86,22 +87,7 @@ def prepare_training(model: LoclipLlavaForConditionalGeneration, recipe: Finetun
 
 
 def deepspeed_config(recipe: FinetuneRecipe) -> dict:
-    if recipe.run.deepspeed_config:
-        path = Path(recipe.run.deepspeed_config)
-        if not path.is_file():
-            raise ValueError(f"run.deepspeed_config: no such file {str(path)!r}")
-        config = json.loads(path.read_text())
-    else:
-        config = {"zero_optimization": {"stage": recipe.run.zero_stage}}
-    config.update(
-        train_micro_batch_size_per_gpu=recipe.data.batch_size,
-        gradient_accumulation_steps=recipe.optim.grad_accum,
-        gradient_clipping=recipe.optim.grad_clip,
-        bf16={"enabled": recipe.run.precision == "bf16"},
-        fp16={"enabled": False},
-    )
-    config.setdefault("steps_per_print", 10**9)
-    return config
+    return build_deepspeed_config(recipe.run, recipe.optim, recipe.data.batch_size)
 
 
 def train(recipe: FinetuneRecipe, eval_fn: EvalFn | None = None) -> Path:
@@ -196,6 +182,7 @@ def train(recipe: FinetuneRecipe, eval_fn: EvalFn | None = None) -> Path:
     if dist.is_initialized():
         dist.barrier()
     metrics.close()
+    teardown_distributed()
     return out
 
 

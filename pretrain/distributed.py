@@ -15,6 +15,17 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_OWNED: dict[str, str] = {}  # environment variables setup_distributed made up for a group of one
+
+
+def teardown_distributed() -> None:
+    """Forget the environment ``setup_distributed`` made up for a group of one, so child processes do not
+    inherit its port. The group itself stays: DeepSpeed cannot re-create it later in the same process."""
+    for key in _OWNED:
+        os.environ.pop(key, None)
+    _OWNED.clear()
+
+
 def setup_distributed() -> tuple[int, int, torch.device]:
     """Initialise DeepSpeed's process group; returns (rank, world size, device).
 
@@ -25,8 +36,9 @@ def setup_distributed() -> tuple[int, int, torch.device]:
     import deepspeed.comm.torch  # noqa: F401  (so it is in sys.modules below)
 
     if "RANK" not in os.environ:
-        os.environ.update(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(free_port()))
+        own = dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
+        _OWNED.update({k: v for k, v in own.items() if k not in os.environ})
+        os.environ.update(_OWNED)
     cuda = torch.cuda.is_available()
     if not cuda:
         # DeepSpeed JIT-compiles a shared-memory all-reduce for CPU inference at group creation (~1 min

@@ -28,7 +28,8 @@ from loclip.encoder.processing import LoclipProcessor
 from . import checkpoint as ckpt
 from .config import PretrainRecipe
 from .data import build_train_loader
-from .distributed import setup_distributed
+from .deepspeed_config import build_deepspeed_config
+from .distributed import setup_distributed, teardown_distributed
 from .metrics_log import MetricLog
 from .objective import PretrainObjective
 from .optim import build_optimizer, cosine_with_warmup
@@ -81,22 +82,7 @@ def build_model(recipe: PretrainRecipe, tokenizer) -> LoclipModel:
 
 
 def deepspeed_config(recipe: PretrainRecipe) -> dict:
-    if recipe.run.deepspeed_config:
-        path = Path(recipe.run.deepspeed_config)
-        if not path.is_file():
-            raise ValueError(f"run.deepspeed_config: no such file {str(path)!r}")
-        config = json.loads(path.read_text())
-    else:
-        config = {"zero_optimization": {"stage": recipe.run.zero_stage}}
-    config.update(
-        train_micro_batch_size_per_gpu=recipe.data.batch_size,
-        gradient_accumulation_steps=recipe.optim.grad_accum,
-        gradient_clipping=recipe.optim.grad_clip,
-        bf16={"enabled": recipe.run.precision == "bf16"},
-        fp16={"enabled": False},
-    )
-    config.setdefault("steps_per_print", 10**9)
-    return config
+    return build_deepspeed_config(recipe.run, recipe.optim, recipe.data.batch_size)
 
 
 def _mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -168,7 +154,7 @@ def train(recipe: PretrainRecipe, eval_fn: EvalFn | None = None) -> Path:
         if eval_fn is None:
             return
         engine.eval()
-        with torch.no_grad():
+        with torch.no_grad(), _gathered(engine, model):  # every rank joins the ZeRO-3 gather; rank 0 scores
             results = eval_fn(model, processor) if rank == 0 else {}
         engine.train()
         metrics.log(step, results, prefix="eval")
@@ -213,14 +199,26 @@ def train(recipe: PretrainRecipe, eval_fn: EvalFn | None = None) -> Path:
         if skips:
             log.warning("skipped samples by reason: %s", skips)
         (out / "skipped_samples.json").write_text(json.dumps(skips, indent=2))
-        export(engine, model, processor, out)
+    with _gathered(engine, model):
+        if rank == 0:
+            export(model, processor, out)
     if dist.is_initialized():
         dist.barrier()
     metrics.close()
+    teardown_distributed()
     return out
 
 
-def export(engine, model: LoclipModel, processor: LoclipProcessor, out: Path) -> None:
+def _gathered(engine, model: LoclipModel):
+    """Full weights on every rank for the duration (ZeRO-3 partitions them; other stages: a no-op)."""
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(
+        list(model.parameters()), modifier_rank=None, enabled=engine.zero_optimization_stage() == 3
+    )
+
+
+def export(model: LoclipModel, processor: LoclipProcessor, out: Path) -> None:
     """Write config + safetensors (+ processor) into ``out`` itself, via a temporary folder and rename."""
     import shutil
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch.distributed as dist
 
 from loclip.pretrain.synth import Scene, SceneConfig, generate_scene, write_split
 
@@ -36,3 +37,11 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_split(out, "train", 23, SEED, SMALL, shard_size=5)
     write_split(out, "novel", 6, SEED, SMALL, shard_size=5)
     return out
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_process_group() -> None:
+    """Trainer tests elsewhere may leave a group of one in this process; the data loader reads rank and
+    world size from an initialised group, so start these tests without one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
