@@ -28,7 +28,7 @@ from .synth_data import read_scenes, synthetic_captions, synthetic_regions
 from .synthetic import summarize, synthetic_results
 from .zeroshot import evaluate_zeroshot
 
-TASKS: tuple[str, ...] = ("zeroshot", "retrieval", "region_cls", "region_retrieval", "grounding", "synthetic")
+TASKS: tuple[str, ...] = ("zeroshot", "retrieval", "region_cls", "region_retrieval", "grounding", "synthetic", "mllm")
 
 EPILOG = """\
 datasets per task (a COCO/RefCOCO file wins over --synth-dir when both are given):
@@ -95,6 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--refs-json", metavar="FILE", help="refs + annotations + images JSON (region_retrieval, grounding)")
     g.add_argument("--refs-image-dir", metavar="DIR", help="images of --refs-json (default: --image-dir)")
     g.add_argument("--refs-split", metavar="SPLIT", help="keep refs of this split only (e.g. val, testA)")
+    g = p.add_argument_group("MLLM (--task mllm: --model is a loclip MLLM directory, scored alone)")
+    g.add_argument("--conversations-json", metavar="FILE",
+                   help="LLaVA conversation JSON/JSONL (images relative to its folder, or --image-dir): referring "
+                        "accuracy (exact phrase) and referring-expression comprehension accuracy at IoU 0.5")
+    g.add_argument("--max-new-tokens", type=_positive_int, default=24, metavar="N", help="MLLM answer length")
     g = p.add_argument_group("synthetic world")
     g.add_argument("--synth-dir", metavar="DIR", help="output of loclip-synth (or a quickstart run's synth/)")
     g.add_argument("--synth-split", default="val", metavar="SPLIT",
@@ -167,6 +172,11 @@ def plan_tasks(args: argparse.Namespace) -> list[Runner]:
             data = (refs(task) if args.refs_json else synthetic_regions(synth(task), unique_only=True))
             data.require_items("regions")
             runners.append(lambda m, p, d=data: [evaluate_grounding(m, p, d, **kw)])
+        elif task == "mllm":
+            _need(args, task, "--conversations-json")
+            if len(set(args.task)) > 1:
+                raise ValueError("--task mllm scores an MLLM directory and cannot be combined with encoder tasks")
+            runners.append(_mllm_runner(args))
         else:  # synthetic
             synth(task)  # read now, so that a bad --synth-dir fails before the model loads
             runners.append(lambda m, p: _synthetic(m, p, args, **kw))
@@ -180,6 +190,26 @@ def _synthetic(
                                 args.region_method, progress)
     info = {"split": args.synth_split, "num_scenes": results[0].info["num_images"], "region_method": args.region_method}
     return [TaskResult("synthetic", f"synthetic:{args.synth_split}", summarize(results), info)]
+
+
+def _mllm_runner(args: argparse.Namespace) -> Runner:
+    """Referring accuracy and REC@0.5 of a loclip MLLM on a conversation file (see loclip.mllm.evaluate)."""
+    from loclip.mllm.data import load_records
+    from loclip.mllm.evaluate import evaluate_records
+
+    path = Path(args.conversations_json)
+    if not path.is_file():
+        raise ValueError(f"--conversations-json: no such file {str(path)!r}")
+    records = load_records(path)
+    root = Path(args.image_dir) if args.image_dir else path.parent
+    limit = args.max_samples or 200
+
+    def run(model: Any, processor: Any) -> list[TaskResult]:
+        metrics = evaluate_records(model, processor, records, root, limit, args.max_new_tokens)
+        info = {"num_refer": int(metrics.pop("n_refer")), "num_ground": int(metrics.pop("n_ground"))}
+        return [TaskResult("mllm", str(path), metrics, info)]
+
+    return run
 
 
 def check_model_dir(path: str) -> None:
@@ -202,12 +232,27 @@ def load_model(path: str, device: str) -> tuple[Any, Any]:
     return model.to(device).eval(), AutoProcessor.from_pretrained(path)
 
 
+def load_mllm(path: str, device: str) -> tuple[Any, Any]:
+    """A saved loclip MLLM (eval mode) and its processor, through the Auto classes."""
+    import loclip.mllm  # noqa: F401  (registers the Auto classes)
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from loclip.mllm import LoclipLlavaForConditionalGeneration
+
+    check_model_dir(path)
+    model = AutoModelForImageTextToText.from_pretrained(path)
+    if not isinstance(model, LoclipLlavaForConditionalGeneration):
+        raise TypeError(f"--model: {path!r} holds a {type(model).__name__}, not a loclip MLLM")
+    return model.to(device).eval(), AutoProcessor.from_pretrained(path)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         check_model_dir(args.model)
         runners = plan_tasks(args)
-        model, processor = load_model(args.model, args.device)
+        loader = load_mllm if "mllm" in args.task else load_model
+        model, processor = loader(args.model, args.device)
         results = [r for run in runners for r in run(model, processor)]
     except (ValueError, TypeError) as e:
         print(f"loclip-eval: error: {e}", file=sys.stderr)
