@@ -36,6 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output-dir", help="where checkpoints, logs and the exported model go (= run.output_dir)")
     parser.add_argument("--quickstart-scenes", type=int, default=QUICKSTART_SCENES["train"],
                         help="training scenes the quickstart generates (default %(default)s)")
+    # The `deepspeed` launcher passes --local_rank; the rank is read from the environment (LOCAL_RANK).
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     add_recipe_arguments(parser, FinetuneRecipe)
     return parser
 

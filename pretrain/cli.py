@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--quickstart-scenes", type=int, default=QUICKSTART_SCENES["train"],
                         help="training scenes the quickstart generates (default %(default)s)")
     parser.add_argument("--synth-dir", help="where the quickstart's synthetic world lives (default OUTPUT_DIR/synth)")
+    # The `deepspeed` launcher passes --local_rank; the rank is read from the environment (LOCAL_RANK).
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     add_recipe_arguments(parser, PretrainRecipe)
     return parser
 

@@ -86,11 +86,16 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_run(world: Path, tmp_
     assert (killed / "model.safetensors").is_file() and (killed / "config.json").is_file()
 
 
-def test_two_processes_with_torchrun_and_zero2(world: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("launcher", ["torchrun", "deepspeed"])
+def test_two_processes_with_a_launcher_and_zero2(world: Path, tmp_path: Path, launcher: str) -> None:
     out = tmp_path / "ddp"
     recipe = _recipe(world, out, steps=6, zero_stage=2)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           "-m", "loclip.pretrain.cli", "--config", str(recipe)]
+    port = str(free_port())
+    if launcher == "torchrun":
+        start = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port, "-m"]
+    else:  # DeepSpeed's launcher runs 2 CPU processes with --num_gpus 2 and adds --local_rank
+        start = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", port, "--module"]
+    cmd = [*start, "loclip.pretrain.cli", "--config", str(recipe)]
     done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     losses = _losses(out)
