@@ -86,10 +86,10 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_run(world: Path, tmp_
     assert (killed / "model.safetensors").is_file() and (killed / "config.json").is_file()
 
 
-@pytest.mark.parametrize("launcher", ["torchrun", "deepspeed"])
-def test_two_processes_with_a_launcher_and_zero2(world: Path, tmp_path: Path, launcher: str) -> None:
+@pytest.mark.parametrize("launcher,stage", [("torchrun", 2), ("deepspeed", 3)])
+def test_two_processes_with_a_launcher_and_zero(world: Path, tmp_path: Path, launcher: str, stage: int) -> None:
     out = tmp_path / "ddp"
-    recipe = _recipe(world, out, steps=6, zero_stage=2)
+    recipe = _recipe(world, out, steps=6, zero_stage=stage)
     port = str(free_port())
     if launcher == "torchrun":
         start = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port, "-m"]
@@ -103,6 +103,12 @@ def test_two_processes_with_a_launcher_and_zero2(world: Path, tmp_path: Path, la
     state = json.loads((complete_checkpoints(out / "checkpoints")[-1] / "rank_state_00001.json").read_text())
     assert state["step"] == 6 and state["loader"]["rank"] == 1  # each rank keeps its own data position
     assert (out / "model.safetensors").is_file()
+    # the export holds the full weights, gathered from the ZeRO-3 partitions
+    from safetensors.torch import load_file
+
+    weights = load_file(out / "model.safetensors")
+    patch = weights["vision_model.trunk.embeddings.patch_embedding.weight"]
+    assert patch.ndim == 4 and patch.abs().sum() > 0
 
 
 @pytest.mark.parametrize("name", ["vit_b16_scratch.yaml", "from_clip_zero3.yaml"])
