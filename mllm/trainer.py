@@ -22,10 +22,9 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from loclip.encoder import LoclipVisionModel
 from loclip.pretrain import checkpoint as ckpt
-from loclip.pretrain.deepspeed_config import build_deepspeed_config
+from loclip.pretrain.deepspeed_config import build_engine
 from loclip.pretrain.distributed import setup_distributed, teardown_distributed
 from loclip.pretrain.metrics_log import MetricLog
-from loclip.pretrain.optim import build_optimizer, cosine_with_warmup
 from loclip.pretrain.recipe import dump_recipe
 from loclip.pretrain.trainer import seed_everything
 
@@ -86,14 +85,8 @@ def prepare_training(model: LoclipLlavaForConditionalGeneration, recipe: Finetun
     return model
 
 
-def deepspeed_config(recipe: FinetuneRecipe) -> dict:
-    return build_deepspeed_config(recipe.run, recipe.optim, recipe.data.batch_size)
-
-
 def train(recipe: FinetuneRecipe, eval_fn: EvalFn | None = None) -> Path:
     """Run finetuning; returns the output directory holding the exported model and processor."""
-    import deepspeed
-
     rank, world, device = setup_distributed()
     out = Path(recipe.run.output_dir)
     ckpt_root = out / "checkpoints"
@@ -115,23 +108,17 @@ def train(recipe: FinetuneRecipe, eval_fn: EvalFn | None = None) -> Path:
     stream = BatchStream(dataset, recipe.data.batch_size, recipe.run.seed, rank, world)
 
     o = recipe.optim
-    optimizer = build_optimizer(model, o.lr, o.weight_decay, (o.beta1, o.beta2), o.eps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(o.warmup_steps, o.steps, o.min_lr_ratio))
-    engine, _, _, _ = deepspeed.initialize(
-        model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(recipe)
-    )
+    engine, scheduler = build_engine(model, recipe.run, recipe.optim, recipe.data.batch_size)
     metrics = MetricLog(out, enabled=rank == 0)
 
     step = 0
-    ckpt.clean_partial(ckpt_root)
-    latest = ckpt.latest_checkpoint(ckpt_root) if recipe.run.resume else None
-    if latest is not None:
-        state = ckpt.load_checkpoint(engine, latest)
+    state = ckpt.resume_latest(engine, ckpt_root, recipe.run.resume)
+    if state is not None:
         step = state["step"]
         stream.load_state_dict(state["stream"])
         metrics.truncate_after(step)
         if rank == 0:
-            log.info("resumed from %s at step %d", latest, step)
+            log.info("resumed from %s at step %d", state["path"], step)
 
     def save() -> None:
         ckpt.save_checkpoint(engine, ckpt_root, step, {"stream": stream.state_dict()}, recipe.run.keep_checkpoints)

@@ -137,3 +137,15 @@ def clean_partial(root: str | Path) -> None:
         for p in root.iterdir():
             if p.name.startswith(".tmp-"):
                 shutil.rmtree(p, ignore_errors=True)
+
+
+def resume_latest(engine: Any, root: str | Path, enabled: bool = True) -> dict[str, Any] | None:
+    """Clear interrupted saves, then restore the newest complete checkpoint under ``root`` (if any and
+    ``enabled``) → its rank state (``step`` and what the trainer stored), or ``None``."""
+    clean_partial(root)
+    latest = latest_checkpoint(root) if enabled else None
+    if latest is None:
+        return None
+    state = load_checkpoint(engine, latest)
+    state["path"] = str(latest)
+    return state

@@ -1,11 +1,16 @@
-"""The DeepSpeed config both trainers hand to the engine."""
+"""The DeepSpeed engine both trainers use: its config, and the engine with AdamW and the cosine schedule."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
 
 from .config import OptimRecipe, RunRecipe
+from .optim import build_optimizer, cosine_with_warmup
 
 
 def build_deepspeed_config(run: RunRecipe, optim: OptimRecipe, micro_batch_size: int) -> dict:
@@ -27,3 +32,18 @@ def build_deepspeed_config(run: RunRecipe, optim: OptimRecipe, micro_batch_size:
     )
     config.setdefault("steps_per_print", 10**9)
     return config
+
+
+def build_engine(module: nn.Module, run: RunRecipe, optim: OptimRecipe, micro_batch_size: int) -> tuple[Any, Any]:
+    """``deepspeed.initialize`` on ``module`` with AdamW (no decay on norms, biases, temperature) and the
+    cosine-with-warmup schedule → (engine, scheduler)."""
+    import deepspeed
+
+    o = optim
+    optimizer = build_optimizer(module, o.lr, o.weight_decay, (o.beta1, o.beta2), o.eps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(o.warmup_steps, o.steps, o.min_lr_ratio))
+    engine, _, _, _ = deepspeed.initialize(
+        model=module, optimizer=optimizer, lr_scheduler=scheduler,
+        config=build_deepspeed_config(run, optim, micro_batch_size),
+    )
+    return engine, scheduler

@@ -28,11 +28,10 @@ from loclip.encoder.processing import LoclipProcessor
 from . import checkpoint as ckpt
 from .config import PretrainRecipe
 from .data import build_train_loader
-from .deepspeed_config import build_deepspeed_config
+from .deepspeed_config import build_engine
 from .distributed import setup_distributed, teardown_distributed
 from .metrics_log import MetricLog
 from .objective import PretrainObjective
-from .optim import build_optimizer, cosine_with_warmup
 from .recipe import dump_recipe
 
 log = logging.getLogger("loclip.pretrain")
@@ -81,10 +80,6 @@ def build_model(recipe: PretrainRecipe, tokenizer) -> LoclipModel:
     return model
 
 
-def deepspeed_config(recipe: PretrainRecipe) -> dict:
-    return build_deepspeed_config(recipe.run, recipe.optim, recipe.data.batch_size)
-
-
 def _mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, float]:
     keys = sorted(values)
     stacked = torch.stack([values[k].detach().float().reshape(()) for k in keys])
@@ -113,8 +108,6 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 
 def train(recipe: PretrainRecipe, eval_fn: EvalFn | None = None) -> Path:
     """Run pretraining; returns the output directory holding the exported encoder."""
-    import deepspeed
-
     rank, world, device = setup_distributed()
     out = Path(recipe.run.output_dir)
     ckpt_root = out / "checkpoints"
@@ -128,24 +121,18 @@ def train(recipe: PretrainRecipe, eval_fn: EvalFn | None = None) -> Path:
     processor = LoclipProcessor(LoclipImageProcessor(image_size=recipe.data.image_size), tokenizer)
     objective = PretrainObjective(model, recipe.loss)
     o = recipe.optim
-    optimizer = build_optimizer(objective, o.lr, o.weight_decay, (o.beta1, o.beta2), o.eps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(o.warmup_steps, o.steps, o.min_lr_ratio))
-    engine, _, _, _ = deepspeed.initialize(
-        model=objective, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(recipe)
-    )
+    engine, scheduler = build_engine(objective, recipe.run, recipe.optim, recipe.data.batch_size)
     loader = build_train_loader(recipe.data, processor, rank=rank, world_size=world)
     metrics = MetricLog(out, enabled=rank == 0)
 
     step = 0
-    ckpt.clean_partial(ckpt_root)
-    latest = ckpt.latest_checkpoint(ckpt_root) if recipe.run.resume else None
-    if latest is not None:
-        state = ckpt.load_checkpoint(engine, latest)
+    state = ckpt.resume_latest(engine, ckpt_root, recipe.run.resume)
+    if state is not None:
         step = state["step"]
         loader.load_state_dict(state["loader"])
         metrics.truncate_after(step)
         if rank == 0:
-            log.info("resumed from %s at step %d", latest, step)
+            log.info("resumed from %s at step %d", state["path"], step)
 
     def save() -> None:
         ckpt.save_checkpoint(engine, ckpt_root, step, {"loader": loader.state_dict()}, recipe.run.keep_checkpoints)
