@@ -80,9 +80,15 @@ class LoclipProcessor(ProcessorMixin):
     def _get_arguments_from_pretrained(
         cls, pretrained_model_name_or_path: str | os.PathLike, processor_dict: dict | None = None, **kwargs: Any
     ) -> list[Any]:
-        # The image processor is always ours: load it by class rather than through AutoImageProcessor, so that a
-        # saved processor loads whether or not the Auto classes are registered. Any tokenizer class works.
-        subfolder = kwargs.pop("subfolder", "")
-        path = pretrained_model_name_or_path
-        image_processor = LoclipImageProcessor.from_pretrained(path, subfolder=subfolder, **kwargs)
-        return [image_processor, AutoTokenizer.from_pretrained(path, subfolder=subfolder, **kwargs)]
+        return load_processor_parts(pretrained_model_name_or_path, **kwargs)
+
+
+def load_processor_parts(path: str | os.PathLike, **kwargs: Any) -> list[Any]:
+    """[image processor, tokenizer] of a saved processor directory.
+
+    The image processor is always ours: loaded by class rather than through AutoImageProcessor, so that a saved
+    processor loads whether or not the Auto classes are registered (and boxes keep its geometry). Any tokenizer.
+    """
+    subfolder = kwargs.pop("subfolder", "")
+    image_processor = LoclipImageProcessor.from_pretrained(path, subfolder=subfolder, **kwargs)
+    return [image_processor, AutoTokenizer.from_pretrained(path, subfolder=subfolder, **kwargs)]

@@ -218,32 +218,33 @@ def check_model_dir(path: str) -> None:
         raise ValueError(f"--model: {path!r} has no config.json (not a save_pretrained directory)")
 
 
+def _load_saved(path: str, device: str, auto_class: Any, expected: type, what: str) -> tuple[Any, Any]:
+    """A saved model of class ``expected`` (eval mode, on ``device``) and its processor, via the Auto classes."""
+    from transformers import AutoProcessor
+
+    check_model_dir(path)
+    model = auto_class.from_pretrained(path)
+    if not isinstance(model, expected):
+        raise TypeError(f"--model: {path!r} holds a {type(model).__name__}, not a {what}")
+    return model.to(device).eval(), AutoProcessor.from_pretrained(path)
+
+
 def load_model(path: str, device: str) -> tuple[Any, Any]:
-    """A saved LoclipModel (eval mode, on ``device``) and its processor, through the Auto classes."""
-    import loclip.encoder  # noqa: F401  (registers the Auto classes)
-    from transformers import AutoModel, AutoProcessor
+    """A saved LoclipModel and its processor (importing loclip.encoder registers the Auto classes)."""
+    from transformers import AutoModel
 
     from loclip.encoder import LoclipModel
 
-    check_model_dir(path)
-    model = AutoModel.from_pretrained(path)
-    if not isinstance(model, LoclipModel):
-        raise TypeError(f"--model: {path!r} holds a {type(model).__name__}, not a LoclipModel")
-    return model.to(device).eval(), AutoProcessor.from_pretrained(path)
+    return _load_saved(path, device, AutoModel, LoclipModel, "LoclipModel")
 
 
 def load_mllm(path: str, device: str) -> tuple[Any, Any]:
-    """A saved loclip MLLM (eval mode) and its processor, through the Auto classes."""
-    import loclip.mllm  # noqa: F401  (registers the Auto classes)
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    """A saved loclip MLLM and its processor (importing loclip.mllm registers the Auto classes)."""
+    from transformers import AutoModelForImageTextToText
 
     from loclip.mllm import LoclipLlavaForConditionalGeneration
 
-    check_model_dir(path)
-    model = AutoModelForImageTextToText.from_pretrained(path)
-    if not isinstance(model, LoclipLlavaForConditionalGeneration):
-        raise TypeError(f"--model: {path!r} holds a {type(model).__name__}, not a loclip MLLM")
-    return model.to(device).eval(), AutoProcessor.from_pretrained(path)
+    return _load_saved(path, device, AutoModelForImageTextToText, LoclipLlavaForConditionalGeneration, "loclip MLLM")
 
 
 def main(argv: list[str] | None = None) -> int:

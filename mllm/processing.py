@@ -6,11 +6,11 @@ import os
 from typing import Any
 
 import torch
-from transformers import AutoTokenizer
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
 from loclip.encoder import LoclipImageProcessor
+from loclip.encoder.processing import load_processor_parts
 
 from .conversation import IMAGE_TOKEN, REGION_TOKEN
 
@@ -110,11 +110,7 @@ class LoclipLlavaProcessor(ProcessorMixin):
     def _get_arguments_from_pretrained(
         cls, pretrained_model_name_or_path: str | os.PathLike, processor_dict: dict | None = None, **kwargs: Any
     ) -> list[Any]:
-        # Our image processor by class (it maps boxes with its own geometry); any tokenizer.
-        subfolder = kwargs.pop("subfolder", "")
-        path = pretrained_model_name_or_path
-        image_processor = LoclipImageProcessor.from_pretrained(path, subfolder=subfolder, **kwargs)
-        return [image_processor, AutoTokenizer.from_pretrained(path, subfolder=subfolder, **kwargs)]
+        return load_processor_parts(pretrained_model_name_or_path, **kwargs)
 
 
 def check_region_counts(texts: list[str], box_mask: torch.Tensor) -> None:
