@@ -14,6 +14,7 @@ import logging
 import sys
 from pathlib import Path
 
+from loclip.pretrain.metrics_log import last_eval, print_table
 from loclip.pretrain.recipe import add_recipe_arguments, load_recipe
 
 from .config import FinetuneRecipe
@@ -101,20 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     train(recipe, eval_fn=make_eval_fn(recipe))
     final = last_eval(out)
     if final:
-        print(f"\nHeld-out figures (synthetic world) — model exported to {out}\n")
-        print("| metric | value |\n|---|---|")
-        for k, v in final.items():
-            print(f"| {k} | {v:.3f} |")
+        print_table(final, f"Held-out figures (synthetic world) — model exported to {out}")
     return 0
-
-
-def last_eval(out: Path) -> dict[str, float]:
-    """The last ``eval/`` record of ``out/metrics.jsonl`` (empty if none)."""
-    path = out / "metrics.jsonl"
-    if not path.is_file():
-        return {}
-    evals = [json.loads(line) for line in path.read_text().splitlines() if '"eval/' in line]
-    return {k.split("/", 1)[1]: v for k, v in evals[-1].items() if k.startswith("eval/")} if evals else {}
 
 
 if __name__ == "__main__":

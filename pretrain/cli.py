@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from .config import VARIANTS, PretrainRecipe, apply_variant
+from .metrics_log import last_eval, print_table
 from .recipe import add_recipe_arguments, load_recipe
 
 QUICKSTART_SCENES = {"train": 6000, "val": 200, "novel": 200}
@@ -67,13 +68,6 @@ def prepare_quickstart(recipe: PretrainRecipe, synth: Path, train_scenes: int) -
     return synth
 
 
-def print_table(metrics: dict[str, float], title: str) -> None:
-    print(f"\n{title}\n")
-    print("| metric | value |\n|---|---|")
-    for k, v in metrics.items():
-        print(f"| {k} | {v:.3f} |")
-
-
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
@@ -103,20 +97,10 @@ def main(argv: list[str] | None = None) -> int:
             return evaluate_synthetic(model, processor, recipe.eval.synth_dir, recipe.eval.max_scenes, method)
 
     train(recipe, eval_fn=eval_fn)
-    final = _last_eval(out)
+    final = last_eval(out)
     if final:
         print_table(final, f"Held-out figures (synthetic world) — encoder exported to {out}")
     return 0
-
-
-def _last_eval(out: Path) -> dict[str, float]:
-    path = out / "metrics.jsonl"
-    if not path.is_file():
-        return {}
-    evals = [json.loads(line) for line in path.read_text().splitlines() if '"eval/' in line]
-    if not evals:
-        return {}
-    return {k.split("/", 1)[1]: v for k, v in evals[-1].items() if k.startswith("eval/")}
 
 
 if __name__ == "__main__":

@@ -50,3 +50,18 @@ class MetricLog:
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line]
+
+
+def last_eval(out_dir: str | Path) -> dict[str, float]:
+    """The last ``eval/`` record of ``out_dir/metrics.jsonl`` without the prefix (empty if none)."""
+    path = Path(out_dir) / "metrics.jsonl"
+    evals = [r for r in read_metrics(path) if any(k.startswith("eval/") for k in r)] if path.is_file() else []
+    return {k.split("/", 1)[1]: v for k, v in evals[-1].items() if k.startswith("eval/")} if evals else {}
+
+
+def print_table(metrics: dict[str, float], title: str) -> None:
+    """A two-column markdown table of figures, under a title."""
+    print(f"\n{title}\n")
+    print("| metric | value |\n|---|---|")
+    for k, v in metrics.items():
+        print(f"| {k} | {v:.3f} |")

@@ -1,10 +1,12 @@
 """The pretraining objective: one module the DeepSpeed engine wraps, batch in, (loss, named terms) out.
 
-It runs the vision trunk once and the text tower once (captions, sub-captions and region phrases
-together, valid rows only), then the loss terms the recipe turns on.
+It runs the vision trunk once, the text tower on the captions and on the valid sub-caption and
+region-phrase rows only, then the loss terms the recipe turns on.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 from torch import nn
@@ -23,12 +25,18 @@ from .losses import (
 )
 
 
+@functools.lru_cache(maxsize=8)
+def _code_projection(length: int, dim: int) -> torch.Tensor:
+    """The fixed random projection of ``caption_codes`` (made once per shape, not every step)."""
+    g = torch.Generator().manual_seed(0x10C11)
+    return torch.randn(length, dim, generator=g) * 100.0
+
+
 def caption_codes(input_ids: torch.Tensor, attention_mask: torch.Tensor, dim: int = 128) -> torch.Tensor:
     """Identity codes of token sequences ``[..., L]`` → ``[..., dim]``: equal sequences get equal codes,
     different ones nearly orthogonal codes (random Fourier features of the ids with a fixed seed, so every
     rank computes the same). Lets the text filter drop exact duplicates only."""
-    g = torch.Generator().manual_seed(0x10C11)
-    proj = (torch.randn(input_ids.shape[-1], dim, generator=g) * 100.0).to(input_ids.device)
+    proj = _code_projection(input_ids.shape[-1], dim).to(input_ids.device)
     ids = (input_ids * attention_mask).to(proj.dtype)
     return torch.sin(ids @ proj + 1.0)
 

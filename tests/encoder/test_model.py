@@ -260,6 +260,7 @@ def test_gradient_checkpointing_gives_same_gradients() -> None:
 
     plain = grads()
     model.activation_checkpointing_enable()
+    assert model.vision_model.trunk.is_gradient_checkpointing and model.text_model.is_gradient_checkpointing
     torch.testing.assert_close(grads(), plain, atol=1e-6, rtol=1e-5)
 
 
