@@ -1,0 +1,90 @@
+"""Tiny random captioner and detector checkpoints for the VESL tests, built here and saved (never downloaded).
+
+Also importable by a ``loclip-label`` subprocess (``python:label_helpers:…`` with this folder on PYTHONPATH):
+``slow_detector`` wraps the tiny OWLv2 in ``$LABEL_TEST_OWL`` with a pause per batch, so a test can kill a
+run part-way.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2Processor, PreTrainedTokenizerFast
+from transformers.models.owlv2.image_processing_pil_owlv2 import Owlv2ImageProcessorPil
+
+from loclip.encoder import LoclipVisionModel, tiny_config
+from loclip.mllm.builder import compose, make_processor, tiny_llm
+from loclip.mllm.conversation import ensure_tokens
+from loclip.pretrain.label import OwlDetector
+from loclip.pretrain.synth import build_tokenizer
+from loclip.pretrain.synth.language import vocabulary
+
+OWL_MAX_TEXT = 16
+
+
+def word_tokenizer(words: list[str], max_length: int = OWL_MAX_TEXT) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer with ``<bos> … <eos>`` around each text."""
+    specials = ["<pad>", "<unk>", "<bos>", "<eos>"]
+    vocab = {tok: i for i, tok in enumerate(specials + sorted(set(words)))}
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos> $A <eos>", special_tokens=[("<bos>", vocab["<bos>"]), ("<eos>", vocab["<eos>"])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<bos>", eos_token="<eos>",
+        model_max_length=max_length,
+    )  # fmt: skip
+
+
+def owl_processor(image_size: int = 32) -> Owlv2Processor:
+    """An OWLv2 processor (PIL backend: no torchvision) over the synthetic world's words."""
+    return Owlv2Processor(
+        image_processor=Owlv2ImageProcessorPil(size={"height": image_size, "width": image_size}),
+        tokenizer=word_tokenizer(vocabulary()),
+    )
+
+
+def save_tiny_owl(directory: Path, image_size: int = 32) -> Path:
+    """A random OWLv2 (1 layer, width 32, 16 patches) and its processor, saved to ``directory``."""
+    processor = owl_processor(image_size)
+    tower = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2)
+    config = Owlv2Config(
+        text_config=dict(vocab_size=len(processor.tokenizer), max_position_embeddings=OWL_MAX_TEXT, pad_token_id=0,
+                         bos_token_id=2, eos_token_id=3, **tower),
+        vision_config=dict(image_size=image_size, patch_size=8, **tower),
+        projection_dim=32,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    Owlv2ForObjectDetection(config).eval().save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
+
+
+def save_tiny_mllm(directory: Path) -> Path:
+    """loclip's MLLM: a random 64 px encoder and a 2-layer Llama over the synthetic world's tokenizer."""
+    tokenizer = build_tokenizer(model_max_length=1024)
+    ensure_tokens(tokenizer, "plain")
+    torch.manual_seed(0)
+    encoder = LoclipVisionModel(tiny_config().vision_config)
+    model = compose(encoder, tiny_llm(tokenizer, hidden_size=32, layers=2, heads=4), tokenizer).eval()
+    model.save_pretrained(directory)
+    make_processor(model.config, tokenizer, "plain").save_pretrained(directory)
+    return directory
+
+
+def slow_detector():
+    """Factory for ``--detector python:label_helpers:slow_detector``: the tiny OWLv2 at ``$LABEL_TEST_OWL``,
+    pausing ``$LABEL_TEST_PAUSE`` seconds per batch."""
+    real = OwlDetector.from_pretrained(os.environ["LABEL_TEST_OWL"])
+    pause = float(os.environ.get("LABEL_TEST_PAUSE", "0.3"))
+
+    def detect(images, queries):
+        time.sleep(pause)
+        return real(images, queries)
+
+    return detect
