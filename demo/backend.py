@@ -1,0 +1,190 @@
+"""The model side of the demo: load a checkpoint, then answer with plain Python values.
+
+Nothing here knows about gradio. Inputs are PIL images, lists of pixel ``[x1, y1, x2, y2]`` boxes and strings;
+outputs are dataclasses of strings, floats and lists. A lock serialises model calls, so one CPU model can serve
+several gradio workers without two forward passes fighting over the same threads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from .limits import DemoInputError, Limits, check_boxes, check_text
+
+REGION = "<region>"
+IMAGE = "<image>"
+CHAT_MODEL_TYPE = "loclip_llava"
+ENCODER_MODEL_TYPE = "loclip"
+
+
+def model_type(path: str | os.PathLike) -> str:
+    """``model_type`` of the checkpoint directory ``path`` (from its ``config.json``)."""
+    config = Path(path) / "config.json"
+    if not config.is_file():
+        raise ValueError(f"--model {str(path)!r} is not a model directory: it has no config.json")
+    kind = json.loads(config.read_text()).get("model_type")
+    if kind not in (CHAT_MODEL_TYPE, ENCODER_MODEL_TYPE):
+        raise ValueError(
+            f"--model {str(path)!r} has model_type {kind!r}; the demo serves {CHAT_MODEL_TYPE!r} (chat mode, an "
+            f"MLLM from loclip-finetune) or {ENCODER_MODEL_TYPE!r} (encoder mode, from loclip-pretrain)"
+        )
+    return kind
+
+
+def with_regions(question: str, num_boxes: int) -> str:
+    """Put one ``<region>`` per box into ``question``: the k-th ``<region>`` stands for the k-th box drawn.
+
+    Placeholders the question already has are used first, in order; missing ones are appended at the end,
+    separated by spaces. More placeholders than boxes is an error.
+    """
+    if IMAGE in question:
+        raise DemoInputError(f"question must not contain {IMAGE}: the image is placed in front of it for you")
+    have = question.count(REGION)
+    if have > num_boxes:
+        raise DemoInputError(f"question has {have} {REGION} placeholders but {num_boxes} boxes were drawn: "
+                             f"draw one box per {REGION}")
+    return " ".join([question, *[REGION] * (num_boxes - have)])
+
+
+@dataclass(frozen=True)
+class ChatAnswer:
+    """One chat turn: the question as the model saw it, the boxes asked about and the answer with its boxes."""
+
+    question: str
+    question_boxes: list[list[float]]
+    answer: str
+    answer_boxes: list[list[float]]
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready, boxes in original-image pixels rounded to 0.01."""
+        return {
+            "answer": self.answer,
+            "answer_boxes": round_boxes(self.answer_boxes),
+            "question": self.question,
+            "question_boxes": round_boxes(self.question_boxes),
+        }
+
+
+@dataclass(frozen=True)
+class RegionRanking:
+    """One box and the candidate labels ranked by how well they match it (scores sum to 1)."""
+
+    box: list[float]
+    ranking: list[tuple[str, float]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"box": round_boxes([self.box])[0], "ranking": [{"label": lab, "score": s} for lab, s in self.ranking]}
+
+
+def round_boxes(boxes: list[list[float]], digits: int = 2) -> list[list[float]]:
+    """Boxes rounded for display and JSON (model outputs carry float noise far below a pixel)."""
+    return [[round(float(v), digits) for v in box] for box in boxes]
+
+
+class ChatBackend:
+    """A ``LoclipLlavaForConditionalGeneration`` and its processor behind ``ask``."""
+
+    mode = "chat"
+
+    def __init__(self, model: Any, processor: Any, limits: Limits | None = None, max_new_tokens: int = 64) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.limits = limits or Limits()
+        self.max_new_tokens = max_new_tokens
+        self._lock = threading.Lock()
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor.tokenizer
+
+    @property
+    def image_size(self) -> int:
+        return int(self.processor.image_processor.image_size)
+
+    def ask(self, image: Image.Image, question: str, boxes: list[list[float]] | None = None) -> ChatAnswer:
+        """Answer ``question`` about ``image``; ``boxes`` (pixels, drawing order) fill its ``<region>``s."""
+        from loclip.mllm.chat import chat
+
+        boxes = check_boxes(list(boxes or []), image.width, image.height, self.limits)
+        question = with_regions(check_text(question, "question", self.limits), len(boxes))
+        with self._lock:
+            answer, answer_boxes = chat(self.model, self.processor, image, question, boxes,
+                                        max_new_tokens=self.max_new_tokens)  # fmt: skip
+        return ChatAnswer(question, boxes, answer, answer_boxes)
+
+
+class EncoderBackend:
+    """A ``LoclipModel`` and its ``LoclipProcessor`` behind ``rank`` (boxes → labels) and ``ground``."""
+
+    mode = "encoder"
+
+    def __init__(self, model: Any, processor: Any, limits: Limits | None = None) -> None:
+        self.model = model.eval()
+        self.processor = processor
+        self.limits = limits or Limits()
+        self._lock = threading.Lock()
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.processor.tokenizer
+
+    @property
+    def image_size(self) -> int:
+        return int(self.processor.image_processor.image_size)
+
+    @torch.no_grad()
+    def rank(self, image: Image.Image, boxes: list[list[float]], labels: list[str]) -> list[RegionRanking]:
+        """For each box, ``labels`` ranked by a softmax over the model's scaled cosine similarities."""
+        boxes = check_boxes(list(boxes or []), image.width, image.height, self.limits)
+        if not boxes:
+            raise DemoInputError("no boxes: draw at least one box to rank the labels for")
+        if not labels:
+            raise DemoInputError("no candidate labels given")
+        inputs = self.processor(images=image, boxes=[boxes], text=labels, padding=True)
+        with self._lock:
+            regions = self.model.get_region_features(inputs["pixel_values"], inputs["boxes"], inputs["box_mask"])[0]
+            texts = self.model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+            scale = self.model.logit_scale.exp().clamp(max=100.0)  # the clamp pretraining applies
+        sims = torch.nn.functional.normalize(regions, dim=-1) @ torch.nn.functional.normalize(texts, dim=-1).T
+        probs = (scale * sims).softmax(dim=-1)
+        out = []
+        for box, p in zip(boxes, probs):
+            order = p.argsort(descending=True).tolist()
+            out.append(RegionRanking(box, [(labels[j], round(float(p[j]), 4)) for j in order]))
+        return out
+
+    @torch.no_grad()
+    def ground(self, image: Image.Image, phrase: str) -> list[float]:
+        """The box the model predicts for ``phrase``, in ``image``'s pixels."""
+        phrase = check_text(phrase, "phrase", self.limits)
+        inputs = self.processor(images=image, text=[phrase], padding=True)
+        with self._lock:
+            box = self.model.ground(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"])
+        (pixels,) = self.processor.post_process_boxes(box[:, None], inputs["original_sizes"])
+        return pixels[0].tolist()
+
+
+Backend = ChatBackend | EncoderBackend
+
+
+def load_backend(path: str | os.PathLike, limits: Limits | None = None) -> Backend:
+    """The backend for a saved model directory: chat mode for an MLLM, encoder mode for an encoder."""
+    kind = model_type(path)
+    if kind == CHAT_MODEL_TYPE:
+        import loclip.mllm  # noqa: F401  (registers the Auto classes)
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        model = AutoModelForImageTextToText.from_pretrained(path)
+        return ChatBackend(model, AutoProcessor.from_pretrained(path), limits)
+    import loclip.encoder  # noqa: F401
+    from transformers import AutoModel, AutoProcessor
+
+    return EncoderBackend(AutoModel.from_pretrained(path), AutoProcessor.from_pretrained(path), limits)

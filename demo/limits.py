@@ -1,0 +1,155 @@
+"""What the demo accepts: the limits and the checks that turn a bad request into a clear message.
+
+Every check raises ``DemoInputError`` (a ``ValueError``) whose text is shown to the user as it is, so each
+message names the field, the value and the limit.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image
+
+from loclip.encoder.image_loading import to_rgb
+
+
+class DemoInputError(ValueError):
+    """A request the demo refuses; the message is meant for the person who sent it."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Request limits (each is a ``loclip-demo`` flag).
+
+    ``max_pixels``: width × height of an image (default 4096 × 4096). ``max_boxes``: boxes per request.
+    ``max_text_chars``: characters of a question, phrase or the candidate-label text. ``max_labels``: candidate
+    labels per request. ``max_file_mb``: upload size, enforced by gradio before a request reaches the model.
+    """
+
+    max_pixels: int = 4096 * 4096
+    max_boxes: int = 8
+    max_text_chars: int = 500
+    max_labels: int = 32
+    max_file_mb: float = 20.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_pixels", "max_boxes", "max_text_chars", "max_labels"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        if not isinstance(self.max_file_mb, (int, float)) or not self.max_file_mb > 0:
+            raise ValueError(f"max_file_mb must be a number > 0, got {self.max_file_mb!r}")
+
+
+def check_image_size(width: int, height: int, limits: Limits) -> None:
+    """Refuse an image larger than ``limits.max_pixels``."""
+    if width * height > limits.max_pixels:
+        raise DemoInputError(
+            f"image is {width}x{height} = {width * height:,} pixels; the limit is {limits.max_pixels:,} pixels"
+        )
+
+
+def load_image(path: str | os.PathLike | None, limits: Limits) -> Image.Image:
+    """An uploaded image file → RGB PIL image (EXIF orientation applied), after checking its pixel count.
+
+    The size is read from the header first, so an oversized image is refused before it is decoded.
+    """
+    if path is None or (isinstance(path, str) and not path.strip()):
+        raise DemoInputError("no image: upload an image file")
+    if not os.path.isfile(path):
+        raise DemoInputError(f"image file {os.path.basename(str(path))!r} does not exist")
+    name = os.path.basename(str(path))
+    try:
+        with Image.open(path) as image:
+            check_image_size(image.width, image.height, limits)
+            image.load()
+            return to_rgb(image, name)
+    except DemoInputError:
+        raise
+    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
+        # PIL raises UnidentifiedImageError (an OSError) for non-images, OSError/SyntaxError for truncated files
+        reason = str(e).replace(str(path), name)  # the server's temporary path means nothing to the sender
+        raise DemoInputError(f"cannot read {name!r} as an image (corrupt or not an image file): {reason}") from e
+
+
+def check_loaded_image(image: Image.Image | None, limits: Limits) -> Image.Image:
+    """An image the UI already decoded → RGB, refusing a missing or oversized one."""
+    if image is None:
+        raise DemoInputError("no image: upload an image first")
+    check_image_size(image.width, image.height, limits)
+    return to_rgb(image, "image")
+
+
+def check_text(text: str | None, field: str, limits: Limits, required: bool = True) -> str:
+    """Stripped ``text``; refuses an empty one (when ``required``) or one over ``limits.max_text_chars``."""
+    if text is not None and not isinstance(text, str):
+        raise DemoInputError(f"{field} must be text, got {type(text).__name__}")
+    text = (text or "").strip()
+    if required and not text:
+        raise DemoInputError(f"{field} is empty: type some text")
+    if len(text) > limits.max_text_chars:
+        raise DemoInputError(f"{field} has {len(text)} characters; the limit is {limits.max_text_chars}")
+    return text
+
+
+def parse_labels(text: str | None, limits: Limits) -> list[str]:
+    """Candidate labels separated by commas or newlines → distinct non-empty labels, in order."""
+    text = check_text(text, "labels", limits)
+    labels = list(dict.fromkeys(p.strip() for p in re.split(r"[,\n]", text) if p.strip()))
+    if not labels:
+        raise DemoInputError("labels holds no label: separate candidate labels with commas or newlines")
+    if len(labels) > limits.max_labels:
+        raise DemoInputError(f"{len(labels)} candidate labels given; the limit is {limits.max_labels}")
+    return labels
+
+
+def parse_boxes(value: Any) -> list[list[float]]:
+    """Boxes as sent by a client → a list of ``[x1, y1, x2, y2]`` float lists (shape only; see ``check_boxes``).
+
+    Accepts ``None``/empty (no boxes), a list of 4-number lists, a single 4-number list, or that as JSON text.
+    """
+    if value is None:
+        return []
+    if isinstance(value, str):
+        if not value.strip():
+            return []
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise DemoInputError(f"boxes is not valid JSON ({e}); send a list of [x1, y1, x2, y2] pixel boxes") from e
+    if not isinstance(value, (list, tuple)):
+        raise DemoInputError(f"boxes must be a list of [x1, y1, x2, y2] pixel boxes, got {type(value).__name__}")
+    if len(value) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+        value = [value]  # one bare box
+    boxes = []
+    for i, box in enumerate(value):
+        if (
+            not isinstance(box, (list, tuple))
+            or len(box) != 4
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
+        ):
+            raise DemoInputError(f"boxes[{i}] must be four numbers [x1, y1, x2, y2], got {box!r}")
+        boxes.append([float(v) for v in box])
+    return boxes
+
+
+def check_boxes(boxes: list[list[float]], width: int, height: int, limits: Limits) -> list[list[float]]:
+    """Refuse too many boxes, and boxes that are empty, inverted, not finite or reach outside the image."""
+    if len(boxes) > limits.max_boxes:
+        raise DemoInputError(f"{len(boxes)} boxes given; the limit is {limits.max_boxes}")
+    for i, (x1, y1, x2, y2) in enumerate(boxes):
+        shown = [round(v, 2) for v in (x1, y1, x2, y2)]
+        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+            raise DemoInputError(f"box {i + 1} {shown} has a coordinate that is not a finite number")
+        if not (x2 > x1 and y2 > y1):
+            raise DemoInputError(f"box {i + 1} {shown} is empty or inverted: need x1 < x2 and y1 < y2")
+        if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+            raise DemoInputError(
+                f"box {i + 1} {shown} reaches outside the {width}x{height} (width x height) image"
+            )
+    return boxes

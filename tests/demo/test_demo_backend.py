@@ -1,0 +1,259 @@
+"""The demo's model side and checks, without a server: limits, the <region> rule, backends, defaults, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from loclip.demo.app import from_annotator
+from loclip.demo.backend import ChatBackend, EncoderBackend, load_backend, model_type, with_regions
+from loclip.demo.cli import main, parse_args
+from loclip.demo.defaults import default_example, default_model_path, speaks_synthetic_world
+from loclip.demo.limits import (
+    DemoInputError,
+    Limits,
+    check_boxes,
+    check_text,
+    load_image,
+    parse_boxes,
+    parse_labels,
+)
+from loclip.mllm.chat import chat
+from loclip.pretrain.synth import build_tokenizer
+
+LIMITS = Limits(max_pixels=100 * 100, max_boxes=2, max_text_chars=20, max_labels=3)
+
+
+# ------------------------------------------------------------------------------------------ the <region> rule
+def test_with_regions_appends_missing_placeholders_in_order() -> None:
+    assert with_regions("What is this?", 2) == "What is this? <region> <region>"
+    assert with_regions("Is <region> left of it?", 2) == "Is <region> left of it? <region>"
+    assert with_regions("What is in <region>?", 1) == "What is in <region>?"
+    assert with_regions("Describe the image.", 0) == "Describe the image."
+
+
+def test_with_regions_refuses_extra_placeholders_and_image_token() -> None:
+    with pytest.raises(DemoInputError, match="2 <region> placeholders but 1 boxes"):
+        with_regions("<region> or <region>?", 1)
+    with pytest.raises(DemoInputError, match="must not contain <image>"):
+        with_regions("<image> what?", 0)
+
+
+# ------------------------------------------------------------------------------------------------- limits
+def test_limits_validate_their_fields() -> None:
+    with pytest.raises(ValueError, match="max_boxes must be an int >= 1, got 0"):
+        Limits(max_boxes=0)
+    with pytest.raises(ValueError, match="max_file_mb"):
+        Limits(max_file_mb=-1)
+
+
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        (None, []),
+        ("", []),
+        ([], []),
+        ([1, 2, 3, 4], [[1.0, 2.0, 3.0, 4.0]]),
+        ([[1, 2, 3, 4], [5, 6, 7.5, 8]], [[1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.5, 8.0]]),
+        ("[[1, 2, 3, 4]]", [[1.0, 2.0, 3.0, 4.0]]),
+    ],
+)
+def test_parse_boxes_accepts_plain_forms(value, expected) -> None:
+    assert parse_boxes(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("[[1, 2", "not valid JSON"),
+        ({"x": 1}, "must be a list"),
+        ([[1, 2, 3]], r"boxes\[0\] must be four numbers"),
+        ([[1, 2, 3, "4"]], r"boxes\[0\] must be four numbers"),
+        ([[1, 2, 3, 4], [True, 2, 3, 4]], r"boxes\[1\] must be four numbers"),
+    ],
+)
+def test_parse_boxes_refuses_malformed_boxes(value, message) -> None:
+    with pytest.raises(DemoInputError, match=message):
+        parse_boxes(value)
+
+
+@pytest.mark.parametrize(
+    "boxes, message",
+    [
+        ([[0, 0, 10, 10]] * 3, "3 boxes given; the limit is 2"),
+        ([[0, 0, 101, 10]], r"box 1 \[0, 0, 101, 10\] reaches outside the 100x50"),
+        ([[0, 0, 10, 10], [0, -1, 10, 10]], "box 2 .* reaches outside"),
+        ([[10, 0, 5, 10]], "empty or inverted"),
+        ([[0, 0, 0, 10]], "empty or inverted"),
+        ([[0, 0, math.nan, 10]], "not a finite number"),
+    ],
+)
+def test_check_boxes_refuses_bad_boxes(boxes, message) -> None:
+    with pytest.raises(DemoInputError, match=message):
+        check_boxes(boxes, 100, 50, LIMITS)
+
+
+def test_check_boxes_accepts_boxes_touching_the_border() -> None:
+    assert check_boxes([[0, 0, 100, 50]], 100, 50, LIMITS) == [[0, 0, 100, 50]]
+
+
+def test_text_and_label_checks() -> None:
+    assert check_text("  hi  ", "question", LIMITS) == "hi"
+    with pytest.raises(DemoInputError, match="question is empty"):
+        check_text("   ", "question", LIMITS)
+    with pytest.raises(DemoInputError, match="phrase has 21 characters; the limit is 20"):
+        check_text("x" * 21, "phrase", LIMITS)
+    assert parse_labels("red, blue\ngreen,red,", LIMITS) == ["red", "blue", "green"]
+    with pytest.raises(DemoInputError, match="4 candidate labels given; the limit is 3"):
+        parse_labels("a,b,c,d", LIMITS)
+    with pytest.raises(DemoInputError, match="labels holds no label"):
+        parse_labels(", ,", LIMITS)
+
+
+def test_load_image_checks_file_and_size(tmp_path: Path) -> None:
+    good = tmp_path / "good.png"
+    Image.new("L", (40, 30), 128).save(good)
+    image = load_image(good, LIMITS)
+    assert image.mode == "RGB" and image.size == (40, 30)
+
+    big = tmp_path / "big.png"
+    Image.new("RGB", (101, 100)).save(big)
+    with pytest.raises(DemoInputError, match="101x100 = 10,100 pixels; the limit is 10,000"):
+        load_image(big, LIMITS)
+
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(good.read_bytes()[:60])  # a PNG header and then nothing
+    with pytest.raises(DemoInputError, match="cannot read 'corrupt.png' as an image") as err:
+        load_image(corrupt, LIMITS)
+    assert str(tmp_path) not in str(err.value)  # no server paths in messages
+
+    with pytest.raises(DemoInputError, match="no image"):
+        load_image(None, LIMITS)
+    with pytest.raises(DemoInputError, match="does not exist"):
+        load_image(tmp_path / "missing.png", LIMITS)
+
+
+def test_from_annotator_keeps_drawing_order_and_applies_rotation() -> None:
+    image = Image.new("RGB", (40, 20))
+    value = {"image": image, "boxes": [{"xmin": 5, "ymin": 1, "xmax": 9, "ymax": 4}, {"xmin": 1, "ymin": 2,
+             "xmax": 3, "ymax": 4}], "orientation": 0}  # fmt: skip
+    got, boxes = from_annotator(value, LIMITS)
+    assert got.size == (40, 20) and boxes == [[5.0, 1.0, 9.0, 4.0], [1.0, 2.0, 3.0, 4.0]]
+    rotated, _ = from_annotator({**value, "orientation": 1}, LIMITS)
+    assert rotated.size == (20, 40)
+    with pytest.raises(DemoInputError, match="no image"):
+        from_annotator(None, LIMITS)
+
+
+# ------------------------------------------------------------------------------------------------ backends
+def test_chat_backend_answers_like_chat(chat_model_dir: Path, make_image) -> None:
+    backend = load_backend(chat_model_dir)
+    assert isinstance(backend, ChatBackend)
+    image = make_image(3, (80, 60))
+    result = backend.ask(image, "What is here?", [[10, 5, 40, 30]])
+    answer, boxes = chat(backend.model, backend.processor, image, "What is here? <region>", [[10, 5, 40, 30]])
+    assert (result.answer, result.answer_boxes) == (answer, boxes)
+    assert result.question == "What is here? <region>" and result.question_boxes == [[10, 5, 40, 30]]
+    # the fixture model was trained to answer with one box; it must come back in pixels of this image
+    assert len(boxes) == 1 and 0 <= boxes[0][0] < boxes[0][2] <= 80 and 0 <= boxes[0][1] < boxes[0][3] <= 60
+    with pytest.raises(DemoInputError, match="reaches outside the 80x60"):
+        backend.ask(image, "What?", [[0, 0, 81, 10]])
+
+
+def test_encoder_backend_ranks_labels_like_the_model(encoder_model_dir: Path, make_image) -> None:
+    backend = load_backend(encoder_model_dir)
+    assert isinstance(backend, EncoderBackend)
+    image, boxes, labels = make_image(4), [[0, 0, 30, 30], [20, 10, 64, 50]], ["red circle", "blue star", "ring"]
+    rankings = backend.rank(image, boxes, labels)
+
+    model, processor = backend.model, backend.processor
+    inputs = processor(images=image, boxes=[boxes], text=labels, padding=True)
+    with torch.no_grad():
+        regions = model.get_region_features(inputs["pixel_values"], inputs["boxes"])[0]
+        texts = model.get_text_features(inputs["input_ids"], inputs["attention_mask"])
+    sims = torch.nn.functional.cosine_similarity(regions[:, None], texts[None], dim=-1)
+    probs = (model.logit_scale.exp().clamp(max=100) * sims).softmax(-1)
+    assert [r.box for r in rankings] == boxes
+    for ranking, p in zip(rankings, probs):
+        assert [label for label, _ in ranking.ranking] == [labels[j] for j in p.argsort(descending=True)]
+        assert [s for _, s in ranking.ranking] == pytest.approx(sorted(p.tolist(), reverse=True), abs=1e-4)
+    with pytest.raises(DemoInputError, match="no boxes"):
+        backend.rank(image, [], labels)
+
+
+def test_encoder_backend_grounds_like_the_model(encoder_model_dir: Path, make_image) -> None:
+    backend = load_backend(encoder_model_dir)
+    image = make_image(5, (96, 64))
+    box = backend.ground(image, "red circle")
+    inputs = backend.processor(images=image, text=["red circle"], padding=True)
+    with torch.no_grad():
+        raw = backend.model.ground(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"])
+    (expected,) = backend.processor.post_process_boxes(raw[:, None], inputs["original_sizes"])
+    assert box == pytest.approx(expected[0].tolist())
+    assert 0 <= box[0] < box[2] <= 96 and 0 <= box[1] < box[3] <= 64
+
+
+def test_model_type_names_the_problem(tmp_path: Path, chat_model_dir: Path, encoder_model_dir: Path) -> None:
+    assert model_type(chat_model_dir) == "loclip_llava" and model_type(encoder_model_dir) == "loclip"
+    with pytest.raises(ValueError, match="has no config.json"):
+        model_type(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ValueError, match="model_type 'bert'"):
+        load_backend(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------ defaults
+def test_default_model_prefers_the_mllm_quickstart(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as err:
+        default_model_path(tmp_path)
+    assert "loclip-pretrain --output-dir runs/quickstart" in str(err.value)
+    assert "loclip-finetune --output-dir runs/mllm_quickstart" in str(err.value)
+    for name in ("quickstart", "mllm_quickstart"):
+        (tmp_path / "runs" / name).mkdir(parents=True)
+        (tmp_path / "runs" / name / "config.json").write_text("{}")
+        assert default_model_path(tmp_path) == tmp_path / "runs" / name
+
+
+class _Vocab:
+    """A tokenizer stand-in: only ``get_vocab`` matters to the example rule."""
+
+    def __init__(self, vocab: dict[str, int]) -> None:
+        self.vocab = vocab
+
+    def get_vocab(self) -> dict[str, int]:
+        return self.vocab
+
+
+def test_default_example_follows_the_models_language() -> None:
+    world = build_tokenizer()
+    assert speaks_synthetic_world(world)
+    assert speaks_synthetic_world(_Vocab({**world.get_vocab(), "ASSISTANT:": 5000}))  # added tokens are fine
+    assert not speaks_synthetic_world(_Vocab({"hello": 0}))
+
+    synthetic = default_example(world, 64)
+    assert synthetic.image.size == (256, 256) and "synthetic" in synthetic.source
+    photo = default_example(_Vocab({"hello": 0}), 224)
+    assert photo.image.size == (512, 512) and "astronaut" in photo.source
+    for example in (synthetic, photo):
+        check_boxes(example.boxes, *example.image.size, Limits())
+        assert example.question.count("<region>") == len(example.boxes)
+
+
+# ------------------------------------------------------------------------------------------------------ CLI
+def test_cli_defaults_bind_localhost() -> None:
+    args = parse_args([])
+    assert (args.host, args.model) == ("127.0.0.1", None)
+
+
+def test_cli_without_models_says_how_to_make_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as err:
+        main([])
+    assert "loclip-pretrain --output-dir runs/quickstart" in str(err.value.code)
+    with pytest.raises(SystemExit, match="has no config.json"):
+        main(["--model", str(tmp_path)])
