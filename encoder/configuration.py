@@ -11,6 +11,8 @@ from transformers.configuration_utils import SubConfigSpec
 
 from .trunks import TEXT_TOWERS, VISION_TRUNKS
 
+GROUNDING_HEADS = ("dense", "pooled")
+
 
 class LoclipVisionConfig(PreTrainedConfig):
     r"""Vision half: a transformers CLIP or SigLIP vision trunk and the CLOC region modules.
@@ -24,6 +26,9 @@ class LoclipVisionConfig(PreTrainedConfig):
         prompter_num_heads: attention heads of the prompter layer (default: the trunk's).
         prompter_mlp_ratio: MLP width of the prompter layer, as a multiple of the trunk width.
         box_head_hidden_size: hidden width of the 2-layer box head (default: the trunk width).
+        grounding_head: ``"dense"`` (default: the phrase-prompted embedding scores every patch cell and the best
+            cell's box is the answer, ``DenseBoxHead``) or ``"pooled"`` (CLOC's MLP on the pooled
+            phrase-prompted embedding, ``BoxHead``).
         pos_max_frequency: highest frequency (in cycles over the image) of the sinusoidal box/patch encoding.
         roi_output_size: RoIAlign bins per side for the baseline region embedding.
         roi_sampling_ratio: bilinear samples per bin side in RoIAlign.
@@ -45,6 +50,7 @@ class LoclipVisionConfig(PreTrainedConfig):
     prompter_num_heads: int | None = None
     prompter_mlp_ratio: float = 4.0
     box_head_hidden_size: int | None = None
+    grounding_head: str = "dense"
     pos_max_frequency: float = 128.0
     roi_output_size: int = 2
     roi_sampling_ratio: int = 2
@@ -64,6 +70,8 @@ class LoclipVisionConfig(PreTrainedConfig):
             )
         if self.hidden_size % 4:
             raise ValueError(f"trunk hidden_size must be divisible by 4 (sinusoidal box encoding), got {self.hidden_size}")
+        if self.grounding_head not in GROUNDING_HEADS:
+            raise ValueError(f"grounding_head must be one of {GROUNDING_HEADS}, got {self.grounding_head!r}")
         heads = self.prompter_num_heads or self.trunk_config.num_attention_heads
         if self.hidden_size % heads:
             raise ValueError(f"prompter_num_heads={heads} must divide the trunk hidden_size {self.hidden_size}")

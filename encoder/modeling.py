@@ -20,7 +20,7 @@ from transformers.utils import ModelOutput
 
 from .boxes import validate_normalized
 from .configuration import LoclipConfig, LoclipVisionConfig
-from .prompter import BoxHead, Prompter, SinusoidalPointEncoding
+from .prompter import BoxHead, DenseBoxHead, Prompter, SinusoidalPointEncoding
 from .roi_align import roi_align
 from .trunks import DUAL_TOWERS, TEXT_TOWERS, VISION_TRUNKS
 
@@ -39,6 +39,22 @@ class VisionEncoding:
     patch_tokens: torch.Tensor
     grid: tuple[int, int]
     trunk_output: BaseModelOutputWithPooling
+
+
+@dataclass
+class GroundingOutput:
+    """Phrase-prompted pass for ``P`` phrases per image.
+
+    boxes: ``[B, P, 4]`` the predicted normalised xyxy box of each phrase.
+    region_embeds: ``[B, P, D]`` the phrase-prompted region embeddings.
+    cell_logits: ``[B, P, N]`` each cell's score for the phrase (dense head only, else ``None``).
+    cell_boxes: ``[B, P, N, 4]`` each cell's box (dense head only, else ``None``).
+    """
+
+    boxes: torch.Tensor
+    region_embeds: torch.Tensor
+    cell_logits: torch.Tensor | None = None
+    cell_boxes: torch.Tensor | None = None
 
 
 @dataclass
@@ -110,6 +126,8 @@ class LoclipPreTrainedModel(PreTrainedModel):
             init.normal_(module.corner_embed, std=std)
             init.normal_(module.phrase_embed, std=std)
             init.ones_(module.locality)
+        elif isinstance(module, DenseBoxHead):
+            init.constant_(module.size_bias, DenseBoxHead.SIZE_BIAS)
         elif isinstance(module, LoclipModel):
             init.constant_(module.logit_scale, self.config.logit_scale_init_value)
             if module.logit_bias is not None:
@@ -142,7 +160,8 @@ class LoclipVisionModel(LoclipPreTrainedModel):
             eps=config.trunk_config.layer_norm_eps,
         )
         self.region_projection = nn.Linear(width, config.projection_dim, bias=False)
-        self.box_head = BoxHead(width, config.box_head_hidden_size or width)
+        head = DenseBoxHead if config.grounding_head == "dense" else BoxHead
+        self.box_head = head(width, config.box_head_hidden_size or width)
         self.post_init()
 
     @property
@@ -235,13 +254,22 @@ class LoclipVisionModel(LoclipPreTrainedModel):
         fn = self.region_features if method == "prompter" else self.roi_features
         return fn(enc, boxes, box_mask)
 
-    def ground_features(self, enc: VisionEncoding, phrase_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Phrase-prompted pass. phrase_embeds ``[B, P, E]`` → (boxes ``[B, P, 4]``, region embeds ``[B, P, D]``)."""
+    def grounding(self, enc: VisionEncoding, phrase_embeds: torch.Tensor) -> GroundingOutput:
+        """Phrase-prompted pass: phrase_embeds ``[B, P, E]`` → boxes, region embeddings (and cell outputs)."""
         if phrase_embeds.dim() != 3 or phrase_embeds.shape[0] != enc.patch_tokens.shape[0]:
             raise ValueError(f"phrase_embeds must be [B, P, E], got shape {tuple(phrase_embeds.shape)}")
         prompts = self.prompter.embed_phrases(phrase_embeds.to(enc.patch_tokens.dtype))
         pooled = self.prompter(enc.patch_tokens, enc.grid, prompts)
-        return self.box_head(pooled), self.region_projection(pooled)
+        region_embeds = self.region_projection(pooled)
+        if isinstance(self.box_head, BoxHead):
+            return GroundingOutput(self.box_head(pooled), region_embeds)
+        logits, cell_boxes = self.box_head(self.prompter.context(enc.patch_tokens, enc.grid), pooled, enc.grid)
+        return GroundingOutput(DenseBoxHead.select(logits, cell_boxes), region_embeds, logits, cell_boxes)
+
+    def ground_features(self, enc: VisionEncoding, phrase_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Phrase-prompted pass. phrase_embeds ``[B, P, E]`` → (boxes ``[B, P, 4]``, region embeds ``[B, P, D]``)."""
+        out = self.grounding(enc, phrase_embeds)
+        return out.boxes, out.region_embeds
 
 
 class LoclipModel(LoclipPreTrainedModel):

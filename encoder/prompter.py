@@ -21,6 +21,14 @@ from .boxes import cxcywh_to_xyxy
 _MIN_COVERAGE = 1e-2  # floor of the attention prior: a patch outside the box gets locality * log(0.01)
 
 
+def cell_centres(grid: tuple[int, int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Normalised (x, y) centres of the patch cells, row-major like the trunk's tokens: ``[h*w, 2]``."""
+    h, w = grid
+    ys = (torch.arange(h, device=device, dtype=dtype) + 0.5) / h
+    xs = (torch.arange(w, device=device, dtype=dtype) + 0.5) / w
+    return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(h * w, 2)
+
+
 class SinusoidalPointEncoding(nn.Module):
     """Fixed sinusoidal features of 2-D points in [0, 1], followed by a learned linear map.
 
@@ -99,11 +107,7 @@ class Prompter(nn.Module):
 
     def patch_positions(self, grid: tuple[int, int], device: torch.device, dtype: torch.dtype) -> torch.Tensor:
         """Patch-centre encodings ``[h*w, W]`` in the model frame (row-major like the trunk's tokens)."""
-        h, w = grid
-        ys = (torch.arange(h, device=device, dtype=torch.float32) + 0.5) / h
-        xs = (torch.arange(w, device=device, dtype=torch.float32) + 0.5) / w
-        pts = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(h * w, 2)
-        return self.point_encoding(pts).to(dtype)
+        return self.point_encoding(cell_centres(grid, device, torch.float32)).to(dtype)
 
     @staticmethod
     def patch_coverage(boxes: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
@@ -124,6 +128,10 @@ class Prompter(nn.Module):
         """Attention bias of box prompts over patches: ``[B, R, 4]`` → ``[B, R, N]``."""
         return self.locality * self.patch_coverage(boxes, grid).clamp(min=_MIN_COVERAGE).log()
 
+    def context(self, patch_tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """What prompts attend to: normalised patch tokens plus their position codes, ``[B, N, W]``."""
+        return self.norm_patch(patch_tokens) + self.patch_positions(grid, patch_tokens.device, patch_tokens.dtype)
+
     def forward(
         self, patch_tokens: torch.Tensor, grid: tuple[int, int], prompts: torch.Tensor, prior: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -143,7 +151,7 @@ class Prompter(nn.Module):
         n = patch_tokens.shape[1]
         heads, d = self.num_heads, width // self.num_heads
 
-        ctx = self.norm_patch(patch_tokens) + self.patch_positions(grid, patch_tokens.device, patch_tokens.dtype)
+        ctx = self.context(patch_tokens, grid)
         x = prompts.reshape(b, r * t, width)
         xn = self.norm_prompt(x)
 
@@ -181,3 +189,49 @@ class BoxHead(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         cxcywh = self.mlp(features).sigmoid()
         return cxcywh_to_xyxy(cxcywh).clamp(0.0, 1.0)
+
+
+class DenseBoxHead(nn.Module):
+    """Grounding by cells: a phrase-prompted embedding scores every patch cell and each cell regresses a box.
+
+    For each phrase and each cell ``i`` it gives a logit (the phrase's query against the cell's key) and a box
+    anchored at the cell (centre = sigmoid(offset + logit(cell centre)), size through a sigmoid), from a
+    2-layer GELU MLP over the cell's context plus the phrase. The answer is the box of the best cell.
+    Why not one box from the pooled embedding (CLOC's head, ``BoxHead``): the pooled vector must encode
+    location in a space trained for contrast, and at small scale such a head collapses to the mean box;
+    cell scores reuse what the region loss already teaches (what is where), and each cell only has to
+    measure its own object's extent.
+    """
+
+    SIZE_BIAS = -1.5  # initial size logit: boxes start at ~0.18 of the image side
+
+    def __init__(self, width: int, hidden: int) -> None:
+        super().__init__()
+        self.query = nn.Linear(width, width)
+        self.key = nn.Linear(width, width)
+        self.cell_in = nn.Linear(width, hidden)  # first MLP layer, split so [B, P, N, W] is never built
+        self.phrase_in = nn.Linear(width, hidden, bias=False)
+        self.out = nn.Linear(hidden, 4)
+        self.size_bias = nn.Parameter(torch.full((2,), self.SIZE_BIAS))
+
+    def forward(
+        self, context: torch.Tensor, phrases: torch.Tensor, grid: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """context ``[B, N, W]`` (``Prompter.context``), phrases ``[B, P, W]`` (pooled phrase-prompted outputs).
+
+        Returns ``(cell_logits [B, P, N], cell_boxes [B, P, N, 4])``, boxes as normalised xyxy.
+        """
+        width = context.shape[-1]
+        logits = torch.einsum("bpw,bnw->bpn", self.query(phrases), self.key(context)) / math.sqrt(width)
+        hidden = F.gelu(self.cell_in(context)[:, None] + self.phrase_in(phrases)[:, :, None])  # [B, P, N, H]
+        raw = self.out(hidden)
+        centres = cell_centres(grid, context.device, raw.dtype)
+        cxcy = (raw[..., :2] + torch.logit(centres)).sigmoid()
+        wh = (raw[..., 2:] + self.size_bias).sigmoid()
+        return logits, cxcywh_to_xyxy(torch.cat([cxcy, wh], dim=-1)).clamp(0.0, 1.0)
+
+    @staticmethod
+    def select(cell_logits: torch.Tensor, cell_boxes: torch.Tensor) -> torch.Tensor:
+        """The box of each phrase's best cell: ``[B, P, N]``, ``[B, P, N, 4]`` → ``[B, P, 4]``."""
+        best = cell_logits.argmax(dim=-1)
+        return torch.gather(cell_boxes, 2, best[..., None, None].expand(-1, -1, 1, 4))[:, :, 0]

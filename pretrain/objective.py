@@ -16,6 +16,7 @@ from loclip.encoder import LoclipModel
 from .config import LossRecipe
 from .losses import (
     clip_loss,
+    dense_grounding_loss,
     grounding_loss,
     grouping_loss,
     multi_positive_loss,
@@ -106,8 +107,12 @@ class PretrainObjective(nn.Module):
             terms.update(rt)
             weights.update({k: lam for k in rt})
             if cfg.grounding:
-                pred, _ = vision.ground_features(enc, phrases)
-                gr = grounding_loss(pred, boxes, box_mask, kind=cfg.grounding_kind)
+                out = vision.grounding(enc, phrases)
+                if out.cell_logits is None:
+                    gr = grounding_loss(out.boxes, boxes, box_mask, kind=cfg.grounding_kind)
+                else:
+                    gr = dense_grounding_loss(out.cell_logits, out.cell_boxes, boxes, box_mask, enc.grid,
+                                              kind=cfg.grounding_kind)
                 terms.update(gr)
                 weights.update({k: lam * cfg.grounding_weight for k in gr})
 

@@ -7,7 +7,7 @@ ranks is the global-batch loss**, which makes DDP/DeepSpeed's gradient averaging
 ``contrastive.py``). With no process group everything runs in one process.
 """
 
-from .cloc import grounding_loss, region_text_loss, region_weight
+from .cloc import dense_grounding_loss, grounding_loss, region_text_loss, region_weight
 from .contrastive import (
     MAX_LOGIT_SCALE,
     clip_loss,
@@ -23,6 +23,7 @@ from .dreamlip import grouping_loss, grouping_weights, multi_positive_loss
 __all__ = [
     "MAX_LOGIT_SCALE",
     "clip_loss",
+    "dense_grounding_loss",
     "gather_no_grad",
     "gather_with_grad",
     "get_ground_truth",

@@ -96,7 +96,7 @@ def test_gradients_reach_trunk_and_prompter(model: LoclipModel) -> None:
     assert model.vision_model.prompter.point_encoding.proj.weight.grad.abs().sum() > 0
     model.zero_grad()
     model.ground(_pixels(), _ids()).sum().backward()
-    assert model.vision_model.box_head.mlp[0].weight.grad.abs().sum() > 0
+    assert model.vision_model.box_head.out.weight.grad.abs().sum() > 0  # the dense head (default)
     assert model.text_model.embeddings.token_embedding.weight.grad.abs().sum() > 0
 
 
@@ -148,6 +148,46 @@ def test_config_validation() -> None:
         LoclipConfig(vision_config=tiny.vision_config, text_config=tiny.text_config, projection_dim=16)
     with pytest.raises(ValueError, match="trunk_config.model_type"):
         LoclipVisionConfig(trunk_config={"model_type": "vit"})
+    with pytest.raises(ValueError, match="grounding_head.*'boxes'"):
+        LoclipVisionConfig(grounding_head="boxes")
+
+
+def test_dense_grounding_answers_with_the_best_cells_box(model: LoclipModel) -> None:
+    px, ids = _pixels(), _ids()
+    vision = model.vision_model
+    enc = vision.encode(px)
+    out = vision.grounding(enc, model.get_text_features(ids)[:, None])
+    n = vision.config.grid_size**2
+    assert out.cell_logits.shape == (2, 1, n) and out.cell_boxes.shape == (2, 1, n, 4)
+    for b in range(2):
+        best = out.cell_logits[b, 0].argmax()
+        assert torch.equal(out.boxes[b, 0], out.cell_boxes[b, 0, best])
+    assert torch.equal(model.ground(px, ids), out.boxes[:, 0])
+
+
+def test_dense_head_boxes_start_centred_on_their_cells() -> None:
+    vision = LoclipVisionModel(tiny_config().vision_config).eval()
+    torch.nn.init.zeros_(vision.box_head.out.weight)
+    torch.nn.init.zeros_(vision.box_head.out.bias)
+    torch.nn.init.constant_(vision.box_head.size_bias, -8.0)  # tiny boxes: no clamping at the image border
+    enc = vision.encode(_pixels())
+    out = vision.grounding(enc, torch.randn(2, 3, vision.config.text_embed_dim))
+    g = vision.config.grid_size
+    centres = (out.cell_boxes[..., :2] + out.cell_boxes[..., 2:]) / 2  # [2, 3, N, 2]
+    cells = torch.stack(torch.meshgrid((torch.arange(g) + 0.5) / g, (torch.arange(g) + 0.5) / g, indexing="xy"), -1)
+    torch.testing.assert_close(centres, cells.reshape(1, 1, g * g, 2).expand_as(centres), atol=1e-6, rtol=0)
+
+
+def test_pooled_grounding_head_is_selectable(tmp_path: Path) -> None:
+    config = tiny_config()
+    config.vision_config.grounding_head = "pooled"
+    model = LoclipModel(config).eval()
+    out = model.vision_model.grounding(model.vision_model.encode(_pixels()), torch.randn(2, 1, 32))
+    assert out.cell_logits is None and out.boxes.shape == (2, 1, 4)
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert loaded.config.vision_config.grounding_head == "pooled"
+    torch.testing.assert_close(loaded.ground(_pixels(), _ids()), model.ground(_pixels(), _ids()))
 
 
 def test_save_load_in_fresh_process(tmp_path: Path, model: LoclipModel) -> None:

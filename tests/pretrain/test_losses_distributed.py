@@ -22,7 +22,7 @@ from loclip.pretrain.distributed import free_port
 
 WORLD = 2
 B, K, N, M, D = 6, 3, 5, 4, 8
-REGION_KEYS = ("regions", "region_texts", "box_mask", "pred_boxes", "target_boxes")
+REGION_KEYS = ("regions", "region_texts", "box_mask", "pred_boxes", "target_boxes", "cell_logits", "cell_boxes")
 Batch = dict[str, torch.Tensor]
 Terms = dict[str, torch.Tensor]
 
@@ -47,12 +47,14 @@ def make_batch() -> Batch:
         "box_mask": box_mask,
         "pred_boxes": random_boxes(g),
         "target_boxes": random_boxes(g),
+        "cell_logits": torch.randn(B, M, N, generator=g, dtype=torch.float64),
+        "cell_boxes": random_boxes(g, N).permute(1, 2, 0, 3).contiguous(),  # [B, M, N, 4]
         "has_regions": box_mask.any(1),
     }
 
 
-def random_boxes(g: torch.Generator) -> torch.Tensor:
-    corners = torch.rand(B, M, 2, 2, generator=g, dtype=torch.float64)
+def random_boxes(g: torch.Generator, *lead: int) -> torch.Tensor:
+    corners = torch.rand(*lead, B, M, 2, 2, generator=g, dtype=torch.float64)
     return torch.cat([corners.amin(-2), corners.amax(-2)], -1)
 
 
@@ -88,6 +90,11 @@ def grounding(x: Batch, s: torch.Tensor, b: torch.Tensor) -> Terms:
     return L.grounding_loss(x["pred_boxes"], x["target_boxes"], x["box_mask"], "l1_giou", giou_weight=2.0)
 
 
+def dense_grounding(x: Batch, s: torch.Tensor, b: torch.Tensor) -> Terms:
+    return L.dense_grounding_loss(x["cell_logits"], x["cell_boxes"], x["target_boxes"], x["box_mask"], (1, N),
+                                  "l1_giou", giou_weight=2.0)
+
+
 def weight(x: Batch, s: torch.Tensor, b: torch.Tensor) -> Terms:
     return {"weight": L.region_weight(x["has_regions"], 0.5)}
 
@@ -115,6 +122,7 @@ CASES = {
     "region_text_rank1_empty": Case(region_text, transform=no_regions_on_rank1),
     "region_text_none": Case(region_text, transform=no_regions),
     "grounding": Case(grounding, kept=2),
+    "dense_grounding": Case(dense_grounding, kept=2),
     "region_weight": Case(weight),
 }
 

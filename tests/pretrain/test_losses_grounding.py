@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from loclip.pretrain.losses import grounding_loss, region_weight
+from loclip.pretrain.losses import dense_grounding_loss, grounding_loss, region_weight
 
 
 def ref_giou(p: list[float], t: list[float]) -> float:
@@ -66,3 +66,58 @@ def test_region_weight_is_lambda_times_the_share_of_images_with_regions() -> Non
     assert region_weight(torch.tensor([True, False, True, True]), 0.4).item() == pytest.approx(0.3)
     assert region_weight(torch.zeros(3, dtype=torch.bool), 1.0).item() == 0
     assert region_weight(torch.zeros(0, dtype=torch.bool), 1.0).item() == 0
+
+
+def ref_coverage(box: list[float], grid: tuple[int, int]) -> list[float]:
+    """Share of each cell (row-major) inside ``box``, by looping over cells."""
+    h, w = grid
+    out = []
+    for row in range(h):
+        for col in range(w):
+            ix = max(0.0, min(box[2], (col + 1) / w) - max(box[0], col / w))
+            iy = max(0.0, min(box[3], (row + 1) / h) - max(box[1], row / h))
+            out.append(ix * iy * h * w)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["l2", "l1_giou"])
+def test_dense_grounding_matches_a_loop_over_boxes_and_cells(kind: str) -> None:
+    grid = (2, 3)
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 3, 6, generator=g, dtype=torch.float64)
+    cells = random_boxes(3, 3, 6)
+    target = random_boxes(3, 3)
+    target[2, 1] = torch.tensor([0.5, 0.2, 0.5, 0.2], dtype=torch.float64)  # zero area: its centre's cell
+    logits[0, 1] = torch.nan  # padding may hold anything
+    valid = MASK.nonzero().tolist()
+    cell_ce = l2 = l1 = giou = 0.0
+    for b, m in valid:
+        t = target[b, m].tolist()
+        cover = ref_coverage(t, grid)
+        if sum(cover) == 0:
+            cover = [1.0 if i == 1 else 0.0 for i in range(6)]  # centre (0.5, 0.2): row 0, column 1
+        q = [c / sum(cover) for c in cover]
+        logz = torch.logsumexp(logits[b, m], 0).item()
+        for i in range(6):
+            p = cells[b, m, i].tolist()
+            cell_ce -= q[i] * (logits[b, m, i].item() - logz)
+            l2 += q[i] * sum((p[c] - t[c]) ** 2 for c in range(4))
+            l1 += q[i] * sum(abs(p[c] - t[c]) for c in range(4))
+            giou += q[i] * (1 - ref_giou(p, t))
+    n = len(valid)
+    terms = dense_grounding_loss(logits, cells, target, MASK, grid, kind=kind, giou_weight=2.0)
+    assert terms["ground_cell"].item() == pytest.approx(cell_ce / n, rel=1e-12)
+    if kind == "l2":
+        assert set(terms) == {"ground_cell", "ground_l2"}
+        assert terms["ground_l2"].item() == pytest.approx(l2 / n, rel=1e-12)
+    else:
+        assert set(terms) == {"ground_cell", "ground_l1", "ground_giou"}
+        assert terms["ground_l1"].item() == pytest.approx(l1 / n, rel=1e-12)
+        assert terms["ground_giou"].item() == pytest.approx(2.0 * giou / n, rel=1e-12)
+
+
+def test_dense_grounding_rejects_a_grid_that_does_not_match() -> None:
+    with pytest.raises(ValueError, match="grid"):
+        dense_grounding_loss(torch.zeros(1, 1, 6), random_boxes(1, 1, 6), random_boxes(1, 1), torch.ones(1, 1), (2, 2))
+    with pytest.raises(ValueError, match="cell_boxes"):
+        dense_grounding_loss(torch.zeros(1, 1, 4), random_boxes(1, 1, 3), random_boxes(1, 1), torch.ones(1, 1), (2, 2))
