@@ -8,8 +8,9 @@ Two extractors, one interface (``text -> list[str]``):
   at closed-class words (determiners, pronouns, prepositions, conjunctions, auxiliaries and common caption
   verbs from the small lexicons below), and keeps each remaining run of words as a chunk whose last word is the
   head. It is made for caption English ("a red circle to the left of a small blue square" → "red circle",
-  "left", "small blue square"); it knows no grammar beyond that, so "a man walking a dog" gives "man walking"
-  only if "walking" is not in its verb list (it is).
+  "left", "small blue square"); it knows no grammar beyond that, so a verb outside its verb list stays inside
+  a chunk ("a man juggling balls" → "man juggling balls") and a predicative adjective outside its adjective
+  list reads as a noun ("the dog is fluffy" → "dog", "fluffy"). Install a spaCy pipeline for real-scale runs.
 
 ``select_queries`` then cleans and filters whatever an extractor returned (see ``clean_phrase``), removes
 duplicates keeping first-seen order and keeps at most ``max_queries``.

@@ -88,3 +88,57 @@ def slow_detector():
         return real(images, queries)
 
     return detect
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'].upper() }}: {% for c in m['content'] %}{% if c['type'] == 'image' %}"
+    "<image>{% else %}{{ c['text'] }}{% endif %}{% endfor %} {% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+
+
+def save_tiny_llava(directory: Path) -> Path:
+    """A plain transformers LLaVA (CLIP vision, 1-layer Llama) whose processor has a chat template."""
+    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
+                              LlavaForConditionalGeneration, LlavaProcessor)  # fmt: skip
+
+    tokenizer = word_tokenizer(vocabulary() + ["user", "assistant"], max_length=256)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    tower = dict(hidden_size=32, intermediate_size=37, num_attention_heads=2)
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(num_hidden_layers=2, image_size=32, patch_size=8, **tower),
+        text_config=LlamaConfig(vocab_size=len(tokenizer), num_hidden_layers=1, num_key_value_heads=2,
+                                pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                                eos_token_id=tokenizer.eos_token_id, **tower),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_layer=-1, image_seq_length=16,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    LlavaForConditionalGeneration(config).eval().save_pretrained(directory)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=8, chat_template=CHAT_TEMPLATE,
+                   vision_feature_select_strategy="default", num_additional_image_tokens=1).save_pretrained(directory)
+    return directory
+
+
+def save_tiny_vision_encoder_decoder(directory: Path) -> Path:
+    """A prompt-free captioner: ``VisionEncoderDecoderModel`` (ViT + GPT-2), saved without a processor class."""
+    from transformers import GPT2Config, VisionEncoderDecoderConfig, VisionEncoderDecoderModel, ViTConfig, ViTImageProcessor
+
+    tokenizer = word_tokenizer(vocabulary(), max_length=32)
+    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    encoder = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, image_size=32,
+                        patch_size=8)  # fmt: skip
+    decoder = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64, is_decoder=True,
+                         add_cross_attention=True, **ids)  # fmt: skip
+    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
+    config.decoder_start_token_id, config.pad_token_id, config.eos_token_id = (
+        ids["bos_token_id"], ids["pad_token_id"], ids["eos_token_id"]
+    )  # fmt: skip
+    torch.manual_seed(0)
+    model = VisionEncoderDecoderModel(config).eval()
+    model.generation_config.decoder_start_token_id = ids["bos_token_id"]
+    model.generation_config.pad_token_id, model.generation_config.eos_token_id = ids["pad_token_id"], ids["eos_token_id"]
+    model.save_pretrained(directory)
+    ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
