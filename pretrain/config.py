@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from loclip.encoder.configuration import GROUNDING_HEADS
+
 from .data import DataConfig
 
 PRESETS = ("tiny", "vit_b16")
@@ -20,6 +22,7 @@ class ModelRecipe:
     init_from: str | None = None  # a loclip directory (save_pretrained output)
     tokenizer: str | None = None  # tokenizer directory; default: from_clip/init_from path
     gradient_checkpointing: bool = False
+    grounding_head: str = "dense"  # dense | pooled (CLOC's); for new encoders (preset, from_clip)
     # Shape of preset=tiny (both towers): width, depth, heads, patch size, embedding size.
     width: int = 64
     layers: int = 2
@@ -110,6 +113,7 @@ class PretrainRecipe:
     def validate(self) -> None:
         self.loss.validate()
         _one_of("model.preset", self.model.preset, PRESETS)
+        _one_of("model.grounding_head", self.model.grounding_head, GROUNDING_HEADS)
         _one_of("run.precision", self.run.precision, ("fp32", "bf16"))
         for name in ("steps", "grad_accum"):
             if getattr(self.optim, name) < 1:

@@ -57,7 +57,7 @@ def build_model(recipe: PretrainRecipe, tokenizer) -> LoclipModel:
     if m.init_from:
         model = LoclipModel.from_pretrained(m.init_from, dtype=torch.float32)
     elif m.from_clip:
-        model = LoclipModel.from_clip(m.from_clip)
+        model = LoclipModel.from_clip(m.from_clip, grounding_head=m.grounding_head)
     elif m.config:
         model = LoclipModel(LoclipConfig.from_pretrained(m.config))
     else:
@@ -69,6 +69,7 @@ def build_model(recipe: PretrainRecipe, tokenizer) -> LoclipModel:
                                  heads=m.heads, patch_size=m.patch_size, projection_dim=m.projection_dim, **ids)
         else:
             config = vit_b16_config(vocab_size=len(tokenizer), max_text_length=recipe.data.max_text_length)
+        config.vision_config.grounding_head = m.grounding_head
         model = LoclipModel(config)
     if model.config.vision_config.image_size != recipe.data.image_size:
         raise ValueError(

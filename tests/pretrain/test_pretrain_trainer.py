@@ -137,3 +137,22 @@ def test_cli_overrides_and_bad_values(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("optim:\n  learning_rate: 1\n")
     with pytest.raises(ValueError, match="unknown field"):
         load_recipe(PretrainRecipe, tmp_path / "bad.yaml")
+
+
+def test_grounding_head_is_a_recipe_choice(world: Path) -> None:
+    from transformers import AutoTokenizer
+
+    from loclip.encoder.prompter import BoxHead, DenseBoxHead
+    from loclip.pretrain.cli import build_parser
+    from loclip.pretrain.config import PretrainRecipe
+    from loclip.pretrain.recipe import load_recipe
+    from loclip.pretrain.trainer import build_model
+
+    tokenizer = AutoTokenizer.from_pretrained(world / "tokenizer")
+    heads = {}
+    for choice in ("dense", "pooled"):
+        args = build_parser().parse_args(["--model.grounding_head", choice, "--data.image_size", "32"])
+        heads[choice] = build_model(load_recipe(PretrainRecipe, None, args), tokenizer).vision_model.box_head
+    assert type(heads["dense"]) is DenseBoxHead and type(heads["pooled"]) is BoxHead
+    with pytest.raises(ValueError, match="model.grounding_head"):
+        load_recipe(PretrainRecipe, None, build_parser().parse_args(["--model.grounding_head", "mlp"]))
