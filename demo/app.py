@@ -91,6 +91,7 @@ def _input_annotator(example: Example) -> image_annotator:
 def _output_annotator() -> image_annotator:
     return image_annotator(
         label="Result", interactive=False, image_type="pil", show_clear_button=False, boxes_alpha=BOX_ALPHA,
+        handle_size=0,  # read-only: no resize handles around the drawn boxes
         elem_id="output-annotator",
     )
 

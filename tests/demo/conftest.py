@@ -36,13 +36,16 @@ TRAIN_QUESTIONS = [
 ]
 
 
+RECT_COLOURS = [(220, 30, 30), (30, 180, 60), (40, 60, 220), (230, 210, 40), (20, 20, 20), (240, 240, 240)]
+
+
 def scene_image(seed: int, size: tuple[int, int] = (64, 64)) -> Image.Image:
     """A random noisy image with a coloured rectangle (no magenta, which the browser test looks for)."""
     rng = np.random.default_rng(seed)
     w, h = size
     pixels = rng.integers(60, 180, size=(h, w, 3), dtype=np.uint8)
     x, y = int(rng.integers(0, w // 2)), int(rng.integers(0, h // 2))
-    pixels[y : y + h // 3, x : x + w // 3] = rng.integers(0, 255, size=3, dtype=np.uint8)
+    pixels[y : y + h // 3, x : x + w // 3] = RECT_COLOURS[int(rng.integers(len(RECT_COLOURS)))]
     return Image.fromarray(pixels)
 
 

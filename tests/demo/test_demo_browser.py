@@ -1,0 +1,127 @@
+"""The demo in a real browser: Playwright drives Debian's Chromium (``scripts/test.sh`` installs it).
+
+Upload an image, drag a box on the annotator, type a question, click Ask; then the page must show the answer
+the model gives for exactly those inputs, list its box in pixels, and draw that box on the result image.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from loclip.demo.app import ANSWER_COLOUR
+
+CHROMIUM = "/usr/bin/chromium"
+IMAGE_SIZE = (160, 120)  # width, height of the uploaded test image
+DRAG = (20, 15, 100, 90)  # the box to draw, in image pixels
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator:
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} is missing: run scripts/test.sh (it installs Debian's chromium) or "
+                    "`apt-get install -y chromium`")  # fmt: skip
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=args)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def image_placement(canvas_width: float, canvas_height: float) -> tuple[float, float, float]:
+    """(scale, x offset, y offset) of the test image inside an annotator canvas: fitted and centred."""
+    width, height = IMAGE_SIZE
+    scale = min(canvas_width / width, canvas_height / height)
+    return scale, (canvas_width - width * scale) / 2, (canvas_height - height * scale) / 2
+
+
+def parse_listed(text: str, kind: str) -> list[list[float]]:
+    """Boxes of one kind ("answer"/"region") from the page's box list ("answer 1: [x1, y1, x2, y2]")."""
+    return [[float(v) for v in m.split(",")] for m in re.findall(rf"^{kind} \d+: \[([^\]]*)\]", text, re.M)]
+
+
+def drawn_box(page, kind_colour: tuple[int, int, int], timeout: float = 15.0) -> list[float] | None:
+    """The bounding box, in image pixels, of the pixels of ``kind_colour`` on the result canvas (polls)."""
+    canvas = page.locator("#output-annotator canvas").first
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if canvas.count() and canvas.is_visible():
+            png = canvas.screenshot()
+            if os.environ.get("DEMO_SHOT"):
+                Path(os.environ["DEMO_SHOT"]).write_bytes(png)
+            shot = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+            close = np.abs(shot - np.array(kind_colour)).max(axis=-1) < 40
+            if close.sum() > 20:
+                ys, xs = np.nonzero(close)
+                bbox = canvas.bounding_box()
+                scale, ox, oy = image_placement(bbox["width"], bbox["height"])
+                sx, sy = shot.shape[1] / bbox["width"], shot.shape[0] / bbox["height"]  # device pixels per CSS px
+                return [(xs.min() / sx - ox) / scale, (ys.min() / sy - oy) / scale,
+                        ((xs.max() + 1) / sx - ox) / scale, ((ys.max() + 1) / sy - oy) / scale]  # fmt: skip
+        time.sleep(0.3)
+    return None
+
+
+def test_draw_a_box_ask_and_see_the_answer_drawn(browser, chat_server, make_image, tmp_path: Path) -> None:
+    upload = tmp_path / "upload.png"
+    make_image(11, IMAGE_SIZE).save(upload)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(20_000)
+    page.goto(chat_server.url, wait_until="load")
+    annotator = page.locator("#input-annotator")
+
+    # replace the example image with ours
+    annotator.locator("button[aria-label='Remove Image']").click()
+    annotator.locator("input[type=file]").set_input_files(upload)
+    create = annotator.locator("button[aria-label='Create box']")
+    create.wait_for(state="visible")
+    canvas = annotator.locator("canvas").first
+    canvas.wait_for(state="visible")
+    time.sleep(0.5)  # let the canvas lay the new image out
+
+    # drag a box with the mouse
+    create.click()
+    box = canvas.bounding_box()
+    scale, ox, oy = image_placement(box["width"], box["height"])
+    x1, y1, x2, y2 = (box["x"] + ox + DRAG[0] * scale, box["y"] + oy + DRAG[1] * scale,
+                      box["x"] + ox + DRAG[2] * scale, box["y"] + oy + DRAG[3] * scale)  # fmt: skip
+    page.mouse.move(x1, y1)
+    page.mouse.down()
+    page.mouse.move((x1 + x2) / 2, (y1 + y2) / 2, steps=5)
+    page.mouse.move(x2, y2, steps=5)
+    page.mouse.up()
+
+    page.locator("#question textarea").fill("What is here?")
+    page.locator("#ask").click()
+    page.wait_for_function("() => document.querySelector('#sent-question textarea').value.length > 0")
+
+    listed = page.locator("#answer-boxes textarea").input_value()
+    (region,) = parse_listed(listed, "region")
+    assert region == pytest.approx(list(DRAG), abs=2.0), f"the dragged box came back as {region}"
+    assert page.locator("#sent-question textarea").input_value() == "What is here? <region>"
+
+    # the page shows what the model answers for exactly these inputs
+    image = Image.open(upload).convert("RGB")
+    expected = chat_server.backend.ask(image, "What is here?", [region])
+    assert page.locator("#answer textarea").input_value() == expected.answer
+    assert len(expected.answer_boxes) == 1  # the fixture model answers with one box
+    (listed_answer,) = parse_listed(listed, "answer")
+    assert listed_answer == pytest.approx(expected.answer_boxes[0], abs=0.051)  # listed to 0.1 px
+
+    # ... and draws the answer's box on the result image
+    seen = drawn_box(page, ANSWER_COLOUR)
+    assert seen is not None, "no answer box was drawn on the result image"
+    assert seen == pytest.approx(expected.answer_boxes[0], abs=3.0), f"drawn at {seen}"
+    page.close()
