@@ -77,7 +77,7 @@ def _input_annotator(example: Example) -> image_annotator:
              for i, box in enumerate(example.boxes)]  # fmt: skip
     return image_annotator(
         value={"image": example.image, "boxes": first},
-        label="Image: upload, then drag to draw boxes (drawing order = <region> order)",
+        label="Image: upload, pick the box tool (or press C) and drag to draw boxes; drawing order = <region> order",
         image_type="pil",
         sources=["upload", "clipboard"],
         disable_edit_boxes=True,

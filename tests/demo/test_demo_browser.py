@@ -40,9 +40,11 @@ def browser() -> Iterator:
             browser.close()
 
 
-def image_placement(canvas_width: float, canvas_height: float) -> tuple[float, float, float]:
-    """(scale, x offset, y offset) of the test image inside an annotator canvas: fitted and centred."""
-    width, height = IMAGE_SIZE
+def image_placement(
+    canvas_width: float, canvas_height: float, image_size: tuple[int, int] = IMAGE_SIZE
+) -> tuple[float, float, float]:
+    """(scale, x offset, y offset) of an image inside an annotator canvas: fitted and centred."""
+    width, height = image_size
     scale = min(canvas_width / width, canvas_height / height)
     return scale, (canvas_width - width * scale) / 2, (canvas_height - height * scale) / 2
 
@@ -52,21 +54,20 @@ def parse_listed(text: str, kind: str) -> list[list[float]]:
     return [[float(v) for v in m.split(",")] for m in re.findall(rf"^{kind} \d+: \[([^\]]*)\]", text, re.M)]
 
 
-def drawn_box(page, kind_colour: tuple[int, int, int], timeout: float = 15.0) -> list[float] | None:
+def drawn_box(
+    page, kind_colour: tuple[int, int, int], image_size: tuple[int, int] = IMAGE_SIZE, timeout: float = 15.0
+) -> list[float] | None:
     """The bounding box, in image pixels, of the pixels of ``kind_colour`` on the result canvas (polls)."""
     canvas = page.locator("#output-annotator canvas").first
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if canvas.count() and canvas.is_visible():
-            png = canvas.screenshot()
-            if os.environ.get("DEMO_SHOT"):
-                Path(os.environ["DEMO_SHOT"]).write_bytes(png)
-            shot = np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+            shot = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB")).astype(int)
             close = np.abs(shot - np.array(kind_colour)).max(axis=-1) < 40
             if close.sum() > 20:
                 ys, xs = np.nonzero(close)
                 bbox = canvas.bounding_box()
-                scale, ox, oy = image_placement(bbox["width"], bbox["height"])
+                scale, ox, oy = image_placement(bbox["width"], bbox["height"], image_size)
                 sx, sy = shot.shape[1] / bbox["width"], shot.shape[0] / bbox["height"]  # device pixels per CSS px
                 return [(xs.min() / sx - ox) / scale, (ys.min() / sy - oy) / scale,
                         ((xs.max() + 1) / sx - ox) / scale, ((ys.max() + 1) / sy - oy) / scale]  # fmt: skip
@@ -124,4 +125,27 @@ def test_draw_a_box_ask_and_see_the_answer_drawn(browser, chat_server, make_imag
     seen = drawn_box(page, ANSWER_COLOUR)
     assert seen is not None, "no answer box was drawn on the result image"
     assert seen == pytest.approx(expected.answer_boxes[0], abs=3.0), f"drawn at {seen}"
+    page.close()
+
+
+def test_encoder_mode_grounds_a_phrase_on_the_example(browser, encoder_server) -> None:
+    """Encoder mode opens on its synthetic example; Ground draws the box the model predicts for the phrase."""
+    from loclip.demo.defaults import default_example
+
+    backend = encoder_server.backend
+    example = default_example(backend.tokenizer, backend.image_size)
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.set_default_timeout(20_000)
+    page.goto(encoder_server.url, wait_until="load")
+    page.locator("#phrase textarea").fill("large white ring")
+    page.locator("#ground").click()
+    summary = page.locator("#summary")
+    summary.filter(has_text="large white ring").wait_for()
+
+    expected = backend.ground(example.image, "large white ring")
+    shown = [float(v) for v in re.search(r"\[([^\]]*)\]", summary.inner_text()).group(1).split(",")]
+    assert shown == pytest.approx(expected, abs=0.01)
+    seen = drawn_box(page, ANSWER_COLOUR, example.image.size)
+    assert seen is not None, "no box was drawn on the result image"
+    assert seen == pytest.approx(expected, abs=3.0), f"drawn at {seen}"
     page.close()
