@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
@@ -31,7 +32,10 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (root / "corrupt.png").write_bytes(good.read_bytes()[:50])
     (root / "notes.png").write_text("not an image at all")
     Image.new("RGB", (301, 300)).save(root / "huge.png")
-    return {"corrupt": root / "corrupt.png", "text": root / "notes.png", "huge": root / "huge.png"}
+    noise = np.random.default_rng(0).integers(0, 256, size=(700, 700, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(root / "heavy.png")  # ~1.4 MB, over the 1 MB upload limit of the test server
+    return {"corrupt": root / "corrupt.png", "text": root / "notes.png", "huge": root / "huge.png",
+            "heavy": root / "heavy.png"}  # fmt: skip
 
 
 def test_endpoints_are_named(chat_client: Client, encoder_client: Client) -> None:
@@ -93,6 +97,13 @@ def test_ask_refuses_bad_requests_and_keeps_serving(
         chat_client.predict(image=image, **request_, api_name="/ask")
     after = chat_client.predict(image=handle_file(image_file), boxes=[], question="Still there?", api_name="/ask")
     assert after["answer"]
+
+
+def test_uploads_over_the_size_limit_are_refused(chat_client: Client, image_file: Path, bad_files) -> None:
+    assert bad_files["heavy"].stat().st_size > 1024 * 1024
+    with pytest.raises(ValueError, match="exceeds the maximum file size of 1048576 bytes"):
+        chat_client.predict(image=handle_file(bad_files["heavy"]), boxes=[], question="What?", api_name="/ask")
+    assert chat_client.predict(image=handle_file(image_file), boxes=[], question="Hi", api_name="/ask")["answer"]
 
 
 # -------------------------------------------------------------------------------------- /rank_labels, /ground
