@@ -237,7 +237,8 @@ class Labeller:
             files = dict(item.raw.files)
             files["json"] = json_bytes(merged)  # replaces the old JSON in place, or comes after the image
             shard.add(item.raw.key, files)
-            regions += sum(1 for r in merged["regions"] if isinstance(r, dict) and r.get("source") == "vesl")
+            kept = item.record.get("regions") if cfg.regions_mode != "replace" else None
+            regions += len(merged["regions"]) - (len(kept) if isinstance(kept, list) else 0)  # the generated ones
         timer.add("write", time.perf_counter() - t0, n)
         return regions
 
