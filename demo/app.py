@@ -23,7 +23,7 @@ from PIL import Image
 
 from .backend import Backend, ChatAnswer, ChatBackend, EncoderBackend, round_boxes
 from .defaults import Example
-from .limits import DemoInputError, Limits, check_loaded_image, load_image, parse_boxes, parse_labels
+from .limits import Limits, check_loaded_image, load_image, parse_boxes, parse_labels
 
 QUESTION_COLOUR = (30, 144, 255)  # boxes the user asked about
 ANSWER_COLOUR = (255, 0, 255)  # boxes the model answered with (magenta: rare in photos and in the synthetic world)
@@ -263,4 +263,4 @@ def build_demo(
     return demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)
 
 
-__all__ = ["build_demo", "DemoInputError", "from_annotator", "to_annotator", "user_errors"]
+__all__ = ["build_demo", "from_annotator", "list_boxes", "to_annotator", "user_errors"]

@@ -17,13 +17,13 @@ import pytest
 import torch
 from PIL import Image
 
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+from loclip.encoder import LoclipImageProcessor, LoclipModel, LoclipProcessor, LoclipVisionModel, tiny_config
+from loclip.mllm.builder import compose, make_processor, tiny_llm
+from loclip.mllm.conversation import encode_conversation, ensure_tokens
+from loclip.pretrain.distributed import free_port
+from loclip.pretrain.synth import build_tokenizer
 
-from loclip.encoder import LoclipImageProcessor, LoclipModel, LoclipProcessor, LoclipVisionModel, tiny_config  # noqa: E402
-from loclip.mllm.builder import compose, make_processor, tiny_llm  # noqa: E402
-from loclip.mllm.conversation import encode_conversation, ensure_tokens  # noqa: E402
-from loclip.pretrain.distributed import free_port  # noqa: E402
-from loclip.pretrain.synth import build_tokenizer  # noqa: E402
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported (by the server fixtures)
 
 ANSWER = "a small red circle [100, 200, 600, 700]"
 TRAIN_QUESTIONS = [

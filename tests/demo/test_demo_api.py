@@ -74,7 +74,8 @@ def test_ask_takes_boxes_as_json_text_and_no_boxes(chat_client: Client, image_fi
 
 BAD_ASKS = [
     ("no image", dict(image=None, boxes=[], question="What?"), "no image"),
-    ("box outside", dict(boxes=[[0, 0, 97, 10]], question="What?"), r"box 1 \[0.0, 0.0, 97.0, 10.0\] reaches outside the 96x72"),
+    ("box outside", dict(boxes=[[0, 0, 97, 10]], question="What?"),
+     r"box 1 \[0.0, 0.0, 97.0, 10.0\] reaches outside the 96x72"),
     ("too many boxes", dict(boxes=[[0, 0, 9, 9]] * 4, question="What?"), "4 boxes given; the limit is 3"),
     ("too long text", dict(boxes=[], question="why " * 30), "question has 119 characters; the limit is 80"),
     ("empty question", dict(boxes=[], question="  "), "question is empty"),
