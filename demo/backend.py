@@ -17,10 +17,11 @@ from typing import Any
 import torch
 from PIL import Image
 
+from loclip.mllm.conversation import IMAGE_TOKEN as IMAGE
+from loclip.mllm.conversation import REGION_TOKEN as REGION
+
 from .limits import DemoInputError, Limits, check_boxes, check_text
 
-REGION = "<region>"
-IMAGE = "<image>"
 CHAT_MODEL_TYPE = "loclip_llava"
 ENCODER_MODEL_TYPE = "loclip"
 
