@@ -7,7 +7,7 @@ Usable alone as an MLLM vision tower (its ``forward`` is the trunk's, hidden sta
 Image-level calls run the trunk only; the prompter runs only for region and grounding calls.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,7 +20,7 @@ from transformers.utils import ModelOutput
 
 from .boxes import validate_normalized
 from .configuration import LoclipConfig, LoclipVisionConfig
-from .prompter import BoxHead, DenseBoxHead, Prompter, SinusoidalPointEncoding
+from .prompter import BoxHead, DenseBoxHead, Prompter, PrompterMemory, SinusoidalPointEncoding
 from .roi_align import roi_align
 from .trunks import DUAL_TOWERS, TEXT_TOWERS, VISION_TRUNKS
 
@@ -33,12 +33,15 @@ class VisionEncoding:
     patch_tokens: ``[B, N, W]`` final trunk tokens of the patches, row-major over ``grid``.
     grid: ``(h, w)`` patches per side.
     trunk_output: the trunk's own output (hidden states when asked).
+    cache: per-encoding results of the heads (the prompter's patch keys/values), filled on first use so that
+    region and phrase prompts of the same pass share them. An encoding belongs to one forward pass.
     """
 
     image_embeds: torch.Tensor
     patch_tokens: torch.Tensor
     grid: tuple[int, int]
     trunk_output: BaseModelOutputWithPooling
+    cache: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
@@ -204,6 +207,13 @@ class LoclipVisionModel(LoclipPreTrainedModel):
         """Dense patch embeddings in the shared space, ``[B, h, w, D]`` (for segmentation-style use)."""
         return self.dense_features(self.encode(pixel_values))
 
+    def prompter_memory(self, enc: VisionEncoding) -> PrompterMemory:
+        """The prompter's patch side for ``enc`` (context, keys, values): computed once, kept in ``enc.cache``."""
+        memory = enc.cache.get("prompter")
+        if memory is None:
+            memory = enc.cache["prompter"] = self.prompter.memory(enc.patch_tokens, enc.grid)
+        return memory
+
     def region_features(
         self, enc: VisionEncoding, boxes: torch.Tensor, box_mask: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -213,7 +223,7 @@ class LoclipVisionModel(LoclipPreTrainedModel):
             return enc.image_embeds.new_zeros(boxes.shape[0], 0, self.config.projection_dim)
         prompts = self.prompter.embed_boxes(boxes.to(enc.patch_tokens.dtype))
         prior = self.prompter.box_prior(boxes.to(enc.patch_tokens.dtype), enc.grid)
-        pooled = self.prompter(enc.patch_tokens, enc.grid, prompts, prior)
+        pooled = self.prompter(enc.patch_tokens, enc.grid, prompts, prior, memory=self.prompter_memory(enc))
         return self.region_projection(pooled) * box_mask[..., None]
 
     def roi_features(
@@ -259,11 +269,12 @@ class LoclipVisionModel(LoclipPreTrainedModel):
         if phrase_embeds.dim() != 3 or phrase_embeds.shape[0] != enc.patch_tokens.shape[0]:
             raise ValueError(f"phrase_embeds must be [B, P, E], got shape {tuple(phrase_embeds.shape)}")
         prompts = self.prompter.embed_phrases(phrase_embeds.to(enc.patch_tokens.dtype))
-        pooled = self.prompter(enc.patch_tokens, enc.grid, prompts)
+        memory = self.prompter_memory(enc)
+        pooled = self.prompter(enc.patch_tokens, enc.grid, prompts, memory=memory)
         region_embeds = self.region_projection(pooled)
         if isinstance(self.box_head, BoxHead):
             return GroundingOutput(self.box_head(pooled), region_embeds)
-        logits, cell_boxes = self.box_head(self.prompter.context(enc.patch_tokens, enc.grid), pooled, enc.grid)
+        logits, cell_boxes = self.box_head(memory.context, pooled, enc.grid)
         return GroundingOutput(DenseBoxHead.select(logits, cell_boxes), region_embeds, logits, cell_boxes)
 
     def ground_features(self, enc: VisionEncoding, phrase_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,6 +10,7 @@ independent of the other boxes, the padding and the batch, and costs ``O(R * T *
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +28,18 @@ def cell_centres(grid: tuple[int, int], device: torch.device, dtype: torch.dtype
     ys = (torch.arange(h, device=device, dtype=dtype) + 0.5) / h
     xs = (torch.arange(w, device=device, dtype=dtype) + 0.5) / w
     return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1).reshape(h * w, 2)
+
+
+class PrompterMemory(NamedTuple):
+    """The image side of the Prompter layer, shared by all prompts of a batch of images.
+
+    context: ``[B, N, W]`` normalised patch tokens plus position codes (also the dense box head's input).
+    keys, values: ``[B, H, N, d]`` attention keys and values of the patches.
+    """
+
+    context: torch.Tensor
+    keys: torch.Tensor
+    values: torch.Tensor
 
 
 class SinusoidalPointEncoding(nn.Module):
@@ -132,8 +145,27 @@ class Prompter(nn.Module):
         """What prompts attend to: normalised patch tokens plus their position codes, ``[B, N, W]``."""
         return self.norm_patch(patch_tokens) + self.patch_positions(grid, patch_tokens.device, patch_tokens.dtype)
 
+    def memory(self, patch_tokens: torch.Tensor, grid: tuple[int, int]) -> PrompterMemory:
+        """The patch side of the layer: ``context`` and its attention keys and values, ``[B, H, N, d]``.
+
+        It depends on the image only, so one memory serves every prompt of that image (boxes and phrases).
+        """
+        b, n, width = patch_tokens.shape
+        heads = self.num_heads
+        ctx = self.context(patch_tokens, grid)
+
+        def split(y: torch.Tensor) -> torch.Tensor:  # [B, N, W] -> [B, H, N, d]
+            return y.reshape(b, n, heads, width // heads).transpose(1, 2)
+
+        return PrompterMemory(ctx, split(self.k_proj(ctx)), split(self.v_proj(ctx)))
+
     def forward(
-        self, patch_tokens: torch.Tensor, grid: tuple[int, int], prompts: torch.Tensor, prior: torch.Tensor | None = None
+        self,
+        patch_tokens: torch.Tensor,
+        grid: tuple[int, int],
+        prompts: torch.Tensor,
+        prior: torch.Tensor | None = None,
+        memory: PrompterMemory | None = None,
     ) -> torch.Tensor:
         """Run the layer for every prompt.
 
@@ -143,6 +175,7 @@ class Prompter(nn.Module):
             prompts: ``[B, R, T, W]`` prompt tokens (``T`` = 2 for a box, 1 for a phrase).
             prior: ``[B, R, N]`` additive attention bias of each prompt over the patches (``box_prior`` for
                 boxes), or ``None`` (phrases: content alone decides where they attend).
+            memory: ``self.memory(patch_tokens, grid)`` when the caller already has it (not recomputed).
 
         Returns:
             ``[B, R, W]``: the mean of each prompt's output tokens after the layer and a final norm.
@@ -150,8 +183,9 @@ class Prompter(nn.Module):
         b, r, t, width = prompts.shape
         n = patch_tokens.shape[1]
         heads, d = self.num_heads, width // self.num_heads
+        if memory is None:
+            memory = self.memory(patch_tokens, grid)
 
-        ctx = self.context(patch_tokens, grid)
         x = prompts.reshape(b, r * t, width)
         xn = self.norm_prompt(x)
 
@@ -159,8 +193,8 @@ class Prompter(nn.Module):
             return y.reshape(b, -1, heads, d).transpose(1, 2)
 
         q = split(self.q_proj(xn))
-        k = split(torch.cat([self.k_proj(ctx), self.k_proj(xn)], dim=1))
-        v = split(torch.cat([self.v_proj(ctx), self.v_proj(xn)], dim=1))
+        k = torch.cat([memory.keys, split(self.k_proj(xn))], dim=2)
+        v = torch.cat([memory.values, split(self.v_proj(xn))], dim=2)
         owner = torch.arange(r, device=x.device).repeat_interleave(t)  # prompt index of each token
         own = torch.zeros(r * t, r * t, dtype=q.dtype, device=x.device)
         own = own.masked_fill(owner[:, None] != owner[None, :], float("-inf"))  # own tokens only

@@ -28,10 +28,14 @@ class VisionTrunkSpec:
 
 @dataclass(frozen=True)
 class TextTowerSpec:
-    """projects: the pooled output needs loclip's ``text_projection`` (CLIP); SigLIP has its own head."""
+    """projects: the pooled output needs loclip's ``text_projection`` (CLIP); SigLIP has its own head.
+    trim_padding: trailing padding columns may be dropped without changing any output: attention is causal
+    and pooling reads the EOS token (CLIP). Not SigLIP, which pools the last position, padding included.
+    """
 
     model_class: type[PreTrainedModel]
     projects: bool
+    trim_padding: bool = False
 
     def output_dim(self, config: PreTrainedConfig) -> int | None:
         """Embedding size the tower itself outputs, or ``None`` when loclip projects it."""
@@ -46,7 +50,7 @@ VISION_TRUNKS: dict[str, VisionTrunkSpec] = {
 }
 
 TEXT_TOWERS: dict[str, TextTowerSpec] = {
-    "clip_text_model": TextTowerSpec(CLIPTextModel, projects=True),
+    "clip_text_model": TextTowerSpec(CLIPTextModel, projects=True, trim_padding=True),
     "siglip_text_model": TextTowerSpec(SiglipTextModel, projects=False),
 }
 

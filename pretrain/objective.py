@@ -1,7 +1,8 @@
 """The pretraining objective: one module the DeepSpeed engine wraps, batch in, (loss, named terms) out.
 
-It runs the vision trunk once, the text tower on the captions and on the valid sub-caption and
-region-phrase rows only, then the loss terms the recipe turns on.
+It runs the vision trunk once, the text tower once on the captions and the valid sub-caption and
+region-phrase rows (each distinct text once, trailing padding dropped where that changes nothing), then
+the loss terms the recipe turns on.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 from torch import nn
 
 from loclip.encoder import LoclipModel
+from loclip.encoder.trunks import TEXT_TOWERS
 
 from .config import LossRecipe
 from .losses import (
@@ -42,15 +44,59 @@ def caption_codes(input_ids: torch.Tensor, attention_mask: torch.Tensor, dim: in
     return torch.sin(ids @ proj + 1.0)
 
 
-def _encode_rows(model: LoclipModel, ids: torch.Tensor, mask: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Text embeddings for the rows of ``ids [..., L]`` where ``valid [...]``; zeros elsewhere. → ``[..., D]``."""
-    lead = ids.shape[:-1]
-    flat_ids, flat_mask, flat_valid = ids.reshape(-1, ids.shape[-1]), mask.reshape(-1, ids.shape[-1]), valid.reshape(-1)
-    out = torch.zeros(flat_ids.shape[0], model.config.projection_dim, dtype=model.dtype, device=ids.device)
-    if flat_valid.any():
-        emb = model.get_text_features(flat_ids[flat_valid], flat_mask[flat_valid])
-        out = out.index_put((flat_valid.nonzero()[:, 0],), emb.to(out.dtype))
-    return out.reshape(*lead, -1)
+def _encode_text(model: LoclipModel, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``get_text_features`` of ``[n, L]`` rows, without the trailing padding columns when the text tower
+    allows it (``TextTowerSpec.trim_padding``: the outputs are the same).
+
+    Why: batches are padded to ``max_text_length`` and sub-captions and region phrases are much shorter, so
+    padding would otherwise be most of the text tower's work. Rows are also split into a short and a long
+    group (two calls, each trimmed to its own longest row) when that saves over 20 % of the tokens, as when
+    short region phrases and long sentences are encoded together.
+    """
+    if not TEXT_TOWERS[model.config.text_config.model_type].trim_padding or ids.shape[0] == 0:
+        return model.get_text_features(ids, mask)
+    used = mask.to(torch.bool)
+    length = ids.shape[1]
+    lengths = torch.where(used.any(dim=1), length - used.flip(1).int().argmax(dim=1), 1)  # last used column + 1
+    order = lengths.argsort()
+    ranked = lengths[order].tolist()
+    n, longest = len(ranked), ranked[-1]
+    # tokens when the i shortest rows go in one call and the rest in another
+    costs = [i * ranked[i - 1] + (n - i) * longest for i in range(1, n)]
+    split = min(range(len(costs)), key=costs.__getitem__) + 1 if costs else n
+    if split == n or costs[split - 1] > 0.8 * n * longest:
+        return model.get_text_features(ids[:, :longest], mask[:, :longest])
+    short, long = order[:split], order[split:]
+    emb = torch.cat([
+        model.get_text_features(ids[short, : ranked[split - 1]], mask[short, : ranked[split - 1]]),
+        model.get_text_features(ids[long, :longest], mask[long, :longest]),
+    ])  # fmt: skip
+    return emb[order.argsort()]
+
+
+def _encode_texts(
+    model: LoclipModel, parts: dict[str, tuple[torch.Tensor, torch.Tensor]]
+) -> dict[str, torch.Tensor]:
+    """Text embeddings of several groups of ``[n_i, L]`` rows (ids, mask) in one text-tower call → ``[n_i, D]``.
+
+    Identical rows (same ids and mask) are encoded once and share the result, which equals encoding them
+    apart (their gradients add up the same way). Why: the raw caption is also in the sub-caption pool and
+    region phrases repeat across a batch, so without this the tower would redo that work every step.
+    """
+    names = list(parts)
+    ids = torch.cat([parts[n][0] for n in names])
+    mask = torch.cat([parts[n][1] for n in names]).to(ids.dtype)
+    unique, inverse = torch.unique(torch.cat([ids, mask], dim=1), dim=0, return_inverse=True)
+    length = ids.shape[1]
+    emb = _encode_text(model, unique[:, :length], unique[:, length:])[inverse]
+    return dict(zip(names, emb.split([parts[n][0].shape[0] for n in names])))
+
+
+def _place(rows: torch.Tensor, valid: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """Scatter ``rows [n, D]`` into the ``n`` True slots of ``valid [...]``; zeros elsewhere → ``[..., D]``."""
+    out = rows.new_zeros(valid.numel(), rows.shape[-1], dtype=dtype)
+    out = out.index_put((valid.reshape(-1).nonzero()[:, 0],), rows.to(dtype))
+    return out.reshape(*valid.shape, -1)
 
 
 class PretrainObjective(nn.Module):
@@ -70,7 +116,16 @@ class PretrainObjective(nn.Module):
         model, cfg = self.model, self.cfg
         vision = model.vision_model
         enc = vision.encode(batch["pixel_values"])
-        text = model.get_text_features(batch["input_ids"], batch["attention_mask"])
+        need_sub = cfg.subcaptions or cfg.grouping_weight > 0
+        texts = {"caption": (batch["input_ids"], batch["attention_mask"])}
+        if need_sub:
+            valid = batch["sub_mask"].to(torch.bool)
+            texts["sub"] = (batch["sub_input_ids"][valid], batch["sub_attention_mask"][valid])
+        if cfg.regions:
+            valid = batch["box_mask"].to(torch.bool)
+            texts["region"] = (batch["region_input_ids"][valid], batch["region_attention_mask"][valid])
+        embedded = _encode_texts(model, texts)
+        text = embedded["caption"]
         scale = model.logit_scale
         if cfg.contrastive == "siglip":
             terms = siglip_loss(enc.image_embeds, text, scale, model.logit_bias)
@@ -78,9 +133,9 @@ class PretrainObjective(nn.Module):
             terms = clip_loss(enc.image_embeds, text, scale, local_loss=cfg.local_loss)
         weights = {name: 1.0 for name in terms}
 
-        if cfg.subcaptions or cfg.grouping_weight > 0:
+        if need_sub:
             sub_mask = batch["sub_mask"]
-            sub = _encode_rows(model, batch["sub_input_ids"], batch["sub_attention_mask"], sub_mask)
+            sub = _place(embedded["sub"], sub_mask.to(torch.bool), model.dtype)
             if cfg.subcaptions:
                 mp = multi_positive_loss(enc.image_embeds, sub, sub_mask, scale, local_loss=cfg.local_loss)
                 terms.update(mp)
@@ -93,7 +148,7 @@ class PretrainObjective(nn.Module):
 
         if cfg.regions:
             box_mask, boxes = batch["box_mask"], batch["boxes"]
-            phrases = _encode_rows(model, batch["region_input_ids"], batch["region_attention_mask"], box_mask)
+            phrases = _place(embedded["region"], box_mask.to(torch.bool), model.dtype)
             if cfg.region_method == "prompter":
                 regions = vision.region_features(enc, boxes, box_mask)
             else:

@@ -41,3 +41,29 @@ def test_exact_filter_keeps_negatives_when_text_embeddings_all_look_alike() -> N
     kept = region_text_loss(regions, texts, mask, scale, 0.9, filter_embeds=codes)["region_text"]
     assert collapsed < 1e-3
     assert abs(kept.item() - math.log(n)) < 0.5
+
+
+def test_text_encoding_dedup_and_trim_match_plain_calls() -> None:
+    # The objective encodes all texts in one call, each distinct row once, trailing padding dropped and short
+    # rows apart from long ones: embeddings and gradients must equal plain padded per-row encoding.
+    from loclip.encoder import LoclipModel, tiny_config
+    from loclip.pretrain.objective import _encode_texts
+
+    torch.manual_seed(0)
+    model = LoclipModel(tiny_config(max_text_length=16)).eval()
+    g = torch.Generator().manual_seed(1)
+    lengths = torch.tensor([3, 12, 5, 3, 4, 9, 3, 2])
+    ids = torch.randint(4, 60, (8, 16), generator=g)
+    ids[3] = ids[0]  # duplicates across groups
+    mask = (torch.arange(16)[None] < lengths[:, None]).long()
+    ids = ids * mask
+    ids[torch.arange(8), lengths - 1] = 3  # eos ends every row
+    parts = {"a": (ids[:3], mask[:3]), "b": (ids[3:], mask[3:]), "empty": (ids[:0], mask[:0])}
+    out = _encode_texts(model, parts)
+    assert out["empty"].shape == (0, model.config.projection_dim)
+    fast = torch.cat([out["a"], out["b"]])
+    fast_grad = torch.autograd.grad(fast.square().sum(), model.text_model.embeddings.token_embedding.weight)[0]
+    plain = model.get_text_features(ids, mask)
+    plain_grad = torch.autograd.grad(plain.square().sum(), model.text_model.embeddings.token_embedding.weight)[0]
+    torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast_grad, plain_grad, atol=1e-5, rtol=1e-5)
