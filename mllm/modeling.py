@@ -120,6 +120,9 @@ class LoclipLlavaModel(LlavaModel):
             if boxes is not None:
                 raise ValueError("boxes need input_ids (to find the <region> tokens); got inputs_embeds only")
             return super().forward(pixel_values=pixel_values, inputs_embeds=inputs_embeds, **plain)
+        if boxes is None and not bool((input_ids == self.config.region_token_index).any()):
+            # the common case (every decode step): one check instead of per-row counts, then exactly plain Llava
+            return super().forward(input_ids=input_ids, pixel_values=pixel_values, inputs_embeds=inputs_embeds, **plain)
         region_tokens = (input_ids == self.config.region_token_index).sum(dim=1)
         if boxes is None:
             boxes_per_row = torch.zeros_like(region_tokens)
