@@ -1,0 +1,150 @@
+"""Benchmark: one training step of loclip's encoder against transformers' ``CLIPModel``.
+
+    .venv/bin/python bench/bench_encoder_step.py            # writes docs/benchmarks.md and docs/benchmarks.json
+
+A step is forward + backward + ``torch.optim.AdamW.step`` on one batch from the real pretraining loader over
+synthetic-world shards. loclip runs its pretraining objective (``PretrainObjective``); the baseline is a
+``CLIPModel`` built from the same ``CLIPVisionConfig``/``CLIPTextConfig`` with the same weights, called with
+``return_loss=True`` on the same batch (captions padded to ``max_text_length`` as the loader delivers them).
+
+- ``clip_step_ratio``: loclip with the CLIP loss alone / baseline.
+- ``full_step_ratio``: loclip with every loss (K = 4 sub-captions, grouping, M = 4 regions, grounding) / baseline.
+- ``clip_step_ratio_equal_text``: as ``clip_step_ratio`` but the baseline's captions are cut to the batch's
+  longest caption too (loclip drops trailing padding itself), so both do the same work.
+Each loss set's own cost is listed as well (the terms switched on one after the other).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+import benchlib as bl
+import benchmodels as bm
+
+SECTION = "Encoder training step"
+COMMAND = ".venv/bin/python bench/bench_encoder_step.py"
+GOALS = {"clip_step_ratio": 1.05, "full_step_ratio": 1.25}
+
+
+def loss_sets() -> dict[str, Any]:
+    """Loss sets switched on one after the other (the last one is ``all_losses``)."""
+    plain = bm.plain_losses()
+    return {
+        "clip": plain,
+        "+ sub-captions": dataclasses.replace(plain, subcaptions=True),
+        "+ grouping": dataclasses.replace(plain, subcaptions=True, grouping_weight=0.1),
+        "+ regions": dataclasses.replace(plain, subcaptions=True, grouping_weight=0.1, regions=True,
+                                         text_filter_by="exact"),
+        "+ grounding (all)": bm.all_losses(),
+    }  # fmt: skip
+
+
+def measure_size(size: bm.Size, repeats: int, warmup: int, profile_rows: int) -> dict[str, Any]:
+    with bl.temp_dir() as tmp:
+        data = bl.make_synth(Path(tmp), max(4 * size.batch, 64), size.image_size)
+        batch = bl.first_batch(data, size.batch)
+    loclip, clip = bm.build_pair(size, data.tokenizer, data.max_text_length)
+    longest = int(batch["attention_mask"].sum(dim=1).max())
+    trimmed = dict(batch, input_ids=batch["input_ids"][:, :longest], attention_mask=batch["attention_mask"][:, :longest])
+    fns = {"baseline": bm.clip_step(clip, batch), "baseline_equal_text": bm.clip_step(clip, trimmed)}
+    sets = loss_sets()
+    fns.update({name: bm.loclip_step(loclip, recipe, batch) for name, recipe in sets.items()})
+    med = bl.interleaved_medians(fns, repeats, warmup)
+    base = med["baseline"]
+    full = med["+ grounding (all)"]
+    peaks = {name: bl.peak_tensor_bytes(fns[name]) for name in ("baseline", "clip", "+ grounding (all)")}
+    return {
+        "shape": bm.size_dict(size),
+        "text_length": {"padded": batch["input_ids"].shape[1], "longest_caption": longest},
+        "ms_per_step": {k: round(v * 1e3, 2) for k, v in med.items()},
+        "clip_step_ratio": round(med["clip"] / base, 3),
+        "clip_step_ratio_equal_text": round(med["clip"] / med["baseline_equal_text"], 3),
+        "full_step_ratio": round(full / base, 3),
+        "loss_set_ratio": {k: round(med[k] / base, 3) for k in sets},
+        "samples_per_s": {"baseline": round(size.batch / base, 1), "loclip_clip": round(size.batch / med["clip"], 1),
+                          "loclip_full": round(size.batch / full, 1)},
+        "peak_tensor_mib": {"baseline": bl.mib(peaks["baseline"]), "loclip_clip": bl.mib(peaks["clip"]),
+                            "loclip_full": bl.mib(peaks["+ grounding (all)"])},
+        "top_ops_full": bl.top_ops(fns["+ grounding (all)"], rows=profile_rows, calls=2) if profile_rows else [],
+    }  # fmt: skip
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        f"`{r['command']}` — median of {r['repeats']} interleaved steps after {r['warmup']} warm-up steps, "
+        f"{m['torch_threads']} torch thread(s), {m['cpu']} ({m['cores']} cores), torch {m['torch']}, "
+        f"transformers {m['transformers']}, {m['date']}.",
+        "",
+        "| size | shape | baseline ms | loclip CLIP-loss ms | loclip all-losses ms | `clip_step_ratio` (goal ≤ 1.05) "
+        "| met? | `full_step_ratio` (goal ≤ 1.25) | met? | `clip_step_ratio_equal_text` |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- | ---: | --- | ---: |",
+    ]
+    for name, s in r["sizes"].items():
+        ms = s["ms_per_step"]
+        shape = bm.Size(**s["shape"]).describe()
+        lines.append(
+            f"| {name} | {shape} | {ms['baseline']:.1f} | {ms['clip']:.1f} | {ms['+ grounding (all)']:.1f} | "
+            f"{s['clip_step_ratio']:.3f} | {bl.verdict(s['clip_step_ratio'], GOALS['clip_step_ratio'])} | "
+            f"{s['full_step_ratio']:.3f} | {bl.verdict(s['full_step_ratio'], GOALS['full_step_ratio'])} | "
+            f"{s['clip_step_ratio_equal_text']:.3f} |"
+        )
+    lines += ["", "What each loss set costs (step time / baseline step time; terms switched on one after the other):", ""]
+    names = list(next(iter(r["sizes"].values()))["loss_set_ratio"])
+    lines += ["| size | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
+    for name, s in r["sizes"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{s['loss_set_ratio'][k]:.3f}" for k in names) + " |")
+    lines += ["", "Peak tensor memory of one step (torch.profiler allocation events, above what was live before "
+              "the step; MiB):", "", "| size | baseline | loclip CLIP loss | loclip all losses |", "| --- | ---: | ---: | ---: |"]  # fmt: skip
+    for name, s in r["sizes"].items():
+        p = s["peak_tensor_mib"]
+        lines.append(f"| {name} | {p['baseline']:.1f} | {p['loclip_clip']:.1f} | {p['loclip_full']:.1f} |")
+    for name, s in r["sizes"].items():
+        if s["top_ops_full"]:
+            lines += ["", f"Where the all-losses step's time goes ({name}; torch.profiler, self CPU time):", "",
+                      bl.ops_table(s["top_ops_full"])]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="tiny,small", help="comma-separated: " + ", ".join(bm.SIZES))
+    parser.add_argument("--repeats", type=int, default=15, help="timed steps per workload (tiny; small: a third)")
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (recorded)")
+    parser.add_argument("--quick", action="store_true", help="smoke mode: tiny size, 2 repeats, 1 warm-up, no profile")
+    parser.add_argument("--docs", type=Path, default=bl.DOCS, help="where benchmarks.md/.json live")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.repeats, args.warmup = "tiny", 2, 1
+    bl.set_threads(args.threads)
+    sizes = {}
+    for name in args.sizes.split(","):
+        repeats = args.repeats if name == "tiny" else max(2, args.repeats // 3)
+        sizes[name] = measure_size(bm.SIZES[name], repeats, args.warmup, 0 if args.quick else 10)
+        print(f"{name}: {sizes[name]['ms_per_step']}", file=sys.stderr)
+    first = sizes.get("tiny") or next(iter(sizes.values()))
+    results = {
+        "clip_step_ratio": first["clip_step_ratio"],
+        "full_step_ratio": first["full_step_ratio"],
+        "goals": GOALS,
+        "sizes": sizes,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "machine": bl.machine(args.threads),
+        "command": COMMAND,
+    }
+    if "small" in sizes:
+        results["full_step_ratio_small"] = sizes["small"]["full_step_ratio"]
+        results["clip_step_ratio_small"] = sizes["small"]["clip_step_ratio"]
+    bl.update_docs(args.docs, SECTION, markdown(results), "encoder_step", results)
+    print(markdown(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Benchmark: region embeddings for 1, 16 and 64 boxes per image against image embeddings alone.
+
+    .venv/bin/python bench/bench_regions.py                 # writes docs/benchmarks.md and docs/benchmarks.json
+
+Inference (``eval()``, ``no_grad``) of ``LoclipModel.get_region_features(pixel_values, boxes)`` (trunk once,
+then the Prompter for all boxes in one call) against ``get_image_features(pixel_values)`` (the trunk and the
+projection only) on the same images. ``regionR_overhead = t(R boxes) / t(image) - 1``; goal for R = 16: ≤ 0.10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import benchlib as bl
+import benchmodels as bm
+import torch
+
+SECTION = "Region features"
+COMMAND = ".venv/bin/python bench/bench_regions.py"
+GOAL = 0.10
+BOX_COUNTS = (1, 16, 64)
+
+
+def random_boxes(batch: int, count: int, seed: int = 0) -> torch.Tensor:
+    """``[batch, count, 4]`` valid normalised xyxy boxes, 5–35 % of a side wide and high."""
+    g = torch.Generator().manual_seed(seed)
+    wh = 0.05 + 0.3 * torch.rand(batch, count, 2, generator=g)
+    xy = (1 - wh) * torch.rand(batch, count, 2, generator=g)
+    return torch.cat([xy, xy + wh], dim=-1)
+
+
+def measure_size(size: bm.Size, repeats: int, warmup: int, profile_rows: int) -> dict[str, Any]:
+    tokenizer = type("Vocab", (), {"__len__": lambda self: 64, "pad_token_id": 0, "bos_token_id": 2,
+                                   "eos_token_id": 3})()  # fmt: skip
+    model, _ = bm.build_pair(size, tokenizer, 24)
+    model.eval()
+    g = torch.Generator().manual_seed(0)
+    pixels = torch.randn(size.batch, 3, size.image_size, size.image_size, generator=g)
+    boxes = {r: random_boxes(size.batch, r) for r in BOX_COUNTS}
+
+    def image() -> torch.Tensor:
+        with torch.no_grad():
+            return model.get_image_features(pixels)
+
+    def region(r: int):
+        def run() -> torch.Tensor:
+            with torch.no_grad():
+                return model.get_region_features(pixels, boxes[r])
+
+        return run
+
+    fns = {"image": image, **{f"region{r}": region(r) for r in BOX_COUNTS}}
+    med = bl.interleaved_medians(fns, repeats, warmup)
+    peaks = {name: bl.mib(bl.peak_tensor_bytes(fn)) for name, fn in fns.items()}
+    return {
+        "shape": bm.size_dict(size),
+        "ms_per_call": {k: round(v * 1e3, 3) for k, v in med.items()},
+        **{f"region{r}_overhead": round(med[f"region{r}"] / med["image"] - 1, 3) for r in BOX_COUNTS},
+        "peak_tensor_mib": peaks,
+        "top_ops_region16": bl.top_ops(fns["region16"], rows=profile_rows, calls=3) if profile_rows else [],
+    }
+
+
+def markdown(r: dict[str, Any]) -> str:
+    m = r["machine"]
+    lines = [
+        f"`{r['command']}` — inference, median of {r['repeats']} interleaved calls after {r['warmup']} warm-up calls, "
+        f"{m['torch_threads']} torch thread(s), {m['cpu']} ({m['cores']} cores), torch {m['torch']}, {m['date']}. "
+        "Random images and boxes (5–35 % of a side).",
+        "",
+        "| size | shape | image ms | 1 box ms | 16 boxes ms | 64 boxes ms | `region1_overhead` | "
+        "`region16_overhead` (goal ≤ 0.10) | met? | `region64_overhead` |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+    ]
+    for name, s in r["sizes"].items():
+        ms = s["ms_per_call"]
+        lines.append(
+            f"| {name} | {bm.Size(**s['shape']).describe()} | {ms['image']:.2f} | {ms['region1']:.2f} | "
+            f"{ms['region16']:.2f} | {ms['region64']:.2f} | {s['region1_overhead']:+.3f} | "
+            f"{s['region16_overhead']:+.3f} | {bl.verdict(s['region16_overhead'], GOAL)} | {s['region64_overhead']:+.3f} |"
+        )
+    lines += ["", "Peak tensor memory of one call (torch.profiler allocation events; MiB):", "",
+              "| size | image | 1 box | 16 boxes | 64 boxes |", "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for name, s in r["sizes"].items():
+        p = s["peak_tensor_mib"]
+        lines.append(f"| {name} | {p['image']:.1f} | {p['region1']:.1f} | {p['region16']:.1f} | {p['region64']:.1f} |")
+    for name, s in r["sizes"].items():
+        if s["top_ops_region16"]:
+            lines += ["", f"Where a 16-box call's time goes ({name}; torch.profiler, self CPU time):", "",
+                      bl.ops_table(s["top_ops_region16"])]  # fmt: skip
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="tiny,small,vit_b16", help="comma-separated: " + ", ".join(bm.SIZES))
+    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (recorded)")
+    parser.add_argument("--quick", action="store_true", help="smoke mode: tiny size, 2 repeats, 1 warm-up, no profile")
+    parser.add_argument("--docs", type=Path, default=bl.DOCS, help="where benchmarks.md/.json live")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sizes, args.repeats, args.warmup = "tiny", 2, 1
+    bl.set_threads(args.threads)
+    sizes = {}
+    for name in args.sizes.split(","):
+        repeats = args.repeats if name == "tiny" else max(2, args.repeats // 3)
+        sizes[name] = measure_size(bm.SIZES[name], repeats, args.warmup, 0 if args.quick else 8)
+        print(f"{name}: {sizes[name]['ms_per_call']}", file=sys.stderr)
+    first = sizes.get("tiny") or next(iter(sizes.values()))
+    results = {
+        **{f"region{r}_overhead": first[f"region{r}_overhead"] for r in BOX_COUNTS},
+        "goal_region16_overhead": GOAL,
+        "sizes": sizes,
+        "repeats": args.repeats,
+        "warmup": args.warmup,
+        "machine": bl.machine(args.threads),
+        "command": COMMAND,
+    }
+    for name, s in sizes.items():
+        if name != "tiny":
+            results[f"region16_overhead_{name}"] = s["region16_overhead"]
+    bl.update_docs(args.docs, SECTION, markdown(results), "regions", results)
+    print(markdown(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
