@@ -90,7 +90,7 @@ def plot_curves(out: Path, variants: list[str], path: Path) -> None:
 
     from loclip.pretrain.metrics_log import read_metrics
 
-    terms = ("train/clip", "train/multi_positive", "train/region_text", "train/ground_l2")
+    terms = ("train/clip", "train/multi_positive", "train/region_text", "train/ground_cell", "train/ground_l2")
     fig, axes = plt.subplots(1, len(terms), figsize=(4 * len(terms), 3.2))
     for i, variant in enumerate(variants):
         rows = [r for r in read_metrics(out / variant / "metrics.jsonl") if "train/loss" in r]

@@ -116,9 +116,9 @@ def train(recipe: FinetuneRecipe, eval_fn: EvalFn | None = None) -> Path:
     if state is not None:
         step = state["step"]
         stream.load_state_dict(state["stream"])
-        metrics.truncate_after(step)
         if rank == 0:
             log.info("resumed from %s at step %d", state["path"], step)
+    metrics.truncate_after(step)  # a fresh start (step 0) into an old folder must not mix in its old log
 
     def save() -> None:
         ckpt.save_checkpoint(engine, ckpt_root, step, {"stream": stream.state_dict()}, recipe.run.keep_checkpoints)

@@ -131,9 +131,9 @@ def train(recipe: PretrainRecipe, eval_fn: EvalFn | None = None) -> Path:
     if state is not None:
         step = state["step"]
         loader.load_state_dict(state["loader"])
-        metrics.truncate_after(step)
         if rank == 0:
             log.info("resumed from %s at step %d", state["path"], step)
+    metrics.truncate_after(step)  # a fresh start (step 0) into an old folder must not mix in its old log
 
     def save() -> None:
         ckpt.save_checkpoint(engine, ckpt_root, step, {"loader": loader.state_dict()}, recipe.run.keep_checkpoints)

@@ -156,3 +156,12 @@ def test_grounding_head_is_a_recipe_choice(world: Path) -> None:
     assert type(heads["dense"]) is DenseBoxHead and type(heads["pooled"]) is BoxHead
     with pytest.raises(ValueError, match="model.grounding_head"):
         load_recipe(PretrainRecipe, None, build_parser().parse_args(["--model.grounding_head", "mlp"]))
+
+
+def test_a_fresh_start_in_an_old_folder_replaces_its_log(world: Path, tmp_path: Path) -> None:
+    out = tmp_path / "again"
+    recipe = _recipe(world, out, 3, resume=False)
+    subprocess.run(_command(recipe), check=True, env=ENV, capture_output=True)
+    first = _losses(out)
+    subprocess.run(_command(recipe), check=True, env=ENV, capture_output=True)
+    assert [s for s, _ in first] == [1, 2, 3] and _losses(out) == first
