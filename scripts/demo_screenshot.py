@@ -27,6 +27,8 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="model directory (default: the quickstart's)")
     parser.add_argument("--out", type=Path, default=Path("docs/img/demo.png"))
     parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--encoder-action", choices=("rank", "ground"), default="rank",
+                        help="encoder mode: which button to click on the example (default %(default)s)")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -46,9 +48,12 @@ def main() -> None:
             if backend.mode == "chat":
                 page.locator("#ask").click()
                 page.wait_for_function("() => document.querySelector('#sent-question textarea').value.length > 0")
-            else:
+            elif args.encoder_action == "rank":
                 page.locator("#rank").click()
                 page.locator("#summary").filter(has_text="region 1").wait_for()
+            else:
+                page.locator("#ground").click()
+                page.locator("#summary").filter(has_text="[").wait_for()
             page.wait_for_timeout(1500)  # let the result canvas draw
             args.out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(args.out), full_page=True)
