@@ -90,42 +90,10 @@ def round_boxes(boxes: list[list[float]], digits: int = 2) -> list[list[float]]:
     return [[round(float(v), digits) for v in box] for box in boxes]
 
 
-class ChatBackend:
-    """A ``LoclipLlavaForConditionalGeneration`` and its processor behind ``ask``."""
+class _ModelBackend:
+    """A model in eval mode, its processor, the limits and the lock that serialises model calls."""
 
-    mode = "chat"
-
-    def __init__(self, model: Any, processor: Any, limits: Limits | None = None, max_new_tokens: int = 64) -> None:
-        self.model = model.eval()
-        self.processor = processor
-        self.limits = limits or Limits()
-        self.max_new_tokens = max_new_tokens
-        self._lock = threading.Lock()
-
-    @property
-    def tokenizer(self) -> Any:
-        return self.processor.tokenizer
-
-    @property
-    def image_size(self) -> int:
-        return int(self.processor.image_processor.image_size)
-
-    def ask(self, image: Image.Image, question: str, boxes: list[list[float]] | None = None) -> ChatAnswer:
-        """Answer ``question`` about ``image``; ``boxes`` (pixels, drawing order) fill its ``<region>``s."""
-        from loclip.mllm.chat import chat
-
-        boxes = check_boxes(list(boxes or []), image.width, image.height, self.limits)
-        question = with_regions(check_text(question, "question", self.limits), len(boxes))
-        with self._lock:
-            answer, answer_boxes = chat(self.model, self.processor, image, question, boxes,
-                                        max_new_tokens=self.max_new_tokens)  # fmt: skip
-        return ChatAnswer(question, boxes, answer, answer_boxes)
-
-
-class EncoderBackend:
-    """A ``LoclipModel`` and its ``LoclipProcessor`` behind ``rank`` (boxes → labels) and ``ground``."""
-
-    mode = "encoder"
+    mode = ""
 
     def __init__(self, model: Any, processor: Any, limits: Limits | None = None) -> None:
         self.model = model.eval()
@@ -140,6 +108,33 @@ class EncoderBackend:
     @property
     def image_size(self) -> int:
         return int(self.processor.image_processor.image_size)
+
+
+class ChatBackend(_ModelBackend):
+    """A ``LoclipLlavaForConditionalGeneration`` and its processor behind ``ask``."""
+
+    mode = "chat"
+
+    def __init__(self, model: Any, processor: Any, limits: Limits | None = None, max_new_tokens: int = 64) -> None:
+        super().__init__(model, processor, limits)
+        self.max_new_tokens = max_new_tokens
+
+    def ask(self, image: Image.Image, question: str, boxes: list[list[float]] | None = None) -> ChatAnswer:
+        """Answer ``question`` about ``image``; ``boxes`` (pixels, drawing order) fill its ``<region>``s."""
+        from loclip.mllm.chat import chat
+
+        boxes = check_boxes(list(boxes or []), image.width, image.height, self.limits)
+        question = with_regions(check_text(question, "question", self.limits), len(boxes))
+        with self._lock:
+            answer, answer_boxes = chat(self.model, self.processor, image, question, boxes,
+                                        max_new_tokens=self.max_new_tokens)  # fmt: skip
+        return ChatAnswer(question, boxes, answer, answer_boxes)
+
+
+class EncoderBackend(_ModelBackend):
+    """A ``LoclipModel`` and its ``LoclipProcessor`` behind ``rank`` (boxes → labels) and ``ground``."""
+
+    mode = "encoder"
 
     @torch.no_grad()
     def rank(self, image: Image.Image, boxes: list[list[float]], labels: list[str]) -> list[RegionRanking]:
