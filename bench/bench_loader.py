@@ -72,7 +72,39 @@ def loader_rate(data: bl.SynthData, batch: int, batches: int, skip: int) -> dict
             "batches_timed": len(intervals), "worker_peak_rss_mib": rss, "batch_mib": bl.mib(batch_bytes)}  # fmt: skip
 
 
-def measure_size(size: bm.Size, repeats: int, batches: int) -> dict[str, Any]:
+def loader_profile(data: bl.SynthData, batch: int, batches: int, rows: int) -> list[dict[str, Any]]:
+    """The functions taking the most time while the loader makes ``batches`` batches in this process
+    (``num_workers=0``; cProfile, own time), as table rows."""
+    import cProfile
+    import pstats
+
+    from loclip.pretrain.data import build_train_loader
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loader = build_train_loader(bl.data_config(data, batch, num_workers=0), data.processor)
+    it = iter(loader)
+    next(it)
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(batches):
+        next(it)
+    profiler.disable()
+    loader.close()
+    stats = pstats.Stats(profiler).stats  # (file, line, name) -> (calls, primitive calls, own, cumulative, callers)
+    total = sum(v[2] for v in stats.values()) or 1.0
+    top = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:rows]
+    root = str(bl.ROOT)
+    out = []
+    for (file, line, name), (_, calls, own, cum, _) in top:
+        where = file.replace(root + "/", "").split("site-packages/")[-1]
+        out.append({"function": f"{where}:{line}({name})" if line else name, "own_ms_per_batch": round(own / batches * 1e3, 2),
+                    "cum_ms_per_batch": round(cum / batches * 1e3, 2), "share": round(own / total, 3),
+                    "calls_per_batch": calls // batches})  # fmt: skip
+    return out
+
+
+def measure_size(size: bm.Size, repeats: int, batches: int, profile_rows: int = 0) -> dict[str, Any]:
     with bl.temp_dir() as tmp:
         scenes = size.batch * (batches + 4)
         data = bl.make_synth(Path(tmp), scenes, size.image_size, shard_size=max(64, scenes // 8))
@@ -81,12 +113,14 @@ def measure_size(size: bm.Size, repeats: int, batches: int) -> dict[str, Any]:
         fns = {"loclip_full": bm.loclip_step(loclip, bm.all_losses(), batch), "baseline": bm.clip_step(clip, batch)}
         med = bl.interleaved_medians(fns, repeats, warmup=2)
         loader = loader_rate(data, size.batch, batches, skip=2)
+        profile = loader_profile(data, size.batch, min(batches, 8), profile_rows) if profile_rows else []
     step_sps = size.batch / med["loclip_full"]
     return {
         "shape": bm.size_dict(size),
         "loader": loader,
         "step_samples_per_s": {"loclip_full": round(step_sps, 1), "baseline": round(size.batch / med["baseline"], 1)},
         "loader_headroom": round(loader["samples_per_s_per_worker"] / step_sps, 2),
+        "top_functions_loader": profile,
     }
 
 
@@ -109,6 +143,13 @@ def markdown(r: dict[str, Any]) -> str:
             f"{bl.verdict(s['loader_headroom'], GOAL, lower_is_better=False)} | {lo['worker_peak_rss_mib']:.0f} | "
             f"{lo['batch_mib']:.2f} |"
         )
+    for name, s in r["sizes"].items():
+        if s.get("top_functions_loader"):
+            lines += ["", f"Where the loader's time goes ({name}; in-process, cProfile own time, per batch of "
+                      f"{s['shape']['batch']}; the profiler itself slows Python-heavy code):", "",
+                      "| function | own ms | cumulative ms | share | calls |", "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+            lines += [f"| `{f['function']}` | {f['own_ms_per_batch']:.2f} | {f['cum_ms_per_batch']:.2f} | "
+                      f"{f['share']:.0%} | {f['calls_per_batch']} |" for f in s["top_functions_loader"]]  # fmt: skip
     return "\n".join(lines)
 
 
@@ -127,7 +168,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sizes = {}
     for name in args.sizes.split(","):
         repeats = args.repeats if name == "tiny" else max(2, args.repeats // 3)
-        sizes[name] = measure_size(bm.SIZES[name], repeats, args.batches)
+        sizes[name] = measure_size(bm.SIZES[name], repeats, args.batches, 0 if args.quick else 10)
         print(f"{name}: {sizes[name]}", file=sys.stderr)
     first = sizes.get("tiny") or next(iter(sizes.values()))
     results = {

@@ -97,7 +97,7 @@ def markdown(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="tiny,small,vit_b16", help="comma-separated: " + ", ".join(bm.SIZES))
-    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--repeats", type=int, default=31, help="timed calls per workload (tiny; larger sizes: half)")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (recorded)")
     parser.add_argument("--quick", action="store_true", help="smoke mode: tiny size, 2 repeats, 1 warm-up, no profile")
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     bl.set_threads(args.threads)
     sizes = {}
     for name in args.sizes.split(","):
-        repeats = args.repeats if name == "tiny" else max(2, args.repeats // 3)
+        repeats = args.repeats if name == "tiny" else max(2, args.repeats // 2)
         sizes[name] = measure_size(bm.SIZES[name], repeats, args.warmup, 0 if args.quick else 8)
         print(f"{name}: {sizes[name]['ms_per_call']}", file=sys.stderr)
     first = sizes.get("tiny") or next(iter(sizes.values()))

@@ -1,6 +1,6 @@
 """Run every CPU benchmark and write docs/benchmarks.json, the tables of docs/benchmarks.md and a plot.
 
-    .venv/bin/python bench/run_all.py                 # full figures (about 10 minutes on 2 cores)
+    .venv/bin/python bench/run_all.py                 # full figures (about 5 minutes on 2 cores)
     .venv/bin/python bench/run_all.py --quick --docs /tmp/bench   # smoke run, 1-2 repetitions
 
 Each script runs in its own process (``bench_encoder_step``, ``bench_regions``, ``bench_mllm``,
@@ -94,12 +94,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke mode of every script")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (recorded)")
     parser.add_argument("--synth", action="store_true", help="also rerun bench_synth.py")
+    parser.add_argument("--scripts", help="comma-separated subset to rerun (e.g. bench_loader.py); the summary "
+                        "and plot are rebuilt from the JSON either way")
     parser.add_argument("--docs", type=Path, default=bl.DOCS, help="where benchmarks.md/.json live")
     args = parser.parse_args(argv)
     busy = bl.other_training_processes()
     if busy and not args.quick:
         print(f"warning: {len(busy)} loclip training process(es) running; timings will be noisy", file=sys.stderr)
-    for script in SCRIPTS + (("bench_synth.py",) if args.synth else ()):
+    scripts = SCRIPTS + (("bench_synth.py",) if args.synth else ())
+    if args.scripts:
+        scripts = tuple(args.scripts.split(","))
+        unknown = [s for s in scripts if s not in SCRIPTS + ("bench_synth.py",)]
+        if unknown:
+            parser.error(f"unknown scripts {unknown}; choose from {list(SCRIPTS) + ['bench_synth.py']}")
+    for script in scripts:
         cmd = [sys.executable, str(HERE / script), "--docs", str(args.docs)]
         if script != "bench_synth.py":
             cmd += ["--threads", str(args.threads)] + (["--quick"] if args.quick else [])
