@@ -16,7 +16,6 @@ Each loss set's own cost is listed as well (the terms switched on one after the 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import sys
 from pathlib import Path
@@ -111,13 +110,8 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="tiny,small", help="comma-separated: " + ", ".join(bm.SIZES))
-    parser.add_argument("--repeats", type=int, default=15, help="timed steps per workload (tiny; small: half)")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (recorded)")
-    parser.add_argument("--quick", action="store_true", help="smoke mode: tiny size, 2 repeats, 1 warm-up, no profile")
-    parser.add_argument("--docs", type=Path, default=bl.DOCS, help="where benchmarks.md/.json live")
+    parser = bl.bench_parser(__doc__, "tiny,small", bm.SIZES, 15, "timed steps per workload (tiny; small: half)",
+                             2, "tiny size, 2 repeats, 1 warm-up, no profile")  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.repeats, args.warmup = "tiny", 2, 1

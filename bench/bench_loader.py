@@ -12,7 +12,6 @@ the same run. ``loader_headroom`` = loader samples/s per worker / step samples/s
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import sys
@@ -154,13 +153,9 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="tiny,small", help="comma-separated: " + ", ".join(bm.SIZES))
-    parser.add_argument("--repeats", type=int, default=9, help="timed training steps")
+    parser = bl.bench_parser(__doc__, "tiny,small", bm.SIZES, 9, "timed training steps", None,
+                             "tiny size, 2 steps, 3 batches")  # fmt: skip
     parser.add_argument("--batches", type=int, default=20, help="timed loader batches")
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads of the step (recorded)")
-    parser.add_argument("--quick", action="store_true", help="smoke mode: tiny size, 2 steps, 3 batches")
-    parser.add_argument("--docs", type=Path, default=bl.DOCS, help="where benchmarks.md/.json live")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.repeats, args.batches = "tiny", 2, 3

@@ -16,9 +16,7 @@ goal ≤ 1.05 for both. ``ttft_region_ratio``: loclip with one ``<region>`` box 
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 import benchlib as bl
@@ -144,14 +142,9 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="tiny,small", help="comma-separated: " + ", ".join(SHAPES))
-    parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--warmup", type=int, default=2)
+    parser = bl.bench_parser(__doc__, "tiny,small", SHAPES, 15, "timed generate calls", 2,
+                             "tiny size, 2 repeats, 1 warm-up, 4 tokens")  # fmt: skip
     parser.add_argument("--decode-tokens", type=int, default=32)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (recorded)")
-    parser.add_argument("--quick", action="store_true", help="smoke mode: tiny size, 2 repeats, 1 warm-up, 4 tokens")
-    parser.add_argument("--docs", type=Path, default=bl.DOCS, help="where benchmarks.md/.json live")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.repeats, args.warmup, args.decode_tokens = "tiny", 2, 1, 4

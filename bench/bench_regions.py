@@ -9,9 +9,7 @@ projection only) on the same images. ``regionR_overhead = t(R boxes) / t(image) 
 
 from __future__ import annotations
 
-import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 import benchlib as bl
@@ -95,13 +93,9 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="tiny,small,vit_b16", help="comma-separated: " + ", ".join(bm.SIZES))
-    parser.add_argument("--repeats", type=int, default=31, help="timed calls per workload (tiny; larger sizes: half)")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (recorded)")
-    parser.add_argument("--quick", action="store_true", help="smoke mode: tiny size, 2 repeats, 1 warm-up, no profile")
-    parser.add_argument("--docs", type=Path, default=bl.DOCS, help="where benchmarks.md/.json live")
+    parser = bl.bench_parser(__doc__, "tiny,small,vit_b16", bm.SIZES, 31,
+                             "timed calls per workload (tiny; larger sizes: half)", 3,
+                             "tiny size, 2 repeats, 1 warm-up, no profile")  # fmt: skip
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.repeats, args.warmup = "tiny", 2, 1

@@ -9,6 +9,7 @@ the two medians.
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import math
@@ -134,6 +135,20 @@ def machine(threads: int) -> dict[str, Any]:
         "load_avg_1min_at_start": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "other_training_processes": len(other_training_processes()),
     }  # fmt: skip
+
+
+def bench_parser(doc: str, sizes: str, size_names: Any, repeats: int, repeats_help: str,
+                 warmup: int | None, quick_help: str) -> argparse.ArgumentParser:
+    """The options every script shares: ``--sizes --repeats [--warmup] --threads --quick --docs``."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--sizes", default=sizes, help="comma-separated: " + ", ".join(size_names))
+    parser.add_argument("--repeats", type=int, default=repeats, help=repeats_help)
+    if warmup is not None:
+        parser.add_argument("--warmup", type=int, default=warmup)
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (recorded)")
+    parser.add_argument("--quick", action="store_true", help=f"smoke mode: {quick_help}")
+    parser.add_argument("--docs", type=Path, default=DOCS, help="where benchmarks.md/.json live")
+    return parser
 
 
 def set_threads(threads: int) -> None:
