@@ -111,14 +111,7 @@ def train(recipe: FinetuneRecipe, eval_fn: EvalFn | None = None) -> Path:
     engine, scheduler = build_engine(model, recipe.run, recipe.optim, recipe.data.batch_size)
     metrics = MetricLog(out, enabled=rank == 0)
 
-    step = 0
-    state = ckpt.resume_latest(engine, ckpt_root, recipe.run.resume)
-    if state is not None:
-        step = state["step"]
-        stream.load_state_dict(state["stream"])
-        if rank == 0:
-            log.info("resumed from %s at step %d", state["path"], step)
-    metrics.truncate_after(step)  # a fresh start (step 0) into an old folder must not mix in its old log
+    step = ckpt.resume_run(engine, ckpt_root, recipe.run.resume, stream, "stream", metrics, log)
 
     def save() -> None:
         ckpt.save_checkpoint(engine, ckpt_root, step, {"stream": stream.state_dict()}, recipe.run.keep_checkpoints)

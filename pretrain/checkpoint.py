@@ -149,3 +149,19 @@ def resume_latest(engine: Any, root: str | Path, enabled: bool = True) -> dict[s
     state = load_checkpoint(engine, latest)
     state["path"] = str(latest)
     return state
+
+
+def resume_run(engine: Any, root: str | Path, enabled: bool, data: Any, key: str, metrics: Any, log: Any) -> int:
+    """A training loop's start: ``resume_latest``, then restore the data position (``data.load_state_dict`` of
+    the rank state's ``key``) and cut ``metrics`` (a ``MetricLog``) back to the step it resumes from, so a
+    resumed run's log reads like an uninterrupted one and a fresh start into an old folder begins a new log.
+    Returns the step to continue from (0 for a fresh start)."""
+    state = resume_latest(engine, root, enabled)
+    step = 0
+    if state is not None:
+        step = state["step"]
+        data.load_state_dict(state[key])
+        if _rank() == 0:
+            log.info("resumed from %s at step %d", state["path"], step)
+    metrics.truncate_after(step)
+    return step

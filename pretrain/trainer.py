@@ -126,14 +126,7 @@ def train(recipe: PretrainRecipe, eval_fn: EvalFn | None = None) -> Path:
     loader = build_train_loader(recipe.data, processor, rank=rank, world_size=world)
     metrics = MetricLog(out, enabled=rank == 0)
 
-    step = 0
-    state = ckpt.resume_latest(engine, ckpt_root, recipe.run.resume)
-    if state is not None:
-        step = state["step"]
-        loader.load_state_dict(state["loader"])
-        if rank == 0:
-            log.info("resumed from %s at step %d", state["path"], step)
-    metrics.truncate_after(step)  # a fresh start (step 0) into an old folder must not mix in its old log
+    step = ckpt.resume_run(engine, ckpt_root, recipe.run.resume, loader, "loader", metrics, log)
 
     def save() -> None:
         ckpt.save_checkpoint(engine, ckpt_root, step, {"loader": loader.state_dict()}, recipe.run.keep_checkpoints)
