@@ -277,11 +277,6 @@ class LoclipVisionModel(LoclipPreTrainedModel):
         logits, cell_boxes = self.box_head(memory.context, pooled, enc.grid)
         return GroundingOutput(DenseBoxHead.select(logits, cell_boxes), region_embeds, logits, cell_boxes)
 
-    def ground_features(self, enc: VisionEncoding, phrase_embeds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Phrase-prompted pass. phrase_embeds ``[B, P, E]`` → (boxes ``[B, P, 4]``, region embeds ``[B, P, D]``)."""
-        out = self.grounding(enc, phrase_embeds)
-        return out.boxes, out.region_embeds
-
 
 class LoclipModel(LoclipPreTrainedModel):
     """Dual encoder with promptable region embeddings (CLOC) — see the module docstring."""
@@ -342,8 +337,7 @@ class LoclipModel(LoclipPreTrainedModel):
         if phrases.shape[0] != enc.image_embeds.shape[0]:
             raise ValueError(f"ground needs one phrase per image: {phrases.shape[0]} phrases, "
                              f"{enc.image_embeds.shape[0]} images")
-        boxes, _ = self.vision_model.ground_features(enc, phrases[:, None])
-        return boxes[:, 0]
+        return self.vision_model.grounding(enc, phrases[:, None]).boxes[:, 0]
 
     # ------------------------------------------------------------------------------------- forward
     def forward(

@@ -158,7 +158,7 @@ def ground_phrases(
         padded = torch.zeros(len(chunk), max(counts, default=0), phrase_emb.shape[1])
         mask = torch.arange(padded.shape[1])[None] < torch.tensor(counts)[:, None]
         padded[mask] = phrase_emb
-        boxes, _ = model.vision_model.ground_features(enc, padded.to(model.device))
+        boxes = model.vision_model.grounding(enc, padded.to(model.device)).boxes
         preds += processor.post_process_boxes(boxes.cpu(), inputs["original_sizes"].cpu(), box_mask=mask)
         targets += [torch.tensor([box for _, box in q], dtype=torch.float32).reshape(-1, 4) for q in queries]
     empty = torch.zeros(0, 4)
