@@ -65,3 +65,40 @@ def parse_boxes(text: str) -> list[list[float]]:
     if not groups:
         return []
     return boxes.from_bins(torch.tensor(groups)).tolist()
+
+
+def boxes_to_placeholder(text: str, placeholder: str) -> tuple[str, list[list[float]]]:
+    """Replace every well-formed ``[x1, y1, x2, y2]`` of ``text`` by ``placeholder``.
+
+    Returns the new text and the boxes it held (normalised model-frame xyxy, in order); malformed groups
+    stay as they are. This is how box answers become ``<ground>`` tokens for a grounding-token MLLM.
+    """
+    found: list[list[int]] = []
+
+    def swap(match: re.Match) -> str:
+        group = _parse_group(match.group(1))
+        if group is None:
+            return match.group(0)
+        found.append(group)
+        return placeholder
+
+    replaced = _GROUP.sub(swap, text)
+    return replaced, (boxes.from_bins(torch.tensor(found)).tolist() if found else [])
+
+
+def fill_placeholders(pieces: Sequence[str], boxes_norm: torch.Tensor | Sequence) -> str:
+    """Text pieces that were separated by placeholders + one box per gap → one string with box text.
+
+    ``pieces`` has ``len(boxes_norm) + 1`` entries (``text.split(placeholder)``); the boxes are
+    normalised model-frame xyxy ``[G, 4]``. Whitespace around each box collapses to one space.
+    """
+    rendered = render_box_list(torch.as_tensor(boxes_norm, dtype=torch.float32).reshape(-1, 4))
+    if len(pieces) != len(rendered) + 1:
+        raise ValueError(f"{len(pieces)} text pieces need {len(pieces) - 1} boxes, got {len(rendered)}")
+    out = pieces[0].rstrip()
+    for box, piece in zip(rendered, pieces[1:]):
+        out = f"{out} {box}" if out else box
+        piece = piece.strip()
+        if piece:
+            out = f"{out}{piece}" if piece[0] in ",.;:!?)" else f"{out} {piece}"
+    return out.strip()

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from loclip.encoder import boxes
+from loclip.encoder import box_text
 from loclip.encoder.box_text import parse_boxes, render_box, render_box_list, render_boxes
 
 
@@ -85,3 +86,27 @@ def test_render_rejects_invalid_boxes(bad: list[float]) -> None:
 def test_render_box_wants_one_box() -> None:
     with pytest.raises(ValueError, match="shape"):
         render_box([[0.0, 0.0, 1.0, 1.0]])
+
+
+@pytest.mark.parametrize(
+    "text, expected_text, expected_bins",
+    [
+        ("[1, 2, 3, 4]", "<g>", [[1, 2, 3, 4]]),
+        ("at [1,2,3,4] and [ 5 , 6 , 7 , 8 ].", "at <g> and <g>.", [[1, 2, 3, 4], [5, 6, 7, 8]]),
+        ("bad [1, 2, 3] and [9, 9, 1, 1] stay", "bad [1, 2, 3] and [9, 9, 1, 1] stay", []),
+        ("no boxes", "no boxes", []),
+    ],
+)
+def test_boxes_to_placeholder(text: str, expected_text: str, expected_bins: list[list[int]]) -> None:
+    replaced, found = box_text.boxes_to_placeholder(text, "<g>")
+    assert replaced == expected_text
+    assert found == (boxes.from_bins(torch.tensor(expected_bins)).tolist() if expected_bins else [])
+
+
+def test_fill_placeholders_round_trips_and_checks_counts() -> None:
+    text = "a red square [100, 200, 300, 400], then [5, 6, 7, 8]"
+    replaced, found = box_text.boxes_to_placeholder(text, "<g>")
+    assert box_text.fill_placeholders(replaced.split("<g>"), found) == text
+    assert box_text.fill_placeholders(["", ""], [[0.0, 0.0, 0.5, 0.5]]) == box_text.render_box([0.0, 0.0, 0.5, 0.5])
+    with pytest.raises(ValueError, match="3 text pieces need 2 boxes, got 1"):
+        box_text.fill_placeholders(["a", "b", "c"], [[0.0, 0.0, 0.5, 0.5]])
