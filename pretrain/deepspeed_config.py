@@ -34,13 +34,16 @@ def build_deepspeed_config(run: RunRecipe, optim: OptimRecipe, micro_batch_size:
     return config
 
 
-def build_engine(module: nn.Module, run: RunRecipe, optim: OptimRecipe, micro_batch_size: int) -> tuple[Any, Any]:
-    """``deepspeed.initialize`` on ``module`` with AdamW (no decay on norms, biases, temperature) and the
-    cosine-with-warmup schedule → (engine, scheduler)."""
+def build_engine(
+    module: nn.Module, run: RunRecipe, optim: OptimRecipe, micro_batch_size: int,
+    lr_scales: dict[str, float] | None = None,
+) -> tuple[Any, Any]:
+    """``deepspeed.initialize`` on ``module`` with AdamW (no decay on norms, biases, temperature; per-name LR
+    factors ``lr_scales``, see ``optim.param_groups``) and the cosine-with-warmup schedule → (engine, scheduler)."""
     import deepspeed
 
     o = optim
-    optimizer = build_optimizer(module, o.lr, o.weight_decay, (o.beta1, o.beta2), o.eps)
+    optimizer = build_optimizer(module, o.lr, o.weight_decay, (o.beta1, o.beta2), o.eps, lr_scales)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(o.warmup_steps, o.steps, o.min_lr_ratio))
     engine, _, _, _ = deepspeed.initialize(
         model=module, optimizer=optimizer, lr_scheduler=scheduler,
