@@ -12,8 +12,9 @@ from torch import nn
 
 from .modeling import LoclipLlavaForConditionalGeneration
 
-PROJECTORS = ("multi_modal_projector", "region_projector")
+PROJECTORS = ("multi_modal_projector", "region_projector", "ground_projector")
 LLM_PARTS = ("language_model", "lm_head")
+GROUND_HEAD = ("box_head",)  # of the vision tower: the dense box head (cell scores and boxes); not the prompter
 
 
 def _part(name: str) -> str:
@@ -24,17 +25,28 @@ def _part(name: str) -> str:
     return name.split(".")[0]
 
 
-def set_trainable(model: nn.Module, stage: int, tune_encoder: bool, tune_llm: bool | None = None) -> list[str]:
+def set_trainable(
+    model: nn.Module, stage: int, tune_encoder: bool, tune_llm: bool | None = None, tune_ground_head: bool = False
+) -> list[str]:
     """Freeze all, then unfreeze the projectors (always), the LLM (stage 2 without LoRA), the encoder
-    (``tune_encoder``). Works on a peft model too (LoRA weights are left as peft set them). Returns the
-    trained parts."""
+    (``tune_encoder``), or only the encoder's box head (``tune_ground_head``: the cell scores and boxes that
+    draw ``<ground>`` answers; the trunk and the prompter, which also makes the ``<region>`` embeddings, stay
+    frozen). Works on a peft model too (LoRA weights are left as peft set them). Returns the trained parts
+    the model has."""
     tune_llm = stage == 2 if tune_llm is None else tune_llm
     parts = set(PROJECTORS) | (set(LLM_PARTS) if tune_llm else set()) | ({"vision_tower"} if tune_encoder else set())
+    present = set()
     for name, p in model.named_parameters():
         if "lora_" in name:
             continue
-        p.requires_grad_(_part(name) in parts and p.is_floating_point())
-    return sorted(parts)
+        part = _part(name)
+        head = tune_ground_head and any(f"vision_tower.{m}." in name for m in GROUND_HEAD)
+        p.requires_grad_((part in parts or head) and p.is_floating_point())
+        present.add(part)
+    trained = parts & present
+    if tune_ground_head and not tune_encoder:
+        trained |= {f"vision_tower.{m}" for m in GROUND_HEAD}
+    return sorted(trained)
 
 
 def lora_targets(model: LoclipLlavaForConditionalGeneration) -> list[str]:

@@ -10,7 +10,7 @@ from loclip.encoder import LoclipImageProcessor, LoclipVisionModel
 from loclip.encoder.trunks import VISION_TRUNKS
 
 from .configuration import LoclipLlavaConfig
-from .conversation import IMAGE_TOKEN, REGION_TOKEN, token_id
+from .conversation import GROUND_TOKEN, IMAGE_TOKEN, REGION_TOKEN, token_id
 from .modeling import LoclipLlavaForConditionalGeneration
 from .processing import LoclipLlavaProcessor
 
@@ -35,12 +35,13 @@ def select_strategy(encoder_config: Any) -> tuple[str, int]:
 
 
 def compose(
-    encoder: LoclipVisionModel, llm: PreTrainedModel, tokenizer: Any, vision_feature_layer: int = -2
+    encoder: LoclipVisionModel, llm: PreTrainedModel, tokenizer: Any, vision_feature_layer: int = -2,
+    box_answers: str = "text", ground_loss_weight: float = 1.0,
 ) -> LoclipLlavaForConditionalGeneration:
     """A new model holding ``encoder``'s and ``llm``'s weights plus fresh projectors.
 
-    ``tokenizer`` must already hold ``<image>`` and ``<region>`` (``conversation.ensure_tokens``) and ``llm``'s
-    embeddings must cover it (``resize_token_embeddings``).
+    ``tokenizer`` must already hold ``<image>`` and ``<region>`` (and ``<ground>`` for ``box_answers="ground"``;
+    ``conversation.ensure_tokens``) and ``llm``'s embeddings must cover it (``resize_token_embeddings``).
     """
     if not isinstance(encoder, LoclipVisionModel):
         raise TypeError(f"encoder must be a LoclipVisionModel, got {type(encoder).__name__}")
@@ -55,6 +56,8 @@ def compose(
         vision_feature_layer=vision_feature_layer, vision_feature_select_strategy=strategy,
         image_seq_length=grid * grid + extra - (strategy == "default"),
         tie_word_embeddings=bool(getattr(llm.config, "tie_word_embeddings", False)),
+        box_answers=box_answers, ground_loss_weight=ground_loss_weight,
+        ground_token_index=token_id(tokenizer, GROUND_TOKEN) if box_answers == "ground" else None,
     )  # fmt: skip
     model = LoclipLlavaForConditionalGeneration(config)
     model.model.vision_tower.load_state_dict(encoder.state_dict())

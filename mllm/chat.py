@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from loclip.encoder.box_text import parse_boxes
+from loclip.encoder.box_text import fill_placeholders, parse_boxes
 
 from .conversation import IMAGE_TOKEN, REGION_TOKEN, encode_prompt
 from .processing import LoclipLlavaProcessor
@@ -31,6 +31,8 @@ def chat(
         boxes: pixel xyxy boxes of ``image`` for the ``<region>`` placeholders, in order.
     Returns:
         ``(answer_text, answer_boxes)``: every ``[x1, y1, x2, y2]`` in the answer, mapped to original-image pixels.
+        A ``box_answers="ground"`` model writes ``<ground>`` tokens; each becomes the box its grounding head
+        draws, written as box text, so the answer reads the same for both kinds of model.
     """
     if IMAGE_TOKEN not in question:
         question = f"{IMAGE_TOKEN}\n{question}"
@@ -55,7 +57,17 @@ def chat(
         pad_token_id=tokenizer.pad_token_id,
         **extra,
     )
-    answer = tokenizer.decode(out[0, len(prompt):], skip_special_tokens=True).strip()
+    answer_ids = out[0, len(prompt):]
+    ground_id = getattr(model.config, "ground_token_index", None)
+    if getattr(model.config, "box_answers", "text") == "ground" and bool((answer_ids == ground_id).any()):
+        base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps it
+        (drawn,) = base.ground_boxes(out, inputs["pixel_values"].to(device, model.dtype), torch.ones_like(out),
+                                     **extra)
+        cuts = [-1, *(answer_ids == ground_id).nonzero()[:, 0].tolist(), len(answer_ids)]
+        pieces = [tokenizer.decode(answer_ids[a + 1 : b], skip_special_tokens=True) for a, b in zip(cuts, cuts[1:])]
+        answer = fill_placeholders(pieces, drawn.float().clamp(0.0, 1.0))
+    else:
+        answer = tokenizer.decode(answer_ids, skip_special_tokens=True).strip()
     found = torch.tensor(parse_boxes(answer), dtype=torch.float32).reshape(-1, 4)
     (pixels,) = processor.post_process_boxes([found], inputs["original_sizes"])
     return answer, pixels.tolist()

@@ -2,8 +2,10 @@
 
 With no ``--config`` it runs the quickstart: the synthetic world under ``OUTPUT_DIR/synth`` (made if missing,
 with its tokenizer), the quickstart encoder (``--model.encoder``, default ``runs/quickstart``), and a tiny
-Llama trained from scratch (stage 2: projectors + LLM, encoder frozen) to answer referring and grounding
-questions; it prints held-out referring accuracy and REC accuracy at IoU 0.5.
+Llama trained from scratch (stage 2: projectors + LLM + the encoder's box head at a tenth of the LR, the rest
+of the encoder frozen) to answer referring and grounding questions, box answers through ``<ground>`` tokens
+that the encoder's grounding head draws (``--model.box_answers text`` makes the LLM write the numbers
+itself); it prints held-out referring accuracy and REC accuracy at IoU 0.5.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from .config import FinetuneRecipe
 
 QUICKSTART_SCENES = {"train": 5000, "val": 100}
 QUICKSTART = {
-    "model": {"tiny_hidden_size": 128, "tiny_layers": 2, "tiny_heads": 4, "vision_feature_layer": -1},
-    "tune": {"stage": 2},
+    "model": {"tiny_hidden_size": 128, "tiny_layers": 2, "tiny_heads": 4, "vision_feature_layer": -1,
+              "box_answers": "ground"},
+    "tune": {"stage": 2, "tune_ground_head": True},
     "data": {"template": "plain", "batch_size": 16, "max_length": 512},
     "optim": {"lr": 2e-3, "warmup_steps": 30, "steps": 1200, "weight_decay": 0.0, "beta2": 0.98},
     "run": {"output_dir": "runs/mllm_quickstart", "log_every": 10, "save_every": 400},
-    "eval": {"max_questions": 100, "max_new_tokens": 16},
+    "eval": {"max_questions": 400, "max_new_tokens": 16},
 }
 
 

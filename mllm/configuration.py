@@ -6,6 +6,8 @@ from transformers import LlavaConfig
 
 from loclip.encoder import LoclipVisionConfig
 
+BOX_ANSWERS = ("text", "ground")
+
 
 class LoclipLlavaConfig(LlavaConfig):
     r"""Llava with a ``LoclipVisionConfig`` vision tower and ``<region>`` tokens (CLOC*).
@@ -16,6 +18,14 @@ class LoclipLlavaConfig(LlavaConfig):
     Args:
         region_token_index: id of the ``<region>`` placeholder; each one is replaced by the region embedding
             of the matching box.
+        box_answers: how the model answers with boxes. ``"text"``: it writes ``[x1, y1, x2, y2]`` itself
+            (Shikra/Ferret style). ``"ground"``: it writes a ``<ground>`` token, whose last hidden state,
+            mapped into the encoder's text space by the ground projector, prompts the encoder's grounding
+            head; the head's box replaces the token in the answer text (``LoclipLlavaForConditionalGeneration
+            .ground_boxes``, ``chat``).
+        ground_token_index: id of ``<ground>`` (``box_answers="ground"`` only).
+        ground_loss_weight: weight of the grounding head's loss next to the LM loss.
+        ground_box_loss: its box term, ``"l2"`` or ``"l1_giou"`` (as in pretraining).
 
     The region projector maps the prompter's region embedding *in the shared space* (``projection_dim`` wide,
     the output of ``LoclipVisionModel.region_features``) into the LLM: that is the embedding CLOC trains to
@@ -23,9 +33,15 @@ class LoclipLlavaConfig(LlavaConfig):
     """
 
     model_type = "loclip_llava"
-    attribute_map = {**LlavaConfig.attribute_map, "region_token_id": "region_token_index"}
+    attribute_map = {
+        **LlavaConfig.attribute_map, "region_token_id": "region_token_index", "ground_token_id": "ground_token_index"
+    }
 
     region_token_index: int = 32001
+    box_answers: str = "text"
+    ground_token_index: int | None = None
+    ground_loss_weight: float = 1.0
+    ground_box_loss: str = "l2"
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
@@ -36,6 +52,12 @@ class LoclipLlavaConfig(LlavaConfig):
             )
         if self.region_token_index == self.image_token_index:
             raise ValueError(f"region_token_index and image_token_index must differ, both are {self.image_token_index}")
+        if self.box_answers not in BOX_ANSWERS:
+            raise ValueError(f"box_answers must be one of {list(BOX_ANSWERS)}, got {self.box_answers!r}")
+        if self.box_answers == "ground" and self.ground_token_index is None:
+            raise ValueError("box_answers='ground' needs ground_token_index (the id of <ground>)")
+        if self.ground_box_loss not in ("l2", "l1_giou"):
+            raise ValueError(f"ground_box_loss must be 'l2' or 'l1_giou', got {self.ground_box_loss!r}")
 
     @property
     def region_feature_dim(self) -> int:

@@ -18,8 +18,11 @@ from typing import Any, Literal
 
 from tokenizers import AddedToken
 
+from loclip.encoder.box_text import boxes_to_placeholder
+
 IMAGE_TOKEN = "<image>"
 REGION_TOKEN = "<region>"
+GROUND_TOKEN = "<ground>"  # box_answers="ground": stands for a box the encoder's grounding head draws
 PLAIN_USER = "USER:"
 PLAIN_ASSISTANT = "ASSISTANT:"
 IGNORE_INDEX = -100
@@ -136,6 +139,21 @@ def encode_conversation(
     return encode_segments(tokenizer, segments(tokenizer, messages, template), num_image_tokens, template)
 
 
+def ground_answers(conversations: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[list[float]]]:
+    """For ``box_answers="ground"``: every box text in the gpt turns becomes one ``<ground>`` token.
+
+    Returns the new turns and the boxes they held (normalised model-frame xyxy, in order of appearance),
+    the targets of the grounding head. Human turns are left as they are.
+    """
+    turns, found = [], []
+    for turn in conversations:
+        if isinstance(turn, dict) and turn.get("from") == "gpt" and isinstance(turn.get("value"), str):
+            value, boxes = boxes_to_placeholder(turn["value"], GROUND_TOKEN)
+            turn, found = {**turn, "value": value}, found + boxes
+        turns.append(turn)
+    return turns, found
+
+
 def encode_prompt(
     tokenizer: Any, messages: list[dict[str, str]], num_image_tokens: int, template: Template = "auto"
 ) -> list[int]:
@@ -154,14 +172,15 @@ def token_id(tokenizer: Any, token: str) -> int:
     return ids[0]
 
 
-def ensure_tokens(tokenizer: Any, template: Template = "auto") -> int:
-    """Add ``<image>``, ``<region>`` (and, for the plain template, role markers the tokenizer would turn
-    into ``<unk>``) as special tokens; give it a pad token. Returns how many tokens were added (resize the
-    LLM's embeddings when > 0)."""
-    wanted = [IMAGE_TOKEN, REGION_TOKEN]
+def ensure_tokens(tokenizer: Any, template: Template = "auto", ground: bool = False) -> int:
+    """Add ``<image>``, ``<region>`` (``<ground>`` with ``ground``; and, for the plain template, role markers
+    the tokenizer would turn into ``<unk>``) as special tokens; give it a pad token. Returns how many tokens
+    were added (resize the LLM's embeddings when > 0)."""
+    wanted = [IMAGE_TOKEN, REGION_TOKEN] + ([GROUND_TOKEN] if ground else [])
     if resolve_template(tokenizer, template) == "plain":
         wanted += [PLAIN_USER, PLAIN_ASSISTANT]
-    missing = [t for t in wanted if not _is_single_token(tokenizer, t, strict=t in (IMAGE_TOKEN, REGION_TOKEN))]
+    placeholders = (IMAGE_TOKEN, REGION_TOKEN, GROUND_TOKEN)
+    missing = [t for t in wanted if not _is_single_token(tokenizer, t, strict=t in placeholders)]
     added = tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in missing], special_tokens=True)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

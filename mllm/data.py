@@ -3,6 +3,9 @@
 A record: ``{"image": path, "conversations": [{"from": "human"|"gpt", "value": …}, …], "boxes": [[x1, y1,
 x2, y2], …]}`` — pixel boxes of the image, one per ``<region>`` in the conversation, in order. Records that
 cannot be trained on are skipped when the dataset is built, counted by reason (``skip_counts``).
+
+For a ``box_answers="ground"`` model the box texts of the gpt turns become ``<ground>`` tokens and their boxes
+the grounding head's targets (``conversation.ground_answers``).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from torch.utils.data import Dataset
 
 from loclip.encoder.image_loading import open_image
 
-from .conversation import IGNORE_INDEX, REGION_TOKEN, encode_conversation
+from .conversation import GROUND_TOKEN, IGNORE_INDEX, REGION_TOKEN, encode_conversation, ground_answers
 from .processing import LoclipLlavaProcessor
 
 
@@ -44,6 +47,7 @@ class ConversationDataset(Dataset):
         image_root: image paths are relative to it (default: the JSON file's folder).
         max_length: records whose token sequence is longer are skipped (never truncated: a cut would
             drop answers or ``<region>`` tokens and their boxes).
+        box_answers: the model's ``config.box_answers``; ``"ground"`` turns box answers into ``<ground>``.
     """
 
     def __init__(
@@ -52,12 +56,16 @@ class ConversationDataset(Dataset):
         processor: LoclipLlavaProcessor,
         image_root: str | os.PathLike | None = None,
         max_length: int = 2048,
+        box_answers: str = "text",
     ) -> None:
+        if box_answers not in ("text", "ground"):
+            raise ValueError(f"box_answers must be 'text' or 'ground', got {box_answers!r}")
         if isinstance(records, (str, os.PathLike)):
             image_root = image_root if image_root is not None else Path(records).parent
             records = load_records(records)
         self.processor, self.image_root = processor, Path(image_root or ".")
-        self.items: list[tuple[list[int], list[int], str, list]] = []
+        self.ground = box_answers == "ground"
+        self.items: list[tuple[list[int], list[int], str, list, list]] = []
         self.skip_counts: Counter[str] = Counter()
         for i, record in enumerate(records):
             reason = self._add(record, max_length, i)
@@ -68,57 +76,75 @@ class ConversationDataset(Dataset):
         """Encode one record into ``items``; return why it was skipped, if it was."""
         if not isinstance(record, dict) or not isinstance(record.get("image"), str):
             return "no_image"
-        boxes = record.get("boxes") or []
+        boxes, turns, ground = record.get("boxes") or [], record.get("conversations"), []
+        if self.ground and isinstance(turns, list):
+            turns, ground = ground_answers(turns)
         try:
             ids, labels = encode_conversation(
-                self.processor.tokenizer, record.get("conversations"), self.processor.num_image_tokens,
-                self.processor.template,
-            )  # fmt: skip
+                self.processor.tokenizer, turns, self.processor.num_image_tokens, self.processor.template
+            )
         except ValueError:
             return "bad_conversation"
-        if sum(turn["value"].count(REGION_TOKEN) for turn in record["conversations"]) != len(boxes):
+        if sum(turn["value"].count(REGION_TOKEN) for turn in turns) != len(boxes):
             return "region_count"
+        if self.ground and sum(turn["value"].count(GROUND_TOKEN) for turn in turns) != len(ground):
+            return "ground_count"  # a literal <ground> in a human turn would have no box
         if len(ids) > max_length:
             return "too_long"
-        self.items.append((ids, labels, record["image"], boxes))
+        self.items.append((ids, labels, record["image"], boxes, ground))
         return None
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        """``input_ids``/``labels`` ``[L]``, ``pixel_values`` ``[3, S, S]``, ``boxes`` ``[R, 4]`` (model frame)."""
-        ids, labels, image_path, boxes = self.items[index]
+        """``input_ids``/``labels`` ``[L]``, ``pixel_values`` ``[3, S, S]``, ``boxes`` ``[R, 4]`` (model frame),
+        and in ground mode ``ground_boxes`` ``[G, 4]`` (model frame, as the answers wrote them)."""
+        ids, labels, image_path, boxes, ground = self.items[index]
         image = open_image(self.image_root / image_path, "image")
         pixels = self.processor.image_processor(image, return_original_sizes=True)
         model_boxes, _ = self.processor.image_processor.preprocess_boxes([boxes], pixels["original_sizes"])
-        return {
+        sample = {
             "input_ids": torch.tensor(ids),
             "labels": torch.tensor(labels),
             "pixel_values": pixels["pixel_values"][0],
             "boxes": model_boxes[0],
         }
+        if self.ground:
+            sample["ground_boxes"] = torch.tensor(ground, dtype=torch.float32).reshape(-1, 4)
+        return sample
 
 
 def collate(samples: list[dict[str, torch.Tensor]], pad_token_id: int) -> dict[str, torch.Tensor]:
     """Right-pad a list of samples: ``input_ids``/``labels``/``attention_mask`` ``[B, L]``, ``pixel_values``
-    ``[B, 3, S, S]``, ``boxes`` ``[B, R, 4]`` + ``box_mask`` ``[B, R]`` (R = most boxes in the batch)."""
+    ``[B, 3, S, S]``, ``boxes`` ``[B, R, 4]`` + ``box_mask`` ``[B, R]`` (R = most boxes in the batch), and
+    ``ground_boxes`` ``[B, G, 4]`` + ``ground_mask`` ``[B, G]`` when the samples have ground boxes."""
     length = max(len(s["input_ids"]) for s in samples)
-    regions = max(len(s["boxes"]) for s in samples)
     b = len(samples)
     input_ids = torch.full((b, length), pad_token_id, dtype=torch.long)
     labels = torch.full((b, length), IGNORE_INDEX, dtype=torch.long)
     attention_mask = torch.zeros(b, length, dtype=torch.long)
-    boxes = torch.zeros(b, regions, 4)
-    box_mask = torch.zeros(b, regions, dtype=torch.bool)
     for i, s in enumerate(samples):
-        n, r = len(s["input_ids"]), len(s["boxes"])
+        n = len(s["input_ids"])
         input_ids[i, :n], labels[i, :n], attention_mask[i, :n] = s["input_ids"], s["labels"], 1
-        boxes[i, :r], box_mask[i, :r] = s["boxes"], True
-    return {
+    boxes, box_mask = pad_boxes([s["boxes"] for s in samples])
+    batch = {
         "input_ids": input_ids, "labels": labels, "attention_mask": attention_mask,
         "pixel_values": torch.stack([s["pixel_values"] for s in samples]), "boxes": boxes, "box_mask": box_mask,
     }  # fmt: skip
+    if "ground_boxes" in samples[0]:
+        batch["ground_boxes"], batch["ground_mask"] = pad_boxes([s["ground_boxes"] for s in samples])
+    return batch
+
+
+def pad_boxes(rows: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-row boxes ``[n_i, 4]`` → ``[B, max n_i, 4]`` zero-padded and a bool mask ``[B, max n_i]``."""
+    width = max((len(r) for r in rows), default=0)
+    out = torch.zeros(len(rows), width, 4)
+    mask = torch.zeros(len(rows), width, dtype=torch.bool)
+    for i, r in enumerate(rows):
+        out[i, : len(r)], mask[i, : len(r)] = r, True
+    return out, mask
 
 
 class BatchStream:

@@ -53,7 +53,7 @@ def build(recipe: FinetuneRecipe) -> tuple[LoclipLlavaForConditionalGeneration, 
     if source is None:
         raise ValueError("model.tokenizer is required when the LLM is built from scratch (model.llm unset)")
     tokenizer = AutoTokenizer.from_pretrained(source)
-    ensure_tokens(tokenizer, recipe.data.template)
+    ensure_tokens(tokenizer, recipe.data.template, ground=m.box_answers == "ground")
     if m.llm:
         llm = AutoModelForCausalLM.from_pretrained(m.llm, dtype=torch.float32)
         if llm.get_input_embeddings().num_embeddings < len(tokenizer):
@@ -63,7 +63,7 @@ def build(recipe: FinetuneRecipe) -> tuple[LoclipLlavaForConditionalGeneration, 
     if not Path(m.encoder).is_dir():
         raise ValueError(f"model.encoder: no encoder directory at {m.encoder!r}")
     encoder = LoclipVisionModel.from_pretrained(m.encoder, dtype=torch.float32)
-    model = compose(encoder, llm, tokenizer, m.vision_feature_layer)
+    model = compose(encoder, llm, tokenizer, m.vision_feature_layer, m.box_answers, m.ground_loss_weight)
     return model, make_processor(model.config, tokenizer, recipe.data.template)
 
 
@@ -79,9 +79,9 @@ def prepare_training(model: LoclipLlavaForConditionalGeneration, recipe: Finetun
         model.gradient_checkpointing_enable()
     if t.lora or t.qlora:
         model = adapters.apply_lora(model, t.lora_r, t.lora_alpha, t.lora_dropout, quantized=t.qlora)
-        adapters.set_trainable(model, t.stage, t.tune_encoder, tune_llm=False)
+        adapters.set_trainable(model, t.stage, t.tune_encoder, tune_llm=False, tune_ground_head=t.tune_ground_head)
     else:
-        adapters.set_trainable(model, t.stage, t.tune_encoder)
+        adapters.set_trainable(model, t.stage, t.tune_encoder, tune_ground_head=t.tune_ground_head)
     return model
 
 
@@ -102,13 +102,16 @@ def train(recipe: FinetuneRecipe, eval_fn: EvalFn | None = None) -> Path:
 
     if not recipe.data.train_json:
         raise ValueError("data.train_json is required (a LLaVA conversation JSON)")
-    dataset = ConversationDataset(recipe.data.train_json, processor, recipe.data.image_root, recipe.data.max_length)
+    dataset = ConversationDataset(recipe.data.train_json, processor, recipe.data.image_root, recipe.data.max_length,
+                                  box_answers=model.config.box_answers)
     if rank == 0 and dataset.skip_counts:
         log.warning("skipped records by reason: %s", dict(dataset.skip_counts))
     stream = BatchStream(dataset, recipe.data.batch_size, recipe.run.seed, rank, world)
 
     o = recipe.optim
-    engine, scheduler = build_engine(model, recipe.run, recipe.optim, recipe.data.batch_size)
+    # a pretrained encoder adapts at a fraction of the LR that trains fresh projectors (and a from-scratch LLM)
+    scales = {"vision_tower.": recipe.tune.encoder_lr_scale}
+    engine, scheduler = build_engine(model, recipe.run, recipe.optim, recipe.data.batch_size, lr_scales=scales)
     metrics = MetricLog(out, enabled=rank == 0)
 
     step = ckpt.resume_run(engine, ckpt_root, recipe.run.resume, stream, "stream", metrics, log)
@@ -131,7 +134,8 @@ def train(recipe: FinetuneRecipe, eval_fn: EvalFn | None = None) -> Path:
     batches, micro, t0, tokens = iter(stream), 0, time.perf_counter(), 0
     while step < o.steps:
         batch = {k: v.to(device) for k, v in next(batches).items()}
-        loss = engine(**batch).loss
+        output = engine(**batch)
+        loss = output.loss
         engine.backward(loss)
         engine.step()
         micro += 1
@@ -141,13 +145,11 @@ def train(recipe: FinetuneRecipe, eval_fn: EvalFn | None = None) -> Path:
         step += 1
         bar.update(1)
         if step % recipe.run.log_every == 0 or step == o.steps:
-            value = loss.detach().reshape(())
-            if dist.is_initialized() and world > 1:
-                dist.all_reduce(value)
-                value /= world
-            metrics.log(step, {"loss": float(value), "lr": scheduler.get_last_lr()[0],
+            parts = {"loss": loss, **{k: getattr(output, k, None) for k in ("lm_loss", "ground_loss")}}
+            values = {k: mean_over_ranks(v, world) for k, v in parts.items() if v is not None}
+            metrics.log(step, {**values, "lr": scheduler.get_last_lr()[0],
                                "tokens_per_s": tokens / (time.perf_counter() - t0)})
-            bar.set_postfix(loss=f"{float(value):.3f}")
+            bar.set_postfix(loss=f"{values['loss']:.3f}")
             t0, tokens = time.perf_counter(), 0
         if recipe.run.eval_every and step % recipe.run.eval_every == 0 and step < o.steps:
             evaluate()
@@ -164,6 +166,15 @@ def train(recipe: FinetuneRecipe, eval_fn: EvalFn | None = None) -> Path:
     metrics.close()
     teardown_distributed()
     return out
+
+
+def mean_over_ranks(value: torch.Tensor, world: int) -> float:
+    """A scalar loss averaged over the ranks (every rank must call it)."""
+    value = value.detach().reshape(()).clone()
+    if dist.is_initialized() and world > 1:
+        dist.all_reduce(value)
+        value /= world
+    return float(value)
 
 
 def export(engine, processor: LoclipLlavaProcessor, out: Path, zero_stage: int = 0) -> None:

@@ -12,14 +12,14 @@ from loclip.mllm.conversation import ensure_tokens
 from loclip.pretrain.synth import build_tokenizer
 
 
-def build_tiny(tokenizer=None, template: str = "plain", hidden: int = 32):
+def build_tiny(tokenizer=None, template: str = "plain", hidden: int = 32, box_answers: str = "text"):
     """(model, processor) with a 64 px / 8 px-patch encoder (64 image tokens) and a 2-layer Llama."""
     tokenizer = tokenizer or build_tokenizer(model_max_length=1024)
-    ensure_tokens(tokenizer, template)
+    ensure_tokens(tokenizer, template, ground=box_answers == "ground")
     torch.manual_seed(0)
     encoder = LoclipVisionModel(tiny_config().vision_config)
     llm = tiny_llm(tokenizer, hidden_size=hidden, layers=2, heads=4)
-    model = compose(encoder, llm, tokenizer)
+    model = compose(encoder, llm, tokenizer, box_answers=box_answers)
     return model.eval(), make_processor(model.config, tokenizer, template)
 
 
@@ -32,6 +32,12 @@ def build_tiny_fixture():
 @pytest.fixture
 def tiny():
     return build_tiny()
+
+
+@pytest.fixture
+def tiny_ground():
+    """A ``box_answers="ground"`` model: box answers are ``<ground>`` tokens drawn by the encoder's head."""
+    return build_tiny(box_answers="ground")
 
 
 @pytest.fixture

@@ -61,6 +61,32 @@ def test_lora_step_then_merge_keeps_logits_and_projectors(tiny, image) -> None:
         assert torch.equal(plain.model.region_projector.linear_1.weight, projector)
 
 
+def test_tune_ground_head_trains_the_box_head_only_of_the_encoder(tiny_ground) -> None:
+    model, _ = tiny_ground
+    parts = adapters.set_trainable(model, stage=1, tune_encoder=False, tune_ground_head=True)
+    assert parts == ["ground_projector", "multi_modal_projector", "region_projector", "vision_tower.box_head"]
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert any(".box_head." in n for n in trained)
+    assert not any(s in n for n in trained for s in (".trunk.", ".prompter.", "language_model"))
+
+
+def test_lora_ground_step_then_merge_keeps_the_ground_projector(tiny_ground, image) -> None:
+    model, processor = tiny_ground
+    inputs = processor(images=image, text="<image> where is the red circle <ground>")
+    batch = {**inputs, "labels": inputs["input_ids"].clone(), "ground_boxes": torch.tensor([[[0.1, 0.2, 0.5, 0.6]]])}
+    peft_model = adapters.apply_lora(model, r=4, alpha=8, dropout=0.0)
+    adapters.set_trainable(peft_model, stage=2, tune_encoder=False, tune_llm=False)
+    before = _snapshot(peft_model)
+    _step(peft_model, batch)
+    changed = {n for n, p in peft_model.named_parameters() if not torch.equal(before[n], p)}
+    assert any("ground_projector" in n for n in changed) and any("lora_B" in n for n in changed)
+    with torch.no_grad():
+        drawn = peft_model.get_base_model().ground_boxes(inputs["input_ids"], inputs["pixel_values"])[0]
+        plain = adapters.merged(peft_model)
+        torch.testing.assert_close(plain.ground_boxes(inputs["input_ids"], inputs["pixel_values"])[0], drawn,
+                                   atol=1e-5, rtol=1e-5)
+
+
 def test_qlora_step_on_cpu(build_tiny, image, tmp_path: Path) -> None:
     pytest.importorskip("bitsandbytes")
     model, processor = build_tiny(hidden=64)  # bitsandbytes' CPU 4-bit kernels need inputs of >= 64 features

@@ -1,8 +1,9 @@
 """The finetuning loop: LoRA under ZeRO-2 with save → resume → merged export keeping the projectors;
-two processes on CPU (gloo)."""
+two processes on CPU (gloo), with ``<ground>`` box answers (the grounding loss is a cross-rank mean)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -59,8 +60,12 @@ def test_lora_zero2_resume_and_merged_export(setup: Path, tmp_path: Path) -> Non
 
 def test_two_process_zero2_on_cpu(setup: Path, tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    ground = ["--model.box_answers", "ground", "--tune.tune_ground_head", "true"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           "-m", "loclip.mllm.cli", *_args(setup, tmp_path / "ddp", 2)]
+           "-m", "loclip.mllm.cli", *_args(setup, tmp_path / "ddp", 2, *ground)]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "ddp" / "model.safetensors").is_file()
+    weights = load_file(tmp_path / "ddp" / "model.safetensors")
+    assert "model.ground_projector.linear_1.weight" in weights
+    logged = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert [("train/ground_loss" in m, "train/lm_loss" in m) for m in logged if "train/loss" in m] == [(True, True)] * 2
