@@ -2,6 +2,7 @@
 button on the example and save the page.
 
 Usage: .venv/bin/python scripts/demo_screenshot.py [--model runs/mllm_quickstart] [--out docs/img/demo.png]
+       [--chat-question refer|ground] [--encoder-action rank|ground]
 Needs Debian's chromium at /usr/bin/chromium (``apt-get install -y chromium``).
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -29,12 +31,18 @@ def main() -> None:
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--encoder-action", choices=("rank", "ground"), default="rank",
                         help="encoder mode: which button to click on the example (default %(default)s)")
+    parser.add_argument("--chat-question", choices=("refer", "ground"), default="refer",
+                        help="chat mode: ask about the example's box (refer) or where its phrase is, with no box "
+                             "(ground) (default %(default)s)")
     args = parser.parse_args()
 
     torch.set_num_threads(1)
     path = args.model or default_model_path()
     backend = load_backend(path)
-    demo = build_demo(backend, default_example(backend.tokenizer, backend.image_size), str(path))
+    example = default_example(backend.tokenizer, backend.image_size)
+    if args.chat_question == "ground":
+        example = replace(example, boxes=[], question=f"Where is the {example.phrase}?")
+    demo = build_demo(backend, example, str(path))
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
