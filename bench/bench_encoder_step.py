@@ -127,17 +127,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "full_step_ratio": first["full_step_ratio"],
         "goals": GOALS,
         "sizes": sizes,
-        "repeats": args.repeats,
-        "warmup": args.warmup,
-        "machine": bl.machine(args.threads),
-        "command": COMMAND,
     }
     if "small" in sizes:
         results["full_step_ratio_small"] = sizes["small"]["full_step_ratio"]
         results["clip_step_ratio_small"] = sizes["small"]["clip_step_ratio"]
-    bl.update_docs(args.docs, SECTION, markdown(results), "encoder_step", results)
-    print(markdown(results))
-    return results
+    return bl.report(args, SECTION, "encoder_step", COMMAND, results, markdown)
 
 
 if __name__ == "__main__":

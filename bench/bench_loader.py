@@ -170,17 +170,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "loader_headroom": first["loader_headroom"],
         "goal_loader_headroom": GOAL,
         "sizes": sizes,
-        "repeats": args.repeats,
-        "batches": args.batches,
-        "machine": bl.machine(args.threads),
-        "command": COMMAND,
     }
     for name, s in sizes.items():
         if name != "tiny":
             results[f"loader_headroom_{name}"] = s["loader_headroom"]
-    bl.update_docs(args.docs, SECTION, markdown(results), "loader", results)
-    print(markdown(results))
-    return results
+    return bl.report(args, SECTION, "loader", COMMAND, results, markdown)
 
 
 if __name__ == "__main__":

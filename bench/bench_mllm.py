@@ -159,14 +159,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "mllm_decode_ratio": first["mllm_decode_ratio"],
         "goals": GOALS,
         "sizes": sizes,
-        "repeats": args.repeats,
-        "warmup": args.warmup,
-        "machine": bl.machine(args.threads),
-        "command": COMMAND,
     }
-    bl.update_docs(args.docs, SECTION, markdown(results), "mllm", results)
-    print(markdown(results))
-    return results
+    return bl.report(args, SECTION, "mllm", COMMAND, results, markdown)
 
 
 if __name__ == "__main__":

@@ -110,17 +110,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         **{f"region{r}_overhead": first[f"region{r}_overhead"] for r in BOX_COUNTS},
         "goal_region16_overhead": GOAL,
         "sizes": sizes,
-        "repeats": args.repeats,
-        "warmup": args.warmup,
-        "machine": bl.machine(args.threads),
-        "command": COMMAND,
     }
     for name, s in sizes.items():
         if name != "tiny":
             results[f"region16_overhead_{name}"] = s["region16_overhead"]
-    bl.update_docs(args.docs, SECTION, markdown(results), "regions", results)
-    print(markdown(results))
-    return results
+    return bl.report(args, SECTION, "regions", COMMAND, results, markdown)
 
 
 if __name__ == "__main__":

@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
-import re
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
+import benchlib as bl
 
 from loclip.pretrain.synth import SceneConfig, generate_scene, write_split
 
@@ -38,15 +38,6 @@ def _best_rate(run: Callable[[], None], scenes: int, repeats: int) -> float:
         run()
         times.append(time.perf_counter() - start)
     return scenes / min(times)
-
-
-def _cpu_name() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or "unknown CPU"
-    m = re.search(r"model name\s*:\s*(.+)", text)
-    return m.group(1).strip() if m else platform.processor() or "unknown CPU"
 
 
 def measure(scenes: int, repeats: int) -> dict:
@@ -72,7 +63,7 @@ def measure(scenes: int, repeats: int) -> dict:
         scenes_per_run=scenes,
         repeats=repeats,
         cores=1,
-        cpu=_cpu_name(),
+        cpu=bl.cpu_name(),
         python=platform.python_version(),
         numpy=np.__version__,
         date=datetime.date.today().isoformat(),
@@ -83,9 +74,7 @@ def measure(scenes: int, repeats: int) -> dict:
 
 def markdown(r: dict) -> str:
     verdict = "meets" if r["generate_64px_scenes_per_s"] >= TARGET else "MISSES"
-    return f"""## {SECTION}
-
-`{COMMAND}` — {r["scenes_per_run"]} scenes per run, best of {r["repeats"]}, one core ({r["cpu"]}),
+    return f"""`{COMMAND}` — {r["scenes_per_run"]} scenes per run, best of {r["repeats"]}, one core ({r["cpu"]}),
 Python {r["python"]}, numpy {r["numpy"]}, {r["date"]}.
 
 | what | image size | scenes/s |
@@ -98,20 +87,6 @@ Generation at 64 px {verdict} the target of {TARGET:,.0f} scenes/s on one core.
 """
 
 
-def update_docs(docs: Path, results: dict) -> None:
-    """Replace (or append) this section of ``benchmarks.md``; merge ``{"synth": …}`` into ``benchmarks.json``."""
-    docs.mkdir(parents=True, exist_ok=True)
-    md_path, json_path = docs / "benchmarks.md", docs / "benchmarks.json"
-    text = md_path.read_text() if md_path.exists() else "# Benchmarks\n\nFigures written by the scripts in `bench/`.\n"
-    section = markdown(results)
-    pattern = re.compile(rf"^## {re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + section
-    md_path.write_text(text.rstrip("\n") + "\n")
-    data = json.loads(json_path.read_text()) if json_path.exists() else {}
-    data["synth"] = results
-    json_path.write_text(json.dumps(data, indent=2) + "\n")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenes", type=int, default=5000)
@@ -119,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--docs", type=Path, default=ROOT / "docs", help="where benchmarks.md/.json live")
     args = parser.parse_args(argv)
     results = measure(args.scenes, args.repeats)
-    update_docs(args.docs, results)
+    bl.update_docs(args.docs, SECTION, markdown(results), "synth", results)
     print(markdown(results))
 
 

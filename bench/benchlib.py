@@ -238,5 +238,16 @@ def update_docs(docs: Path, section: str, markdown: str, key: str, results: dict
     json_path.write_text(json.dumps(data, indent=2) + "\n")
 
 
+def report(args: argparse.Namespace, section: str, key: str, command: str, results: dict[str, Any],
+           markdown: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+    """Add what every script records (``sizes`` stay in ``results``; repeats, warm-up or batches, the machine,
+    the command), write the docs section and JSON key, print the table. Returns the full results."""
+    extra = {k: getattr(args, k) for k in ("repeats", "warmup", "batches") if getattr(args, k, None) is not None}
+    results = {**results, **extra, "machine": machine(args.threads), "command": command}
+    update_docs(args.docs, section, markdown(results), key, results)
+    print(markdown(results))
+    return results
+
+
 def mib(n: float) -> float:
     return round(n / 2**20, 2)
