@@ -83,13 +83,13 @@ def select_image_features(
     return torch.cat(picked, dim=-1)
 
 
-def count_mismatch(region_tokens: torch.Tensor, boxes_per_row: torch.Tensor, token: str = "<region>") -> str | None:
+def count_mismatch(tokens_per_row: torch.Tensor, boxes_per_row: torch.Tensor, token: str = "<region>") -> str | None:
     """A message when the ``token`` tokens per row ``[B]`` and valid boxes per row ``[B]`` disagree."""
-    if torch.equal(region_tokens, boxes_per_row):
+    if torch.equal(tokens_per_row, boxes_per_row):
         return None
     return (
-        f"{token} tokens and boxes disagree: {int(region_tokens.sum())} {token} tokens in input_ids "
-        f"(per row {region_tokens.tolist()}) but {int(boxes_per_row.sum())} boxes "
+        f"{token} tokens and boxes disagree: {int(tokens_per_row.sum())} {token} tokens in input_ids "
+        f"(per row {tokens_per_row.tolist()}) but {int(boxes_per_row.sum())} boxes "
         f"(per row {boxes_per_row.tolist()}); give one box per {token}, in order"
     )
 
@@ -262,7 +262,8 @@ class LoclipLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         return outputs, grounded, mask, enc.grid
 
     def _forward_with_grounding(
-        self, input_ids, pixel_values, attention_mask, labels, ground_boxes, ground_mask, **kwargs
+        self, input_ids: torch.Tensor, pixel_values: torch.Tensor, attention_mask: torch.Tensor | None,
+        labels: torch.Tensor | None, ground_boxes: torch.Tensor, ground_mask: torch.Tensor | None, **kwargs,
     ) -> LoclipLlavaCausalLMOutput:
         from loclip.pretrain.losses.cloc import dense_grounding_loss, grounding_loss
 

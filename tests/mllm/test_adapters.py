@@ -28,8 +28,13 @@ def _step(model, batch) -> None:
     model.eval()
 
 
-def _snapshot(model) -> dict[str, torch.Tensor]:
-    return {n: p.detach().clone() for n, p in model.named_parameters()}
+def _lora_step(model, batch, quantized: bool = False):
+    """LoRA on the LLM, stage-2 freezing, one step → (peft model, names of the parameters that changed)."""
+    peft_model = adapters.apply_lora(model, r=4, alpha=8, dropout=0.0, quantized=quantized)
+    adapters.set_trainable(peft_model, stage=2, tune_encoder=False, tune_llm=False)
+    before = {n: p.detach().clone() for n, p in peft_model.named_parameters()}
+    _step(peft_model, batch)
+    return peft_model, {n for n, p in peft_model.named_parameters() if not torch.equal(before[n], p)}
 
 
 def test_stage_one_trains_only_the_projectors(tiny) -> None:
@@ -44,11 +49,7 @@ def test_stage_one_trains_only_the_projectors(tiny) -> None:
 def test_lora_step_then_merge_keeps_logits_and_projectors(tiny, image) -> None:
     model, processor = tiny
     batch = _batch(processor, image)
-    peft_model = adapters.apply_lora(model, r=4, alpha=8, dropout=0.0)
-    adapters.set_trainable(peft_model, stage=2, tune_encoder=False, tune_llm=False)
-    before = _snapshot(peft_model)
-    _step(peft_model, batch)
-    changed = {n for n, p in peft_model.named_parameters() if not torch.equal(before[n], p)}
+    peft_model, changed = _lora_step(model, batch)
     assert any("lora_B" in n for n in changed) and any("region_projector" in n for n in changed)
     assert not any("lora_" not in n and ("language_model" in n or "vision_tower" in n) for n in changed)
 
@@ -74,11 +75,7 @@ def test_lora_ground_step_then_merge_keeps_the_ground_projector(tiny_ground, ima
     model, processor = tiny_ground
     inputs = processor(images=image, text="<image> where is the red circle <ground>")
     batch = {**inputs, "labels": inputs["input_ids"].clone(), "ground_boxes": torch.tensor([[[0.1, 0.2, 0.5, 0.6]]])}
-    peft_model = adapters.apply_lora(model, r=4, alpha=8, dropout=0.0)
-    adapters.set_trainable(peft_model, stage=2, tune_encoder=False, tune_llm=False)
-    before = _snapshot(peft_model)
-    _step(peft_model, batch)
-    changed = {n for n, p in peft_model.named_parameters() if not torch.equal(before[n], p)}
+    peft_model, changed = _lora_step(model, batch)
     assert any("ground_projector" in n for n in changed) and any("lora_B" in n for n in changed)
     with torch.no_grad():
         drawn = peft_model.get_base_model().ground_boxes(inputs["input_ids"], inputs["pixel_values"])[0]
@@ -95,11 +92,7 @@ def test_qlora_step_on_cpu(build_tiny, image, tmp_path: Path) -> None:
     kinds = {n: type(m).__name__ for n, m in quantized.named_modules()}
     assert kinds["model.language_model.layers.0.self_attn.q_proj"] == "Linear4bit"
     assert not any(k == "Linear4bit" for n, k in kinds.items() if "language_model" not in n)
-    peft_model = adapters.apply_lora(quantized, r=4, alpha=8, dropout=0.0, quantized=True)
-    adapters.set_trainable(peft_model, stage=2, tune_encoder=False, tune_llm=False)
-    before = _snapshot(peft_model)
     batch = _batch(processor, image)
-    _step(peft_model, batch)
-    changed = {n for n, p in peft_model.named_parameters() if not torch.equal(before[n], p)}
+    peft_model, changed = _lora_step(quantized, batch, quantized=True)
     assert any("lora_B" in n for n in changed) and any("multi_modal_projector" in n for n in changed)
     assert torch.isfinite(peft_model(**batch).loss)
