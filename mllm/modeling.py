@@ -34,6 +34,7 @@ from transformers.models.llava.modeling_llava import (
 from loclip.encoder.modeling import GroundingOutput, VisionEncoding
 
 from .configuration import LoclipLlavaConfig
+from .signatures import extends
 
 
 class LoclipRegionProjector(nn.Module):
@@ -146,16 +147,12 @@ class LoclipLlavaModel(LlavaModel):
         phrases, mask = gather_rows(hidden, where)
         return self.vision_tower.grounding(enc, self.ground_projector(phrases)), mask
 
+    @extends(LlavaModel.forward, hide=("mm_encoder_outputs",))
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         pixel_values: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.LongTensor | None = None,
-        past_key_values=None,
-        inputs_embeds: torch.Tensor | None = None,
-        vision_feature_layer: int | list[int] | None = None,
-        vision_feature_select_strategy: str | None = None,
+        *,
         boxes: torch.Tensor | None = None,
         box_mask: torch.Tensor | None = None,
         vision_encoding: VisionEncoding | None = None,
@@ -163,19 +160,19 @@ class LoclipLlavaModel(LlavaModel):
     ) -> LlavaModelOutputWithPast:
         """Llava's forward, plus ``boxes`` ``[B, R, 4]`` normalised model-frame xyxy and ``box_mask`` ``[B, R]``
         (True = a real box): the r-th valid box of row b fills the r-th ``<region>`` token of row b.
-        ``vision_encoding``: ``encode_images(pixel_values)`` already computed by the caller (who needs it too)."""
-        vision_kwargs = dict(vision_feature_layer=vision_feature_layer,
-                             vision_feature_select_strategy=vision_feature_select_strategy)
-        plain = dict(attention_mask=attention_mask, position_ids=position_ids, past_key_values=past_key_values,
-                     **vision_kwargs, **kwargs)
-        if input_ids is None:
+        ``vision_encoding``: ``encode_images(pixel_values)`` already computed by the caller (who needs it too).
+
+        Every other argument (attention mask, cache, vision feature choices, ...) goes to ``LlavaModel.forward``
+        as given, under whatever name the installed transformers uses."""
+        region_id = self.config.region_token_index
+        if input_ids is None or (
+            boxes is None and vision_encoding is None and not bool((input_ids == region_id).any())
+        ):
+            # the common case (every decode step): one check instead of per-row counts, then exactly plain Llava
             if boxes is not None:
                 raise ValueError("boxes need input_ids (to find the <region> tokens); got inputs_embeds only")
-            return super().forward(pixel_values=pixel_values, inputs_embeds=inputs_embeds, **plain)
-        if boxes is None and vision_encoding is None and not bool((input_ids == self.config.region_token_index).any()):
-            # the common case (every decode step): one check instead of per-row counts, then exactly plain Llava
-            return super().forward(input_ids=input_ids, pixel_values=pixel_values, inputs_embeds=inputs_embeds, **plain)
-        region_tokens = (input_ids == self.config.region_token_index).sum(dim=1)
+            return super().forward(input_ids=input_ids, pixel_values=pixel_values, **kwargs)
+        region_tokens = (input_ids == region_id).sum(dim=1)
         if boxes is None:
             boxes_per_row = torch.zeros_like(region_tokens)
         else:
@@ -186,26 +183,26 @@ class LoclipLlavaModel(LlavaModel):
         if message is not None:
             raise ValueError(message)
         if int(region_tokens.sum()) == 0 and vision_encoding is None:  # exactly plain Llava
-            return super().forward(input_ids=input_ids, pixel_values=pixel_values, inputs_embeds=inputs_embeds, **plain)
+            return super().forward(input_ids=input_ids, pixel_values=pixel_values, **kwargs)
         if pixel_values is None and vision_encoding is None:
             raise ValueError("boxes were given without pixel_values: region embeddings are computed from the image")
-        if plain.pop("mm_encoder_outputs", None) is not None:
+        if kwargs.get("mm_encoder_outputs") is not None:
             raise ValueError("mm_encoder_outputs cannot be used with <region> tokens: the prompter needs pixel_values")
-        if inputs_embeds is not None:
+        if kwargs.pop("inputs_embeds", None) is not None:
             raise ValueError("give input_ids or inputs_embeds, not both")
 
         enc = vision_encoding if vision_encoding is not None else self.encode_images(pixel_values)
-        image_features = self.image_features_from(enc, **vision_kwargs)
+        image_features = self.image_features_from(enc, **kwargs)
         inputs_embeds = self.get_input_embeddings()(input_ids)
         if int(region_tokens.sum()):
             regions = self.region_projector(self.vision_tower.region_features(enc, boxes, box_mask))
-            region_mask = (input_ids == self.config.region_token_index)[..., None].to(inputs_embeds.device)
+            region_mask = (input_ids == region_id)[..., None].to(inputs_embeds.device)
             valid = regions[box_mask.to(torch.bool)].to(inputs_embeds.device, inputs_embeds.dtype)  # row-major
             inputs_embeds = inputs_embeds.masked_scatter(region_mask, valid)
         # Hand the image features over precomputed: LlavaModel scatters them into the image tokens (found by
         # their embedding, as for any inputs_embeds call) and runs the language model.
-        images = {"image": BaseModelOutputWithPooling(pooler_output=image_features)}
-        return super().forward(inputs_embeds=inputs_embeds, mm_encoder_outputs=images, **plain)
+        kwargs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=image_features)}
+        return super().forward(inputs_embeds=inputs_embeds, **kwargs)
 
 
 class LoclipLlavaForConditionalGeneration(LlavaForConditionalGeneration):
@@ -220,19 +217,22 @@ class LoclipLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         self.lm_head = nn.Linear(config.text_config.hidden_size, config.text_config.vocab_size, bias=False)
         self.post_init()
 
+    # Not advertised: mm_encoder_outputs. generate() would otherwise encode the images ahead and drop
+    # pixel_values, which the prompter needs for <region> tokens (and grounding).
+    @extends(LlavaForConditionalGeneration.forward, hide=("mm_encoder_outputs",))
     def forward(
         self,
         input_ids: torch.LongTensor | None = None,
         pixel_values: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
+        *,
         boxes: torch.Tensor | None = None,
         box_mask: torch.Tensor | None = None,
-        labels: torch.LongTensor | None = None,
         ground_boxes: torch.Tensor | None = None,
         ground_mask: torch.Tensor | None = None,
         **kwargs,
     ) -> LlavaCausalLMOutputWithPast:
-        """``LlavaForConditionalGeneration.forward`` plus ``boxes`` ``[B, R, 4]`` and ``box_mask`` ``[B, R]``.
+        """``LlavaForConditionalGeneration.forward`` plus ``boxes`` ``[B, R, 4]`` and ``box_mask`` ``[B, R]``;
+        every other argument (``attention_mask``, ``labels``, the cache, ...) is passed through as given.
 
         ``ground_boxes`` ``[B, G, 4]`` (normalised model-frame xyxy) + ``ground_mask`` ``[B, G]``: targets of
         the grounding head for the ``<ground>`` tokens of each row, in order (``box_answers="ground"``); the
@@ -241,29 +241,25 @@ class LoclipLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         if boxes is not None:
             kwargs.update(boxes=boxes, box_mask=box_mask)
         if ground_boxes is not None:
-            return self._forward_with_grounding(input_ids, pixel_values, attention_mask, labels, ground_boxes,
-                                                ground_mask, **kwargs)
-        return super().forward(
-            input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask, labels=labels, **kwargs
-        )
+            return self._forward_with_grounding(input_ids, pixel_values, ground_boxes, ground_mask, **kwargs)
+        return super().forward(input_ids=input_ids, pixel_values=pixel_values, **kwargs)
 
     def _ground_pass(
-        self, input_ids: torch.Tensor, pixel_values: torch.Tensor, attention_mask: torch.Tensor | None, **kwargs
+        self, input_ids: torch.Tensor, pixel_values: torch.Tensor, **kwargs
     ) -> tuple[LlavaModelOutputWithPast, GroundingOutput, torch.Tensor, tuple[int, int]]:
         """One trunk pass, the LLM over the whole sequence, and the head on every ``<ground>`` token:
         (LLM outputs, grounding output ``[B, G, ...]``, its mask ``[B, G]``, the patch grid)."""
         if input_ids is None or pixel_values is None:
             raise ValueError("grounding needs input_ids (to find the <ground> tokens) and pixel_values")
         enc = self.model.encode_images(pixel_values)
-        outputs = self.model(input_ids=input_ids, pixel_values=pixel_values, attention_mask=attention_mask,
-                             vision_encoding=enc, **kwargs)
+        outputs = self.model(input_ids=input_ids, pixel_values=pixel_values, vision_encoding=enc, **kwargs)
         where = input_ids == self.config.ground_token_index
         grounded, mask = self.model.ground(enc, outputs.last_hidden_state, where)
         return outputs, grounded, mask, enc.grid
 
     def _forward_with_grounding(
-        self, input_ids: torch.Tensor, pixel_values: torch.Tensor, attention_mask: torch.Tensor | None,
-        labels: torch.Tensor | None, ground_boxes: torch.Tensor, ground_mask: torch.Tensor | None, **kwargs,
+        self, input_ids: torch.Tensor, pixel_values: torch.Tensor, ground_boxes: torch.Tensor,
+        ground_mask: torch.Tensor | None, labels: torch.Tensor | None = None, **kwargs,
     ) -> LoclipLlavaCausalLMOutput:
         from loclip.pretrain.losses.cloc import dense_grounding_loss, grounding_loss
 
@@ -277,7 +273,7 @@ class LoclipLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         message = count_mismatch(tokens, ground_mask.sum(dim=1).to(tokens.device), "<ground>")
         if message is not None:
             raise ValueError(message)
-        outputs, grounded, mask, grid = self._ground_pass(input_ids, pixel_values, attention_mask, **kwargs)
+        outputs, grounded, mask, grid = self._ground_pass(input_ids, pixel_values, **kwargs)
         logits = self.lm_head(outputs.last_hidden_state)
         lm_loss = None
         if labels is not None:
@@ -292,11 +288,11 @@ class LoclipLlavaForConditionalGeneration(LlavaForConditionalGeneration):
             terms = grounding_loss(grounded.boxes, targets, mask, kind)
         ground_loss = sum(terms.values())
         loss = ground_loss * self.config.ground_loss_weight + (lm_loss if lm_loss is not None else 0)
-        return LoclipLlavaCausalLMOutput(
-            loss=loss, logits=logits, past_key_values=outputs.past_key_values, hidden_states=outputs.hidden_states,
-            attentions=outputs.attentions, image_hidden_states=outputs.image_hidden_states, lm_loss=lm_loss,
-            ground_loss=ground_loss, ground_pred_boxes=grounded.boxes,
-        )  # fmt: skip
+        # Llava's causal-LM output carries the inner model's fields (cache, hidden states, image outputs) under
+        # the inner model's names: take them as they are, whatever this transformers version calls them.
+        carried = {name: value for name, value in outputs.items() if name != "last_hidden_state"}
+        return LoclipLlavaCausalLMOutput(loss=loss, logits=logits, **carried, lm_loss=lm_loss,
+                                         ground_loss=ground_loss, ground_pred_boxes=grounded.boxes)
 
     @torch.no_grad()
     def ground_boxes(
@@ -307,7 +303,8 @@ class LoclipLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         generated answer): list of B ``[G_b, 4]`` normalised model-frame xyxy. ``boxes``/``box_mask`` fill the
         ``<region>`` tokens as in ``forward``."""
         extra = {} if boxes is None else {"boxes": boxes, "box_mask": box_mask}
-        _, grounded, mask, _ = self._ground_pass(input_ids, pixel_values, attention_mask, use_cache=False, **extra)
+        _, grounded, mask, _ = self._ground_pass(input_ids, pixel_values, attention_mask=attention_mask,
+                                                 use_cache=False, **extra)
         return [grounded.boxes[b][mask[b]] for b in range(mask.shape[0])]
 
     def prepare_inputs_for_generation(
