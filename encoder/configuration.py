@@ -116,7 +116,7 @@ class LoclipConfig(PreTrainedConfig):
 
     model_type = "loclip"
     sub_configs_defaults = {
-        "vision_config": LoclipVisionConfig,
+        "vision_config": SubConfigSpec(config_class=LoclipVisionConfig),
         "text_config": SubConfigSpec(config_class=AutoConfig, model_type="clip_text_model"),
     }
 

@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from loclip.encoder import LoclipVisionModel
+from loclip.encoder.compat import enable_activation_checkpointing
 from loclip.pretrain import checkpoint as ckpt
 from loclip.pretrain.deepspeed_config import build_engine
 from loclip.pretrain.distributed import setup_distributed, teardown_distributed
@@ -76,7 +77,7 @@ def prepare_training(model: LoclipLlavaForConditionalGeneration, recipe: Finetun
             model.save_pretrained(base)
         model = adapters.load_quantized(base)
     if t.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        enable_activation_checkpointing(model)
     if t.lora or t.qlora:
         model = adapters.apply_lora(model, t.lora_r, t.lora_alpha, t.lora_dropout, quantized=t.qlora)
         adapters.set_trainable(model, t.stage, t.tune_encoder, tune_llm=False, tune_ground_head=t.tune_ground_head)

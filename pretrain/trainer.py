@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from transformers import AutoTokenizer
 
 from loclip.encoder import LoclipConfig, LoclipModel, tiny_config, vit_b16_config
+from loclip.encoder.compat import enable_activation_checkpointing
 from loclip.encoder.image_processing import LoclipImageProcessor
 from loclip.encoder.processing import LoclipProcessor
 
@@ -77,7 +78,7 @@ def build_model(recipe: PretrainRecipe, tokenizer) -> LoclipModel:
             f"{model.config.vision_config.image_size} px images"
         )
     if m.gradient_checkpointing:
-        model.activation_checkpointing_enable()
+        enable_activation_checkpointing(model)
     return model
 
 

@@ -1,11 +1,27 @@
 #!/usr/bin/env bash
-# Create .venv with the CPU build of torch first (a bare `torch` requirement would pull a
-# multi-GB CUDA wheel), then install loclip editable with the extras given as arguments.
-# Usage: bash scripts/setup.sh [EXTRAS]   e.g. bash scripts/setup.sh dev,train
+# Create a venv with the CPU build of torch first (a bare `torch` requirement would pull a multi-GB CUDA
+# wheel), then install loclip editable with the extras given, at the tested versions of requirements/lock.txt.
+#
+# Usage: bash scripts/setup.sh [EXTRAS]          e.g. bash scripts/setup.sh dev,train   (default: dev)
+# Environment:
+#   LOCLIP_UNLOCKED=1        the newest versions pyproject's ranges allow instead of the lock
+#   LOCLIP_CONSTRAINTS=FILE  another constraints file instead of the lock
+#   LOCLIP_VENV=DIR          the venv (default .venv)
+#   TORCH_VERSION=X          the torch installed first when the venv has none (default 2.13.0)
+# Whatever the mode, the torch already in the venv stays: it is pinned while the rest is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 EXTRAS="${1:-dev}"
+VENV="${LOCLIP_VENV:-.venv}"
 PY="${PYTHON:-python3}"
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-.venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "torch==${TORCH_VERSION:-2.13.0}"
-.venv/bin/python -m pip install -q -e ".[${EXTRAS}]"
+[ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip install -q)
+"$VENV/bin/python" -c "import torch" 2>/dev/null || "${PIP[@]}" "torch==${TORCH_VERSION:-2.13.0}"
+PINS="$(mktemp)"
+trap 'rm -f "$PINS"' EXIT
+"$VENV/bin/python" -c "import torch; print('torch==' + torch.__version__)" > "$PINS"
+if [ "${LOCLIP_UNLOCKED:-0}" = 1 ]; then
+    "${PIP[@]}" -c "$PINS" --upgrade --upgrade-strategy eager -e ".[${EXTRAS}]"
+else
+    "${PIP[@]}" -c "$PINS" -c "${LOCLIP_CONSTRAINTS:-requirements/lock.txt}" -e ".[${EXTRAS}]"
+fi

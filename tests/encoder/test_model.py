@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, CLIPConfig, CLIPModel, SiglipConfig, SiglipModel
 
 from loclip.encoder import LoclipConfig, LoclipModel, LoclipVisionConfig, LoclipVisionModel, tiny_config
+from loclip.encoder.compat import enable_activation_checkpointing, is_activation_checkpointing
 
 S = 64  # tiny image size
 
@@ -299,8 +300,8 @@ def test_gradient_checkpointing_gives_same_gradients() -> None:
         return model.vision_model.trunk.embeddings.patch_embedding.weight.grad.clone()
 
     plain = grads()
-    model.activation_checkpointing_enable()
-    assert model.vision_model.trunk.is_gradient_checkpointing and model.text_model.is_gradient_checkpointing
+    enable_activation_checkpointing(model)
+    assert is_activation_checkpointing(model.vision_model.trunk) and is_activation_checkpointing(model.text_model)
     torch.testing.assert_close(grads(), plain, atol=1e-6, rtol=1e-5)
 
 
