@@ -74,6 +74,17 @@ def direct_requirements(dist: str = "loclip") -> dict[str, str]:
     return dict(sorted(found.items()))
 
 
+def setup_torch() -> str:
+    """The torch version scripts/setup.sh installs first (its ``TORCH_VERSION`` default): torch is not in the lock."""
+    match = re.search(r"TORCH_VERSION:-([^}]+)\}", (ROOT / "scripts" / "setup.sh").read_text())
+    return match[1] if match else "—"
+
+
+def public(version: str) -> str:
+    """``2.13.0+cpu`` → ``2.13.0`` (a local build label is not a different release)."""
+    return version.split("+", 1)[0]
+
+
 def installed(name: str) -> str:
     try:
         return metadata.version(name)
@@ -113,13 +124,13 @@ def write_atomic(path: Path, text: str) -> None:
 def record(mode: str, junit: Path) -> None:
     today = dt.datetime.now(dt.timezone.utc).date().isoformat()
     result = junit_result(junit)
-    locked = read_lock()
+    locked = {**read_lock(), "torch": setup_torch()}
     tried = "newest tried" if mode == "latest" else "oldest tried"
     rows = [f"| package | pyproject range | locked | {tried} | date | result |", "|---|---|---|---|---|---|"]
     for name, spec in direct_requirements().items():
         version = installed(name)
         lock = locked.get(name, "—")
-        shown = version if version == lock else f"**{version}**"
+        shown = version if public(version) == lock else f"**{version}**"
         rows.append(f"| {name} | `{spec}` | {lock} | {shown} | {today} | {result.split(' ')[0]} |")
     env = f"Python {platform.python_version()} ({platform.machine()}), torch {installed('torch')}"
     body = "\n".join([*rows, "", f"Run on {today}: {result}; {env}. Bold: differs from the lock."])

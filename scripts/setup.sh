@@ -16,10 +16,11 @@ VENV="${LOCLIP_VENV:-.venv}"
 PY="${PYTHON:-python3}"
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip install -q)
-"$VENV/bin/python" -c "import torch" 2>/dev/null || "${PIP[@]}" "torch==${TORCH_VERSION:-2.13.0}"
+TORCH_INSTALLED=("$VENV/bin/python" -c "from importlib.metadata import version; print('torch==' + version('torch'))")
+"${TORCH_INSTALLED[@]}" >/dev/null 2>&1 || "${PIP[@]}" "torch==${TORCH_VERSION:-2.13.0}"
 PINS="$(mktemp)"
 trap 'rm -f "$PINS"' EXIT
-"$VENV/bin/python" -c "import torch; print('torch==' + torch.__version__)" > "$PINS"
+"${TORCH_INSTALLED[@]}" > "$PINS"
 if [ "${LOCLIP_UNLOCKED:-0}" = 1 ]; then
     "${PIP[@]}" -c "$PINS" --upgrade --upgrade-strategy eager -e ".[${EXTRAS}]"
 else
