@@ -96,8 +96,8 @@ def count_flops(objective: torch.nn.Module, batch: dict, dtype: torch.dtype) -> 
 
 def run_variant(name: str, args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
     from loclip.encoder import LoclipModel, tiny_config, vit_b16_config
-    from loclip.pretrain.config import OptimRecipe, RunRecipe
-    from loclip.pretrain.deepspeed_config import build_engine
+    from loclip.training.config import OptimRecipe, RunRecipe
+    from loclip.training.engine import build_engine
     from loclip.pretrain.objective import PretrainObjective
 
     vocab = 49408 if args.preset == "vit_b16" else 64
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
               "on a CPU (--allow-cpu --preset tiny runs its code path as a smoke test)", file=sys.stderr)  # fmt: skip
         return 2
 
-    from loclip.pretrain.distributed import setup_distributed, teardown_distributed
+    from loclip.training.distributed import setup_distributed, teardown_distributed
 
     setup_distributed()
     try:

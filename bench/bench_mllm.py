@@ -26,7 +26,7 @@ from transformers import LlavaConfig, LlavaForConditionalGeneration
 from loclip.encoder import LoclipVisionModel, tiny_config
 from loclip.mllm.builder import compose, tiny_llm
 from loclip.mllm.conversation import IMAGE_TOKEN, REGION_TOKEN, encode_prompt, ensure_tokens
-from loclip.pretrain.synth import build_tokenizer
+from loclip.synth import build_tokenizer
 
 SECTION = "MLLM generation"
 COMMAND = ".venv/bin/python bench/bench_mllm.py"

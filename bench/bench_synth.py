@@ -22,7 +22,7 @@ import numpy as np
 
 import benchlib as bl
 
-from loclip.pretrain.synth import SceneConfig, generate_scene, write_split
+from loclip.synth import SceneConfig, generate_scene, write_split
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTION = "Synthetic world generation"

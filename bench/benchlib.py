@@ -175,7 +175,7 @@ class SynthData:
 def make_synth(root: Path, scenes: int, image_size: int, max_text_length: int = 24, shard_size: int = 256) -> SynthData:
     """Write ``scenes`` training scenes at ``image_size`` px under ``root`` and build the tokenizer/processor."""
     from loclip.encoder import LoclipImageProcessor, LoclipProcessor
-    from loclip.pretrain.synth import SceneConfig, build_tokenizer, write_split
+    from loclip.synth import SceneConfig, build_tokenizer, write_split
 
     write_split(root, "train", scenes, seed=0, config=SceneConfig(image_size=image_size), shard_size=shard_size)
     tokenizer = build_tokenizer(model_max_length=max_text_length)
@@ -186,7 +186,7 @@ def make_synth(root: Path, scenes: int, image_size: int, max_text_length: int = 
 def data_config(data: SynthData, batch_size: int, num_workers: int, k: int = 4, m: int = 4) -> Any:
     """The pretraining ``DataConfig`` over ``data`` (K sub-captions, M regions, the quickstart's text length)."""
     from loclip.pretrain.data import DataConfig
-    from loclip.pretrain.synth import shard_paths
+    from loclip.synth import shard_paths
 
     return DataConfig(
         train_shards=[str(p) for p in shard_paths(data.root, "train")], batch_size=batch_size,

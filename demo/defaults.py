@@ -52,7 +52,7 @@ class Example:
 
 def speaks_synthetic_world(tokenizer: Any) -> bool:
     """True if ``tokenizer`` maps every token of the synthetic world's tokenizer to the same id."""
-    from loclip.pretrain.synth import build_tokenizer
+    from loclip.synth import build_tokenizer
 
     vocab = tokenizer.get_vocab()
     return all(vocab.get(token) == i for token, i in build_tokenizer().get_vocab().items())
@@ -60,8 +60,8 @@ def speaks_synthetic_world(tokenizer: Any) -> bool:
 
 def synthetic_example(image_size: int) -> Example:
     """A synthetic scene drawn at the model's own resolution (the first val scene with 3+ objects)."""
-    from loclip.pretrain.synth import SceneConfig, generate_scene
-    from loclip.pretrain.synth.config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+    from loclip.synth import SceneConfig, generate_scene
+    from loclip.synth.config import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
     config = SceneConfig(image_size=min(max(image_size, MIN_IMAGE_SIZE), MAX_IMAGE_SIZE))
     scene = next(s for s in (generate_scene("val", i, 0, config) for i in range(100)) if len(s.objects) >= 3)

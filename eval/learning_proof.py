@@ -88,7 +88,7 @@ def plot_curves(out: Path, variants: list[str], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from loclip.pretrain.metrics_log import read_metrics
+    from loclip.training.metrics_log import read_metrics
 
     terms = ("train/clip", "train/multi_positive", "train/region_text", "train/ground_cell", "train/ground_l2")
     fig, axes = plt.subplots(1, len(terms), figsize=(4 * len(terms), 3.2))

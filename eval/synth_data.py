@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from itertools import islice, product
 
-from loclip.pretrain.synth import COLOURS, SHAPES, SIZES, SceneRecord, read_split
+from loclip.synth import COLOURS, SHAPES, SIZES, SceneRecord, read_split
 
 from .data import CaptionedImage, Dataset, Region, RegionImage
 

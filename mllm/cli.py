@@ -16,8 +16,8 @@ import logging
 import sys
 from pathlib import Path
 
-from loclip.pretrain.metrics_log import last_eval, print_table
-from loclip.pretrain.recipe import add_recipe_arguments, load_recipe
+from loclip.training.metrics_log import last_eval, print_table
+from loclip.training.recipe import add_recipe_arguments, load_recipe
 
 from .config import FinetuneRecipe
 
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
 def prepare_quickstart(recipe: FinetuneRecipe, out: Path, train_scenes: int) -> None:
     """Check the encoder, make the synthetic world and its tokenizer once, point the recipe at them."""
     from loclip.encoder import LoclipVisionConfig
-    from loclip.pretrain.synth import SceneConfig, build_tokenizer, write_split
+    from loclip.synth import SceneConfig, build_tokenizer, write_split
 
     encoder = Path(recipe.model.encoder)
     if not (encoder / "config.json").is_file():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loclip.pretrain.config import OptimRecipe, RunRecipe
+from loclip.training.config import OptimRecipe, RunRecipe
 
 from .configuration import BOX_ANSWERS
 

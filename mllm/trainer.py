@@ -1,7 +1,7 @@
 """The finetuning loop on the DeepSpeed engine (ZeRO 0-3, gloo on CPU), with exact resume and export.
 
 ``train(recipe)`` builds (or loads) the model, chooses what trains (stage 1/2, encoder, LoRA/QLoRA), trains
-``optim.steps`` optimizer steps on LLaVA conversations, checkpoints atomically (``loclip.pretrain.checkpoint``:
+``optim.steps`` optimizer steps on LLaVA conversations, checkpoints atomically (``loclip.training.checkpoint``:
 the whole module, so projectors and region modules survive a resume alongside LoRA weights), evaluates, and
 exports with ``save_pretrained`` after merging LoRA into the weights.
 """
@@ -22,12 +22,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from loclip.encoder import LoclipVisionModel
 from loclip.encoder.compat import enable_activation_checkpointing
-from loclip.pretrain import checkpoint as ckpt
-from loclip.pretrain.deepspeed_config import build_engine
-from loclip.pretrain.distributed import setup_distributed, teardown_distributed
-from loclip.pretrain.metrics_log import MetricLog
-from loclip.pretrain.recipe import dump_recipe
-from loclip.pretrain.trainer import seed_everything
+from loclip.training import checkpoint as ckpt
+from loclip.training.engine import build_engine
+from loclip.training.distributed import setup_distributed, teardown_distributed
+from loclip.training.metrics_log import MetricLog
+from loclip.training.recipe import dump_recipe
+from loclip.training.seeding import seed_everything
 
 from . import adapters
 from .builder import compose, make_processor, tiny_llm

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from .config import VARIANTS, PretrainRecipe, apply_variant
-from .metrics_log import last_eval, print_table
-from .recipe import add_recipe_arguments, load_recipe
+from loclip.training.metrics_log import last_eval, print_table
+from loclip.training.recipe import add_recipe_arguments, load_recipe
 
 QUICKSTART_SCENES = {"train": 6000, "val": 200, "novel": 200}
 # The quickstart's starting point (a tiny encoder on 64 px scenes, sized for a 2-core CPU); flags still override.
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def prepare_quickstart(recipe: PretrainRecipe, synth: Path, train_scenes: int) -> Path:
     """Generate the synthetic world once under ``synth`` (reused when complete) and point the recipe at it."""
-    from loclip.pretrain.synth import SceneConfig, build_tokenizer, shard_paths, write_split
+    from loclip.synth import SceneConfig, build_tokenizer, shard_paths, write_split
 
     counts = dict(QUICKSTART_SCENES, train=train_scenes)
     config = SceneConfig(image_size=recipe.data.image_size)

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from loclip.encoder.configuration import GROUNDING_HEADS
 
+from loclip.training.config import OptimRecipe, RunRecipe
+
 from .data import DataConfig
 
 PRESETS = ("tiny", "vit_b16")
@@ -61,35 +63,6 @@ class LossRecipe:
             raise ValueError(f"loss.grouping_delta must be in [0, 1], got {self.grouping_delta}")
         if self.grounding and self.region_method != "prompter":
             raise ValueError("loss.grounding needs loss.region_method=prompter (the box head reads prompter output)")
-
-
-@dataclass
-class OptimRecipe:
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.98
-    eps: float = 1e-6
-    warmup_steps: int = 50
-    steps: int = 1000
-    min_lr_ratio: float = 0.0
-    grad_clip: float = 1.0
-    grad_accum: int = 1
-
-
-@dataclass
-class RunRecipe:
-    output_dir: str = "runs/quickstart"
-    seed: int = 0
-    zero_stage: int = 0  # DeepSpeed ZeRO stage when no deepspeed_config is given
-    deepspeed_config: str | None = None  # a DeepSpeed JSON (configs/deepspeed/); batch, clipping, precision are filled in
-    precision: str = "fp32"  # fp32 | bf16
-    log_every: int = 10
-    eval_every: int = 0  # 0 = only at the end
-    save_every: int = 200
-    keep_checkpoints: int = 2
-    resume: bool = True  # continue from the newest complete checkpoint in output_dir/checkpoints
-    progress: bool = True
 
 
 @dataclass

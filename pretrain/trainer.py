@@ -26,24 +26,19 @@ from loclip.encoder.compat import enable_activation_checkpointing
 from loclip.encoder.image_processing import LoclipImageProcessor
 from loclip.encoder.processing import LoclipProcessor
 
-from . import checkpoint as ckpt
+from loclip.training import checkpoint as ckpt
 from .config import PretrainRecipe
 from .data import build_train_loader
-from .deepspeed_config import build_engine
-from .distributed import setup_distributed, teardown_distributed
-from .metrics_log import MetricLog
+from loclip.training.engine import build_engine
+from loclip.training.distributed import setup_distributed, teardown_distributed
+from loclip.training.metrics_log import MetricLog
 from .objective import PretrainObjective
-from .recipe import dump_recipe
+from loclip.training.recipe import dump_recipe
+from loclip.training.seeding import seed_everything
 
 log = logging.getLogger("loclip.pretrain")
 
 EvalFn = Callable[[LoclipModel, LoclipProcessor], dict[str, float]]
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def load_tokenizer(recipe: PretrainRecipe):

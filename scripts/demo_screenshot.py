@@ -21,7 +21,7 @@ from playwright.sync_api import sync_playwright  # noqa: E402
 from loclip.demo.app import build_demo  # noqa: E402
 from loclip.demo.backend import load_backend  # noqa: E402
 from loclip.demo.defaults import default_example, default_model_path  # noqa: E402
-from loclip.pretrain.distributed import free_port  # noqa: E402
+from loclip.training.distributed import free_port  # noqa: E402
 
 
 def main() -> None:

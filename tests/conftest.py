@@ -1,11 +1,15 @@
-"""Shared fixtures: tiny tokenizers and configs built here, never downloaded."""
+"""Shared fixtures: tiny tokenizers and configs built here, never downloaded, and synthetic-world scenes."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
+
+from loclip.synth import Scene, SceneConfig, generate_scene, write_split
 
 WORDS = (
     "a the small large red green blue yellow purple orange white black circle square triangle star "
@@ -42,3 +46,33 @@ def tokenizer() -> PreTrainedTokenizerFast:
 def _seed_and_threads() -> None:
     torch.manual_seed(0)
     torch.set_num_threads(2)
+
+
+SEED = 7
+SMALL = SceneConfig(image_size=48, max_objects=6)
+
+
+@pytest.fixture(scope="session")
+def scenes() -> list[Scene]:
+    """300 scenes across all splits, at the default 64 px."""
+    counts = {"train": 150, "val": 25, "test": 25, "novel": 100}
+    return [generate_scene(split, i, SEED) for split, n in counts.items() for i in range(n)]
+
+
+@pytest.fixture(scope="session")
+def synth_seed() -> int:
+    return SEED
+
+
+@pytest.fixture(scope="session")
+def synth_config() -> SceneConfig:
+    return SMALL
+
+
+@pytest.fixture(scope="session")
+def written(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with 23 train scenes (shards of 5) and 6 novel scenes, at 48 px."""
+    out = tmp_path_factory.mktemp("synth")
+    write_split(out, "train", 23, SEED, SMALL, shard_size=5)
+    write_split(out, "novel", 6, SEED, SMALL, shard_size=5)
+    return out

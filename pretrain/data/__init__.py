@@ -16,8 +16,8 @@ from .plan import Position, ShardPlan, Unit
 from .readers import RawSample, read_members
 from .sample import Region, Sample, decode_sample
 from .sampling import TrainItem, choose, prepare, sample_rng, subcaption_pool
-from .sentences import split_sentences
-from .skips import SkipCounter
+from loclip.encoder.sentences import split_sentences
+from loclip.shards.skips import SkipCounter
 from .sources import ShardSpec, build_specs, expand_shard_urls
 from .stream import BatchStream
 

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader
 from .config import DataConfig
 from .plan import Position
 from .readers import read_members
-from .skips import SkipCounter
+from loclip.shards.skips import SkipCounter
 from .sources import build_specs, fingerprint
 from .stream import SKIPS_KEY, STATE_KEY, BatchStream
 
@@ -79,7 +79,7 @@ class ResumableLoader:
             self._active = None
 
     def skip_counts(self) -> dict[str, int]:
-        """``reason -> count`` of data skipped so far (see ``loclip.pretrain.data.skips``), resumed runs included."""
+        """``reason -> count`` of data skipped so far (see ``loclip.shards.skips``), resumed runs included."""
         return self._skips.as_dict()
 
     def state_dict(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from webdataset.gopen import gopen
 from webdataset.tariterators import base_plus_ext, tar_file_iterator
 
-from .skips import MEMBER_BAD_NAME, SHARD_TRUNCATED, SHARD_UNREADABLE, SkipCounter
+from loclip.shards.skips import MEMBER_BAD_NAME, SHARD_TRUNCATED, SHARD_UNREADABLE, SkipCounter
 from .sources import ShardSpec
 
 logger = logging.getLogger(__name__)

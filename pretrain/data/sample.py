@@ -19,9 +19,9 @@ from PIL import Image
 
 from loclip.encoder.image_loading import to_rgb
 
-from . import skips as S
+from loclip.shards import skips as S
 from .readers import RawSample
-from .skips import SkipCounter
+from loclip.shards.skips import SkipCounter
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
 # Formats PIL may decode. Others count as bad images: some PIL plugins (EPS) run external programs.

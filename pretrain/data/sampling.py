@@ -16,7 +16,7 @@ from PIL import Image
 
 from .config import DataConfig
 from .sample import Sample
-from .sentences import split_sentences
+from loclip.encoder.sentences import split_sentences
 
 T = TypeVar("T")
 

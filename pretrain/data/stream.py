@@ -20,7 +20,7 @@ from .plan import Position, ShardPlan
 from .readers import read_members
 from .sample import decode_sample
 from .sampling import TrainItem, prepare
-from .skips import SkipCounter
+from loclip.shards.skips import SkipCounter
 from .sources import ShardSpec
 
 STATE_KEY, SKIPS_KEY = "_reader_state", "_skip_delta"

@@ -24,7 +24,7 @@ from loclip.demo.limits import (
     parse_labels,
 )
 from loclip.mllm.chat import chat
-from loclip.pretrain.synth import build_tokenizer
+from loclip.synth import build_tokenizer
 
 LIMITS = Limits(max_pixels=100 * 100, max_boxes=2, max_text_chars=20, max_labels=3)
 

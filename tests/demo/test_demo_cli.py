@@ -10,7 +10,7 @@ from pathlib import Path
 
 from gradio_client import Client, handle_file
 
-from loclip.pretrain.distributed import free_port
+from loclip.training.distributed import free_port
 
 
 def wait_for_client(url: str, process: subprocess.Popen, timeout: float = 90.0) -> Client:

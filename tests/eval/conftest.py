@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from loclip.encoder import LoclipImageProcessor, LoclipModel, LoclipProcessor, tiny_config
-from loclip.pretrain.synth import build_tokenizer, write_split
+from loclip.synth import build_tokenizer, write_split
 
 CONTEXT = 24  # text context of the tiny model (tokens)
 

@@ -6,14 +6,14 @@ from pathlib import Path
 import pytest
 
 from loclip.eval.cli import main
-from loclip.pretrain.synth import SceneConfig, write_split
+from loclip.synth import SceneConfig, write_split
 
 
 def test_mllm_task_scores_referring_and_rec(tmp_path: Path) -> None:
     from loclip.encoder import LoclipVisionModel, tiny_config
     from loclip.mllm.builder import compose, make_processor, tiny_llm
     from loclip.mllm.conversation import ensure_tokens
-    from loclip.pretrain.synth import build_tokenizer
+    from loclip.synth import build_tokenizer
 
     tokenizer = build_tokenizer(model_max_length=1024)
     ensure_tokens(tokenizer, "plain")

@@ -22,7 +22,7 @@ from loclip.eval import (
     read_coco_instances,
 )
 from loclip.eval.embed import embed_captions, embed_regions, embed_texts, ground_phrases, text_context
-from loclip.pretrain.synth import write_split
+from loclip.synth import write_split
 
 LONG = ("A small red circle is on the left. A large blue square is in the bottom right. "
         "The blue square is right of the red circle. The background is grey.")

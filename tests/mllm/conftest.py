@@ -9,7 +9,7 @@ from PIL import Image
 from loclip.encoder import LoclipVisionModel, tiny_config
 from loclip.mllm.builder import compose, make_processor, tiny_llm
 from loclip.mllm.conversation import ensure_tokens
-from loclip.pretrain.synth import build_tokenizer
+from loclip.synth import build_tokenizer
 
 
 def build_tiny(tokenizer=None, template: str = "plain", hidden: int = 32, box_answers: str = "text"):

@@ -22,7 +22,7 @@ from loclip.mllm.conversation import ensure_tokens
 from loclip.mllm.data import BatchStream, ConversationDataset
 from loclip.mllm.chat import chat
 from loclip.mllm.evaluate import questions
-from loclip.pretrain.synth import SceneConfig, build_tokenizer, read_conversations, write_split
+from loclip.synth import SceneConfig, build_tokenizer, read_conversations, write_split
 
 COLOUR_CHANCE = 1 / 8
 

@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from loclip.encoder import LoclipModel, tiny_config
-from loclip.pretrain.distributed import free_port
-from loclip.pretrain.synth import SceneConfig, build_tokenizer, write_split
+from loclip.training.distributed import free_port
+from loclip.synth import SceneConfig, build_tokenizer, write_split
 
 REPO = Path(__file__).resolve().parents[2]
 pytest.importorskip("deepspeed")

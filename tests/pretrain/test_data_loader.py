@@ -11,8 +11,8 @@ import torch
 from loclip.encoder.image_processing import LoclipImageProcessor
 from loclip.encoder.processing import LoclipProcessor
 from loclip.pretrain.data import DataConfig, ResumableLoader, ShardPlan, build_specs, build_train_loader, read_members
-from loclip.pretrain.data.skips import SkipCounter
-from loclip.pretrain.synth import SceneConfig, build_tokenizer, write_split
+from loclip.shards.skips import SkipCounter
+from loclip.synth import SceneConfig, build_tokenizer, write_split
 
 SCENES, SHARD_SIZE, BATCH = 40, 10, 4  # 4 shards; with 2 workers each reads 2 shards = 5 batches per epoch
 

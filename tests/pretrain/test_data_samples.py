@@ -28,7 +28,7 @@ from loclip.pretrain.data import (
     prepare,
     read_members,
 )
-from loclip.pretrain.synth import build_tokenizer
+from loclip.synth import build_tokenizer
 
 IMAGE_SIZE, L = 24, 12
 

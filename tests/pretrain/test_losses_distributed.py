@@ -18,7 +18,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import loclip.pretrain.losses as L
-from loclip.pretrain.distributed import free_port
+from loclip.training.distributed import free_port
 
 WORLD = 2
 B, K, N, M, D = 6, 3, 5, 4, 8

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from loclip.pretrain.metrics_log import read_metrics
-from loclip.pretrain.synth import SceneConfig, build_tokenizer, shard_paths, write_split
+from loclip.training.metrics_log import read_metrics
+from loclip.synth import SceneConfig, build_tokenizer, shard_paths, write_split
 
 CHANCE = 1 / 128  # the world has 2 sizes x 8 colours x 8 shapes = 128 phrases
 

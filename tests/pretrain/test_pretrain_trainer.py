@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from loclip.pretrain.checkpoint import COMPLETE, complete_checkpoints
-from loclip.pretrain.distributed import free_port
-from loclip.pretrain.metrics_log import read_metrics
-from loclip.pretrain.synth import SceneConfig, build_tokenizer, shard_paths, write_split
+from loclip.training.checkpoint import COMPLETE, complete_checkpoints
+from loclip.training.distributed import free_port
+from loclip.training.metrics_log import read_metrics
+from loclip.synth import SceneConfig, build_tokenizer, shard_paths, write_split
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -114,7 +114,7 @@ def test_two_processes_with_a_launcher_and_zero(world: Path, tmp_path: Path, lau
 @pytest.mark.parametrize("name", ["vit_b16_scratch.yaml", "from_clip_zero3.yaml"])
 def test_shipped_recipes_load_and_validate(name: str) -> None:
     from loclip.pretrain.config import PretrainRecipe
-    from loclip.pretrain.recipe import load_recipe
+    from loclip.training.recipe import load_recipe
 
     root = Path(__file__).resolve().parents[2]
     recipe = load_recipe(PretrainRecipe, root / "configs" / "pretrain" / name)
@@ -125,7 +125,7 @@ def test_shipped_recipes_load_and_validate(name: str) -> None:
 def test_cli_overrides_and_bad_values(tmp_path: Path) -> None:
     from loclip.pretrain.cli import build_parser
     from loclip.pretrain.config import PretrainRecipe
-    from loclip.pretrain.recipe import load_recipe
+    from loclip.training.recipe import load_recipe
 
     args = build_parser().parse_args(["--optim.lr", "3e-4", "--loss.regions", "false", "--data.train_shards", "a.tar,b.tar"])
     recipe = load_recipe(PretrainRecipe, None, args)
@@ -145,7 +145,7 @@ def test_grounding_head_is_a_recipe_choice(world: Path) -> None:
     from loclip.encoder.prompter import BoxHead, DenseBoxHead
     from loclip.pretrain.cli import build_parser
     from loclip.pretrain.config import PretrainRecipe
-    from loclip.pretrain.recipe import load_recipe
+    from loclip.training.recipe import load_recipe
     from loclip.pretrain.trainer import build_model
 
     tokenizer = AutoTokenizer.from_pretrained(world / "tokenizer")

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from loclip.encoder.image_loading import to_rgb
 from loclip.pretrain.data import RawSample, SkipCounter
-from loclip.pretrain.data import skips as S
+from loclip.shards import skips as S
 from loclip.pretrain.data.sample import IMAGE_EXTENSIONS, IMAGE_FORMATS
 
 from .inputs import Unit, check_not_inside
@@ -103,7 +103,7 @@ class _Item:
 
 def decode(raw: RawSample, counter: SkipCounter) -> _Item | None:
     """A raw sample → its JSON (``{}`` when it has none: image-only data is what labelling is for) and RGB
-    image in display orientation, or ``None`` after counting why not (reasons of ``loclip.pretrain.data.skips``)."""
+    image in display orientation, or ``None`` after counting why not (reasons of ``loclip.shards.skips``)."""
     where = f"{raw.key} in {raw.source}"
     record: Any = {}
     if "json" in raw.files:

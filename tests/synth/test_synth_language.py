@@ -12,7 +12,7 @@ from transformers import AutoTokenizer
 
 from loclip.encoder import boxes
 from loclip.encoder.box_text import parse_boxes
-from loclip.pretrain.synth import COLOURS, SHAPES, SIZES, Scene, SceneObject, build_tokenizer, conversation_record
+from loclip.synth import COLOURS, SHAPES, SIZES, Scene, SceneObject, build_tokenizer, conversation_record
 
 NUMBERS = "zero one two three four five six seven eight".split()
 WORD = "|".join

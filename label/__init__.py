@@ -1,8 +1,8 @@
-"""loclip.pretrain.label: VESL region pseudo-labelling (CLOC), with DreamLIP-style long and short captions.
+"""loclip.label: VESL region pseudo-labelling (CLOC), with DreamLIP-style long and short captions.
 
 captioner → noun phrases → open-vocabulary detector → new shards in the pretraining schema:
 
-    from loclip.pretrain.label import LabelConfig, OwlDetector, RulePhrases, label, load_captioner, shard_units
+    from loclip.label import LabelConfig, OwlDetector, RulePhrases, label, load_captioner, shard_units
     units = shard_units("data/train-{000000..000009}.tar")
     label(units, LabelConfig("data/vesl"), load_captioner("/models/llava"), RulePhrases(),
           OwlDetector.from_pretrained("/models/owlv2"))

@@ -12,7 +12,7 @@ import pytest
 import webdataset as wds
 from transformers import AutoTokenizer
 
-from loclip.pretrain.synth import (
+from loclip.synth import (
     COLOURS,
     SceneConfig,
     generate_scene,
@@ -22,7 +22,7 @@ from loclip.pretrain.synth import (
     shard_record,
     write_split,
 )
-from loclip.pretrain.synth.cli import main
+from loclip.synth.cli import main
 
 
 def _files(root: Path) -> dict[str, bytes]:

@@ -10,7 +10,7 @@ import torch
 from label_helpers import save_tiny_llava, save_tiny_mllm, save_tiny_vision_encoder_decoder
 from PIL import Image
 
-from loclip.pretrain.label import ChatCaptioner, LoclipCaptioner, PlainCaptioner, load_captioner
+from loclip.label import ChatCaptioner, LoclipCaptioner, PlainCaptioner, load_captioner
 
 BUILDERS = {"loclip": (save_tiny_mllm, LoclipCaptioner), "llava": (save_tiny_llava, ChatCaptioner),
             "ved": (save_tiny_vision_encoder_decoder, PlainCaptioner)}  # fmt: skip

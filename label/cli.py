@@ -4,7 +4,7 @@
         --captioner /models/llava-1.5-7b-hf --detector /models/owlv2-base-patch16-ensemble --device cuda
 
 Each stage is a model directory (or hub name) or ``python:package.module:factory``, a function called with no
-arguments that returns the stage callable (see ``loclip.pretrain.label.stages``).
+arguments that returns the stage callable (see ``loclip.label.stages``).
 """
 
 from __future__ import annotations

@@ -7,11 +7,11 @@ import itertools
 import numpy as np
 import pytest
 
-from loclip.pretrain.synth import COLOURS, NOVEL_PAIRS, SEEN_PAIRS, SHAPES, Scene, SceneConfig, generate_scene
-from loclip.pretrain.synth.background import make_background
-from loclip.pretrain.synth.layout import place_masks
-from loclip.pretrain.synth.shapes import shape_mask
-from loclip.pretrain.synth.world import BACKGROUND_JITTER, BACKGROUNDS, SIZES
+from loclip.synth import COLOURS, NOVEL_PAIRS, SEEN_PAIRS, SHAPES, Scene, SceneConfig, generate_scene
+from loclip.synth.background import make_background
+from loclip.synth.layout import place_masks
+from loclip.synth.shapes import shape_mask
+from loclip.synth.world import BACKGROUND_JITTER, BACKGROUNDS, SIZES
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:

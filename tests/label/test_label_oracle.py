@@ -26,9 +26,9 @@ from loclip.encoder import boxes as B
 from loclip.encoder.image_processing import LoclipImageProcessor
 from loclip.encoder.processing import LoclipProcessor
 from loclip.pretrain.data import DataConfig, build_train_loader
-from loclip.pretrain.label import Captions, LabelConfig, OwlDetector, RulePhrases, ShardOutput, label, shard_units
-from loclip.pretrain.synth import SceneConfig, build_tokenizer, generate_scene, write_split
-from loclip.pretrain.synth.shards import encode_png, json_bytes
+from loclip.label import Captions, LabelConfig, OwlDetector, RulePhrases, ShardOutput, label, shard_units
+from loclip.synth import SceneConfig, build_tokenizer, generate_scene, write_split
+from loclip.synth.shards import encode_png, json_bytes
 
 SEED, SCENES, SIZE = 5, 12, 64
 CANVASES = [(96, 64, 16, 0), (64, 100, 0, 30), (80, 72, 9, 5)]  # (width, height, dx, dy) per scene, cycled

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from loclip.pretrain.label import RulePhrases, SpacyPhrases, clean_phrase, load_phrase_extractor, select_queries
+from loclip.label import RulePhrases, SpacyPhrases, clean_phrase, load_phrase_extractor, select_queries
 
 CASES = [
     ("a red circle to the left of a small blue square", ["red circle", "small blue square"]),

@@ -1,6 +1,6 @@
 """A PNG gallery of scenes with their boxes, phrases, captions and a question each, for the docs.
 
-``python -m loclip.pretrain.synth.gallery --out docs/img/synth_gallery.png`` (needs matplotlib,
+``python -m loclip.synth.gallery --out docs/img/synth_gallery.png`` (needs matplotlib,
 part of the ``dev`` extra; nothing else in the package imports it).
 """
 

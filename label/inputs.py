@@ -17,7 +17,7 @@ from urllib.parse import urlparse
 
 from loclip.pretrain.data import DataConfig, RawSample, SkipCounter, build_specs, read_members
 from loclip.pretrain.data.sample import IMAGE_EXTENSIONS
-from loclip.pretrain.data.skips import SAMPLE_MISSING_IMAGE
+from loclip.shards.skips import SAMPLE_MISSING_IMAGE
 
 IMAGE_SHARD_NAME = "images-{:06d}.tar"
 DUPLICATE_KEY = "sample/duplicate_key"  # two image files of a folder map to the same key: the later is skipped

@@ -1,4 +1,4 @@
-"""loclip.pretrain.synth: the synthetic world, the project's built-in dataset and yardstick.
+"""loclip.synth: the synthetic world, the project's built-in dataset and yardstick.
 
 Procedural scenes (shapes × colours × sizes on noisy backgrounds) with captions, tight region boxes
 and phrases, referring/grounding conversations, a held-out composition split, and a tokenizer for

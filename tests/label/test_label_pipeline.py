@@ -20,7 +20,7 @@ from loclip.encoder import boxes as B
 from loclip.encoder.image_processing import LoclipImageProcessor
 from loclip.encoder.processing import LoclipProcessor
 from loclip.pretrain.data import DataConfig, build_train_loader
-from loclip.pretrain.label import (
+from loclip.label import (
     Captions,
     Detection,
     LabelConfig,
@@ -33,8 +33,8 @@ from loclip.pretrain.label import (
     nms,
     shard_units,
 )
-from loclip.pretrain.label.cli import main as label_main
-from loclip.pretrain.synth import SceneConfig, build_tokenizer, write_split
+from loclip.label.cli import main as label_main
+from loclip.synth import SceneConfig, build_tokenizer, write_split
 
 SIZE = 64
 

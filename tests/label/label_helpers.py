@@ -19,9 +19,9 @@ from transformers.models.owlv2.image_processing_pil_owlv2 import Owlv2ImageProce
 from loclip.encoder import LoclipVisionModel, tiny_config
 from loclip.mllm.builder import compose, make_processor, tiny_llm
 from loclip.mllm.conversation import ensure_tokens
-from loclip.pretrain.label import OwlDetector
-from loclip.pretrain.synth import build_tokenizer
-from loclip.pretrain.synth.language import vocabulary
+from loclip.label import OwlDetector
+from loclip.synth import build_tokenizer
+from loclip.synth.language import vocabulary
 
 OWL_MAX_TEXT = 16
 

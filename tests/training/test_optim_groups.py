@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from loclip.pretrain.optim import build_optimizer, cosine_with_warmup, param_groups
+from loclip.training.optim import build_optimizer, cosine_with_warmup, param_groups
 
 
 class Toy(nn.Module):
