@@ -16,7 +16,7 @@ from .inputs import Unit, image_units, shard_units
 from .phrases import RulePhrases, SpacyPhrases, clean_phrase, load_phrase_extractor, select_queries
 from .pipeline import LabelConfig, Labeller, StageTimer, decode, label
 from .stages import Captioner, Captions, Detection, Detector, PhraseExtractor
-from .writer import ShardOutput, merge_record
+from .writer import merge_record
 
 __all__ = [
     "Captioner",
@@ -31,7 +31,6 @@ __all__ = [
     "PhraseExtractor",
     "PlainCaptioner",
     "RulePhrases",
-    "ShardOutput",
     "SpacyPhrases",
     "StageTimer",
     "Unit",

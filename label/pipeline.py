@@ -28,12 +28,13 @@ from tqdm import tqdm
 from loclip.encoder.image_loading import to_rgb
 from loclip.pretrain.data import RawSample, SkipCounter
 from loclip.shards import skips as S
+from loclip.shards.write import ShardWriter, atomic_write_json, json_bytes, remove_partial
 from loclip.pretrain.data.sample import IMAGE_EXTENSIONS, IMAGE_FORMATS
 
 from .inputs import Unit, check_not_inside
 from .phrases import DEFAULT_MAX_QUERIES, select_queries
 from .stages import Captioner, Captions, Detector, PhraseExtractor
-from .writer import REGIONS_MODES, ShardOutput, atomic_write_json, json_bytes, merge_record, remove_partial
+from .writer import REGIONS_MODES, merge_record
 
 logger = logging.getLogger(__name__)
 
@@ -190,7 +191,7 @@ class Labeller:
         timer, bs = self.timer, self.config.batch_size
         raws = unit.read(counter)
         regions = 0
-        with ShardOutput(path) as shard:
+        with ShardWriter(path) as shard:
             for start in range(0, len(raws), bs):
                 t0 = time.perf_counter()
                 batch = [item for raw in raws[start : start + bs] if (item := decode(raw, counter)) is not None]
@@ -203,7 +204,7 @@ class Labeller:
             shard.commit()
         return stats
 
-    def _label_batch(self, batch: list[_Item], shard: ShardOutput, counter: SkipCounter) -> int:
+    def _label_batch(self, batch: list[_Item], shard: ShardWriter, counter: SkipCounter) -> int:
         cfg, timer, n = self.config, self.timer, len(batch)
         images = [item.image for item in batch]
         captions: list[Captions | None] = [None] * n

@@ -14,18 +14,12 @@ What happens to a sample's existing fields (every field not named below is copie
   the pretraining reader uses ``bbox`` and ``phrase`` and ignores the rest.
 - ``vesl``: ``{"queries": [...]}``, the phrases the detector was asked for.
 
-Shards are tar files with fixed member headers (same content → same bytes), written to a hidden temporary
-name in the output folder and renamed into place when complete, so a killed run never leaves a shard under
-its real name that is not whole.
+Shards are written with ``loclip.shards.write.ShardWriter`` (fixed member headers, a temporary name renamed
+into place when whole).
 """
 
 from __future__ import annotations
 
-import io
-import json
-import os
-import tarfile
-from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -37,12 +31,6 @@ from .stages import Captions, Detection
 RegionsMode = Literal["add", "fill", "replace"]
 REGIONS_MODES = ("add", "fill", "replace")
 SOURCE_TAG = "vesl"
-TMP_MARK = ".tmp-"
-
-
-def json_bytes(obj: Any) -> bytes:
-    """Compact UTF-8 JSON, keys in insertion order (the synthetic world's shard encoding)."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def _existing_boxes(regions: list[Any]) -> torch.Tensor:
@@ -100,62 +88,3 @@ def _append(value: Any, text: str) -> list[Any]:
     if it is not already there."""
     items = [value] if isinstance(value, str) else list(value) if isinstance(value, list) else []
     return items if text in items else items + [text]
-
-
-class ShardOutput:
-    """One output shard, filled member by member and renamed into place by ``commit``.
-
-    Use as a context manager: leaving it with an exception (or without ``commit``) deletes the temporary file.
-    """
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}{TMP_MARK}{os.getpid()}")
-        self.count = 0
-        self._tar: tarfile.TarFile | None = None
-
-    def __enter__(self) -> ShardOutput:
-        self._tar = tarfile.open(self.tmp, mode="w", format=tarfile.USTAR_FORMAT)
-        return self
-
-    def add(self, key: str, files: dict[str, bytes]) -> None:
-        """Add one sample: ``files`` maps extensions to bytes, written as ``{key}.{ext}`` in the given order."""
-        assert self._tar is not None, "ShardOutput used outside its with-block"
-        for ext, data in files.items():
-            info = tarfile.TarInfo(f"{key}.{ext}")
-            info.size, info.mtime, info.mode = len(data), 0, 0o644  # fixed header: same content, same bytes
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            self._tar.addfile(info, io.BytesIO(data))
-        self.count += 1
-
-    def commit(self) -> None:
-        """Finish the tar and rename it to its real name."""
-        assert self._tar is not None, "ShardOutput used outside its with-block"
-        self._tar.close()
-        self._tar = None
-        os.replace(self.tmp, self.path)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._tar is not None:  # not committed: drop the partial shard
-            self._tar.close()
-            self._tar = None
-        self.tmp.unlink(missing_ok=True)
-
-
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as indented JSON through a temporary sibling and a rename."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def remove_partial(directory: str | os.PathLike) -> list[Path]:
-    """Delete temporary files that killed runs left in ``directory`` → what was removed."""
-    removed = []
-    for p in Path(directory).iterdir():
-        if p.name.startswith(".") and TMP_MARK in p.name and p.is_file():
-            p.unlink(missing_ok=True)
-            removed.append(p)
-    return removed

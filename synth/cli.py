@@ -10,7 +10,9 @@ from pathlib import Path
 from tqdm import tqdm
 
 from .config import SceneConfig
-from .shards import atomic_write, json_bytes, prepare_directory, write_split
+from loclip.shards.write import atomic_write, json_bytes
+
+from .shards import prepare_directory, write_split
 from .tokenizer import build_tokenizer
 from .world import COLOURS, NOVEL_PAIR_LIST, SHAPES, SIZES, SPLITS
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import io
 import json
 import os
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
+
+from loclip.shards.read import iter_samples, open_source
 
 from .world import check_split
 
@@ -44,16 +45,10 @@ def shard_paths(out_dir: str | os.PathLike, split: str) -> list[Path]:
 def read_split(out_dir: str | os.PathLike, split: str) -> Iterator[SceneRecord]:
     """Yield the split's scenes in order, straight from its shards."""
     for path in shard_paths(out_dir, split):
-        with tarfile.open(path) as tar:
-            pending: dict[str, bytes] = {}
-            for member in tar:
-                key, ext = member.name.split(".", 1)
-                data = tar.extractfile(member).read()  # type: ignore[union-attr]
-                if ext == "png":
-                    pending[key] = data
-                    continue
-                image = Image.open(io.BytesIO(pending.pop(key))).convert("RGB")
-                yield SceneRecord(key, image, json.loads(data))
+        with open_source(str(path)) as stream:
+            for key, files in iter_samples(stream):
+                image = Image.open(io.BytesIO(files["png"])).convert("RGB")
+                yield SceneRecord(key, image, json.loads(files["json"]))
 
 
 def read_conversations(out_dir: str | os.PathLike, split: str) -> list[dict[str, Any]]:

@@ -15,10 +15,8 @@ name and renamed, so a crash never leaves a half-written shard under a real name
 from __future__ import annotations
 
 import io
-import json
 import os
 import re
-import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +24,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image
+
+from loclip.shards.write import ShardWriter, atomic_write, json_bytes
 
 from .config import SceneConfig, check_int
 from .records import conversation_record, shard_record
@@ -55,64 +55,36 @@ def encode_png(image: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def json_bytes(obj: Any) -> bytes:
-    """Compact UTF-8 JSON, keys in insertion order."""
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-def _tar_member(tar: tarfile.TarFile, name: str, data: bytes) -> None:
-    """Add ``data`` as ``name`` with a header that depends on nothing but the name and size."""
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    info.mtime = 0
-    info.mode = 0o644
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    tar.addfile(info, io.BytesIO(data))
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary sibling and a rename."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 class _ShardWriter:
     """Fills ``shard-NNNNNN.tar`` files of ``shard_size`` scenes each, each renamed into place when full."""
 
     def __init__(self, directory: Path, shard_size: int) -> None:
         self.directory, self.shard_size = directory, shard_size
         self.sizes: dict[str, int] = {}
-        self._tar: tarfile.TarFile | None = None
-        self._tmp: Path | None = None
+        self._open: ShardWriter | None = None
 
     def add(self, key: str, png: bytes, meta: bytes) -> None:
-        if self._tar is None:
+        if self._open is None:
             name = SHARD_NAME.format(len(self.sizes))
             self.sizes[name] = 0
-            self._tmp = self.directory / f".{name}.tmp-{os.getpid()}"
-            self._tar = tarfile.open(self._tmp, mode="w", format=tarfile.USTAR_FORMAT)
-        _tar_member(self._tar, f"{key}.png", png)
-        _tar_member(self._tar, f"{key}.json", meta)
-        name = next(reversed(self.sizes))
-        self.sizes[name] += 1
-        if self.sizes[name] == self.shard_size:
+            self._open = ShardWriter(self.directory / name).__enter__()
+        self._open.add(key, {"png": png, "json": meta})
+        self.sizes[self._open.path.name] += 1
+        if self._open.count == self.shard_size:
             self.close()
 
     def close(self) -> None:
         """Finish the open shard and rename it into place."""
-        if self._tar is not None and self._tmp is not None:
-            self._tar.close()
-            os.replace(self._tmp, self.directory / next(reversed(self.sizes)))
-            self._tar = self._tmp = None
+        if self._open is not None:
+            self._open.commit()
+            self._open.__exit__(None, None, None)
+            self._open = None
 
     def abort(self) -> None:
         """Drop the open shard: an interrupted run must not leave a short shard under a real name."""
-        if self._tar is not None and self._tmp is not None:
-            self._tar.close()
-            self._tmp.unlink(missing_ok=True)
-            self._tar = self._tmp = None
+        if self._open is not None:
+            self._open.__exit__(None, None, None)
+            self._open = None
 
 
 def prepare_directory(out_dir: str | os.PathLike, split: str) -> Path:

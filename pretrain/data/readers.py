@@ -1,7 +1,7 @@
 """Reading one ``ShardSpec`` into memory as undecoded ``RawSample``s (images stay bytes until decoded).
 
-Tar shards are streamed through ``webdataset.gopen`` (local paths, ``pipe:``, http(s), …) and its
-``tar_file_iterator``; consecutive members sharing a key form one sample, as in webdataset. A shard that
+Tar shards are streamed through ``loclip.shards.read`` (local paths, and ``pipe:``, http(s), … through
+``webdataset.gopen``); consecutive members sharing a key form one sample, as in webdataset. A shard that
 cannot be opened, or fails part-way (truncated file, failing pipe), is counted and its members read until
 then are kept: the failure is reported, the run goes on.
 """
@@ -12,9 +12,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from webdataset.gopen import gopen
-from webdataset.tariterators import base_plus_ext, tar_file_iterator
-
+from loclip.shards.read import iter_members, open_source, split_name
 from loclip.shards.skips import MEMBER_BAD_NAME, SHARD_TRUNCATED, SHARD_UNREADABLE, SkipCounter
 from .sources import ShardSpec
 
@@ -40,20 +38,21 @@ def read_members(spec: ShardSpec, counter: SkipCounter) -> list[RawSample]:
 def _read_tar(url: str, counter: SkipCounter) -> list[RawSample]:
     samples: list[RawSample] = []
     try:
-        stream = gopen(url, "rb")
+        stream = open_source(url)
     except Exception as e:  # any opener failure (missing file, unknown scheme, …) is a data problem here
         _shard_failed(counter, SHARD_UNREADABLE, url, e)
         return samples
     error: BaseException | None = None
     try:
-        for member in tar_file_iterator(stream):
-            key, ext = base_plus_ext(member["fname"])
-            if key is None:
-                counter.add(MEMBER_BAD_NAME, f"{member['fname']!r} in {url}")
+        for name, data in iter_members(stream):
+            parts = split_name(name)
+            if parts is None:
+                counter.add(MEMBER_BAD_NAME, f"{name!r} in {url}")
                 continue
+            key, ext = parts
             if not samples or samples[-1].key != key:
                 samples.append(RawSample(key, {}, url))
-            samples[-1].files[ext.lower()] = member["data"]
+            samples[-1].files[ext] = data
     except Exception as e:  # tarfile.ReadError, EOFError, a pipe's non-zero exit, a network error, …
         error = e
     try:

@@ -26,9 +26,10 @@ from loclip.encoder import boxes as B
 from loclip.encoder.image_processing import LoclipImageProcessor
 from loclip.encoder.processing import LoclipProcessor
 from loclip.pretrain.data import DataConfig, build_train_loader
-from loclip.label import Captions, LabelConfig, OwlDetector, RulePhrases, ShardOutput, label, shard_units
+from loclip.label import Captions, LabelConfig, OwlDetector, RulePhrases, label, shard_units
 from loclip.synth import SceneConfig, build_tokenizer, generate_scene, write_split
-from loclip.synth.shards import encode_png, json_bytes
+from loclip.shards.write import ShardWriter, json_bytes
+from loclip.synth.shards import encode_png
 
 SEED, SCENES, SIZE = 5, 12, 64
 CANVASES = [(96, 64, 16, 0), (64, 100, 0, 30), (80, 72, 9, 5)]  # (width, height, dx, dy) per scene, cycled
@@ -90,7 +91,7 @@ class Oracle:
 def _write_canvas_shard(path: Path, oracle: Oracle) -> list[tuple[str, tuple[int, int], list]]:
     """The scenes pasted on non-square canvases (boxes shifted), written with captions but no regions."""
     truth = []
-    with ShardOutput(path) as shard:
+    with ShardWriter(path) as shard:
         for index in range(SCENES):
             scene = generate_scene("train", index, SEED, SceneConfig(image_size=SIZE))
             w, h, dx, dy = CANVASES[index % len(CANVASES)]
