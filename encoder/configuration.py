@@ -9,9 +9,9 @@ from __future__ import annotations
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from .choices import GROUNDING_HEADS, check_choice
 from .trunks import TEXT_TOWERS, VISION_TRUNKS
 
-GROUNDING_HEADS = ("dense", "pooled")
 
 
 class LoclipVisionConfig(PreTrainedConfig):
@@ -70,8 +70,7 @@ class LoclipVisionConfig(PreTrainedConfig):
             )
         if self.hidden_size % 4:
             raise ValueError(f"trunk hidden_size must be divisible by 4 (sinusoidal box encoding), got {self.hidden_size}")
-        if self.grounding_head not in GROUNDING_HEADS:
-            raise ValueError(f"grounding_head must be one of {GROUNDING_HEADS}, got {self.grounding_head!r}")
+        check_choice("grounding_head", self.grounding_head, GROUNDING_HEADS)
         heads = self.prompter_num_heads or self.trunk_config.num_attention_heads
         if self.hidden_size % heads:
             raise ValueError(f"prompter_num_heads={heads} must divide the trunk hidden_size {self.hidden_size}")

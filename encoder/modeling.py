@@ -19,6 +19,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import ModelOutput
 
 from .boxes import validate_normalized
+from .choices import REGION_METHODS, check_choice
 from .configuration import LoclipConfig, LoclipVisionConfig
 from .prompter import BoxHead, DenseBoxHead, Prompter, PrompterMemory, SinusoidalPointEncoding
 from .roi_align import roi_align
@@ -258,8 +259,7 @@ class LoclipVisionModel(LoclipPreTrainedModel):
         Returns:
             ``[B, R, D]``; padded slots are zero.
         """
-        if method not in ("prompter", "roialign"):
-            raise ValueError(f"method must be 'prompter' or 'roialign', got {method!r}")
+        check_choice("method", method, REGION_METHODS)
         enc = self.encode(pixel_values)
         fn = self.region_features if method == "prompter" else self.roi_features
         return fn(enc, boxes, box_mask)

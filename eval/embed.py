@@ -20,12 +20,12 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from loclip.encoder import LoclipModel, LoclipProcessor
+from loclip.encoder.choices import REGION_METHODS
 
 from .data import ImageInput, RegionImage
 
 LongCaptionMode = Literal["subcaption", "truncate"]
 LONG_CAPTION_MODES: tuple[str, ...] = ("subcaption", "truncate")
-REGION_METHODS: tuple[str, ...] = ("prompter", "roialign")
 T = TypeVar("T")
 
 

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 from transformers import LlavaConfig
 
 from loclip.encoder import LoclipVisionConfig
+from loclip.encoder.choices import BOX_LOSSES, check_choice
 
-BOX_ANSWERS = ("text", "ground")
+BoxAnswers = Literal["text", "ground"]  # the LLM writes box text, or <ground> tokens the encoder's head draws
+BOX_ANSWERS: tuple[str, ...] = get_args(BoxAnswers)
 
 
 class LoclipLlavaConfig(LlavaConfig):
@@ -52,12 +56,10 @@ class LoclipLlavaConfig(LlavaConfig):
             )
         if self.region_token_index == self.image_token_index:
             raise ValueError(f"region_token_index and image_token_index must differ, both are {self.image_token_index}")
-        if self.box_answers not in BOX_ANSWERS:
-            raise ValueError(f"box_answers must be one of {list(BOX_ANSWERS)}, got {self.box_answers!r}")
+        check_choice("box_answers", self.box_answers, BOX_ANSWERS)
         if self.box_answers == "ground" and self.ground_token_index is None:
             raise ValueError("box_answers='ground' needs ground_token_index (the id of <ground>)")
-        if self.ground_box_loss not in ("l2", "l1_giou"):
-            raise ValueError(f"ground_box_loss must be 'l2' or 'l1_giou', got {self.ground_box_loss!r}")
+        check_choice("ground_box_loss", self.ground_box_loss, BOX_LOSSES)
 
     @property
     def region_feature_dim(self) -> int:

@@ -31,6 +31,7 @@ from transformers.models.llava.modeling_llava import (
     LlavaPreTrainedModel,
 )
 
+from loclip.encoder.grounding_loss import dense_grounding_loss, grounding_loss
 from loclip.encoder.modeling import GroundingOutput, VisionEncoding
 
 from .configuration import LoclipLlavaConfig
@@ -261,8 +262,6 @@ class LoclipLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         self, input_ids: torch.Tensor, pixel_values: torch.Tensor, ground_boxes: torch.Tensor,
         ground_mask: torch.Tensor | None, labels: torch.Tensor | None = None, **kwargs,
     ) -> LoclipLlavaCausalLMOutput:
-        from loclip.pretrain.losses.cloc import dense_grounding_loss, grounding_loss
-
         if self.config.box_answers != "ground":
             raise ValueError("ground_boxes were given, but this model answers boxes as text "
                              "(config.box_answers='text'): it has no <ground> token or ground projector")

@@ -17,7 +17,7 @@ from .contrastive import (
     paired_infonce,
     siglip_loss,
 )
-from .distributed import gather_no_grad, gather_with_grad, rank_and_world
+from loclip.encoder.collectives import gather_no_grad, gather_with_grad, rank_and_world
 from .dreamlip import grouping_loss, grouping_weights, multi_positive_loss
 
 __all__ = [

@@ -22,14 +22,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .distributed import gather_no_grad, gather_sizes, gather_with_grad, global_mean, rank_and_world
+from loclip.encoder.collectives import gather_no_grad, gather_sizes, gather_with_grad, global_mean, rank_and_world
+from loclip.encoder.grounding_loss import as_float, check_same_shape
 
 MAX_LOGIT_SCALE = 100.0  # CLIP's cap on the inverse temperature
-
-
-def as_float(x: torch.Tensor) -> torch.Tensor:
-    """At least float32: bf16/fp16 activations are promoted for the loss math, float64 stays float64."""
-    return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -161,11 +157,3 @@ def siglip_loss(
     signs[torch.arange(image.shape[0], device=image.device), positive] = 1.0
     total = -F.logsigmoid(signs * logits).sum()
     return {"siglip": global_mean(total, logits.shape[1])}
-
-
-def check_same_shape(
-    a: torch.Tensor, b: torch.Tensor, a_name: str, b_name: str, layout: str, last: int | None = None
-) -> None:
-    """``ValueError`` unless ``a`` and ``b`` have one shape with as many dims as ``layout`` (e.g. "[B, D]")."""
-    if a.dim() != layout.count(",") + 1 or a.shape != b.shape or (last is not None and a.shape[-1] != last):
-        raise ValueError(f"{a_name} and {b_name} must both be {layout}; got {tuple(a.shape)} and {tuple(b.shape)}")

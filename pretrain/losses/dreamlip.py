@@ -11,8 +11,9 @@ from typing import Literal
 
 import torch
 
+from loclip.encoder.collectives import global_count, global_mean
+
 from .contrastive import inverse_temperature, normalize, paired_infonce, zero_with_graph
-from .distributed import global_count, global_mean
 
 
 def multi_positive_loss(

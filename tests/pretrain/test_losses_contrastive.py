@@ -15,6 +15,7 @@ from loclip.pretrain.losses import (
     multi_positive_loss,
     rank_and_world,
     region_text_loss,
+    region_weight,
     siglip_loss,
 )
 
@@ -195,3 +196,9 @@ def test_shape_errors_name_the_argument() -> None:
         region_text_loss(regions, regions, torch.ones(2, 2, dtype=torch.bool), torch.tensor(1.0))
     with pytest.raises(ValueError, match="sub_mask"):
         multi_positive_loss(torch.randn(2, D), torch.randn(2, 3, D), torch.ones(2, 2), torch.tensor(1.0))
+
+
+def test_region_weight_is_lambda_times_the_share_of_images_with_regions() -> None:
+    assert region_weight(torch.tensor([True, False, True, True]), 0.4).item() == pytest.approx(0.3)
+    assert region_weight(torch.zeros(3, dtype=torch.bool), 1.0).item() == 0
+    assert region_weight(torch.zeros(0, dtype=torch.bool), 1.0).item() == 0

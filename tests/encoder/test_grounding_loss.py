@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from loclip.pretrain.losses import dense_grounding_loss, grounding_loss, region_weight
+from loclip.encoder.grounding_loss import dense_grounding_loss, grounding_loss
 
 
 def ref_giou(p: list[float], t: list[float]) -> float:
@@ -60,12 +60,6 @@ def test_grounding_rejects_bad_arguments() -> None:
         grounding_loss(random_boxes(1, 1), random_boxes(1, 1), torch.ones(1, 1), kind="smooth_l1")
     with pytest.raises(ValueError, match="target_boxes"):
         grounding_loss(random_boxes(1, 2), random_boxes(1, 1), torch.ones(1, 2))
-
-
-def test_region_weight_is_lambda_times_the_share_of_images_with_regions() -> None:
-    assert region_weight(torch.tensor([True, False, True, True]), 0.4).item() == pytest.approx(0.3)
-    assert region_weight(torch.zeros(3, dtype=torch.bool), 1.0).item() == 0
-    assert region_weight(torch.zeros(0, dtype=torch.bool), 1.0).item() == 0
 
 
 def ref_coverage(box: list[float], grid: tuple[int, int]) -> list[float]:

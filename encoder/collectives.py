@@ -1,4 +1,5 @@
-"""Collectives the losses need, written so that everything also runs in one process with no group.
+"""Collectives the losses need (the grounding losses in the encoder, the contrastive and region losses in
+pretraining), written so that everything also runs in one process with no group.
 
 With no initialised process group (or a world of one) every function is the identity / a local count,
 so the losses run unchanged on a CPU laptop and in tests.
