@@ -62,11 +62,12 @@ def evaluate_split(
 
 def evaluate_synthetic(
     model: LoclipModel, processor: LoclipProcessor, synth_dir: str, max_scenes: int = 200,
-    region_method: str = "prompter",
+    region_method: str = "prompter", batch_size: int = 64,
 ) -> dict[str, float]:
     """val metrics plus region accuracy on the composition split (``region_acc_novel``)."""
-    metrics = evaluate_split(model, processor, synth_dir, "val", max_scenes, region_method=region_method)
+    metrics = evaluate_split(model, processor, synth_dir, "val", max_scenes, batch_size, region_method)
     novel = read_scenes(synth_dir, "novel", max_scenes)
-    result = evaluate_region_classification(model, processor, synthetic_regions(novel), region_method, BARE)
+    result = evaluate_region_classification(model, processor, synthetic_regions(novel), region_method, BARE,
+                                            batch_size)
     metrics["region_acc_novel"] = result.metrics["top1"]
     return metrics

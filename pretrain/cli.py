@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         method = recipe.loss.region_method if recipe.loss.regions else "roialign"
 
         def eval_fn(model, processor):
-            return evaluate_synthetic(model, processor, recipe.eval.synth_dir, recipe.eval.max_scenes, method)
+            return evaluate_synthetic(model, processor, recipe.eval.synth_dir, recipe.eval.max_scenes, method,
+                                      recipe.eval.batch_size)
 
     train(recipe, eval_fn=eval_fn)
     final = last_eval(out)

@@ -32,4 +32,5 @@ class RunRecipe:
     save_every: int = 200
     keep_checkpoints: int = 2
     resume: bool = True  # continue from the newest complete checkpoint in output_dir/checkpoints
+    max_bad_steps: int = 0  # steps with a non-finite loss skipped before the run stops with an error
     progress: bool = True

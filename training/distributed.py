@@ -7,6 +7,7 @@ import socket
 import sys
 
 import torch
+import torch.distributed as dist
 
 
 def free_port() -> int:
@@ -51,3 +52,26 @@ def setup_distributed() -> tuple[int, int, torch.device]:
         torch.cuda.set_device(local)
         return rank, world, torch.device("cuda", local)
     return rank, world, torch.device("cpu")
+
+
+def mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Scalar tensors averaged over the ranks (every rank must call it, with the same keys)."""
+    keys = sorted(values)
+    stacked = torch.stack([values[k].detach().float().reshape(()) for k in keys])
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(stacked)
+        stacked /= dist.get_world_size()
+    return dict(zip(keys, stacked.tolist()))
+
+
+def sum_over_ranks(counts: dict[str, int]) -> dict[str, int]:
+    """Integer counts (e.g. skipped samples by reason) of all ranks added up; every rank must call it."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return dict(counts)
+    gathered: list[dict[str, int]] = [{} for _ in range(dist.get_world_size())]
+    dist.all_gather_object(gathered, dict(counts))
+    total: dict[str, int] = {}
+    for part in gathered:
+        for k, v in part.items():
+            total[k] = total.get(k, 0) + v
+    return total

@@ -1,6 +1,6 @@
 """The finetuning loop: LoRA under ZeRO-2 with save → resume → merged export keeping the projectors;
 two processes on CPU (gloo) under ZeRO-2 and ZeRO-3, stage 2 with ``<ground>`` box answers (the grounding loss
-is a cross-rank mean)."""
+is a cross-rank mean) and held-out evaluation at the end."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ pytest.importorskip("peft")
 def setup(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("finetune")
     write_split(root / "synth", "train", 12, seed=3, config=SceneConfig(image_size=32, max_objects=2))
+    write_split(root / "synth", "val", 2, seed=3, config=SceneConfig(image_size=32, max_objects=2))
     build_tokenizer().save_pretrained(root / "tok")
     torch.manual_seed(0)
     LoclipModel(tiny_config(image_size=32, patch_size=8, vocab_size=1067)).save_pretrained(root / "encoder")
@@ -63,7 +64,10 @@ def test_lora_zero2_resume_and_merged_export(setup: Path, tmp_path: Path) -> Non
 def test_two_process_zero_on_cpu(setup: Path, tmp_path: Path, zero: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     ground = ["--model.box_answers", "ground", "--tune.stage", "2", "--tune.tune_ground_head", "true",
-              "--run.deepspeed_config", str(REPO / f"configs/mllm/{zero}.json")]
+              "--run.deepspeed_config", str(REPO / f"configs/mllm/{zero}.json"),
+              # held-out figures at the end: rank 0 evaluates, under ZeRO-3 on gathered weights without the layer hooks
+              "--eval.val_json", str(setup / "synth/val/conversations.json"), "--eval.max_questions", "2",
+              "--eval.max_new_tokens", "3"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
            "-m", "loclip.mllm.cli", *_args(setup, tmp_path / "ddp", 2, *ground)]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
@@ -74,3 +78,5 @@ def test_two_process_zero_on_cpu(setup: Path, tmp_path: Path, zero: str) -> None
     assert weights["model.vision_tower.prompter.phrase_embed"].numel() > 0
     logged = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
     assert [("train/ground_loss" in m, "train/lm_loss" in m) for m in logged if "train/loss" in m] == [(True, True)] * 2
+    (final,) = [m for m in logged if "eval/rec_acc@0.5" in m]
+    assert final["step"] == 2 and 0 <= final["eval/referring_accuracy"] <= 1

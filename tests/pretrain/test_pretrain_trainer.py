@@ -25,11 +25,13 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("world")
     write_split(out, "train", 96, seed=3, config=SceneConfig(image_size=32, max_objects=4), shard_size=24)
+    for split in ("val", "novel"):  # held-out scenes for the evaluation at the end of the 2-process runs
+        write_split(out, split, 4, seed=3, config=SceneConfig(image_size=32, max_objects=4))
     build_tokenizer(model_max_length=16).save_pretrained(out / "tokenizer")
     return out
 
 
-def _recipe(world: Path, out: Path, steps: int, **run) -> Path:
+def _recipe(world: Path, out: Path, steps: int, evaluate: bool = False, **run) -> Path:
     recipe = {
         "data": {"train_shards": [str(p) for p in shard_paths(world, "train")], "image_size": 32,
                  "max_text_length": 16, "batch_size": 8, "num_workers": 1, "num_subcaptions": 2, "num_regions": 2},
@@ -39,6 +41,8 @@ def _recipe(world: Path, out: Path, steps: int, **run) -> Path:
         "run": {"output_dir": str(out), "log_every": 1, "save_every": 4, "keep_checkpoints": 3,
                 "progress": False, **run},
     }
+    if evaluate:
+        recipe["eval"] = {"synth_dir": str(world), "max_scenes": 4, "batch_size": 4}
     path = out.parent / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(recipe))
     return path
@@ -89,7 +93,7 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_run(world: Path, tmp_
 @pytest.mark.parametrize("launcher,stage", [("torchrun", 2), ("deepspeed", 3)])
 def test_two_processes_with_a_launcher_and_zero(world: Path, tmp_path: Path, launcher: str, stage: int) -> None:
     out = tmp_path / "ddp"
-    recipe = _recipe(world, out, steps=6, zero_stage=stage)
+    recipe = _recipe(world, out, steps=6, evaluate=True, zero_stage=stage)
     port = str(free_port())
     if launcher == "torchrun":
         start = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port, "-m"]
@@ -100,6 +104,9 @@ def test_two_processes_with_a_launcher_and_zero(world: Path, tmp_path: Path, lau
     assert done.returncode == 0, done.stderr[-3000:]
     losses = _losses(out)
     assert [s for s, _ in losses] == list(range(1, 7))
+    # held-out figures at the end (rank 0; under ZeRO-3 on gathered weights)
+    (final,) = [r for r in read_metrics(out / "metrics.jsonl") if "eval/region_acc" in r]
+    assert final["step"] == 6 and 0 <= final["eval/grounding_acc50"] <= 1
     state = json.loads((complete_checkpoints(out / "checkpoints")[-1] / "rank_state_00001.json").read_text())
     assert state["step"] == 6 and state["loader"]["rank"] == 1  # each rank keeps its own data position
     assert (out / "model.safetensors").is_file()
