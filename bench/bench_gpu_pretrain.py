@@ -96,9 +96,9 @@ def count_flops(objective: torch.nn.Module, batch: dict, dtype: torch.dtype) -> 
 
 def run_variant(name: str, args: argparse.Namespace, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
     from loclip.encoder import LoclipModel, tiny_config, vit_b16_config
+    from loclip.pretrain.objective import PretrainObjective
     from loclip.training.config import OptimRecipe, RunRecipe
     from loclip.training.engine import build_engine
-    from loclip.pretrain.objective import PretrainObjective
 
     vocab = 49408 if args.preset == "vit_b16" else 64
     config = vit_b16_config(vocab_size=vocab) if args.preset == "vit_b16" else tiny_config(

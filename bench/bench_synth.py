@@ -18,9 +18,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
-
 import benchlib as bl
+import numpy as np
 
 from loclip.synth import SceneConfig, generate_scene, write_split
 

@@ -28,8 +28,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-TRAINING_PROCESSES = ("loclip.pretrain.cli", "loclip-pretrain", "loclip.eval.learning_proof", "loclip-finetune",
-                      "loclip.mllm.cli", "loclip-label")  # fmt: skip
+TRAINING_PROCESSES = ("loclip.cli.pretrain", "loclip-pretrain", "loclip.eval.learning_proof", "loclip-finetune",
+                      "loclip.cli.finetune", "loclip-label")  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------ timing

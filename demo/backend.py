@@ -175,12 +175,14 @@ def load_backend(path: str | os.PathLike, limits: Limits | None = None) -> Backe
     """The backend for a saved model directory: chat mode for an MLLM, encoder mode for an encoder."""
     kind = model_type(path)
     if kind == CHAT_MODEL_TYPE:
-        import loclip.mllm  # noqa: F401  (registers the Auto classes)
         from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        import loclip.mllm  # noqa: F401  (registers the Auto classes)
 
         model = AutoModelForImageTextToText.from_pretrained(path)
         return ChatBackend(model, AutoProcessor.from_pretrained(path), limits)
-    import loclip.encoder  # noqa: F401
     from transformers import AutoModel, AutoProcessor
+
+    import loclip.encoder  # noqa: F401
 
     return EncoderBackend(AutoModel.from_pretrained(path), AutoProcessor.from_pretrained(path), limits)

@@ -2,35 +2,42 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+
+from loclip.training.recipe import PositiveFloat, PositiveInt, build_parser, option, parse_command
 
 from .limits import Limits
 
+_LIMITS = Limits()
+LIMITS = "request limits"
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+
+@dataclass(kw_only=True)
+class DemoCommand:
+    model: str | None = option(None, "saved model directory (default: runs/mllm_quickstart, else runs/quickstart)")
+    host: str = option("127.0.0.1", "address to bind (127.0.0.1: this machine only)")
+    port: PositiveInt = option(7860, "port")
+    max_pixels: PositiveInt = option(_LIMITS.max_pixels, "largest image, width x height", group=LIMITS)
+    max_boxes: PositiveInt = option(_LIMITS.max_boxes, "boxes per request", group=LIMITS)
+    max_text_chars: PositiveInt = option(_LIMITS.max_text_chars, "characters of a question, phrase or label list",
+                                         group=LIMITS)
+    max_labels: PositiveInt = option(_LIMITS.max_labels, "candidate labels per request", group=LIMITS)
+    max_file_mb: PositiveFloat = option(_LIMITS.max_file_mb, "largest upload in MB", group=LIMITS)
+    concurrency: PositiveInt = option(1, "model requests processed at once", group=LIMITS)
+    max_queue: PositiveInt = option(64, "requests waiting beyond those; more are refused", group=LIMITS)
+    threads: PositiveInt | None = option(None, "torch CPU threads (default: torch's choice)")
+
+
+def parse_args(argv: list[str] | None = None) -> DemoCommand:
     """The command line (see ``--help``)."""
-    defaults = Limits()
-    p = argparse.ArgumentParser(
-        prog="loclip-demo",
-        description="Referring and grounding demo. Chat mode for an MLLM checkpoint (loclip-finetune), encoder "
+    parser = build_parser(
+        "loclip-demo", "Referring and grounding demo. Chat mode for an MLLM checkpoint (loclip-finetune), encoder "
         "mode for an encoder (loclip-pretrain). Without --model: runs/mllm_quickstart, else runs/quickstart.",
-    )
-    p.add_argument("--model", type=Path, default=None, help="saved model directory (default: a quickstart output)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    p.add_argument("--max-pixels", type=int, default=defaults.max_pixels, help="largest image, width x height")
-    p.add_argument("--max-boxes", type=int, default=defaults.max_boxes, help="boxes per request")
-    p.add_argument("--max-text-chars", type=int, default=defaults.max_text_chars,
-                   help="characters of a question, phrase or label list")  # fmt: skip
-    p.add_argument("--max-labels", type=int, default=defaults.max_labels, help="candidate labels per request")
-    p.add_argument("--max-file-mb", type=float, default=defaults.max_file_mb, help="largest upload in MB")
-    p.add_argument("--concurrency", type=int, default=1, help="model requests processed at once")
-    p.add_argument("--max-queue", type=int, default=64, help="requests waiting beyond those; more are refused")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    return p.parse_args(argv)
+        DemoCommand)
+    return parse_command(parser, DemoCommand, argv)[0]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -42,7 +49,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         limits = Limits(args.max_pixels, args.max_boxes, args.max_text_chars, args.max_labels, args.max_file_mb)
-        path = args.model if args.model is not None else default_model_path()
+        path = Path(args.model) if args.model is not None else default_model_path()
         backend = load_backend(path, limits)
     except (FileNotFoundError, ValueError) as e:
         sys.exit(f"loclip-demo: {e}")

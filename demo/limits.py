@@ -16,6 +16,7 @@ from typing import Any
 from PIL import Image
 
 from loclip.encoder.image_loading import to_rgb
+from loclip.training.recipe import PositiveFloat, PositiveInt, check
 
 
 class DemoInputError(ValueError):
@@ -31,19 +32,14 @@ class Limits:
     labels per request. ``max_file_mb``: upload size, enforced by gradio before a request reaches the model.
     """
 
-    max_pixels: int = 4096 * 4096
-    max_boxes: int = 8
-    max_text_chars: int = 500
-    max_labels: int = 32
-    max_file_mb: float = 20.0
+    max_pixels: PositiveInt = 4096 * 4096
+    max_boxes: PositiveInt = 8
+    max_text_chars: PositiveInt = 500
+    max_labels: PositiveInt = 32
+    max_file_mb: PositiveFloat = 20.0
 
     def __post_init__(self) -> None:
-        for name in ("max_pixels", "max_boxes", "max_text_chars", "max_labels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if not isinstance(self.max_file_mb, (int, float)) or not self.max_file_mb > 0:
-            raise ValueError(f"max_file_mb must be a number > 0, got {self.max_file_mb!r}")
+        check(self)
 
 
 def check_image_size(width: int, height: int, limits: Limits) -> None:

@@ -13,7 +13,6 @@ from .choices import GROUNDING_HEADS, check_choice
 from .trunks import TEXT_TOWERS, VISION_TRUNKS
 
 
-
 class LoclipVisionConfig(PreTrainedConfig):
     r"""Vision half: a transformers CLIP or SigLIP vision trunk and the CLOC region modules.
 

@@ -18,7 +18,6 @@ from torch import nn
 
 from .boxes import cxcywh_to_xyxy
 
-
 _MIN_COVERAGE = 1e-2  # floor of the attention prior: a patch outside the box gets locality * log(0.01)
 
 

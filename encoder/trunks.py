@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from transformers import CLIPTextModel, CLIPVisionModel, PreTrainedConfig, PreTrainedModel, SiglipTextModel, SiglipVisionModel
+from transformers import (
+    CLIPTextModel,
+    CLIPVisionModel,
+    PreTrainedConfig,
+    PreTrainedModel,
+    SiglipTextModel,
+    SiglipVisionModel,
+)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ itself truncated in both modes.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, get_args
 
 import torch
 import torch.nn.functional as F
@@ -25,7 +25,8 @@ from loclip.encoder.choices import REGION_METHODS
 from .data import ImageInput, RegionImage
 
 LongCaptionMode = Literal["subcaption", "truncate"]
-LONG_CAPTION_MODES: tuple[str, ...] = ("subcaption", "truncate")
+LongCaptions = Literal["subcaption", "truncate"]  # captions over the text context: sentence-averaged or cut
+LONG_CAPTION_MODES: tuple[str, ...] = get_args(LongCaptions)
 T = TypeVar("T")
 
 

@@ -60,7 +60,7 @@ def baseline_grounding(synth_dir: str, max_train: int = 2000, max_eval: int = 20
 
 def train_variant(variant: str, out: Path, synth: Path, extra: list[str]) -> float:
     """Run ``loclip-pretrain --variant`` in its own process; returns wall seconds."""
-    cmd = [sys.executable, "-m", "loclip.pretrain.cli", "--variant", variant, "--output-dir", str(out / variant),
+    cmd = [sys.executable, "-m", "loclip.cli.pretrain", "--variant", variant, "--output-dir", str(out / variant),
            "--synth-dir", str(synth), "--run.progress", "false", "--run.resume", "false", *extra]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
@@ -68,9 +68,9 @@ def train_variant(variant: str, out: Path, synth: Path, extra: list[str]) -> flo
 
 
 def evaluate_variant(variant: str, out: Path, synth: Path, max_scenes: int) -> dict[str, float | None]:
-    import loclip.encoder  # noqa: F401  (registers the Auto classes)
     from transformers import AutoModel, AutoProcessor
 
+    import loclip.encoder  # noqa: F401  (registers the Auto classes)
     from loclip.eval.synthetic import evaluate_synthetic
 
     model = AutoModel.from_pretrained(out / variant).eval()

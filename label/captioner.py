@@ -20,7 +20,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from PIL import Image
@@ -29,7 +29,8 @@ from .stages import Captions
 
 LONG_PROMPT = "Describe the image in detail."
 SHORT_PROMPT = "Describe the image in one short sentence."
-CAPTIONER_KINDS = ("auto", "loclip", "chat", "plain")
+CaptionerKind = Literal["auto", "loclip", "chat", "plain"]
+CAPTIONER_KINDS: tuple[str, ...] = get_args(CaptionerKind)
 _SPACES = re.compile(r"\s+")
 
 

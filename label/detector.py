@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from types import SimpleNamespace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 from PIL import Image
@@ -23,7 +23,7 @@ from loclip.encoder import boxes as B
 from .stages import Detection
 
 NmsMode = Literal["global", "class", "none"]
-NMS_MODES = ("global", "class", "none")
+NMS_MODES: tuple[str, ...] = get_args(NmsMode)
 
 
 def nms(

@@ -13,28 +13,28 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
 import tarfile
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from PIL import Image
 from tqdm import tqdm
 
 from loclip.encoder.image_loading import to_rgb
 from loclip.pretrain.data import RawSample, SkipCounter
+from loclip.pretrain.data.sample import IMAGE_EXTENSIONS, IMAGE_FORMATS
 from loclip.shards import skips as S
 from loclip.shards.write import ShardWriter, atomic_write_json, json_bytes, remove_partial
-from loclip.pretrain.data.sample import IMAGE_EXTENSIONS, IMAGE_FORMATS
+from loclip.training.recipe import PositiveInt, between, check
 
 from .inputs import Unit, check_not_inside
 from .phrases import DEFAULT_MAX_QUERIES, select_queries
 from .stages import Captioner, Captions, Detector, PhraseExtractor
-from .writer import REGIONS_MODES, merge_record
+from .writer import RegionsMode, merge_record
 
 logger = logging.getLogger(__name__)
 
@@ -56,24 +56,17 @@ class LabelConfig:
     """
 
     output_dir: str
-    batch_size: int = 8
-    max_queries: int = DEFAULT_MAX_QUERIES
-    regions_mode: str = "add"
-    dedupe_iou: float = 0.7
+    batch_size: PositiveInt = 8
+    max_queries: PositiveInt = DEFAULT_MAX_QUERIES
+    regions_mode: RegionsMode = "add"
+    dedupe_iou: Annotated[float, between(0, 1, low_open=True)] = 0.7
     phrases_from_existing: bool = False
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if not isinstance(self.output_dir, (str, os.PathLike)) or not str(self.output_dir):
+        check(self, "LabelConfig.")
+        if not self.output_dir:
             raise ValueError(f"LabelConfig.output_dir must be a path, got {self.output_dir!r}")
-        for name in ("batch_size", "max_queries"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"LabelConfig.{name} must be an int >= 1, got {value!r}")
-        if self.regions_mode not in REGIONS_MODES:
-            raise ValueError(f"LabelConfig.regions_mode must be one of {REGIONS_MODES}, got {self.regions_mode!r}")
-        if not (isinstance(self.dedupe_iou, (int, float)) and 0.0 < self.dedupe_iou <= 1.0):
-            raise ValueError(f"LabelConfig.dedupe_iou must be a number in (0, 1], got {self.dedupe_iou!r}")
 
 
 @dataclass

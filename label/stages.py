@@ -7,9 +7,10 @@ stages this way).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from PIL import Image
 
@@ -51,3 +52,22 @@ class Detector(Protocol):
     """``images`` and per-image text ``queries`` → per-image detections (boxes in that image's pixels)."""
 
     def __call__(self, images: Sequence[Image.Image], queries: Sequence[Sequence[str]]) -> list[list[Detection]]: ...
+
+
+PYTHON_PREFIX = "python:"
+
+
+def load_python_stage(spec: str, name: str) -> Callable[..., Any]:
+    """``python:package.module:factory`` → ``factory()``, which must return a callable stage."""
+    target = spec[len(PYTHON_PREFIX):]
+    module_name, _, attr = target.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"--{name} {spec!r}: expected python:package.module:factory")
+    try:
+        factory = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"--{name} {spec!r}: {e}") from e
+    stage = factory()
+    if not callable(stage):
+        raise ValueError(f"--{name} {spec!r}: the factory returned a {type(stage).__name__}, not a callable")
+    return stage

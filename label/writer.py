@@ -20,7 +20,7 @@ into place when whole).
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import torch
 
@@ -29,7 +29,7 @@ from loclip.encoder import boxes as B
 from .stages import Captions, Detection
 
 RegionsMode = Literal["add", "fill", "replace"]
-REGIONS_MODES = ("add", "fill", "replace")
+REGIONS_MODES: tuple[str, ...] = get_args(RegionsMode)
 SOURCE_TAG = "vesl"
 
 

@@ -19,7 +19,6 @@ from loclip.encoder import LoclipConfig, LoclipModel, tiny_config, vit_b16_confi
 from loclip.encoder.compat import enable_activation_checkpointing
 from loclip.encoder.image_processing import LoclipImageProcessor
 from loclip.encoder.processing import LoclipProcessor
-
 from loclip.training.distributed import sum_over_ranks, teardown_distributed
 from loclip.training.engine import build_engine
 from loclip.training.export import export_atomic

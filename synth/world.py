@@ -7,6 +7,7 @@ all read the same names.
 from __future__ import annotations
 
 from itertools import product
+from typing import Literal, get_args
 
 RGB = tuple[int, int, int]
 
@@ -40,7 +41,8 @@ BACKGROUNDS: dict[str, RGB] = {
 }
 BACKGROUND_JITTER = 26  # max |gradient| + max |noise|, per channel
 
-SPLITS: tuple[str, ...] = ("train", "val", "test", "novel")
+Split = Literal["train", "val", "test", "novel"]
+SPLITS: tuple[str, ...] = get_args(Split)
 SPLIT_IDS: dict[str, int] = {name: i for i, name in enumerate(SPLITS)}
 
 # The composition split: colour–shape pairs never drawn in train/val/test. One pair per colour and

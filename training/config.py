@@ -4,33 +4,37 @@ logging, checkpoints)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from .recipe import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitFloat, between
 
 
 @dataclass
 class OptimRecipe:
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.98
-    eps: float = 1e-6
-    warmup_steps: int = 50
-    steps: int = 1000
-    min_lr_ratio: float = 0.0
-    grad_clip: float = 1.0
-    grad_accum: int = 1
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.1
+    beta1: Annotated[float, between(0, 1, high_open=True)] = 0.9
+    beta2: Annotated[float, between(0, 1, high_open=True)] = 0.98
+    eps: PositiveFloat = 1e-6
+    warmup_steps: NonNegativeInt = 50
+    steps: PositiveInt = 1000
+    min_lr_ratio: UnitFloat = 0.0
+    grad_clip: NonNegativeFloat = 1.0  # 0 = no clipping
+    grad_accum: PositiveInt = 1
 
 
 @dataclass
 class RunRecipe:
     output_dir: str = "runs/quickstart"
-    seed: int = 0
-    zero_stage: int = 0  # DeepSpeed ZeRO stage when no deepspeed_config is given
-    deepspeed_config: str | None = None  # a DeepSpeed JSON (configs/deepspeed/); batch, clipping, precision are filled in
-    precision: str = "fp32"  # fp32 | bf16
-    log_every: int = 10
-    eval_every: int = 0  # 0 = only at the end
-    save_every: int = 200
-    keep_checkpoints: int = 2
+    seed: NonNegativeInt = 0
+    zero_stage: Literal[0, 1, 2, 3] = 0  # DeepSpeed ZeRO stage when no deepspeed_config is given
+    # a DeepSpeed JSON (configs/deepspeed/); batch size, accumulation, clipping and precision are filled in
+    deepspeed_config: str | None = None
+    precision: Literal["fp32", "bf16"] = "fp32"
+    log_every: PositiveInt = 10
+    eval_every: NonNegativeInt = 0  # 0 = only at the end
+    save_every: NonNegativeInt = 200  # 0 = only at the end
+    keep_checkpoints: NonNegativeInt = 2  # newest complete checkpoints kept (0 = all)
     resume: bool = True  # continue from the newest complete checkpoint in output_dir/checkpoints
-    max_bad_steps: int = 0  # steps with a non-finite loss skipped before the run stops with an error
+    max_bad_steps: NonNegativeInt = 0  # steps with a non-finite loss skipped before the run stops with an error
     progress: bool = True

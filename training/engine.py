@@ -44,7 +44,8 @@ def build_engine(
 
     o = optim
     optimizer = build_optimizer(module, o.lr, o.weight_decay, (o.beta1, o.beta2), o.eps, lr_scales)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cosine_with_warmup(o.warmup_steps, o.steps, o.min_lr_ratio))
+    schedule = cosine_with_warmup(o.warmup_steps, o.steps, o.min_lr_ratio)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     engine, _, _, _ = deepspeed.initialize(
         model=module, optimizer=optimizer, lr_scheduler=scheduler,
         config=build_deepspeed_config(run, optim, micro_batch_size),

@@ -9,6 +9,9 @@ batches through ``LoclipProcessor`` → a multi-worker loader that resumes exact
     state = loader.state_dict(); loader.load_state_dict(state); loader.skip_counts()
 """
 
+from loclip.encoder.sentences import split_sentences
+from loclip.shards.skips import SkipCounter
+
 from .collate import BATCH_KEYS, collate
 from .config import DataConfig
 from .loader import ResumableLoader, build_train_loader, resolve_rank
@@ -16,8 +19,6 @@ from .plan import Position, ShardPlan, Unit
 from .readers import RawSample, read_members
 from .sample import Region, Sample, decode_sample
 from .sampling import TrainItem, choose, prepare, sample_rng, subcaption_pool
-from loclip.encoder.sentences import split_sentences
-from loclip.shards.skips import SkipCounter
 from .sources import ShardSpec, build_specs, expand_shard_urls
 from .stream import BatchStream
 

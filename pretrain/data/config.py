@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal, get_args
 
-FILL_MODES = ("mask", "repeat")
-CAPTION_SOURCES = ("raw", "short", "long", "pool")
+from loclip.training.recipe import NonNegativeFloat, NonNegativeInt, PositiveInt, at_least, check
 
-
-def _check_int(name: str, value: object, low: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ValueError(f"DataConfig.{name} must be an int >= {low}, got {value!r}")
-
-
-def _check_paths(name: str, value: object) -> None:
-    ok = value is None or isinstance(value, str) or (
-        isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
-    )
-    if not ok:
-        raise ValueError(f"DataConfig.{name} must be a string, a list of strings or None, got {value!r}")
+FillMode = Literal["mask", "repeat"]
+CaptionSource = Literal["raw", "short", "long", "pool"]
+FILL_MODES: tuple[str, ...] = get_args(FillMode)
+CAPTION_SOURCES: tuple[str, ...] = get_args(CaptionSource)
 
 
 @dataclass
@@ -50,42 +41,28 @@ class DataConfig:
     train_shards: str | list[str] | None = None
     jsonl: str | list[str] | None = None
     image_root: str | None = None
-    batch_size: int = 32
-    num_workers: int = 4
-    image_size: int = 224
-    max_text_length: int = 77
-    num_subcaptions: int = 4
-    num_regions: int = 4
+    batch_size: PositiveInt = 32
+    num_workers: NonNegativeInt = 4
+    image_size: PositiveInt = 224
+    max_text_length: Annotated[int, at_least(2)] = 77
+    num_subcaptions: NonNegativeInt = 4
+    num_regions: NonNegativeInt = 4
     pool_raw_caption: bool = True
     pool_short_captions: bool = True
     pool_long_sentences: bool = True
-    fill_mode: Literal["mask", "repeat"] = "mask"
-    caption_source: Literal["raw", "short", "long", "pool"] = "raw"
-    seed: int = 0
-    jsonl_chunk_size: int = 1000
-    box_tolerance: float = 1.0
-    prefetch_factor: int = 2
+    fill_mode: FillMode = "mask"
+    caption_source: CaptionSource = "raw"
+    seed: NonNegativeInt = 0
+    jsonl_chunk_size: PositiveInt = 1000
+    box_tolerance: NonNegativeFloat = 1.0
+    prefetch_factor: PositiveInt = 2
     pin_memory: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ``ValueError`` naming the first bad field (recipes may set fields after construction, so
-        the loader builder calls this again). Whether any source is set is checked when building."""
-        _check_paths("train_shards", self.train_shards)
-        _check_paths("jsonl", self.jsonl)
-        if self.image_root is not None and not isinstance(self.image_root, str):
-            raise ValueError(f"DataConfig.image_root must be a string or None, got {self.image_root!r}")
-        for name, low in (("batch_size", 1), ("num_workers", 0), ("image_size", 1), ("max_text_length", 2),
-                          ("num_subcaptions", 0), ("num_regions", 0), ("seed", 0), ("jsonl_chunk_size", 1),
-                          ("prefetch_factor", 1)):
-            _check_int(name, getattr(self, name), low)
-        if self.fill_mode not in FILL_MODES:
-            raise ValueError(f"DataConfig.fill_mode must be one of {FILL_MODES}, got {self.fill_mode!r}")
-        if self.caption_source not in CAPTION_SOURCES:
-            raise ValueError(f"DataConfig.caption_source must be one of {CAPTION_SOURCES}, got {self.caption_source!r}")
-        if isinstance(self.box_tolerance, bool) or not isinstance(self.box_tolerance, (int, float)) or not (
-            0 <= self.box_tolerance < float("inf")
-        ):
-            raise ValueError(f"DataConfig.box_tolerance must be a finite number >= 0, got {self.box_tolerance!r}")
+        """Check every field (``loclip.training.recipe.check``: a ``ValueError`` naming the field, its value and
+        what is expected). Recipes may set fields after construction, so the loader builder calls this again;
+        whether any source is set is checked when building."""
+        check(self, "data.")

@@ -17,10 +17,11 @@ from typing import Any
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
+from loclip.shards.skips import SkipCounter
+
 from .config import DataConfig
 from .plan import Position
 from .readers import read_members
-from loclip.shards.skips import SkipCounter
 from .sources import build_specs, fingerprint
 from .stream import SKIPS_KEY, STATE_KEY, BatchStream
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from loclip.shards.read import iter_members, open_source, split_name
 from loclip.shards.skips import MEMBER_BAD_NAME, SHARD_TRUNCATED, SHARD_UNREADABLE, SkipCounter
+
 from .sources import ShardSpec
 
 logger = logging.getLogger(__name__)

@@ -18,10 +18,10 @@ from typing import Any, NamedTuple
 from PIL import Image
 
 from loclip.encoder.image_loading import to_rgb
-
 from loclip.shards import skips as S
-from .readers import RawSample
 from loclip.shards.skips import SkipCounter
+
+from .readers import RawSample
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
 # Formats PIL may decode. Others count as bad images: some PIL plugins (EPS) run external programs.

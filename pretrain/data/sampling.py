@@ -14,9 +14,10 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image
 
+from loclip.encoder.sentences import split_sentences
+
 from .config import DataConfig
 from .sample import Sample
-from loclip.encoder.sentences import split_sentences
 
 T = TypeVar("T")
 

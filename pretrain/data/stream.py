@@ -14,13 +14,14 @@ from typing import Any
 
 from torch.utils.data import IterableDataset, get_worker_info
 
+from loclip.shards.skips import SkipCounter
+
 from .collate import collate
 from .config import DataConfig
 from .plan import Position, ShardPlan
 from .readers import read_members
 from .sample import decode_sample
 from .sampling import TrainItem, prepare
-from loclip.shards.skips import SkipCounter
 from .sources import ShardSpec
 
 STATE_KEY, SKIPS_KEY = "_reader_state", "_skip_delta"

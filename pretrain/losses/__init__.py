@@ -7,6 +7,8 @@ ranks is the global-batch loss**, which makes DDP/DeepSpeed's gradient averaging
 ``contrastive.py``). With no process group everything runs in one process.
 """
 
+from loclip.encoder.collectives import gather_no_grad, gather_with_grad, rank_and_world
+
 from .cloc import dense_grounding_loss, grounding_loss, region_text_loss, region_weight
 from .contrastive import (
     MAX_LOGIT_SCALE,
@@ -17,7 +19,6 @@ from .contrastive import (
     paired_infonce,
     siglip_loss,
 )
-from loclip.encoder.collectives import gather_no_grad, gather_with_grad, rank_and_world
 from .dreamlip import grouping_loss, grouping_weights, multi_positive_loss
 
 __all__ = [

@@ -20,8 +20,8 @@ from PIL import Image
 from loclip.encoder import LoclipImageProcessor, LoclipModel, LoclipProcessor, LoclipVisionModel, tiny_config
 from loclip.mllm.builder import compose, make_processor, tiny_llm
 from loclip.mllm.conversation import encode_conversation, ensure_tokens
-from loclip.training.distributed import free_port
 from loclip.synth import build_tokenizer
+from loclip.training.distributed import free_port
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported (by the server fixtures)
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from loclip.encoder import boxes
-from loclip.encoder import box_text
+from loclip.encoder import box_text, boxes
 from loclip.encoder.box_text import parse_boxes, render_box, render_box_list, render_boxes
 
 

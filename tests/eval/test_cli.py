@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loclip.eval.cli import TASKS, main
+from loclip.cli.evaluate import TASKS, main
 
 
 def test_help_documents_every_task(capsys: pytest.CaptureFixture) -> None:
@@ -103,4 +103,4 @@ def test_unknown_task_is_an_argparse_error(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["--model", "x", "--task", "captioning"])
     assert exit_info.value.code == 2
-    assert "invalid choice: 'captioning'" in capsys.readouterr().err
+    assert "task[0] = 'captioning': expected one of" in capsys.readouterr().err

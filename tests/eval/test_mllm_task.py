@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from loclip.eval.cli import main
+from loclip.cli.evaluate import main
 from loclip.synth import SceneConfig, write_split
 
 

@@ -17,9 +17,9 @@ from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2Processor, P
 from transformers.models.owlv2.image_processing_pil_owlv2 import Owlv2ImageProcessorPil
 
 from loclip.encoder import LoclipVisionModel, tiny_config
+from loclip.label import OwlDetector
 from loclip.mllm.builder import compose, make_processor, tiny_llm
 from loclip.mllm.conversation import ensure_tokens
-from loclip.label import OwlDetector
 from loclip.synth import build_tokenizer
 from loclip.synth.language import vocabulary
 
@@ -99,8 +99,14 @@ CHAT_TEMPLATE = (
 
 def save_tiny_llava(directory: Path) -> Path:
     """A plain transformers LLaVA (CLIP vision, 1-layer Llama) whose processor has a chat template."""
-    from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig,
-                              LlavaForConditionalGeneration, LlavaProcessor)  # fmt: skip
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,  # fmt: skip
+        LlavaProcessor,
+    )
 
     tokenizer = word_tokenizer(vocabulary() + ["user", "assistant"], max_length=256)
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
@@ -122,7 +128,13 @@ def save_tiny_llava(directory: Path) -> Path:
 
 def save_tiny_vision_encoder_decoder(directory: Path) -> Path:
     """A prompt-free captioner: ``VisionEncoderDecoderModel`` (ViT + GPT-2), saved without a processor class."""
-    from transformers import GPT2Config, VisionEncoderDecoderConfig, VisionEncoderDecoderModel, ViTConfig, ViTImageProcessor
+    from transformers import (
+        GPT2Config,
+        VisionEncoderDecoderConfig,
+        VisionEncoderDecoderModel,
+        ViTConfig,
+        ViTImageProcessor,
+    )
 
     tokenizer = word_tokenizer(vocabulary(), max_length=32)
     ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)

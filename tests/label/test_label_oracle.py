@@ -25,10 +25,10 @@ from PIL import Image
 from loclip.encoder import boxes as B
 from loclip.encoder.image_processing import LoclipImageProcessor
 from loclip.encoder.processing import LoclipProcessor
-from loclip.pretrain.data import DataConfig, build_train_loader
 from loclip.label import Captions, LabelConfig, OwlDetector, RulePhrases, label, shard_units
-from loclip.synth import SceneConfig, build_tokenizer, generate_scene, write_split
+from loclip.pretrain.data import DataConfig, build_train_loader
 from loclip.shards.write import ShardWriter, json_bytes
+from loclip.synth import SceneConfig, build_tokenizer, generate_scene, write_split
 from loclip.synth.shards import encode_png
 
 SEED, SCENES, SIZE = 5, 12, 64

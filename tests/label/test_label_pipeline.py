@@ -19,7 +19,6 @@ from PIL import Image
 from loclip.encoder import boxes as B
 from loclip.encoder.image_processing import LoclipImageProcessor
 from loclip.encoder.processing import LoclipProcessor
-from loclip.pretrain.data import DataConfig, build_train_loader
 from loclip.label import (
     Captions,
     Detection,
@@ -33,7 +32,8 @@ from loclip.label import (
     nms,
     shard_units,
 )
-from loclip.label.cli import main as label_main
+from loclip.cli.label import main as label_main
+from loclip.pretrain.data import DataConfig, build_train_loader
 from loclip.synth import SceneConfig, build_tokenizer, write_split
 
 SIZE = 64

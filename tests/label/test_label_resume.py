@@ -15,7 +15,7 @@ import pytest
 import torch
 from label_helpers import save_tiny_mllm, save_tiny_owl
 
-from loclip.label.cli import main as label_main
+from loclip.cli.label import main as label_main
 from loclip.synth import SceneConfig, write_split
 
 HERE = Path(__file__).resolve().parent
@@ -64,7 +64,7 @@ def test_sigkill_mid_shard_then_resume(tmp_path: Path, monkeypatch: pytest.Monke
     assert label_main(_args(tmp_path, reference)) == 0
 
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "loclip.label.cli", *_args(tmp_path, out)]
+    cmd = [sys.executable, "-m", "loclip.cli.label", *_args(tmp_path, out)]
     proc = subprocess.Popen(cmd, env=_env(tmp_path, 0.4), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     partial = lambda: [p for p in out.glob(".shard-000001.tar.tmp-*") if p.stat().st_size > 0]  # noqa: E731
     _wait_for(lambda: (out / SHARDS[0]).is_file() and bool(partial()), proc)

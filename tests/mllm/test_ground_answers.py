@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from loclip.encoder.box_text import parse_boxes
+from loclip.encoder.modeling import VisionEncoding
 from loclip.mllm import LoclipLlavaForConditionalGeneration, LoclipLlavaProcessor, chat
 from loclip.mllm.adapters import set_trainable
-from loclip.encoder.modeling import VisionEncoding
 from loclip.mllm.conversation import (
     GROUND_TOKEN,
     IGNORE_INDEX,

@@ -15,8 +15,8 @@ import torch
 from safetensors.torch import load_file
 
 from loclip.encoder import LoclipModel, tiny_config
-from loclip.training.distributed import free_port
 from loclip.synth import SceneConfig, build_tokenizer, write_split
+from loclip.training.distributed import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 pytest.importorskip("deepspeed")
@@ -45,7 +45,7 @@ def _args(root: Path, out: Path, steps: int, *extra: str) -> list[str]:
 
 
 def test_lora_zero2_resume_and_merged_export(setup: Path, tmp_path: Path) -> None:
-    from loclip.mllm.cli import main
+    from loclip.cli.finetune import main
 
     out = tmp_path / "run"
     lora = ["--tune.stage", "2", "--tune.lora", "true", "--tune.lora_r", "4"]
@@ -69,7 +69,7 @@ def test_two_process_zero_on_cpu(setup: Path, tmp_path: Path, zero: str) -> None
               "--eval.val_json", str(setup / "synth/val/conversations.json"), "--eval.max_questions", "2",
               "--eval.max_new_tokens", "3"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           "-m", "loclip.mllm.cli", *_args(setup, tmp_path / "ddp", 2, *ground)]
+           "-m", "loclip.cli.finetune", *_args(setup, tmp_path / "ddp", 2, *ground)]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     weights = load_file(tmp_path / "ddp" / "model.safetensors")

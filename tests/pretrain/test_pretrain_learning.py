@@ -9,8 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from loclip.training.metrics_log import read_metrics
 from loclip.synth import SceneConfig, build_tokenizer, shard_paths, write_split
+from loclip.training.metrics_log import read_metrics
 
 CHANCE = 1 / 128  # the world has 2 sizes x 8 colours x 8 shapes = 128 phrases
 
@@ -34,7 +34,7 @@ def test_short_run_lowers_every_loss_and_beats_chance_on_held_out_regions(tmp_pa
     }
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    subprocess.run([sys.executable, "-m", "loclip.pretrain.cli", "--config", str(tmp_path / "recipe.yaml")],
+    subprocess.run([sys.executable, "-m", "loclip.cli.pretrain", "--config", str(tmp_path / "recipe.yaml")],
                    check=True, env=env, capture_output=True)
 
     rows = read_metrics(out / "metrics.jsonl")

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from loclip.synth import SceneConfig, build_tokenizer, shard_paths, write_split
 from loclip.training.checkpoint import COMPLETE, complete_checkpoints
 from loclip.training.distributed import free_port
 from loclip.training.metrics_log import read_metrics
-from loclip.synth import SceneConfig, build_tokenizer, shard_paths, write_split
 
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
 
@@ -49,7 +49,7 @@ def _recipe(world: Path, out: Path, steps: int, evaluate: bool = False, **run) -
 
 
 def _command(recipe: Path) -> list[str]:
-    return [sys.executable, "-m", "loclip.pretrain.cli", "--config", str(recipe)]
+    return [sys.executable, "-m", "loclip.cli.pretrain", "--config", str(recipe)]
 
 
 def _losses(out: Path) -> list[tuple[int, float]]:
@@ -99,7 +99,7 @@ def test_two_processes_with_a_launcher_and_zero(world: Path, tmp_path: Path, lau
         start = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port, "-m"]
     else:  # DeepSpeed's launcher runs 2 CPU processes with --num_gpus 2 and adds --local_rank
         start = [str(Path(sys.executable).parent / "deepspeed"), "--num_gpus", "2", "--master_port", port, "--module"]
-    cmd = [*start, "loclip.pretrain.cli", "--config", str(recipe)]
+    cmd = [*start, "loclip.cli.pretrain", "--config", str(recipe)]
     done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     losses = _losses(out)
@@ -130,7 +130,7 @@ def test_shipped_recipes_load_and_validate(name: str) -> None:
 
 
 def test_cli_overrides_and_bad_values(tmp_path: Path) -> None:
-    from loclip.pretrain.cli import build_parser
+    from loclip.cli.pretrain import parser as build_parser
     from loclip.pretrain.config import PretrainRecipe
     from loclip.training.recipe import load_recipe
 
@@ -150,10 +150,10 @@ def test_grounding_head_is_a_recipe_choice(world: Path) -> None:
     from transformers import AutoTokenizer
 
     from loclip.encoder.prompter import BoxHead, DenseBoxHead
-    from loclip.pretrain.cli import build_parser
+    from loclip.cli.pretrain import parser as build_parser
     from loclip.pretrain.config import PretrainRecipe
-    from loclip.training.recipe import load_recipe
     from loclip.pretrain.trainer import build_model
+    from loclip.training.recipe import load_recipe
 
     tokenizer = AutoTokenizer.from_pretrained(world / "tokenizer")
     heads = {}

@@ -22,7 +22,7 @@ from loclip.synth import (
     shard_record,
     write_split,
 )
-from loclip.synth.cli import main
+from loclip.cli.synth import main
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -172,11 +172,11 @@ def test_cli_writes_every_split_and_a_loadable_tokenizer(tmp_path: Path, capsys:
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--scenes", "0"], "--scenes: must be >= 1"),
-        (["--scenes", "-2"], "--scenes: must be >= 1"),
-        (["--scenes", "many"], "--scenes: expected an integer"),
-        (["--scenes", "3", "--split", "holdout"], "invalid choice: 'holdout'"),
-        (["--scenes", "3", "--image-size", "16"], "image_size must be an int in [32, 1024], got 16"),
+        (["--scenes", "0"], "scenes = 0: expected an integer >= 1"),
+        (["--scenes", "-2"], "scenes = -2: expected an integer >= 1"),
+        (["--scenes", "many"], "scenes = 'many': expected an integer >= 1"),
+        (["--scenes", "3", "--split", "holdout"], "split = 'holdout': expected one of ['train', 'val', 'test', 'novel', 'all']"),
+        (["--scenes", "3", "--image-size", "16"], "image_size = 16: expected an integer in [32, 1024]"),
     ],
 )
 def test_cli_bad_arguments(tmp_path: Path, capsys: pytest.CaptureFixture, argv: list[str], message: str) -> None:

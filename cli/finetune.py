@@ -10,16 +10,14 @@ itself); it prints held-out referring accuracy and REC accuracy at IoU 0.5.
 
 from __future__ import annotations
 
-import argparse
-import json
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
+from loclip.mllm.config import FinetuneRecipe
 from loclip.training.metrics_log import last_eval, print_table
-from loclip.training.recipe import add_recipe_arguments, load_recipe
-
-from .config import FinetuneRecipe
+from loclip.training.recipe import PositiveInt, build_parser, load_recipe, option, parse_command
 
 QUICKSTART_SCENES = {"train": 5000, "val": 100}
 QUICKSTART = {
@@ -33,23 +31,18 @@ QUICKSTART = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="loclip-finetune", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML recipe (see configs/mllm/); omitted: the quickstart")
-    parser.add_argument("--output-dir", help="where checkpoints, logs and the exported model go (= run.output_dir)")
-    parser.add_argument("--quickstart-scenes", type=int, default=QUICKSTART_SCENES["train"],
-                        help="training scenes the quickstart generates (default %(default)s)")
-    # The `deepspeed` launcher passes --local_rank; the rank is read from the environment (LOCAL_RANK).
-    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
-    add_recipe_arguments(parser, FinetuneRecipe)
-    return parser
+@dataclass(kw_only=True)
+class FinetuneCommand:
+    config: str | None = option(None, "YAML recipe (see configs/mllm/); omitted: the quickstart")
+    output_dir: str | None = option(None, "where checkpoints, logs and the exported model go (= run.output_dir)")
+    quickstart_scenes: PositiveInt = option(QUICKSTART_SCENES["train"], "training scenes the quickstart generates")
 
 
 def prepare_quickstart(recipe: FinetuneRecipe, out: Path, train_scenes: int) -> None:
     """Check the encoder, make the synthetic world and its tokenizer once, point the recipe at them."""
     from loclip.encoder import LoclipVisionConfig
-    from loclip.synth import SceneConfig, build_tokenizer, write_split
+    from loclip.synth import SceneConfig
+    from loclip.synth.quickstart import ensure_world
 
     encoder = Path(recipe.model.encoder)
     if not (encoder / "config.json").is_file():
@@ -57,13 +50,8 @@ def prepare_quickstart(recipe: FinetuneRecipe, out: Path, train_scenes: int) -> 
                          f"`loclip-pretrain --output-dir {encoder}` or pass --model.encoder DIR")
     image_size = LoclipVisionConfig.from_pretrained(encoder).image_size
     synth = out / "synth"
-    for split, n in dict(QUICKSTART_SCENES, train=train_scenes).items():
-        marker = synth / split / "sizes.json"
-        if not (marker.is_file() and sum(json.loads(marker.read_text()).values()) == n):
-            write_split(synth, split, n, seed=recipe.run.seed, config=SceneConfig(image_size=image_size))
-    tok_dir = synth / "tokenizer"
-    if not (tok_dir / "tokenizer.json").is_file():
-        build_tokenizer(model_max_length=recipe.data.max_length).save_pretrained(tok_dir)
+    tok_dir = ensure_world(synth, dict(QUICKSTART_SCENES, train=train_scenes), recipe.run.seed,
+                           SceneConfig(image_size=image_size), recipe.data.max_length)
     recipe.model.tokenizer = recipe.model.tokenizer or str(tok_dir)
     recipe.data.train_json = recipe.data.train_json or str(synth / "train" / "conversations.json")
     recipe.eval.val_json = recipe.eval.val_json or str(synth / "val" / "conversations.json")
@@ -73,8 +61,8 @@ def make_eval_fn(recipe: FinetuneRecipe):
     """Referring and REC@0.5 on ``eval.val_json`` (images relative to its folder), or ``None``."""
     if not recipe.eval.val_json:
         return None
-    from .data import load_records
-    from .evaluate import evaluate_records
+    from loclip.mllm.data import load_records
+    from loclip.mllm.evaluate import evaluate_records
 
     path = Path(recipe.eval.val_json)
     records = load_records(path)
@@ -86,21 +74,25 @@ def make_eval_fn(recipe: FinetuneRecipe):
     return eval_fn
 
 
+def parser():
+    return build_parser("loclip-finetune", __doc__, FinetuneCommand, FinetuneRecipe)
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
+    cmd, args = parse_command(parser(), FinetuneCommand, argv)
     try:
-        recipe = load_recipe(FinetuneRecipe, args.config, args, base=None if args.config else QUICKSTART)
-        if args.output_dir:
-            recipe.run.output_dir = args.output_dir
+        recipe = load_recipe(FinetuneRecipe, cmd.config, args, base=None if cmd.config else QUICKSTART)
+        if cmd.output_dir:
+            recipe.run.output_dir = cmd.output_dir
         out = Path(recipe.run.output_dir)
-        if args.config is None:
-            prepare_quickstart(recipe, out, args.quickstart_scenes)
+        if cmd.config is None:
+            prepare_quickstart(recipe, out, cmd.quickstart_scenes)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"loclip-finetune: error: {e}", file=sys.stderr)
         return 2
 
-    from .trainer import train
+    from loclip.mllm.trainer import train
 
     train(recipe, eval_fn=make_eval_fn(recipe))
     final = last_eval(out)

@@ -1,0 +1,162 @@
+"""What ``loclip-eval`` runs: its datasets read and checked first, then one runner per task.
+
+``plan_tasks(options)`` takes the command's options (``loclip.cli.evaluate.EvalCommand``: ``task``,
+``synth_dir``, ``captions_json``, ...), reads every dataset the tasks need, so that a wrong path fails before
+the model loads, and returns runners ``(model, processor) -> [TaskResult]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .coco import read_coco_captions, read_coco_instances
+from .data import Dataset, check_dir
+from .folder import read_classnames, read_image_folder
+from .grounding import evaluate_grounding
+from .prompts import BARE, DEFAULT_TEMPLATES, read_templates
+from .refcoco import read_refs
+from .region_cls import evaluate_region_classification
+from .region_retrieval import evaluate_region_retrieval
+from .report import TaskResult
+from .retrieval import evaluate_retrieval
+from .synth_data import read_scenes, synthetic_captions, synthetic_regions
+from .synthetic import summarize, synthetic_results
+from .zeroshot import evaluate_zeroshot
+
+
+def _need(options: Any, task: str, *flags: str) -> None:
+    missing = [f for f in flags if getattr(options, f.lstrip("-").replace("-", "_")) is None]
+    if missing:
+        raise ValueError(f"--task {task} needs {' and '.join(missing)}")
+
+
+Runner = Callable[[Any, Any], list[TaskResult]]  # (model, processor) -> results
+
+
+def plan_tasks(options: Any) -> list[Runner]:
+    """Read every dataset the tasks need (errors surface here, before the model loads) → runners."""
+    kw = dict(batch_size=options.batch_size, progress=not options.no_progress)
+    n, method, match = options.max_samples, options.region_method, not options.strict_captions
+    templates = read_templates(options.templates) if options.templates else None
+    scenes: list = []
+
+    def synth(task: str) -> list:
+        _need(options, task, "--synth-dir")
+        scenes[:] = scenes or read_scenes(options.synth_dir, options.synth_split, n)
+        return scenes
+
+    def refs(task: str) -> Dataset:
+        image_dir = options.refs_image_dir or options.image_dir
+        if image_dir is None:
+            raise ValueError(f"--task {task} with --refs-json needs --refs-image-dir (or --image-dir)")
+        return read_refs(options.refs_json, image_dir, options.refs_split, n)
+
+    runners: list[Runner] = []
+    for task in dict.fromkeys(options.task):  # each task once, in the order given
+        if task == "zeroshot":
+            _need(options, task, "--zeroshot-dir")
+            names = read_classnames(options.classnames) if options.classnames else None
+            data = read_image_folder(options.zeroshot_dir, names, n).require_items("images")
+            runners.append(lambda m, p, d=data: [evaluate_zeroshot(m, p, d, templates or DEFAULT_TEMPLATES, **kw)])
+        elif task == "retrieval":
+            if options.captions_json:
+                _need(options, task, "--image-dir")
+                sets = [read_coco_captions(options.captions_json, options.image_dir, n).require_items("images")]
+            else:
+                sets = [synthetic_captions(synth(task)), synthetic_captions(synth(task), long=True)]
+            runners.append(lambda m, p, s=sets: [
+                evaluate_retrieval(m, p, d, options.long_captions, match, **kw) for d in s])
+        elif task == "region_cls":
+            if options.instances_json:
+                _need(options, task, "--image-dir")
+                data = read_coco_instances(options.instances_json, options.image_dir, options.min_box_size, n)
+                tpl = templates or DEFAULT_TEMPLATES
+            else:
+                data, tpl = synthetic_regions(synth(task)), templates or BARE
+            data.require_items("regions")
+            runners.append(lambda m, p, d=data, t=tpl: [evaluate_region_classification(m, p, d, method, t, **kw)])
+        elif task == "region_retrieval":
+            data = (refs(task) if options.refs_json else synthetic_regions(synth(task))).require_items("regions")
+            runners.append(lambda m, p, d=data: [evaluate_region_retrieval(m, p, d, method, match, **kw)])
+        elif task == "grounding":
+            data = (refs(task) if options.refs_json else synthetic_regions(synth(task), unique_only=True))
+            data.require_items("regions")
+            runners.append(lambda m, p, d=data: [evaluate_grounding(m, p, d, **kw)])
+        elif task == "mllm":
+            _need(options, task, "--conversations-json")
+            if len(set(options.task)) > 1:
+                raise ValueError("--task mllm scores an MLLM directory and cannot be combined with encoder tasks")
+            runners.append(_mllm_runner(options))
+        else:  # synthetic
+            synth(task)  # read now, so that a bad --synth-dir fails before the model loads
+            runners.append(lambda m, p: _synthetic(m, p, options, **kw))
+    return runners
+
+
+def _synthetic(
+    model: Any, processor: Any, options: Any, batch_size: int, progress: bool
+) -> list[TaskResult]:
+    results = synthetic_results(model, processor, options.synth_dir, options.synth_split, options.max_samples,
+                                batch_size, options.region_method, progress)
+    info = {"split": options.synth_split, "num_scenes": results[0].info["num_images"],
+            "region_method": options.region_method}
+    return [TaskResult("synthetic", f"synthetic:{options.synth_split}", summarize(results), info)]
+
+
+def _mllm_runner(options: Any) -> Runner:
+    """Referring accuracy and REC@0.5 of a loclip MLLM on a conversation file (see loclip.mllm.evaluate)."""
+    from loclip.mllm.data import load_records
+    from loclip.mllm.evaluate import evaluate_records
+
+    path = Path(options.conversations_json)
+    if not path.is_file():
+        raise ValueError(f"--conversations-json: no such file {str(path)!r}")
+    records = load_records(path)
+    root = Path(options.image_dir) if options.image_dir else path.parent
+    limit = options.max_samples or 200
+
+    def run(model: Any, processor: Any) -> list[TaskResult]:
+        metrics = evaluate_records(model, processor, records, root, limit, options.max_new_tokens)
+        info = {"num_refer": int(metrics.pop("n_refer")), "num_ground": int(metrics.pop("n_ground"))}
+        return [TaskResult("mllm", str(path), metrics, info)]
+
+    return run
+
+
+def check_model_dir(path: str) -> None:
+    """``ValueError`` unless ``path`` is a directory with a ``config.json`` (a ``save_pretrained`` output)."""
+    if not (check_dir(path, "--model") / "config.json").is_file():
+        raise ValueError(f"--model: {path!r} has no config.json (not a save_pretrained directory)")
+
+
+def _load_saved(path: str, device: str, auto_class: Any, expected: type, what: str) -> tuple[Any, Any]:
+    """A saved model of class ``expected`` (eval mode, on ``device``) and its processor, via the Auto classes."""
+    from transformers import AutoProcessor
+
+    check_model_dir(path)
+    model = auto_class.from_pretrained(path)
+    if not isinstance(model, expected):
+        raise TypeError(f"--model: {path!r} holds a {type(model).__name__}, not a {what}")
+    return model.to(device).eval(), AutoProcessor.from_pretrained(path)
+
+
+def load_model(path: str, device: str) -> tuple[Any, Any]:
+    """A saved LoclipModel and its processor (importing loclip.encoder registers the Auto classes)."""
+    from transformers import AutoModel
+
+    from loclip.encoder import LoclipModel
+
+    return _load_saved(path, device, AutoModel, LoclipModel, "LoclipModel")
+
+
+def load_mllm(path: str, device: str) -> tuple[Any, Any]:
+    """A saved loclip MLLM and its processor (importing loclip.mllm registers the Auto classes)."""
+    from transformers import AutoModelForImageTextToText
+
+    from loclip.mllm import LoclipLlavaForConditionalGeneration
+
+    return _load_saved(path, device, AutoModelForImageTextToText, LoclipLlavaForConditionalGeneration, "loclip MLLM")
+
+
