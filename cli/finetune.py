@@ -10,14 +10,14 @@ itself); it prints held-out referring accuracy and REC accuracy at IoU 0.5.
 
 from __future__ import annotations
 
-import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from loclip.mllm.config import FinetuneRecipe
-from loclip.training.metrics_log import last_eval, print_table
-from loclip.training.recipe import PositiveInt, build_parser, load_recipe, option, parse_command
+from loclip.training.recipe import PositiveInt, build_parser, option
+
+from .trainer_command import run_trainer_command
 
 QUICKSTART_SCENES = {"train": 5000, "val": 100}
 QUICKSTART = {
@@ -78,27 +78,21 @@ def parser():
     return build_parser("loclip-finetune", __doc__, FinetuneCommand, FinetuneRecipe)
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    cmd, args = parse_command(parser(), FinetuneCommand, argv)
-    try:
-        recipe = load_recipe(FinetuneRecipe, cmd.config, args, base=None if cmd.config else QUICKSTART)
-        if cmd.output_dir:
-            recipe.run.output_dir = cmd.output_dir
-        out = Path(recipe.run.output_dir)
-        if cmd.config is None:
-            prepare_quickstart(recipe, out, cmd.quickstart_scenes)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"loclip-finetune: error: {e}", file=sys.stderr)
-        return 2
+def configure(cmd: FinetuneCommand, recipe: FinetuneRecipe) -> None:
+    """The quickstart's encoder check and world when no --config was given."""
+    if cmd.config is None:
+        prepare_quickstart(recipe, Path(recipe.run.output_dir), cmd.quickstart_scenes)
 
+
+def trainer():
     from loclip.mllm.trainer import train
 
-    train(recipe, eval_fn=make_eval_fn(recipe))
-    final = last_eval(out)
-    if final:
-        print_table(final, f"Held-out figures (synthetic world) — model exported to {out}")
-    return 0
+    return train
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_trainer_command("loclip-finetune", __doc__, FinetuneCommand, FinetuneRecipe, QUICKSTART, argv,
+                               configure, trainer, make_eval_fn, "model")
 
 
 if __name__ == "__main__":

@@ -7,14 +7,14 @@ exported encoder in ``OUTPUT_DIR``.
 
 from __future__ import annotations
 
-import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from loclip.pretrain.config import PretrainRecipe, Variant, apply_variant
-from loclip.training.metrics_log import last_eval, print_table
-from loclip.training.recipe import PositiveInt, build_parser, load_recipe, option, parse_command
+from loclip.training.recipe import PositiveInt, build_parser, option
+
+from .trainer_command import run_trainer_command
 
 QUICKSTART_SCENES = {"train": 6000, "val": 200, "novel": 200}
 # The quickstart's starting point (a tiny encoder on 64 px scenes, sized for a 2-core CPU); flags still override.
@@ -71,30 +71,25 @@ def parser():
     return build_parser("loclip-pretrain", __doc__, PretrainCommand, PretrainRecipe)
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    cmd, args = parse_command(parser(), PretrainCommand, argv)
-    try:
-        recipe = load_recipe(PretrainRecipe, cmd.config, args, base=None if cmd.config else QUICKSTART)
-        if cmd.output_dir:
-            recipe.run.output_dir = cmd.output_dir
-        if cmd.variant:
-            apply_variant(recipe, cmd.variant)
-            recipe.loss.validate()
-        out = Path(recipe.run.output_dir)
-        if cmd.config is None:
-            prepare_quickstart(recipe, Path(cmd.synth_dir) if cmd.synth_dir else out / "synth", cmd.quickstart_scenes)
-    except (ValueError, TypeError, FileNotFoundError) as e:
-        print(f"loclip-pretrain: error: {e}", file=sys.stderr)
-        return 2
+def configure(cmd: PretrainCommand, recipe: PretrainRecipe) -> None:
+    """The learning-proof variant, then the quickstart's world when no --config was given."""
+    if cmd.variant:
+        apply_variant(recipe, cmd.variant)
+        recipe.loss.validate()
+    if cmd.config is None:
+        synth = Path(cmd.synth_dir) if cmd.synth_dir else Path(recipe.run.output_dir) / "synth"
+        prepare_quickstart(recipe, synth, cmd.quickstart_scenes)
 
+
+def trainer():
     from loclip.pretrain.trainer import train
 
-    train(recipe, eval_fn=make_eval_fn(recipe))
-    final = last_eval(out)
-    if final:
-        print_table(final, f"Held-out figures (synthetic world) — encoder exported to {out}")
-    return 0
+    return train
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_trainer_command("loclip-pretrain", __doc__, PretrainCommand, PretrainRecipe, QUICKSTART, argv,
+                               configure, trainer, make_eval_fn, "encoder")
 
 
 if __name__ == "__main__":

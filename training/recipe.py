@@ -321,6 +321,8 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls
         else:
             kind = {"metavar": name.rsplit(".", 1)[-1].upper()}
         flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+        if dest == "command":  # a command's own options read --like-this; recipe fields --like.this_one
+            flags.reverse()
         required = default_of(f) is dataclasses.MISSING
         target.add_argument(*flags, dest=f"{dest}:{name}", default=None, required=required,
                             help=_flag_help(tp, f), **kind)

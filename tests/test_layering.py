@@ -1,0 +1,120 @@
+"""The packages import one way (README, Architecture): every import of every module, lazy ones included.
+
+A package may import only packages of a lower layer. That makes the graph acyclic by construction, and
+spells out the rules that matter: the encoder imports no other loclip package; no model imports a trainer
+(``mllm`` never imports ``pretrain``); ``pretrain`` imports none of ``mllm``, ``eval``, ``label``, ``demo``;
+nothing imports ``demo`` or the commands (``cli``).
+"""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# layer of each package (its folder); an import must go to a strictly lower layer
+LAYERS = {
+    "encoder": 0, "shards": 0,
+    "training": 1,
+    "synth": 2,
+    "pretrain": 3, "mllm": 3,
+    "label": 4, "eval": 4,
+    "cli": 5, "demo": 5,
+}  # fmt: skip
+
+
+def module_name(path: Path) -> str:
+    """``pretrain/data/loader.py`` → ``loclip.pretrain.data.loader`` (``__init__`` → the package)."""
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(["loclip", *parts])
+
+
+def imported_modules(source: str, module: str, is_package: bool) -> set[str]:
+    """Every ``loclip.*`` module ``source`` imports: top-level and inside functions, relative imports resolved,
+    and string targets of ``importlib.import_module``/``__import__``."""
+    found: set[str] = set()
+    package = module if is_package else module.rsplit(".", 1)[0]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            found.add(target)
+            found.update(f"{target}.{alias.name}" for alias in node.names)  # `from loclip import mllm`
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+            if name in ("import_module", "__import__") and isinstance(node.args[0].value, str):
+                found.add(node.args[0].value)
+    return {m for m in found if m.startswith("loclip.")}
+
+
+def package_of(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else None
+
+
+def arrows() -> dict[tuple[str, str], list[str]]:
+    """``{(from package, to package): [importing modules]}`` over the whole code base."""
+    found: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for package in LAYERS:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            module = module_name(path)
+            for target in imported_modules(path.read_text(), module, path.name == "__init__.py"):
+                other = package_of(target)
+                if other is not None and other != package:
+                    found[(package, other)].append(f"{module} -> {target}")
+    return found
+
+
+def test_every_package_folder_has_a_layer() -> None:
+    folders = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench", "scripts"}
+    assert folders == set(LAYERS)
+
+
+def test_imports_go_down_the_layers_only() -> None:
+    wrong = {arrow: modules for arrow, modules in arrows().items() if LAYERS[arrow[1]] >= LAYERS[arrow[0]]}
+    assert not wrong, "imports against the layering (README, Architecture):\n" + "\n".join(
+        f"  {a} -> {b}: {', '.join(m)}" for (a, b), m in wrong.items())
+
+
+def test_the_package_graph_has_no_cycle_and_the_named_rules_hold() -> None:
+    graph = arrows()
+    sorter = graphlib.TopologicalSorter()
+    for (a, b) in graph:
+        sorter.add(a, b)
+    sorter.prepare()  # raises CycleError on a cycle
+    targets = {a: {b for (x, b) in graph if x == a} for a in LAYERS}
+    assert targets["encoder"] == set()  # the encoder imports no other loclip package
+    assert "pretrain" not in targets["mllm"]
+    assert not targets["pretrain"] & {"mllm", "eval", "label", "demo", "cli"}
+    assert not any({"demo", "cli"} & t for t in targets.values())
+
+
+@pytest.mark.parametrize("source, module, expected", [
+    ("from . import checkpoint as c", "loclip.training.loop", {"loclip.training", "loclip.training.checkpoint"}),
+    ("from ..losses import x", "loclip.pretrain.data.loader", {"loclip.pretrain.losses", "loclip.pretrain.losses.x"}),
+    ("def f():\n    from loclip.mllm import chat\n", "loclip.demo.app", {"loclip.mllm", "loclip.mllm.chat"}),
+    ("import importlib\nimportlib.import_module('loclip.eval.plan')", "loclip.x", {"loclip.eval.plan"}),
+    ("import torch, loclip.encoder", "loclip.x", {"loclip.encoder"}),
+])
+def test_the_import_reader_sees_relative_lazy_and_dynamic_imports(source: str, module: str, expected: set) -> None:
+    assert imported_modules(source, module, is_package=False) == expected
+
+
+def test_a_wrong_way_import_would_be_caught() -> None:
+    # what test_imports_go_down_the_layers_only computes, on a made-up model module importing a trainer
+    targets = imported_modules("def forward():\n    from loclip.pretrain.losses import clip_loss\n",
+                               "loclip.mllm.modeling", is_package=False)
+    assert {package_of(t) for t in targets} == {"pretrain"} and LAYERS["pretrain"] >= LAYERS["mllm"]
