@@ -31,7 +31,15 @@ def run_trainer_command(
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     out = Path(recipe.run.output_dir)
-    train()(recipe, eval_fn=make_eval_fn(recipe))  # train() imports the trainer (DeepSpeed) only now
+    from loclip.training.loop import NonFiniteLossError
+    from loclip.training.run_folder import RunFolderError
+    from loclip.training.safe_load import CheckpointError
+
+    try:
+        train()(recipe, eval_fn=make_eval_fn(recipe))  # train() imports the trainer (DeepSpeed) only now
+    except (RunFolderError, CheckpointError, NonFiniteLossError) as e:  # the run folder or the run said no
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
     final = last_eval(out)
     if final:
         print_table(final, f"Held-out figures (synthetic world) — {exported} exported to {out}")

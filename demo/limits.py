@@ -15,7 +15,7 @@ from typing import Any
 
 from PIL import Image
 
-from loclip.encoder.image_loading import to_rgb
+from loclip.encoder.image_loading import ImageTooLarge, open_raster, to_rgb
 from loclip.training.recipe import PositiveFloat, PositiveInt, check
 
 
@@ -60,15 +60,14 @@ def load_image(path: str | os.PathLike | None, limits: Limits) -> Image.Image:
     if not os.path.isfile(path):
         raise DemoInputError(f"image file {os.path.basename(str(path))!r} does not exist")
     name = os.path.basename(str(path))
-    try:
-        with Image.open(path) as image:
-            check_image_size(image.width, image.height, limits)
-            image.load()
-            return to_rgb(image, name)
-    except DemoInputError:
-        raise
-    except (OSError, ValueError, Image.DecompressionBombError, SyntaxError) as e:
-        # PIL raises UnidentifiedImageError (an OSError) for non-images, OSError/SyntaxError for truncated files
+    try:  # raster formats only (an EPS would run Ghostscript), size checked from the header before decoding
+        return to_rgb(open_raster(path, name, limits.max_pixels), name)
+    except ImageTooLarge as e:
+        if e.size is not None:
+            check_image_size(*e.size, limits)
+        raise DemoInputError(f"{name!r} has more than {limits.max_pixels:,} pixels; the limit is "
+                             f"{limits.max_pixels:,} pixels") from e
+    except ValueError as e:  # ImageRefused: not an allowed raster format, corrupt or truncated
         reason = str(e).replace(str(path), name)  # the server's temporary path means nothing to the sender
         raise DemoInputError(f"cannot read {name!r} as an image (corrupt or not an image file): {reason}") from e
 

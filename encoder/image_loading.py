@@ -1,14 +1,24 @@
-"""Any image input → one RGB PIL image in display orientation (what ``LoclipImageProcessor`` resizes).
+"""Any image input → one RGB PIL image in display orientation (what ``LoclipImageProcessor`` resizes), and
+the one way loclip opens an image file or image bytes that a user hands it.
 
 Accepted: PIL images of any mode, file paths, numpy arrays ``(H, W)``/``(H, W, C)`` (or ``(C, H, W)``) and
 torch tensors ``(C, H, W)``/``(H, W, C)``/``(H, W)``; a 4-D array or tensor is a batch. Integer arrays must
 hold 0..255, float arrays 0..1. Anything else raises ``TypeError``/``ValueError`` naming the input.
+
+Files and bytes go through ``open_raster``: only the raster formats of ``RASTER_FORMATS`` are tried (PIL's
+EPS, PDF and other plugins would run Ghostscript or read more than pixels), and the pixel count is read
+from the header and checked before anything is decoded (a 20 KB PNG can decode to gigabytes).
+``resolve_image_path`` keeps a data file's image paths to regular files inside its image folder.
 """
 
 from __future__ import annotations
 
+import io
 import os
-from typing import Any
+import stat
+import warnings
+from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 import torch
@@ -19,16 +29,85 @@ _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
 _CHANNELS = (1, 2, 3, 4)  # L, LA, RGB, RGBA
 
 
-def open_image(path: str | os.PathLike, name: str) -> Image.Image:
-    """Read an image file fully (so the file is closed); local paths only, never a URL."""
+RASTER_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # PIL format names; JPEG includes MPO
+RASTER_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
+DEFAULT_MAX_PIXELS = 64_000_000  # width x height; 8000 x 8000 and larger is refused unless a caller allows it
+
+
+class ImageRefused(ValueError):
+    """An image file or bytes loclip will not decode; ``reason`` is a short code for skip counts."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class ImageTooLarge(ImageRefused):
+    """More pixels than allowed, found from the header before decoding; ``size`` is (width, height), or
+    ``None`` when PIL's own bomb guard stopped the header read first."""
+
+    def __init__(self, message: str, size: tuple[int, int] | None) -> None:
+        super().__init__(message, "image_too_large")
+        self.size = size
+
+
+def open_raster(source: str | os.PathLike | bytes | IO[bytes], name: str,
+                max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Decode an image file (path or open file) or bytes with PIL's raster decoders only → a loaded PIL image.
+
+    ``ImageTooLarge`` when the header says more than ``max_pixels`` (``None``: no limit); ``ImageRefused``
+    (reason ``image_format``) for a file that is no image in ``RASTER_FORMATS``, or ``image_unreadable`` for a
+    truncated or corrupt one. Every message names ``name``.
+    """
+    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    try:
+        with warnings.catch_warnings():  # PIL's bomb warning: the check below is ours
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(fp, formats=RASTER_FORMATS)
+        with image:
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise ImageTooLarge(f"{name}: {width} x {height} = {width * height:,} pixels, over the limit of "
+                                    f"{max_pixels:,} (checked before decoding)", (width, height))
+            image.load()
+    except ImageRefused:
+        raise
+    except Image.DecompressionBombError as e:  # over twice PIL's own limit: refused before our check
+        raise ImageTooLarge(f"{name}: {e} (checked before decoding)", None) from e
+    except Image.UnidentifiedImageError as e:
+        raise ImageRefused(f"{name}: not an image in an allowed format ({', '.join(RASTER_FORMATS)})",
+                           "image_format") from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageRefused(f"{name}: cannot decode the image (corrupt or truncated): {e}", "image_unreadable") from e
+    return image
+
+
+def resolve_image_path(root: str | os.PathLike, relative: Any, name: str) -> Path:
+    """``root / relative`` after checking that it names a regular file inside ``root`` (symbolic links
+    resolved): no device (``/dev/zero``), FIFO or directory, nothing outside. ``ImageRefused`` with reason
+    ``image_path`` / ``image_outside_root`` / ``image_missing`` / ``image_not_a_file`` otherwise."""
+    if not isinstance(relative, str) or not relative.strip():
+        raise ImageRefused(f"{name}: image path must be a non-empty string, got {relative!r}", "image_path")
+    base = Path(root).resolve()
+    path = (base / relative).resolve()
+    if not path.is_relative_to(base):
+        raise ImageRefused(f"{name}: image path {relative!r} leads outside the image folder {str(base)!r}",
+                           "image_outside_root")
+    try:
+        mode = path.stat().st_mode  # never opens the file: a FIFO cannot block here
+    except OSError:
+        raise ImageRefused(f"{name}: image file {relative!r} does not exist under {str(base)!r}",
+                           "image_missing") from None
+    if not stat.S_ISREG(mode):
+        raise ImageRefused(f"{name}: image path {relative!r} is not a regular file", "image_not_a_file")
+    return path
+
+
+def open_image(path: str | os.PathLike, name: str, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Read a local image file fully (so the file is closed) through ``open_raster``; never a URL."""
     if not os.path.isfile(path):
         raise ValueError(f"{name} must be an image or the path of an existing image file, got {str(path)!r}")
-    try:
-        with Image.open(path) as image:
-            image.load()
-    except (OSError, Image.DecompressionBombError) as e:
-        raise ValueError(f"{name}: cannot read image file {str(path)!r}: {e}") from e
-    return image
+    return open_raster(path, name, max_pixels)
 
 
 def flatten_images(images: Any, name: str = "images") -> list[Any]:

@@ -49,16 +49,19 @@ class VisionEncoding:
 class GroundingOutput:
     """Phrase-prompted pass for ``P`` phrases per image.
 
-    boxes: ``[B, P, 4]`` the predicted normalised xyxy box of each phrase.
+    boxes: ``[B, P, 4]`` the predicted normalised xyxy box of each phrase, clamped to the image.
     region_embeds: ``[B, P, D]`` the phrase-prompted region embeddings.
     cell_logits: ``[B, P, N]`` each cell's score for the phrase (dense head only, else ``None``).
-    cell_boxes: ``[B, P, N, 4]`` each cell's box (dense head only, else ``None``).
+    cell_boxes: ``[B, P, N, 4]`` each cell's box, unclamped (dense head only, else ``None``).
+    raw_boxes: ``[B, P, 4]`` ``boxes`` before clamping: what the losses compare (a clamp has no gradient
+    past the edge, so it would push the size the wrong way).
     """
 
     boxes: torch.Tensor
     region_embeds: torch.Tensor
     cell_logits: torch.Tensor | None = None
     cell_boxes: torch.Tensor | None = None
+    raw_boxes: torch.Tensor | None = None
 
 
 @dataclass
@@ -273,9 +276,11 @@ class LoclipVisionModel(LoclipPreTrainedModel):
         pooled = self.prompter(enc.patch_tokens, enc.grid, prompts, memory=memory)
         region_embeds = self.region_projection(pooled)
         if isinstance(self.box_head, BoxHead):
-            return GroundingOutput(self.box_head(pooled), region_embeds)
+            raw = self.box_head(pooled)
+            return GroundingOutput(raw.clamp(0.0, 1.0), region_embeds, raw_boxes=raw)
         logits, cell_boxes = self.box_head(memory.context, pooled, enc.grid)
-        return GroundingOutput(DenseBoxHead.select(logits, cell_boxes), region_embeds, logits, cell_boxes)
+        raw = DenseBoxHead.select(logits, cell_boxes)
+        return GroundingOutput(raw.clamp(0.0, 1.0), region_embeds, logits, cell_boxes, raw)
 
 
 class LoclipModel(LoclipPreTrainedModel):

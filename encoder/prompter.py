@@ -212,7 +212,9 @@ class Prompter(nn.Module):
 class BoxHead(nn.Module):
     """2-layer GELU MLP: pooled phrase-prompted features ``[..., W]`` → normalised xyxy boxes ``[..., 4]``.
 
-    It regresses centre and size through a sigmoid, so every output is a valid box inside the image.
+    It regresses centre and size through a sigmoid. The box is returned as regressed: it may reach past the
+    image edge (a centre near the edge with a large size); ``GroundingOutput.boxes`` clamps it for output,
+    while the loss sees it unclamped, so that an error past the edge still moves both the centre and the size.
     """
 
     def __init__(self, width: int, hidden: int) -> None:
@@ -221,7 +223,7 @@ class BoxHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         cxcywh = self.mlp(features).sigmoid()
-        return cxcywh_to_xyxy(cxcywh).clamp(0.0, 1.0)
+        return cxcywh_to_xyxy(cxcywh)
 
 
 class DenseBoxHead(nn.Module):
@@ -252,7 +254,8 @@ class DenseBoxHead(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """context ``[B, N, W]`` (``Prompter.context``), phrases ``[B, P, W]`` (pooled phrase-prompted outputs).
 
-        Returns ``(cell_logits [B, P, N], cell_boxes [B, P, N, 4])``, boxes as normalised xyxy.
+        Returns ``(cell_logits [B, P, N], cell_boxes [B, P, N, 4])``, boxes as normalised xyxy, unclamped (they
+        may reach past the image edge; see ``BoxHead``).
         """
         width = context.shape[-1]
         logits = torch.einsum("bpw,bnw->bpn", self.query(phrases), self.key(context)) / math.sqrt(width)
@@ -261,7 +264,7 @@ class DenseBoxHead(nn.Module):
         centres = cell_centres(grid, context.device, raw.dtype)
         cxcy = (raw[..., :2] + torch.logit(centres)).sigmoid()
         wh = (raw[..., 2:] + self.size_bias).sigmoid()
-        return logits, cxcywh_to_xyxy(torch.cat([cxcy, wh], dim=-1)).clamp(0.0, 1.0)
+        return logits, cxcywh_to_xyxy(torch.cat([cxcy, wh], dim=-1))
 
     @staticmethod
     def select(cell_logits: torch.Tensor, cell_boxes: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Sentence splitting for DreamLIP sub-captions: regex rules, no model, and nothing is ever dropped.
 
-Every non-blank piece of the input ends up in exactly one sentence (the official DreamLIP code discards
-some sentences; this splitter never does). Rules:
+Every non-blank piece of the input but list markers ends up in exactly one sentence (the official DreamLIP
+code discards some sentences; this splitter never does). Rules:
 
 - newlines always end a sentence, with or without punctuation;
 - ``!`` / ``?`` followed by whitespace end a sentence;
@@ -10,7 +10,11 @@ some sentences; this splitter never does). Rules:
   "U.S.", "No.", …) and after an ellipsis ("..." or "…") it ends one only if the next word is capitalised;
 - a period not followed by whitespace (decimals "2.5", "e.g" inside "e.g.,") never ends a sentence;
 - closing quotes/brackets right after the punctuation stay with the sentence they close;
-- the last piece is a sentence even without final punctuation.
+- the last piece is a sentence even without final punctuation;
+- list markers are not sentences and not part of one: "1." / "2)" / "(3)" / "a)" / "(b)" and the bullets
+  "-", "*", "•", "–" at the start of a sentence or line are removed, and so is a number marker that ends a
+  piece after ":", ";" or "," ("The image shows: 1. a red circle, 2. a blue star." gives "The image
+  shows:", "a red circle,", "a blue star."), since MLLM-written long captions often come as lists.
 """
 
 from __future__ import annotations
@@ -27,6 +31,9 @@ _DOTTED = re.compile(r"(?:[a-z]\.)+[a-z]")  # u.s, u.s.a, e.u: initialisms, trea
 _CANDIDATE = re.compile(r"([.!?…]+)([\"'”’)\]]*)\s+")  # punctuation, closers, then the whitespace it needs
 _OPENERS = "\"'“‘([{"
 _LINES = re.compile(r"[\r\n]+")
+# A list marker opening a sentence: "1." "12)" "(3)" "a)" "(b)" or a bullet, then whitespace or the end.
+_LEADING_MARKER = re.compile(r"^(?:\(?\d{1,3}[.)]|\(?[a-zA-Z]\)|\(\d{1,3}\)|[-*•‣◦–—·])(?=\s|$)\s*")
+_TRAILING_MARKER = re.compile(r"(?<=[:;,])\s+\(?\d{1,3}[.)]$")  # "shows: 1." → "shows:"
 
 
 def split_sentences(text: str) -> list[str]:
@@ -44,7 +51,15 @@ def split_sentences(text: str) -> list[str]:
                 sentences.append(line[start : match.end()].strip())
                 start = match.end()
         sentences.append(line[start:].strip())
-    return [s for s in sentences if s]
+    return [s for s in map(_without_markers, sentences) if s]
+
+
+def _without_markers(sentence: str) -> str:
+    """``sentence`` without the list markers it starts (or, after ``:;,``, ends) with."""
+    sentence = _TRAILING_MARKER.sub("", sentence)
+    while (match := _LEADING_MARKER.match(sentence)) is not None and match.end() > 0:
+        sentence = sentence[match.end() :]
+    return sentence.strip()
 
 
 def _ends_sentence(line: str, match: re.Match[str]) -> bool:

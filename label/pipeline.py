@@ -10,7 +10,6 @@ images/s of this run) are written.
 
 from __future__ import annotations
 
-import io
 import json
 import logging
 import tarfile
@@ -24,9 +23,9 @@ from typing import Annotated, Any
 from PIL import Image
 from tqdm import tqdm
 
-from loclip.encoder.image_loading import to_rgb
+from loclip.encoder.image_loading import ImageTooLarge, open_raster, to_rgb
 from loclip.pretrain.data import RawSample, SkipCounter
-from loclip.pretrain.data.sample import IMAGE_EXTENSIONS, IMAGE_FORMATS
+from loclip.pretrain.data.sample import IMAGE_EXTENSIONS
 from loclip.shards import skips as S
 from loclip.shards.write import ShardWriter, atomic_write_json, json_bytes, remove_partial
 from loclip.training.recipe import PositiveInt, between, check
@@ -113,12 +112,13 @@ def decode(raw: RawSample, counter: SkipCounter) -> _Item | None:
     if ext is None:
         counter.add(S.SAMPLE_MISSING_IMAGE, f"{where}: members {sorted(raw.files)}")
         return None
-    try:
-        with Image.open(io.BytesIO(raw.files[ext]), formats=IMAGE_FORMATS) as opened:
-            opened.load()
-            image = to_rgb(opened, raw.key)  # EXIF orientation applied, as the pretraining reader does
-    except Exception as e:  # PIL raises many types on bad bytes (OSError, SyntaxError, DecompressionBombError, …)
-        counter.add(S.SAMPLE_BAD_IMAGE, f"{where}: {type(e).__name__}: {e}")
+    try:  # EXIF orientation applied, as the pretraining reader does
+        image = to_rgb(open_raster(raw.files[ext], raw.key), raw.key)
+    except ImageTooLarge as e:
+        counter.add(S.SAMPLE_IMAGE_TOO_LARGE, f"{where}: {e}")
+        return None
+    except ValueError as e:  # ImageRefused: not an allowed raster format, corrupt or truncated
+        counter.add(S.SAMPLE_BAD_IMAGE, f"{where}: {e}")
         return None
     return _Item(raw, record, image)
 

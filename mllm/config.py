@@ -30,7 +30,8 @@ class MllmRecipe:
     tokenizer: str | None = None  # default: the llm directory (required for a tiny LLM)
     init_from: str | None = None
     vision_feature_layer: int = -2
-    box_answers: BoxAnswers = "text"  # text: the LLM writes box text | ground: a <ground> token the encoder's head draws
+    # text: the LLM writes box text | ground: a <ground> token the encoder's head draws
+    box_answers: BoxAnswers = "text"
     ground_loss_weight: NonNegativeFloat = 1.0
     tiny_hidden_size: PositiveInt = 128
     tiny_layers: PositiveInt = 2

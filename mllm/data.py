@@ -2,7 +2,11 @@
 
 A record: ``{"image": path, "conversations": [{"from": "human"|"gpt", "value": …}, …], "boxes": [[x1, y1,
 x2, y2], …]}`` — pixel boxes of the image, one per ``<region>`` in the conversation, in order. Records that
-cannot be trained on are skipped when the dataset is built, counted by reason (``skip_counts``).
+cannot be trained on are skipped when the dataset is built, counted by reason (``skip_counts``): everything
+checkable is checked then (the image is a regular file inside the image folder, its header names an allowed
+raster format of a sane size, every box is 4 finite numbers, ordered, inside the image). What can only fail
+when the image is decoded (a truncated file) is skipped and counted while training (``BatchStream``), and the
+batch is filled from the next records, so one bad record never stops a run.
 
 For a ``box_answers="ground"`` model the box texts of the gpt turns become ``<ground>`` tokens and their boxes
 the grounding head's targets (``conversation.ground_answers``).
@@ -11,6 +15,8 @@ the grounding head's targets (``conversation.ground_answers``).
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -19,23 +25,69 @@ from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
-from loclip.encoder.image_loading import open_image
+from loclip.encoder.image_loading import (
+    DEFAULT_MAX_PIXELS,
+    RASTER_FORMATS,
+    ImageRefused,
+    open_raster,
+    resolve_image_path,
+)
 
 from .conversation import GROUND_TOKEN, IGNORE_INDEX, REGION_TOKEN, encode_conversation, ground_answers
 from .processing import LoclipLlavaProcessor
 
+logger = logging.getLogger(__name__)
 
-def load_records(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """A LLaVA JSON file (a list of records) or JSONL (one record per line)."""
+
+BOX_TOLERANCE = 1.0  # pixels a box may reach past its image before it counts as bad (it is clipped), as in pretraining
+
+
+def load_records(path: str | os.PathLike) -> list[Any]:
+    """A LLaVA JSON file (a list of records) or JSONL (one record per line; a line that is not JSON becomes
+    ``None``, which the dataset skips and counts). A JSON file that does not parse is an error naming it."""
     text = Path(path).read_text()
     if str(path).endswith(".jsonl"):
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-    records = json.loads(text)
+        records = []
+        for line in text.splitlines():
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    records.append(None)
+        return records
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
     if not isinstance(records, list):
         raise ValueError(f"{path} must hold a JSON list of records, got {type(records).__name__}")
     return records
+
+
+def check_boxes(boxes: Any, size: tuple[int, int]) -> tuple[list[list[float]] | None, str | None]:
+    """A record's ``boxes`` → (pixel boxes clipped to the image, None), or (None, the skip reason): not a list of
+    4 finite numbers each (``bad_boxes``), x2 < x1 or y2 < y1 (``box_inverted``), or past the image by more
+    than ``BOX_TOLERANCE`` pixels (``box_outside_image``). ``size`` is (width, height)."""
+    if not isinstance(boxes, list):
+        return None, "bad_boxes"
+    width, height = size
+    out = []
+    for box in boxes:
+        if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)):
+            return None, "bad_boxes"
+        x1, y1, x2, y2 = (float(v) for v in box)
+        if x2 < x1 or y2 < y1:
+            return None, "box_inverted"
+        t = BOX_TOLERANCE
+        if x1 < -t or y1 < -t or x2 > width + t or y2 > height + t:
+            return None, "box_outside_image"
+        out.append([min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width),
+                    min(max(y2, 0.0), height)])
+    return out, None
 
 
 class ConversationDataset(Dataset):
@@ -48,6 +100,7 @@ class ConversationDataset(Dataset):
         max_length: records whose token sequence is longer are skipped (never truncated: a cut would
             drop answers or ``<region>`` tokens and their boxes).
         box_answers: the model's ``config.box_answers``; ``"ground"`` turns box answers into ``<ground>``.
+        max_pixels: records whose image has more pixels (by its header) are skipped.
     """
 
     def __init__(
@@ -57,13 +110,14 @@ class ConversationDataset(Dataset):
         image_root: str | os.PathLike | None = None,
         max_length: int = 2048,
         box_answers: str = "text",
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ) -> None:
         if box_answers not in ("text", "ground"):
             raise ValueError(f"box_answers must be 'text' or 'ground', got {box_answers!r}")
         if isinstance(records, (str, os.PathLike)):
             image_root = image_root if image_root is not None else Path(records).parent
             records = load_records(records)
-        self.processor, self.image_root = processor, Path(image_root or ".")
+        self.processor, self.image_root, self.max_pixels = processor, Path(image_root or "."), max_pixels
         self.ground = box_answers == "ground"
         self.items: list[tuple[list[int], list[int], str, list, list]] = []
         self.skip_counts: Counter[str] = Counter()
@@ -74,9 +128,24 @@ class ConversationDataset(Dataset):
 
     def _add(self, record: Any, max_length: int, index: int) -> str | None:
         """Encode one record into ``items``; return why it was skipped, if it was."""
-        if not isinstance(record, dict) or not isinstance(record.get("image"), str):
+        if not isinstance(record, dict):
+            return "not_a_record"
+        if not isinstance(record.get("image"), str):
             return "no_image"
-        boxes, turns, ground = record.get("boxes") or [], record.get("conversations"), []
+        try:
+            path = resolve_image_path(self.image_root, record["image"], f"record {index}")
+            with Image.open(path, formats=RASTER_FORMATS) as header:  # the header only: nothing is decoded
+                size = header.size
+        except ImageRefused as e:
+            return e.reason
+        except (OSError, SyntaxError, ValueError):
+            return "image_format"  # not an image of an allowed raster format, or a broken header
+        if size[0] * size[1] > self.max_pixels:
+            return "image_too_large"
+        boxes, reason = check_boxes(record.get("boxes", []), size)
+        if reason:
+            return reason
+        turns, ground = record.get("conversations"), []
         if self.ground and isinstance(turns, list):
             turns, ground = ground_answers(turns)
         try:
@@ -91,7 +160,7 @@ class ConversationDataset(Dataset):
             return "ground_count"  # a literal <ground> in a human turn would have no box
         if len(ids) > max_length:
             return "too_long"
-        self.items.append((ids, labels, record["image"], boxes, ground))
+        self.items.append((ids, labels, str(path), boxes, ground))
         return None
 
     def __len__(self) -> int:
@@ -101,7 +170,7 @@ class ConversationDataset(Dataset):
         """``input_ids``/``labels`` ``[L]``, ``pixel_values`` ``[3, S, S]``, ``boxes`` ``[R, 4]`` (model frame),
         and in ground mode ``ground_boxes`` ``[G, 4]`` (model frame, as the answers wrote them)."""
         ids, labels, image_path, boxes, ground = self.items[index]
-        image = open_image(self.image_root / image_path, "image")
+        image = open_raster(image_path, image_path, self.max_pixels)  # ImageRefused: see BatchStream
         pixels = self.processor.image_processor(image, return_original_sizes=True)
         model_boxes, _ = self.processor.image_processor.preprocess_boxes([boxes], pixels["original_sizes"])
         sample = {
@@ -165,12 +234,26 @@ class BatchStream:
         return order[self.rank :: self.world][:per_rank]
 
     def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        """Batches of ``batch_size`` samples; a record whose image fails to decode is counted in the dataset's
+        ``skip_counts`` (``image_unreadable``) and the batch takes the next record instead. The position
+        counts records consumed, so a resumed run skips and fills exactly as the first one did."""
+        samples: list[dict[str, torch.Tensor]] = []
         while True:
             indices = self._indices()
-            while self.position + self.batch_size <= len(indices):
-                chunk = indices[self.position : self.position + self.batch_size]
-                self.position += self.batch_size
-                yield collate([self.dataset[int(i)] for i in chunk], self.pad_token_id)
+            while self.position < len(indices):
+                index = int(indices[self.position])
+                self.position += 1
+                try:
+                    samples.append(self.dataset[index])
+                except ImageRefused as e:
+                    self.dataset.skip_counts[e.reason] += 1
+                    logger.warning("record %d skipped while training: %s", index, e)
+                    continue
+                if len(samples) == self.batch_size:
+                    yield collate(samples, self.pad_token_id)
+                    samples = []
+            if samples:  # an epoch's tail shorter than a batch is dropped, as before
+                samples = []
             self.epoch, self.position = self.epoch + 1, 0
 
     def state_dict(self) -> dict[str, int]:

@@ -284,7 +284,7 @@ class LoclipLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         if grounded.cell_logits is not None:
             terms = dense_grounding_loss(grounded.cell_logits, grounded.cell_boxes, targets, mask, grid, kind)
         else:
-            terms = grounding_loss(grounded.boxes, targets, mask, kind)
+            terms = grounding_loss(grounded.raw_boxes, targets, mask, kind)
         ground_loss = sum(terms.values())
         loss = ground_loss * self.config.ground_loss_weight + (lm_loss if lm_loss is not None else 0)
         # Llava's causal-LM output carries the inner model's fields (cache, hidden states, image outputs) under

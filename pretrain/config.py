@@ -33,6 +33,7 @@ class EncoderRecipe:
     tokenizer: str | None = None  # tokenizer directory; default: from_clip/init_from path
     gradient_checkpointing: bool = False
     grounding_head: GroundingHead = "dense"  # dense | pooled (CLOC's); for new encoders (preset, from_clip)
+    prompter_heads: PositiveInt | None = None  # attention heads of the prompter (new encoders); None: the trunk's
     # Shape of preset=tiny (both towers): width, depth, heads, patch size, embedding size.
     width: PositiveInt = 64
     layers: PositiveInt = 2

@@ -7,7 +7,6 @@ the loss terms the recipe turns on.
 
 from __future__ import annotations
 
-import functools
 
 import torch
 from torch import nn
@@ -28,20 +27,22 @@ from .losses import (
 )
 
 
-@functools.lru_cache(maxsize=8)
-def _code_projection(length: int, dim: int) -> torch.Tensor:
-    """The fixed random projection of ``caption_codes`` (made once per shape, not every step)."""
-    g = torch.Generator().manual_seed(0x10C11)
-    return torch.randn(length, dim, generator=g) * 100.0
+_HASHES = ((2_147_483_647, 131_071), (2_147_483_629, 524_287))  # (prime modulus, base) of two rolling hashes
 
 
-def caption_codes(input_ids: torch.Tensor, attention_mask: torch.Tensor, dim: int = 128) -> torch.Tensor:
-    """Identity codes of token sequences ``[..., L]`` → ``[..., dim]``: equal sequences get equal codes,
-    different ones nearly orthogonal codes (random Fourier features of the ids with a fixed seed, so every
-    rank computes the same). Lets the text filter drop exact duplicates only."""
-    proj = _code_projection(input_ids.shape[-1], dim).to(input_ids.device)
-    ids = (input_ids * attention_mask).to(proj.dtype)
-    return torch.sin(ids @ proj + 1.0)
+def caption_ids(input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """An exact identity of each token sequence ``[..., L]`` → int64 ``[...]``: the unmasked tokens (and where
+    the mask ends) through two polynomial hashes modulo primes below 2^31, joined into 62 bits. Equal
+    sequences get equal ids on every rank; two different captions of a batch share one with a probability
+    of about 1e-18. Integer arithmetic throughout (a float code of the ids loses the last digits)."""
+    tokens = (input_ids.long() + 1) * attention_mask.long()  # 0 = padding, so the length counts too
+    parts = []
+    for modulus, base in _HASHES:
+        h = torch.zeros(tokens.shape[:-1], dtype=torch.long, device=tokens.device)
+        for column in tokens.unbind(-1):  # values stay below 2^31 * 2^19: no int64 overflow
+            h = (h * base + column) % modulus
+        parts.append(h)
+    return parts[0] * (1 << 31) + parts[1]
 
 
 def _encode_text(model: LoclipModel, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -156,15 +157,15 @@ class PretrainObjective(nn.Module):
             lam = region_weight(batch["has_regions"], cfg.region_lambda)
             codes = None
             if cfg.text_filter_by == "exact":
-                codes = caption_codes(batch["region_input_ids"], batch["region_attention_mask"])
+                codes = caption_ids(batch["region_input_ids"], batch["region_attention_mask"])
             rt = region_text_loss(regions, phrases, box_mask, scale, cfg.text_filter, local_loss=cfg.local_loss,
-                                  filter_embeds=codes)
+                                  filter_ids=codes)
             terms.update(rt)
             weights.update({k: lam for k in rt})
             if cfg.grounding:
                 out = vision.grounding(enc, phrases)
                 if out.cell_logits is None:
-                    gr = grounding_loss(out.boxes, boxes, box_mask, kind=cfg.grounding_kind)
+                    gr = grounding_loss(out.raw_boxes, boxes, box_mask, kind=cfg.grounding_kind)
                 else:
                     gr = dense_grounding_loss(out.cell_logits, out.cell_boxes, boxes, box_mask, enc.grid,
                                               kind=cfg.grounding_kind)

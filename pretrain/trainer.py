@@ -59,6 +59,7 @@ def build_model(recipe: PretrainRecipe, tokenizer) -> LoclipModel:
         else:
             config = vit_b16_config(vocab_size=len(tokenizer), max_text_length=recipe.data.max_text_length)
         config.vision_config.grounding_head = m.grounding_head
+        config.vision_config.prompter_num_heads = m.prompter_heads
         model = LoclipModel(config)
     if model.config.vision_config.image_size != recipe.data.image_size:
         raise ValueError(

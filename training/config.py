@@ -36,5 +36,6 @@ class RunRecipe:
     save_every: NonNegativeInt = 200  # 0 = only at the end
     keep_checkpoints: NonNegativeInt = 2  # newest complete checkpoints kept (0 = all)
     resume: bool = True  # continue from the newest complete checkpoint in output_dir/checkpoints
+    overwrite: bool = False  # a fresh start (resume false) may delete an earlier run's checkpoints and logs
     max_bad_steps: NonNegativeInt = 0  # steps with a non-finite loss skipped before the run stops with an error
     progress: bool = True

@@ -27,6 +27,17 @@ def teardown_distributed() -> None:
     _OWNED.clear()
 
 
+def _forget_stale_deepspeed_groups() -> None:
+    """DeepSpeed caches its clone of the world group; once a process group was destroyed (a notebook, a test
+    suite), a new one would meet that stale clone at the engine's first broadcast. Clear it first."""
+    try:
+        from deepspeed.utils import groups
+    except ImportError:
+        return
+    if getattr(groups, "_WORLD_GROUP", None) is not None:
+        groups._WORLD_GROUP = None
+
+
 def setup_distributed() -> tuple[int, int, torch.device]:
     """Initialise DeepSpeed's process group; returns (rank, world size, device).
 
@@ -40,6 +51,8 @@ def setup_distributed() -> tuple[int, int, torch.device]:
         own = dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))
         _OWNED.update({k: v for k, v in own.items() if k not in os.environ})
         os.environ.update(_OWNED)
+    if not (dist.is_available() and dist.is_initialized()):
+        _forget_stale_deepspeed_groups()
     cuda = torch.cuda.is_available()
     if not cuda:
         # DeepSpeed JIT-compiles a shared-memory all-reduce for CPU inference at group creation (~1 min
@@ -75,3 +88,19 @@ def sum_over_ranks(counts: dict[str, int]) -> dict[str, int]:
         for k, v in part.items():
             total[k] = total.get(k, 0) + v
     return total
+
+
+def collective_device() -> torch.device:
+    """Where tensors for a collective must live: the current GPU under NCCL, the CPU under gloo."""
+    if dist.is_available() and dist.is_initialized() and dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def max_over_ranks(value: int) -> int:
+    """The largest of an integer code over all ranks (every rank must call it; itself with no group)."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return value
+    tensor = torch.tensor([value], device=collective_device())
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return int(tensor.item())

@@ -25,9 +25,10 @@ from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
 from .config import OptimRecipe, RunRecipe
-from .distributed import mean_over_ranks, setup_distributed
+from .distributed import collective_device, max_over_ranks, mean_over_ranks, setup_distributed
 from .metrics_log import MetricLog
-from .recipe import dump_recipe
+from .recipe import dump_recipe, to_dict
+from .run_folder import check_run_folder
 
 logger = logging.getLogger("loclip.training")
 
@@ -56,6 +57,7 @@ class RunContext:
     world: int
     device: torch.device
     out: Path
+    recipe: dict[str, Any] = field(default_factory=dict)  # the resolved recipe, kept in every checkpoint
 
 
 class NonFiniteLossError(RuntimeError):
@@ -63,13 +65,18 @@ class NonFiniteLossError(RuntimeError):
 
 
 def open_run(recipe: Any, run: RunRecipe) -> RunContext:
-    """Join (or make) the process group, create ``run.output_dir`` and write the resolved recipe into it."""
+    """Join (or make) the process group, create ``run.output_dir``, check what it holds
+    (``run_folder.check_run_folder``: no mixing with an earlier run, no resume under a changed recipe), and
+    write the resolved recipe into it."""
     rank, world, device = setup_distributed()
     out = Path(run.output_dir)
+    tree = to_dict(recipe)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+    check_run_folder(out, tree, run.resume, run.overwrite, rank)
+    if rank == 0:
         dump_recipe(recipe, out / "recipe.yaml")
-    return RunContext(rank, world, device, out)
+    return RunContext(rank, world, device, out, tree)
 
 
 def zero3(engine: Any) -> bool:
@@ -107,7 +114,7 @@ def _bad_terms(loss: torch.Tensor, terms: Mapping[str, torch.Tensor]) -> dict[st
     values = torch.stack([v.detach().float().reshape(()) for v in named.values()])
     bad = (~torch.isfinite(values)).float()
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        bad = bad.to(loss.device)
+        bad = bad.to(collective_device())
         dist.all_reduce(bad, op=dist.ReduceOp.MAX)
     return {name: float(v) for (name, v), flag in zip(named.items(), bad.tolist()) if flag}
 
@@ -145,12 +152,13 @@ def train_loop(
     step = ckpt.resume_run(engine, ckpt_root, run.resume, data, data_key, metrics, log)
 
     def save() -> None:
-        if not weights_finite(engine, ctx.device):
+        if not weights_finite(engine):
             newest = ckpt.latest_checkpoint(ckpt_root)
             raise NonFiniteLossError(
                 f"step {step}: the weights are not finite (the last update diverged; the loss was still finite); "
                 f"the run stopped without saving or exporting (newest checkpoint kept: {newest}). Lower optim.lr.")
-        ckpt.save_checkpoint(engine, ckpt_root, step, {data_key: data.state_dict()}, run.keep_checkpoints)
+        ckpt.save_checkpoint(engine, ckpt_root, step, {data_key: data.state_dict()}, run.keep_checkpoints,
+                             recipe=ctx.recipe or None)
 
     def do_evaluate() -> None:
         if evaluate is None:
@@ -227,17 +235,8 @@ def _report_bad(step: int, bad: dict[str, float], count: int, run: RunRecipe, ro
     )
 
 
-def _all_ranks(flag: bool, device: torch.device) -> bool:
-    """``flag`` and-ed over ranks."""
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return flag
-    value = torch.tensor([0.0 if flag else 1.0], device=device)
-    dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return value.item() == 0.0
-
-
-def weights_finite(engine: Any, device: torch.device) -> bool:
+def weights_finite(engine: Any) -> bool:
     """Whether every weight this rank holds (its ZeRO-3 partition, else the full tensors) is finite, on all
     ranks. Checked before each checkpoint, so that a checkpoint never holds NaN weights."""
     local = all(bool(torch.isfinite(getattr(p, "ds_tensor", p)).all()) for p in engine.module.parameters())
-    return _all_ranks(local, device)
+    return max_over_ranks(0 if local else 1) == 0

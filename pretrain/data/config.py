@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal, get_args
 
+from loclip.encoder.image_loading import DEFAULT_MAX_PIXELS
 from loclip.training.recipe import NonNegativeFloat, NonNegativeInt, PositiveInt, at_least, check
 
 FillMode = Literal["mask", "repeat"]
@@ -34,6 +35,7 @@ class DataConfig:
     fall back to the raw caption when they have nothing to draw from).
     ``num_regions`` (M) CLOC regions per image per step, drawn from the image's valid regions.
     Boxes may reach ``box_tolerance`` pixels outside their image before they count as bad; they are clipped.
+    An image whose header says more than ``max_image_pixels`` (width x height) is skipped before decoding.
     ``image_size``: the square model-input side; the processor given to the loader must letterbox to it.
     All random draws derive from ``seed``, the epoch and the sample key, so a resumed run draws the same.
     """
@@ -55,6 +57,7 @@ class DataConfig:
     seed: NonNegativeInt = 0
     jsonl_chunk_size: PositiveInt = 1000
     box_tolerance: NonNegativeFloat = 1.0
+    max_image_pixels: PositiveInt = DEFAULT_MAX_PIXELS
     prefetch_factor: PositiveInt = 2
     pin_memory: bool = False
 

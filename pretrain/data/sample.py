@@ -8,24 +8,31 @@ the decoded image (after EXIF orientation, as ``LoclipProcessor`` expects them).
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import os
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from PIL import Image
 
-from loclip.encoder.image_loading import to_rgb
+from loclip.encoder.image_loading import (
+    DEFAULT_MAX_PIXELS,
+    RASTER_EXTENSIONS,
+    RASTER_FORMATS,
+    ImageRefused,
+    ImageTooLarge,
+    open_raster,
+    resolve_image_path,
+    to_rgb,
+)
 from loclip.shards import skips as S
 from loclip.shards.skips import SkipCounter
 
 from .readers import RawSample
 
-IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif")
+IMAGE_EXTENSIONS = RASTER_EXTENSIONS  # the one allow-list (loclip.encoder.image_loading)
 # Formats PIL may decode. Others count as bad images: some PIL plugins (EPS) run external programs.
-IMAGE_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")  # JPEG includes MPO (phone photos)
+IMAGE_FORMATS = RASTER_FORMATS
 
 
 class Region(NamedTuple):
@@ -47,12 +54,15 @@ class Sample:
     regions: list[Region]
 
 
-def decode_sample(raw: RawSample, counter: SkipCounter, box_tolerance: float = 1.0) -> Sample | None:
+def decode_sample(
+    raw: RawSample, counter: SkipCounter, box_tolerance: float = 1.0, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> Sample | None:
     """``raw`` → ``Sample``, or ``None`` after counting why it was skipped.
 
     JSON fields: ``caption`` (required), ``long_captions`` / ``short_captions`` (optional lists of strings;
     a single string is taken as a list of one), ``regions`` (optional ``[{"bbox": [x1, y1, x2, y2] pixels,
-    "phrase": str}]``); JSONL lines also give ``image`` (a path) and may give ``key``.
+    "phrase": str}]``); JSONL lines also give ``image`` (a path inside the image root) and may give ``key``.
+    An image over ``max_pixels`` (by its header) is skipped before it is decoded.
     """
     where = f"{raw.key} in {raw.source}"
     if "json" not in raw.files:
@@ -70,12 +80,12 @@ def decode_sample(raw: RawSample, counter: SkipCounter, box_tolerance: float = 1
     image_bytes = _image_bytes(raw, record, counter, where)
     if image_bytes is None:
         return None
-    try:
-        with Image.open(io.BytesIO(image_bytes), formats=IMAGE_FORMATS) as opened:
-            opened.load()  # decode now: a truncated or corrupt file fails here, not in the processor
-            image = to_rgb(opened, key)
-    except Exception as e:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBombError, … on bad bytes
-        return _skip(counter, S.SAMPLE_BAD_IMAGE, f"{where}: {type(e).__name__}: {e}")
+    try:  # decode now: a truncated or corrupt file fails here, not in the processor
+        image = to_rgb(open_raster(image_bytes, key, max_pixels), key)
+    except ImageTooLarge as e:
+        return _skip(counter, S.SAMPLE_IMAGE_TOO_LARGE, f"{where}: {e}")
+    except (ImageRefused, ValueError) as e:
+        return _skip(counter, S.SAMPLE_BAD_IMAGE, f"{where}: {e}")
     return Sample(
         key=key,
         image=image,
@@ -101,8 +111,12 @@ def _image_bytes(raw: RawSample, record: dict[str, Any], counter: SkipCounter, w
     if not isinstance(rel, str) or not rel:
         return _skip(counter, S.SAMPLE_MISSING_IMAGE, f"{where}: image={rel!r}")
     try:
-        with open(os.path.join(raw.image_root, rel), "rb") as f:
-            return f.read()
+        path = resolve_image_path(raw.image_root, rel, where)  # a regular file inside image_root, or nothing
+    except ImageRefused as e:
+        reason = S.SAMPLE_MISSING_IMAGE if e.reason == "image_missing" else S.SAMPLE_IMAGE_PATH
+        return _skip(counter, reason, str(e))
+    try:
+        return path.read_bytes()
     except OSError as e:
         return _skip(counter, S.SAMPLE_MISSING_IMAGE, f"{where}: {e}")
 

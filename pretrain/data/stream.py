@@ -77,7 +77,7 @@ class BatchStream(IterableDataset):
                 members = read_members(self.specs[units[u].shard], SkipCounter() if first_member else counter)
                 order = self.plan.member_order(units[u], epoch, len(members))
                 for m in range(first_member, len(order)):  # members before first_member: consumed, not decoded
-                    sample = decode_sample(members[order[m]], counter, cfg.box_tolerance)
+                    sample = decode_sample(members[order[m]], counter, cfg.box_tolerance, cfg.max_image_pixels)
                     if sample is None:
                         continue
                     used_in_epoch += 1

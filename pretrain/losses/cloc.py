@@ -25,6 +25,7 @@ def region_text_loss(
     filter_threshold: float | None = 0.9,
     local_loss: bool = True,
     filter_embeds: torch.Tensor | None = None,
+    filter_ids: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Symmetric InfoNCE between every valid region and every valid region caption of the global batch.
 
@@ -35,7 +36,9 @@ def region_text_loss(
     caption leaves that row's denominator (both directions; decided without gradient; the positive always
     stays, so exact duplicate captions only lose their duplicates). ``None`` disables it.
     filter_embeds: ``[B, M, E]`` what the filter compares instead of ``region_text_embeds`` (e.g. identity
-    codes of the captions, so that only identical captions are filtered).
+    embeddings of another text tower).
+    filter_ids: ``[B, M]`` int64 caption identities (``objective.caption_ids``): filter exactly the candidates
+    whose caption is identical to the positive's, instead of comparing embeddings.
     No valid region anywhere → ``{"region_text": 0}`` with a graph, so backward (and its collectives) runs.
     """
     check_same_shape(region_embeds, region_text_embeds, "region_embeds", "region_text_embeds", "[B, M, D]")
@@ -44,6 +47,7 @@ def region_text_loss(
         region_embeds[valid], region_text_embeds[valid], logit_scale,
         local_loss=local_loss, filter_threshold=filter_threshold,
         filter_keys=None if filter_embeds is None else filter_embeds[valid],
+        filter_ids=None if filter_ids is None else filter_ids[valid],
     )  # fmt: skip
     return {"region_text": loss}
 

@@ -19,6 +19,8 @@ step (the gathers are collectives); ranks may hold different numbers of rows.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -33,9 +35,31 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     return F.normalize(as_float(x), dim=-1)
 
 
+class _CappedLogScale(torch.autograd.Function):
+    """``min(x, cap)`` whose gradient still reaches ``x`` above the cap when it would lower ``x``.
+
+    A plain clamp gives a zero gradient above the cap, so a scale that starts there (OpenAI CLIP checkpoints
+    carry ln 100 + 3e-5) or gets there never comes back. OpenCLIP clamps the parameter in place after each
+    optimizer step instead; under DeepSpeed the optimizer's fp32 master copy would undo an in-place clamp, so
+    the cap lives here: the forward never exceeds it, and a gradient that asks for a lower scale gets through.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, cap: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.cap = cap
+        return x.clamp(max=cap)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        raising = (x > ctx.cap) & (grad < 0)  # gradient descent would push it further above the cap
+        return torch.where(raising, torch.zeros_like(grad), grad), None
+
+
 def inverse_temperature(logit_scale: torch.Tensor) -> torch.Tensor:
-    """``exp(logit_scale)`` clamped at 100 (no gradient to the scale once clamped, as in CLIP)."""
-    return as_float(logit_scale).exp().clamp(max=MAX_LOGIT_SCALE)
+    """``exp(logit_scale)`` capped at 100; above the cap a gradient that lowers the scale still flows."""
+    return _CappedLogScale.apply(as_float(logit_scale), math.log(MAX_LOGIT_SCALE)).exp()
 
 
 def zero_with_graph(*tensors: torch.Tensor) -> torch.Tensor:
@@ -82,6 +106,7 @@ def paired_infonce(
     symmetric: bool = True,
     filter_threshold: float | None = None,
     filter_keys: torch.Tensor | None = None,
+    filter_ids: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int]:
     """InfoNCE over the pairs ``(queries[i], keys[i])`` of the global batch: this rank's share and the count.
 
@@ -92,7 +117,9 @@ def paired_infonce(
     filter_threshold: drop from a row's denominator every candidate ``j`` whose **key** has cosine similarity
     ``> filter_threshold`` with the row's own key (CLOC's text filter: near-duplicate captions are not
     negatives). Computed without gradient; the positive always stays. ``None`` disables it.
-    filter_keys: ``[n, E]`` vectors compared for the filter instead of the keys (e.g. caption identity codes).
+    filter_keys: ``[n, E]`` vectors compared for the filter instead of the keys (e.g. another tower's).
+    filter_ids: ``[n]`` int64 identities: the filter drops exactly the candidates with the row's own id
+    (identical captions), whatever ``filter_threshold`` says.
     Returns ``(L_r, G)``: ``L_r`` averages over ranks to the global loss (0 with a graph when ``G == 0``).
     """
     q, k = normalize(queries), normalize(keys)
@@ -100,12 +127,16 @@ def paired_infonce(
     per_query, per_key = get_logits(q, k, scale, local_loss)
     labels = get_ground_truth(q.shape[0], q.device, local_loss)
     count = per_query.shape[1]
-    if filter_threshold is not None:
+    if filter_threshold is not None or filter_ids is not None:
         with torch.no_grad():
-            fk = k if filter_keys is None else normalize(filter_keys.to(k.dtype))
-            all_k = gather_no_grad(fk)
-            row_k = fk if local_loss else all_k
-            drop = row_k @ all_k.T > filter_threshold
+            if filter_ids is not None:
+                all_ids = gather_no_grad(filter_ids.long())
+                drop = (filter_ids.long() if local_loss else all_ids)[:, None] == all_ids[None, :]
+            else:
+                fk = k if filter_keys is None else normalize(filter_keys.to(k.dtype))
+                all_k = gather_no_grad(fk)
+                row_k = fk if local_loss else all_k
+                drop = row_k @ all_k.T > filter_threshold
             drop[torch.arange(labels.numel(), device=drop.device), labels] = False
         # The same pairs leave both directions: the candidate's caption is what duplicates the row's.
         per_query = per_query.masked_fill(drop, float("-inf"))

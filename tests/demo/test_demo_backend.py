@@ -138,6 +138,18 @@ def test_load_image_checks_file_and_size(tmp_path: Path) -> None:
         load_image(tmp_path / "missing.png", LIMITS)
 
 
+def test_an_uploaded_eps_never_reaches_ghostscript(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import EpsImagePlugin
+
+    calls = []
+    monkeypatch.setattr(EpsImagePlugin, "Ghostscript", lambda *a, **k: calls.append(a))
+    eps = tmp_path / "upload.eps"
+    eps.write_bytes(b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n%%EndComments\n")
+    with pytest.raises(DemoInputError, match=r"cannot read 'upload.eps' as an image .*not an image in an allowed"):
+        load_image(eps, LIMITS)
+    assert not calls
+
+
 def test_from_annotator_keeps_drawing_order_and_applies_rotation() -> None:
     image = Image.new("RGB", (40, 20))
     value = {"image": image, "boxes": [{"xmin": 5, "ymin": 1, "xmax": 9, "ymax": 4}, {"xmin": 1, "ymin": 2,

@@ -115,3 +115,28 @@ def test_dense_grounding_rejects_a_grid_that_does_not_match() -> None:
         dense_grounding_loss(torch.zeros(1, 1, 6), random_boxes(1, 1, 6), random_boxes(1, 1), torch.ones(1, 1), (2, 2))
     with pytest.raises(ValueError, match="cell_boxes"):
         dense_grounding_loss(torch.zeros(1, 1, 4), random_boxes(1, 1, 3), random_boxes(1, 1), torch.ones(1, 1), (2, 2))
+
+
+def test_a_box_past_the_edge_is_clamped_for_output_but_the_loss_sees_it_whole() -> None:
+    """A predicted box whose x1 would be -0.15 is shown clamped at 0, but the loss compares the whole box: the
+    error then moves the centre right and leaves the width alone. On the clamped box x1 would look right and
+    the x2 error alone would widen the box, pushing x1 further out (the issue's failure)."""
+    from loclip.encoder import LoclipModel, tiny_config
+
+    config = tiny_config(image_size=32, patch_size=8)
+    config.vision_config.grounding_head = "pooled"
+    model = LoclipModel(config)
+    last = model.vision_model.box_head.mlp[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.logit(torch.tensor([0.1, 0.4, 0.5, 0.4])))  # cx 0.1, w 0.5: x1 = -0.15
+    enc = model.vision_model.encode(torch.randn(1, 3, 32, 32))
+    out = model.vision_model.grounding(enc, torch.randn(1, 1, config.projection_dim))
+    assert out.raw_boxes[0, 0, 0].item() == pytest.approx(-0.15) and out.boxes[0, 0, 0].item() == 0.0
+    target = torch.tensor([[[0.0, 0.2, 0.5, 0.6]]])
+    mask = torch.ones(1, 1, dtype=torch.bool)
+    (grad,) = torch.autograd.grad(grounding_loss(out.raw_boxes, target, mask)["ground_l2"], [last.bias],
+                                  retain_graph=True)
+    assert grad[0] < 0 and abs(grad[2]) < 1e-6  # move the centre right; the width is right already
+    (clamped,) = torch.autograd.grad(grounding_loss(out.boxes, target, mask)["ground_l2"], [last.bias])
+    assert clamped[2] < -1e-3  # what clamping did: widen the box

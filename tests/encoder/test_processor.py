@@ -292,5 +292,5 @@ def test_image_file_paths(tmp_path: Path) -> None:
     out = LoclipImageProcessor(image_size=8)([str(tmp_path / "blue.png"), tmp_path / "blue.png"], return_original_sizes=True)
     assert out["original_sizes"].tolist() == [[5, 3], [5, 3]]
     (tmp_path / "bad.png").write_bytes(b"not an image")
-    with pytest.raises(ValueError, match=r"images\[0\]: cannot read image file"):
+    with pytest.raises(ValueError, match=r"images\[0\]: not an image in an allowed format"):
         LoclipImageProcessor(image_size=8)(str(tmp_path / "bad.png"))

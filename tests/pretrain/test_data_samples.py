@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
 import tarfile
 from collections import Counter
@@ -276,3 +277,36 @@ def test_batch_layout_and_boxes_match_the_processor(corrupt_shards: list[Path]) 
         assert torch.equal(batch["input_ids"][i], tokens([item.caption])["input_ids"][0])
     # a masked slot holds the tokenised empty string, never an all-padding row
     assert (batch["sub_attention_mask"].sum(-1) > 0).all() and (batch["region_attention_mask"].sum(-1) > 0).all()
+
+
+def test_jsonl_image_paths_are_regular_files_inside_the_root(tmp_path: Path) -> None:
+    """/dev/zero would exhaust memory, a FIFO would block forever, ../ leaves the root: all skipped, counted."""
+    root = tmp_path / "root"
+    (root / "imgs").mkdir(parents=True)
+    (root / "imgs" / "ok.png").write_bytes(png())
+    (tmp_path / "outside.png").write_bytes(png())
+    os.mkfifo(root / "imgs" / "fifo.png")
+    os.symlink(tmp_path / "outside.png", root / "imgs" / "link.png")
+    paths = ["imgs/ok.png", "/dev/zero", "imgs/fifo.png", "../outside.png", "imgs/link.png", "imgs", "nope.png"]
+    (root / "data.jsonl").write_text("".join(json.dumps({"image": p, "caption": "c"}) + "\n" for p in paths))
+    counter = SkipCounter()
+    spec = build_specs(config(jsonl=str(root / "data.jsonl")))[0]
+    samples = [s for s in (decode_sample(r, counter) for r in read_members(spec, counter)) if s is not None]
+    assert [s.key for s in samples] == ["data.jsonl:0"]
+    assert counter.as_dict() == {"sample/image_path_refused": 5, "sample/missing_image": 1}
+
+
+def test_a_decompression_bomb_is_skipped_before_decoding_and_the_limit_is_a_recipe_field(tmp_path: Path) -> None:
+    bomb = io.BytesIO()
+    Image.new("1", (12000, 12000)).save(bomb, format="PNG", optimize=True)
+    assert len(bomb.getvalue()) < 100_000  # ~20 KB on disk, 144 megapixels decoded
+    url = str(write_shard(tmp_path / "bomb.tar", [{"__key__": "bomb", "png": bomb.getvalue(), "json": meta()},
+                                                  {"__key__": "fine", "png": png(), "json": meta()}]))
+    good, counter = decode_all(url)
+    assert [s.key for s in good] == ["fine"] and counter.as_dict() == {"sample/image_too_large": 1}
+    counter = SkipCounter()
+    raw = read_members(build_specs(config(train_shards=url))[0], counter)
+    assert decode_sample(raw[1], counter, max_pixels=20 * 16) is not None  # exactly at the limit: decoded
+    assert decode_sample(raw[1], counter, max_pixels=20 * 16 - 1) is None
+    with pytest.raises(ValueError, match="data.max_image_pixels = 0: expected an integer >= 1"):
+        config(max_image_pixels=0)

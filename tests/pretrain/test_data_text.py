@@ -36,6 +36,24 @@ SPLITS = [
 ]
 
 
+LISTS = [  # MLLM-written long captions come as lists: markers are neither sentences nor part of one
+    ("1. A cat. 2. A dog.", ["A cat.", "A dog."], "1.2."),
+    ("- a red circle\n- a blue star", ["a red circle", "a blue star"], "--"),
+    ("* one\n• two.\n– three", ["one", "two.", "three"], "*•–"),
+    ("The image shows: 1. a red circle, 2. a blue star.", ["The image shows:", "a red circle,", "a blue star."],
+     "1.2."),
+    ("(a) first. (b) second. 3) third", ["first.", "second.", "third"], "(a)(b)3)"),
+    ("He was number 1. Then he left.", ["He was number 1.", "Then he left."], ""),  # not a list
+]
+
+
+@pytest.mark.parametrize("text, expected, markers", LISTS)
+def test_split_sentences_drops_list_markers_only(text: str, expected: list[str], markers: str) -> None:
+    sentences = split_sentences(text)
+    assert sentences == expected
+    assert len(re.sub(r"\s", "", "".join(sentences))) == len(re.sub(r"\s", "", text)) - len(markers)
+
+
 @pytest.mark.parametrize("text, expected", SPLITS)
 def test_split_sentences(text: str, expected: list[str]) -> None:
     sentences = split_sentences(text)

@@ -79,13 +79,30 @@ def test_clip_matches_reference(local_loss: bool) -> None:
     assert_same_value_and_grads(ours["clip"], ref, [image, text, logit_scale])
 
 
-def test_logit_scale_is_clamped_at_100() -> None:
+def test_logit_scale_is_capped_at_100_and_never_freezes() -> None:
     image, text = leaves((4, D), (4, D))
     logit_scale = torch.tensor(math.log(500.0), dtype=torch.float64, requires_grad=True)
     loss = clip_loss(image, text, logit_scale)["clip"]
     torch.testing.assert_close(loss, ref_pairs(list(image), list(text), torch.tensor(100.0)))
     loss.backward()
-    assert logit_scale.grad == 0 and image.grad.abs().sum() > 0
+    assert image.grad.abs().sum() > 0
+    # above the cap, the gradient the loss has at the cap reaches the scale when it asks for a lower scale,
+    # and nothing else does (a plain clamp would give 0 either way: the temperature would freeze)
+    at_cap = torch.tensor(math.log(100.0), dtype=torch.float64, requires_grad=True)
+    (expected,) = torch.autograd.grad(clip_loss(image.detach(), text.detach(), at_cap)["clip"], [at_cap])
+    torch.testing.assert_close(logit_scale.grad, expected if expected > 0 else torch.zeros_like(expected))
+
+
+@pytest.mark.parametrize("aligned", [False, True])
+def test_a_scale_just_above_the_cap_as_in_openai_clip_checkpoints_still_learns(aligned: bool) -> None:
+    """OpenAI CLIP checkpoints carry logit_scale = 4.6052 > ln 100 = 4.60517: the gradient must not be 0 when
+    the loss wants a lower scale (random pairs), and is 0 when it wants a higher one (aligned pairs)."""
+    torch.manual_seed(1)
+    image = torch.randn(8, D, dtype=torch.float64)
+    text = image.clone() if aligned else torch.randn(8, D, dtype=torch.float64)
+    scale = torch.tensor(4.6052, dtype=torch.float64, requires_grad=True)
+    clip_loss(image, text, scale)["clip"].backward()
+    assert (scale.grad == 0) if aligned else (scale.grad > 1)
 
 
 def test_low_precision_inputs_give_a_float32_loss() -> None:

@@ -1,45 +1,60 @@
-"""The objective's text filter: identical captions only, for text towers trained from scratch."""
+"""The objective's text filter (identical captions only, for text towers trained from scratch) and its text
+encoding."""
 
 import math
 
+import pytest
 import torch
 
 from loclip.pretrain.losses import region_text_loss
-from loclip.pretrain.objective import caption_codes
+from loclip.pretrain.objective import caption_ids
 
 
-def test_caption_codes_separate_exact_duplicates_only() -> None:
+def test_caption_ids_are_equal_exactly_for_identical_captions() -> None:
     ids = torch.randint(4, 1100, (300, 20), generator=torch.Generator().manual_seed(0))
     ids[1] = ids[0]
     ids[2] = ids[0]
     ids[2, 7] += 1  # one token differs
     mask = torch.ones_like(ids)
-    codes = torch.nn.functional.normalize(caption_codes(ids, mask), dim=-1)
-    sim = codes @ codes.t()
-    assert sim[0, 1] > 0.999
-    off = sim - torch.eye(300) * 2
-    off[0, 1] = off[1, 0] = -1
-    assert off.max() < 0.9  # different captions never pass the 0.9 filter
+    codes = caption_ids(ids, mask)
+    assert codes[0] == codes[1] and codes[0] != codes[2]
+    assert len(set(codes.tolist())) == 299  # no two different captions share an id
     short_mask = mask.clone()
     short_mask[:, 15:] = 0
     other_padding = ids.clone()
-    other_padding[:, 15:] = 1  # whatever sits under the mask does not change a code
-    torch.testing.assert_close(caption_codes(ids, short_mask), caption_codes(other_padding, short_mask))
+    other_padding[:, 15:] = 1  # whatever sits under the mask does not change an id
+    assert torch.equal(caption_ids(ids, short_mask), caption_ids(other_padding, short_mask))
+    prefix = short_mask.clone()
+    prefix[:, 14] = 0
+    assert not torch.equal(caption_ids(ids, prefix), caption_ids(ids, short_mask))  # a shorter caption differs
+    # the same caption gets the same id alone and inside a batch of any size (float codes did not)
+    assert all(caption_ids(ids[i : i + 1], mask[i : i + 1]) == codes[i] for i in (0, 57, 299))
 
 
-def test_exact_filter_keeps_negatives_when_text_embeddings_all_look_alike() -> None:
+def test_exact_filter_drops_identical_captions_only_even_when_embeddings_look_alike() -> None:
     # An untrained text tower embeds every caption alike (cosine > 0.9): the embedding filter then drops every
-    # negative and the region loss collapses to 0; identity codes keep all different captions as negatives.
+    # negative and the region loss collapses to 0; identity ids keep all different captions as negatives.
     n = 12
-    regions = torch.randn(1, n, 16)
-    texts = torch.ones(1, n, 16) + 0.01 * torch.randn(1, n, 16)
+    regions = torch.randn(1, n, 16, dtype=torch.float64)
+    texts = torch.ones(1, n, 16, dtype=torch.float64) + 0.01 * torch.randn(1, n, 16, dtype=torch.float64)
     mask = torch.ones(1, n, dtype=torch.bool)
-    scale = torch.zeros(1)  # temperature 1
+    scale = torch.zeros(1, dtype=torch.float64)  # temperature 1
     collapsed = region_text_loss(regions, texts, mask, scale, 0.9)["region_text"]
-    ids = torch.arange(n)[:, None].repeat(1, 5) + 4
-    codes = caption_codes(ids, torch.ones_like(ids))[None]
-    kept = region_text_loss(regions, texts, mask, scale, 0.9, filter_embeds=codes)["region_text"]
+    tokens = torch.arange(n)[:, None].repeat(1, 5) + 4
+    tokens[5] = tokens[2]  # regions 2 and 5 carry the same caption
+    codes = caption_ids(tokens, torch.ones_like(tokens))[None]
+    kept = region_text_loss(regions, texts, mask, scale, 0.9, filter_ids=codes)["region_text"]
     assert collapsed < 1e-3
+    # by hand: InfoNCE both ways over all pairs except 2<->5, each other's negative no more
+    r = torch.nn.functional.normalize(regions[0], dim=-1)
+    t = torch.nn.functional.normalize(texts[0], dim=-1)
+    logits = r @ t.T
+    allowed = ~torch.eye(n, dtype=torch.bool)
+    allowed[2, 5] = allowed[5, 2] = False
+    allowed |= torch.eye(n, dtype=torch.bool)
+    def side(lg: torch.Tensor) -> torch.Tensor:
+        return -(lg.diag() - torch.logsumexp(lg.masked_fill(~allowed, float("-inf")), dim=1)).mean()
+    torch.testing.assert_close(kept, 0.5 * (side(logits) + side(logits.T)))
     assert abs(kept.item() - math.log(n)) < 0.5
 
 
@@ -67,3 +82,32 @@ def test_text_encoding_dedup_and_trim_match_plain_calls() -> None:
     plain_grad = torch.autograd.grad(plain.square().sum(), model.text_model.embeddings.token_embedding.weight)[0]
     torch.testing.assert_close(fast, plain, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fast_grad, plain_grad, atol=1e-5, rtol=1e-5)
+
+
+def test_a_temperature_saved_above_the_cap_still_trains(tmp_path) -> None:
+    """OpenAI CLIP checkpoints carry logit_scale = 4.6052 > ln 100: before the fix its gradient was exactly 0 in
+    every loss term, from step 0 on. Saved, reloaded and trained on unrelated pairs, it now moves (down)."""
+    from loclip.encoder import LoclipModel, tiny_config
+    from loclip.pretrain.config import LossRecipe
+    from loclip.pretrain.objective import PretrainObjective
+
+    torch.manual_seed(0)
+    model = LoclipModel(tiny_config(image_size=32, patch_size=8, max_text_length=8))
+    with torch.no_grad():
+        model.logit_scale.fill_(4.6052)
+    model.save_pretrained(tmp_path)
+    model = LoclipModel.from_pretrained(tmp_path)
+    assert model.logit_scale.item() == pytest.approx(4.6052)
+    objective = PretrainObjective(model, LossRecipe(subcaptions=False, regions=False, grounding=False))
+    optimizer = torch.optim.AdamW(objective.parameters(), lr=1e-2, weight_decay=0.0)
+    g = torch.Generator().manual_seed(1)
+    batch = {"pixel_values": torch.randn(8, 3, 32, 32, generator=g),
+             "input_ids": torch.randint(4, 60, (8, 8), generator=g), "attention_mask": torch.ones(8, 8, dtype=torch.long)}
+    for step in range(5):
+        loss, _ = objective(batch)
+        optimizer.zero_grad()
+        loss.backward()
+        if step == 0:
+            assert model.logit_scale.grad.abs().item() > 0
+        optimizer.step()
+    assert model.logit_scale.item() < math.log(100)

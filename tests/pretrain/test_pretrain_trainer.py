@@ -165,10 +165,14 @@ def test_grounding_head_is_a_recipe_choice(world: Path) -> None:
         load_recipe(PretrainRecipe, None, build_parser().parse_args(["--model.grounding_head", "mlp"]))
 
 
-def test_a_fresh_start_in_an_old_folder_replaces_its_log(world: Path, tmp_path: Path) -> None:
+def test_a_fresh_start_in_an_old_folder_is_refused_unless_overwrite_which_replaces_its_log(
+    world: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "again"
     recipe = _recipe(world, out, 3, resume=False)
     subprocess.run(_command(recipe), check=True, env=ENV, capture_output=True)
     first = _losses(out)
-    subprocess.run(_command(recipe), check=True, env=ENV, capture_output=True)
+    refused = subprocess.run(_command(recipe), env=ENV, capture_output=True, text=True)
+    assert refused.returncode != 0 and "holds checkpoints of an earlier run (step-00000003)" in refused.stderr
+    subprocess.run([*_command(recipe), "--run.overwrite", "true"], check=True, env=ENV, capture_output=True)
     assert [s for s, _ in first] == [1, 2, 3] and _losses(out) == first
