@@ -237,7 +237,10 @@ def from_dict(cls: type[T], data: Any, where: str = "recipe") -> T:
     kwargs = {}
     for name, value in data.items():
         tp = types_[name]
-        kwargs[name] = from_dict(tp, value, f"{where}.{name}") if dataclasses.is_dataclass(tp) else value
+        if dataclasses.is_dataclass(tp):  # an empty YAML section (`eval:` with nothing under it) is None
+            kwargs[name] = from_dict(tp, {} if value is None else value, f"{where}.{name}")
+        else:
+            kwargs[name] = value
     missing = [n for n, f in fields.items() if n not in kwargs and default_of(f) is dataclasses.MISSING]
     if missing:
         raise ValueError(f"{where}: missing required field(s) {missing}")
@@ -309,7 +312,9 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls
     groups: dict[str, Any] = {}
     for name, tp, f in iter_leaves(cls):
         title = f.metadata.get("group")
-        target = parser if title is None else groups.setdefault(title, parser.add_argument_group(title))
+        if title is not None and title not in groups:
+            groups[title] = parser.add_argument_group(title)
+        target = parser if title is None else groups[title]
         base, _ = _split_annotated(tp)
         inner = [a for a in typing.get_args(base) if a is not type(None)] if _is_union(base) else [base]
         inner = [_split_annotated(a)[0] for a in inner]

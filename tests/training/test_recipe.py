@@ -28,6 +28,7 @@ def test_yaml_numbers_pyyaml_reads_as_strings_are_floats(tmp_path: Path) -> None
     recipe = from_yaml(tmp_path, "optim:\n  lr: 1e-3\n  weight_decay: 1e-2\n  steps: 10\n")
     assert recipe.optim.lr == 1e-3 and recipe.optim.weight_decay == 1e-2 and isinstance(recipe.optim.lr, float)
     assert from_yaml(tmp_path, "optim:\n  steps: 3.0\n").optim.steps == 3  # an integral float is an int
+    assert from_yaml(tmp_path, "eval:\noptim:\n  steps: 7\n").optim.steps == 7  # an empty section is no change
 
 
 @pytest.mark.parametrize("text, message", [
