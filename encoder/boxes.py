@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 
@@ -141,6 +141,28 @@ def clip_to_size(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     lo = boxes.new_zeros(4)
     hi = boxes.new_tensor([w, h, w, h])
     return torch.minimum(torch.maximum(boxes, lo), hi)
+
+
+def check_pixel_box(box: Any, size: tuple[int, int], tolerance: float = 1.0) -> tuple[float, float, float, float] | str:
+    """One pixel xyxy box of a data record, in plain Python floats → the box clipped to ``size=(height, width)``,
+    or why it cannot be used: ``"not_a_box"`` (not 4 finite numbers), ``"inverted"`` (x2 < x1 or y2 < y1) or
+    ``"outside"`` (past the image by more than ``tolerance`` pixels).
+
+    The same rules as ``check_xyxy_order`` / ``check_in_image`` / ``clip_to_size``, without tensors: the data
+    loaders check every region of every sample, where torch calls on ``[1, 4]`` tensors cost more than this.
+    """
+    if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)):
+        return "not_a_box"
+    x1, y1, x2, y2 = (float(v) for v in box)
+    if x2 < x1 or y2 < y1:
+        return "inverted"
+    h, w = size
+    if x1 < -tolerance or y1 < -tolerance or x2 > w + tolerance or y2 > h + tolerance:
+        return "outside"
+    x1, x2 = (min(max(v, 0.0), float(w)) for v in (x1, x2))
+    y1, y2 = (min(max(v, 0.0), float(h)) for v in (y1, y2))
+    return x1, y1, x2, y2
 
 
 def check_in_image(boxes: torch.Tensor, size: tuple[int, int], name: str = "boxes", atol: float = 1e-3) -> None:

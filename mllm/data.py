@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from collections import Counter
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from loclip.encoder.boxes import check_pixel_box
 from loclip.encoder.image_loading import (
     DEFAULT_MAX_PIXELS,
     RASTER_FORMATS,
@@ -67,26 +67,22 @@ def load_records(path: str | os.PathLike) -> list[Any]:
     return records
 
 
+_BOX_REASONS = {"not_a_box": "bad_boxes", "inverted": "box_inverted", "outside": "box_outside_image"}
+
+
 def check_boxes(boxes: Any, size: tuple[int, int]) -> tuple[list[list[float]] | None, str | None]:
     """A record's ``boxes`` → (pixel boxes clipped to the image, None), or (None, the skip reason): not a list of
     4 finite numbers each (``bad_boxes``), x2 < x1 or y2 < y1 (``box_inverted``), or past the image by more
-    than ``BOX_TOLERANCE`` pixels (``box_outside_image``). ``size`` is (width, height)."""
+    than ``BOX_TOLERANCE`` pixels (``box_outside_image``), by ``loclip.encoder.boxes.check_pixel_box``.
+    ``size`` is (height, width)."""
     if not isinstance(boxes, list):
         return None, "bad_boxes"
-    width, height = size
     out = []
     for box in boxes:
-        if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)):
-            return None, "bad_boxes"
-        x1, y1, x2, y2 = (float(v) for v in box)
-        if x2 < x1 or y2 < y1:
-            return None, "box_inverted"
-        t = BOX_TOLERANCE
-        if x1 < -t or y1 < -t or x2 > width + t or y2 > height + t:
-            return None, "box_outside_image"
-        out.append([min(max(x1, 0.0), width), min(max(y1, 0.0), height), min(max(x2, 0.0), width),
-                    min(max(y2, 0.0), height)])
+        checked = check_pixel_box(box, size, BOX_TOLERANCE)
+        if isinstance(checked, str):
+            return None, _BOX_REASONS[checked]
+        out.append(list(checked))
     return out, None
 
 
@@ -135,14 +131,14 @@ class ConversationDataset(Dataset):
         try:
             path = resolve_image_path(self.image_root, record["image"], f"record {index}")
             with Image.open(path, formats=RASTER_FORMATS) as header:  # the header only: nothing is decoded
-                size = header.size
+                width, height = header.size
         except ImageRefused as e:
             return e.reason
         except (OSError, SyntaxError, ValueError):
             return "image_format"  # not an image of an allowed raster format, or a broken header
-        if size[0] * size[1] > self.max_pixels:
+        if width * height > self.max_pixels:
             return "image_too_large"
-        boxes, reason = check_boxes(record.get("boxes", []), size)
+        boxes, reason = check_boxes(record.get("boxes", []), (height, width))
         if reason:
             return reason
         turns, ground = record.get("conversations"), []

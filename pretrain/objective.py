@@ -7,7 +7,6 @@ the loss terms the recipe turns on.
 
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
@@ -25,7 +24,6 @@ from .losses import (
     region_weight,
     siglip_loss,
 )
-
 
 _HASHES = ((2_147_483_647, 131_071), (2_147_483_629, 524_287))  # (prime modulus, base) of two rolling hashes
 

@@ -9,12 +9,12 @@ the decoded image (after EXIF orientation, as ``LoclipProcessor`` expects them).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from PIL import Image
 
+from loclip.encoder.boxes import check_pixel_box
 from loclip.encoder.image_loading import (
     DEFAULT_MAX_PIXELS,
     RASTER_EXTENSIONS,
@@ -138,10 +138,6 @@ def _caption_list(value: Any, counter: SkipCounter, where: str) -> list[str]:
     return out
 
 
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _valid_regions(
     value: Any, size: tuple[int, int], tolerance: float, counter: SkipCounter, where: str
 ) -> list[Region]:
@@ -166,21 +162,14 @@ def _check_region(region: Any, size: tuple[int, int], tolerance: float) -> Regio
     clipped to the image) with positive area and the phrase is a non-blank string; else the skip reason."""
     bbox = region.get("bbox") if isinstance(region, dict) else None
     phrase = region.get("phrase") if isinstance(region, dict) else None
-    if not (isinstance(bbox, (list, tuple)) and len(bbox) == 4 and all(map(_is_number, bbox))):
-        return S.REGION_BAD_BBOX
-    # One box in plain Python floats (float64, as a tensor would be): this runs for every region of every
-    # sample in the loader workers, where torch calls on [1, 4] tensors cost more than the arithmetic.
-    # Same rules as loclip.encoder.boxes check_xyxy_order / check_in_image / clip_to_size / box_area.
-    x1, y1, x2, y2 = (float(v) for v in bbox)
-    if x2 < x1 or y2 < y1:
+    box = check_pixel_box(bbox, size, tolerance)
+    if box in ("not_a_box", "inverted"):
         return S.REGION_BAD_BBOX
     if not isinstance(phrase, str) or not phrase.strip():
         return S.REGION_BAD_PHRASE
-    h, w = size
-    if x1 < -tolerance or y1 < -tolerance or x2 > w + tolerance or y2 > h + tolerance:
+    if box == "outside":
         return S.REGION_OUTSIDE_IMAGE
-    x1, x2 = (min(max(v, 0.0), float(w)) for v in (x1, x2))
-    y1, y2 = (min(max(v, 0.0), float(h)) for v in (y1, y2))
+    x1, y1, x2, y2 = box
     if (x2 - x1) * (y2 - y1) <= 0:
         return S.REGION_ZERO_AREA
-    return Region((x1, y1, x2, y2), phrase.strip())
+    return Region(box, phrase.strip())

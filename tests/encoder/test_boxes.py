@@ -93,3 +93,19 @@ def test_check_in_image_names_box_and_size() -> None:
 
 def test_round_pixel_boxes() -> None:
     assert B.round_pixel_boxes(torch.tensor([[0.4, 0.5, 9.49, 9.5]])) == [[0, 1, 9, 10]]
+
+
+@pytest.mark.parametrize("box, expected", [
+    ([2, 3, 10, 12], (2.0, 3.0, 10.0, 12.0)),
+    ([-0.5, 0, 20.8, 16.5], (0.0, 0.0, 20.0, 16.0)),  # within the tolerance: clipped
+    ([5, 5, 25, 9], "outside"), ([-2, 0, 5, 5], "outside"),
+    ([10, 3, 2, 12], "inverted"), ([1, 9, 5, 2], "inverted"),
+    ([1, 1, 5], "not_a_box"), ([1, 1, 5, float("nan")], "not_a_box"), ([True, 1, 2, 3], "not_a_box"), (5, "not_a_box"),
+])
+def test_check_pixel_box_follows_the_tensor_rules(box, expected) -> None:
+    from loclip.encoder.boxes import check_pixel_box
+
+    assert check_pixel_box(box, (16, 20), tolerance=1.0) == expected  # size is (height, width)
+    if isinstance(expected, tuple):  # the same box as check_in_image accepts and clip_to_size returns
+        clipped = B.clip_to_size(torch.tensor([box], dtype=torch.float64), (16, 20))
+        assert clipped[0].tolist() == list(expected)
