@@ -95,8 +95,10 @@ def parser():
 
 
 def main(argv: list[str] | None = None) -> int:
+    import torch  # here, not at import: --help stays quick
+
     cmd, _ = parse_command(parser(), EvalCommand, argv)
-    device = cmd.device or ("cuda" if __import__("torch").cuda.is_available() else "cpu")
+    device = cmd.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
         check_model_dir(cmd.model)
         runners = plan_tasks(cmd)

@@ -23,9 +23,9 @@ from typing import Annotated, Any
 from PIL import Image
 from tqdm import tqdm
 
+from loclip.encoder.image_loading import RASTER_EXTENSIONS as IMAGE_EXTENSIONS
 from loclip.encoder.image_loading import ImageTooLarge, open_raster, to_rgb
 from loclip.pretrain.data import RawSample, SkipCounter
-from loclip.pretrain.data.sample import IMAGE_EXTENSIONS
 from loclip.shards import skips as S
 from loclip.shards.write import ShardWriter, atomic_write_json, json_bytes, remove_partial
 from loclip.training.recipe import PositiveInt, between, check

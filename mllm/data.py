@@ -248,8 +248,7 @@ class BatchStream:
                 if len(samples) == self.batch_size:
                     yield collate(samples, self.pad_token_id)
                     samples = []
-            if samples:  # an epoch's tail shorter than a batch is dropped, as before
-                samples = []
+            samples = []  # an epoch's tail shorter than a batch is dropped, as before
             self.epoch, self.position = self.epoch + 1, 0
 
     def state_dict(self) -> dict[str, int]:

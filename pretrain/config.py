@@ -87,7 +87,6 @@ class PretrainRecipe:
 
     def validate(self) -> None:
         self.loss.validate()
-        self.data.validate()
 
 
 def apply_variant(recipe: PretrainRecipe, variant: str) -> PretrainRecipe:

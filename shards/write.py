@@ -53,7 +53,8 @@ def remove_partial(directory: str | os.PathLike) -> list[Path]:
 class ShardWriter:
     """One shard, filled sample by sample and renamed into place by ``commit``.
 
-    Use as a context manager: leaving it with an exception, or without ``commit``, deletes the temporary file.
+    Use as a context manager: leaving it with an exception, or without ``commit``, deletes the temporary file
+    (``open`` / ``commit`` / ``abort`` do the same by hand, for a writer that outlives one block).
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -62,9 +63,12 @@ class ShardWriter:
         self.count = 0
         self._tar: tarfile.TarFile | None = None
 
-    def __enter__(self) -> ShardWriter:
+    def open(self) -> ShardWriter:
         self._tar = tarfile.open(self.tmp, mode="w", format=tarfile.USTAR_FORMAT)
         return self
+
+    def __enter__(self) -> ShardWriter:
+        return self.open()
 
     def add(self, key: str, files: dict[str, bytes]) -> None:
         """Add one sample: ``files`` maps extensions to bytes, written as ``{key}.{ext}`` in the given order."""
@@ -86,8 +90,12 @@ class ShardWriter:
         self._tar = None
         os.replace(self.tmp, self.path)
 
-    def __exit__(self, *exc: object) -> None:
-        if self._tar is not None:  # not committed: drop the partial shard
+    def abort(self) -> None:
+        """Drop the shard if it was not committed: nothing stays under a temporary or a real name."""
+        if self._tar is not None:
             self._tar.close()
             self._tar = None
         self.tmp.unlink(missing_ok=True)
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()

@@ -67,7 +67,7 @@ class _ShardWriter:
         if self._open is None:
             name = SHARD_NAME.format(len(self.sizes))
             self.sizes[name] = 0
-            self._open = ShardWriter(self.directory / name).__enter__()
+            self._open = ShardWriter(self.directory / name).open()
         self._open.add(key, {"png": png, "json": meta})
         self.sizes[self._open.path.name] += 1
         if self._open.count == self.shard_size:
@@ -77,13 +77,12 @@ class _ShardWriter:
         """Finish the open shard and rename it into place."""
         if self._open is not None:
             self._open.commit()
-            self._open.__exit__(None, None, None)
             self._open = None
 
     def abort(self) -> None:
         """Drop the open shard: an interrupted run must not leave a short shard under a real name."""
         if self._open is not None:
-            self._open.__exit__(None, None, None)
+            self._open.abort()
             self._open = None
 
 

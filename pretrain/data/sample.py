@@ -18,7 +18,6 @@ from loclip.encoder.boxes import check_pixel_box
 from loclip.encoder.image_loading import (
     DEFAULT_MAX_PIXELS,
     RASTER_EXTENSIONS,
-    RASTER_FORMATS,
     ImageRefused,
     ImageTooLarge,
     open_raster,
@@ -29,11 +28,6 @@ from loclip.shards import skips as S
 from loclip.shards.skips import SkipCounter
 
 from .readers import RawSample
-
-IMAGE_EXTENSIONS = RASTER_EXTENSIONS  # the one allow-list (loclip.encoder.image_loading)
-# Formats PIL may decode. Others count as bad images: some PIL plugins (EPS) run external programs.
-IMAGE_FORMATS = RASTER_FORMATS
-
 
 class Region(NamedTuple):
     """A valid region: pixel xyxy ``box`` inside the image (clipped, positive area) and its ``phrase``."""
@@ -103,7 +97,7 @@ def _skip(counter: SkipCounter, reason: str, detail: str) -> None:
 
 def _image_bytes(raw: RawSample, record: dict[str, Any], counter: SkipCounter, where: str) -> bytes | None:
     if raw.image_root is None:  # a shard member
-        ext = next((e for e in IMAGE_EXTENSIONS if e in raw.files), None)
+        ext = next((e for e in RASTER_EXTENSIONS if e in raw.files), None)
         if ext is None:
             return _skip(counter, S.SAMPLE_MISSING_IMAGE, f"{where}: members {sorted(raw.files)}")
         return raw.files[ext]
