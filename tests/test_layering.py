@@ -78,13 +78,18 @@ def arrows() -> dict[tuple[str, str], list[str]]:
     return found
 
 
+def wrong_way(graph: dict[tuple[str, str], list[str]]) -> dict[tuple[str, str], list[str]]:
+    """The arrows of ``graph`` that do not go to a strictly lower layer."""
+    return {arrow: modules for arrow, modules in graph.items() if LAYERS[arrow[1]] >= LAYERS[arrow[0]]}
+
+
 def test_every_package_folder_has_a_layer() -> None:
     folders = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench", "scripts"}
     assert folders == set(LAYERS)
 
 
 def test_imports_go_down_the_layers_only() -> None:
-    wrong = {arrow: modules for arrow, modules in arrows().items() if LAYERS[arrow[1]] >= LAYERS[arrow[0]]}
+    wrong = wrong_way(arrows())
     assert not wrong, "imports against the layering (README, Architecture):\n" + "\n".join(
         f"  {a} -> {b}: {', '.join(m)}" for (a, b), m in wrong.items())
 
@@ -114,7 +119,13 @@ def test_the_import_reader_sees_relative_lazy_and_dynamic_imports(source: str, m
 
 
 def test_a_wrong_way_import_would_be_caught() -> None:
-    # what test_imports_go_down_the_layers_only computes, on a made-up model module importing a trainer
-    targets = imported_modules("def forward():\n    from loclip.pretrain.losses import clip_loss\n",
-                               "loclip.mllm.modeling", is_package=False)
-    assert {package_of(t) for t in targets} == {"pretrain"} and LAYERS["pretrain"] >= LAYERS["mllm"]
+    # what test_imports_go_down_the_layers_only computes, on made-up modules: a model importing a trainer
+    # lazily, the encoder importing the MLLM, and a legal arrow
+    sources = {"loclip.mllm.modeling": "def forward():\n    from loclip.pretrain.losses import clip_loss\n",
+               "loclip.encoder.modeling": "import loclip.mllm.chat\n",
+               "loclip.eval.plan": "from loclip.encoder import boxes\n"}
+    graph: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for module, source in sources.items():
+        for target in imported_modules(source, module, is_package=False):
+            graph[(package_of(module), package_of(target))].append(f"{module} -> {target}")
+    assert set(wrong_way(graph)) == {("mllm", "pretrain"), ("encoder", "mllm")}

@@ -29,6 +29,7 @@ from loclip.shards.skips import SkipCounter
 
 from .readers import RawSample
 
+
 class Region(NamedTuple):
     """A valid region: pixel xyxy ``box`` inside the image (clipped, positive area) and its ``phrase``."""
 
