@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -109,14 +110,18 @@ def to_device(batch: Mapping[str, Any], device: torch.device) -> dict[str, Any]:
 
 
 def _bad_terms(loss: torch.Tensor, terms: Mapping[str, torch.Tensor]) -> dict[str, float]:
-    """The non-finite ones among ``loss`` and ``terms``, agreed on by every rank (so all skip or none)."""
-    named = {"loss": loss, **terms}
-    values = torch.stack([v.detach().float().reshape(()) for v in named.values()])
-    bad = (~torch.isfinite(values)).float()
+    """``{}`` when ``loss`` is finite on every rank (one scalar synchronised: a non-finite term makes the loss
+    non-finite too); else the non-finite ones among the loss and its terms, for the message. Every rank agrees,
+    so all skip or none."""
+    bad = (~torch.isfinite(loss.detach().float().reshape(()))).float()
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
         bad = bad.to(collective_device())
         dist.all_reduce(bad, op=dist.ReduceOp.MAX)
-    return {name: float(v) for (name, v), flag in zip(named.items(), bad.tolist()) if flag}
+    if not bad.item():
+        return {}
+    named = {"loss": loss, **terms}
+    values = {name: float(v.detach().float().reshape(())) for name, v in named.items()}
+    return {name: v for name, v in values.items() if not math.isfinite(v)} or {"loss (another rank)": float("nan")}
 
 
 def train_loop(
@@ -238,5 +243,6 @@ def _report_bad(step: int, bad: dict[str, float], count: int, run: RunRecipe, ro
 def weights_finite(engine: Any) -> bool:
     """Whether every weight this rank holds (its ZeRO-3 partition, else the full tensors) is finite, on all
     ranks. Checked before each checkpoint, so that a checkpoint never holds NaN weights."""
-    local = all(bool(torch.isfinite(getattr(p, "ds_tensor", p)).all()) for p in engine.module.parameters())
+    flags = [torch.isfinite(getattr(p, "ds_tensor", p)).all() for p in engine.module.parameters()]
+    local = bool(torch.stack(flags).all()) if flags else True  # one synchronisation, not one per tensor
     return max_over_ranks(0 if local else 1) == 0
