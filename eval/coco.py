@@ -20,7 +20,17 @@ import torch
 
 from loclip.encoder.boxes import clip_to_size, coco_to_xyxy
 
-from .data import CaptionedImage, Dataset, Region, RegionImage, SkipCounter, check_dir, check_file, collect_images
+from .data import (
+    CaptionedImage,
+    Dataset,
+    MultiLabelImage,
+    Region,
+    RegionImage,
+    SkipCounter,
+    check_dir,
+    check_file,
+    collect_images,
+)
 
 DEFAULT_MIN_BOX_SIZE = 8.0  # pixels, per side
 
@@ -134,3 +144,47 @@ def read_coco_captions(
 
     items = collect_images(coco.loadImgs(sorted(coco.imgs)), root, captions, CaptionedImage, skips, max_images)
     return Dataset(f"coco-captions:{os.path.basename(ann_file)}", items, skipped=dict(skips))
+
+
+def read_coco_multilabel(
+    ann_file: str | os.PathLike, image_dir: str | os.PathLike, max_images: int | None = None
+) -> Dataset[MultiLabelImage]:
+    """COCO instances JSON + image folder → each image with the categories of its non-crowd annotations.
+
+    Classes are the file's categories in ascending id order (as ``read_coco_instances``). Skipped and counted:
+    crowd annotations (``crowd_box``), images left with no label (``image_without_label``: nothing to rank them
+    by) and images missing from ``image_dir``. Boxes are not read, so no pycocotools is needed.
+    """
+    field_name = "instances_json"
+    data = load_json(ann_file, field_name, ("images", "annotations", "categories"))
+    require_keys(data, field_name, {"images": ("id", "file_name"), "categories": ("id", "name"),
+                                    "annotations": ("id", "image_id", "category_id")})
+    root = check_dir(image_dir, "image_dir")
+    name_of = {c["id"]: c["name"] for c in data["categories"]}
+    cat_ids = sorted(name_of)
+    label_of = {cid: i for i, cid in enumerate(cat_ids)}
+    images = {img["id"]: img for img in data["images"]}
+    anns: dict[Any, list[dict[str, Any]]] = {i: [] for i in images}
+    for i, ann in enumerate(data["annotations"]):
+        if ann["category_id"] not in label_of:
+            raise ValueError(f"{field_name}: annotations[{i}].category_id = {ann['category_id']!r} "
+                             f"is not among the categories' ids {cat_ids}")
+        if ann["image_id"] not in images:
+            raise ValueError(f"{field_name}: annotations[{i}].image_id = {ann['image_id']!r} is not an image id")
+        anns[ann["image_id"]].append(ann)
+    skips = SkipCounter()
+
+    def labels(img: dict[str, Any]) -> tuple[int, ...]:  # skips are counted for the images read only
+        found = set()
+        for ann in anns[img["id"]]:
+            if ann.get("iscrowd", 0):
+                skips.skip("crowd_box", f"annotation {ann['id']}")
+            else:
+                found.add(label_of[ann["category_id"]])
+        if not found:
+            skips.skip("image_without_label", f"image {img['id']}")
+        return tuple(sorted(found))
+
+    items = collect_images([images[i] for i in sorted(images)], root, labels, MultiLabelImage, skips, max_images)
+    names = tuple(name_of[cid] for cid in cat_ids)
+    return Dataset(f"coco-multilabel:{os.path.basename(ann_file)}", items, names, dict(skips))

@@ -54,17 +54,43 @@ class RegionImage:
     regions: tuple[Region, ...]
 
 
-ItemT = TypeVar("ItemT", LabelledImage, CaptionedImage, RegionImage)
+@dataclass(frozen=True)
+class MultiLabelImage:
+    """One image and the indices of every class present in it (multi-label classification)."""
+
+    image: ImageInput
+    labels: tuple[int, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class SegmentedImage:
+    """One image and its per-pixel class map: an integer array ``[H, W]`` of the image's size, or the path of a
+    PNG holding it (read when the item is scored). Values index the dataset's classes; see ``read_masks``."""
+
+    image: ImageInput
+    mask: Any
+
+
+ItemT = TypeVar("ItemT", LabelledImage, CaptionedImage, RegionImage, MultiLabelImage, SegmentedImage)
+PromptGroups = tuple[tuple[tuple[str, ...], ...], ...]
 
 
 @dataclass
 class Dataset(Generic[ItemT]):
-    """A named list of items, the class names their labels index, and what the reader skipped (by reason)."""
+    """A named list of items, the class names their labels index, and what the reader skipped (by reason).
+
+    ``class_prompts``, when given, replaces "template × class name" for the tasks that score classes by text
+    (``embed.class_scores``): per class, groups of whole prompts; a group's embeddings are averaged (a template
+    ensemble) and a class scores as its best group (synonyms, e.g. several kinds of background).
+    ``ignore_index``: the mask value that marks unlabelled pixels (segmentation).
+    """
 
     name: str
     items: list[ItemT]
     classnames: tuple[str, ...] = ()
     skipped: dict[str, int] = field(default_factory=dict)
+    class_prompts: PromptGroups = ()
+    ignore_index: int | None = None
 
     def __len__(self) -> int:
         return len(self.items)

@@ -93,9 +93,43 @@ def classifier_weights(
     embeddings of ``template.format(name)``."""
     if not classnames:
         raise ValueError("classnames is empty: nothing to classify into")
-    texts = [t.format(name) for name in classnames for t in templates]
-    emb = embed_texts(model, processor, texts, batch_size, progress)
-    return F.normalize(emb.reshape(len(classnames), len(templates), -1).mean(1), dim=-1)
+    return class_text_weights(model, processor, prompt_groups(classnames, templates), batch_size, progress)[0]
+
+
+def prompt_groups(
+    classnames: Sequence[str], templates: Sequence[str], class_prompts: Sequence[Sequence[Sequence[str]]] = ()
+) -> list[list[list[str]]]:
+    """Per class, its groups of prompts: ``class_prompts`` when given (``Dataset.class_prompts``), else one group
+    ``[template.format(name) for template in templates]`` per class name."""
+    if class_prompts:
+        if len(class_prompts) != len(classnames):
+            raise ValueError(f"class_prompts has {len(class_prompts)} entries for {len(classnames)} classes")
+        return [[list(group) for group in groups] for groups in class_prompts]
+    return [[[t.format(name) for t in templates]] for name in classnames]
+
+
+def class_text_weights(
+    model: LoclipModel, processor: LoclipProcessor, groups: Sequence[Sequence[Sequence[str]]],
+    batch_size: int = 256, progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Embeddings of every prompt group (renormalised mean of its normalised prompt embeddings) ``[G, D]`` and
+    the class each group belongs to, long ``[G]``."""
+    flat = [(c, g) for c, class_groups in enumerate(groups) for g in class_groups]
+    if not flat or any(not g for _, g in flat):
+        raise ValueError("every class needs at least one non-empty group of prompts")
+    texts = [t for _, g in flat for t in g]
+    emb = embed_texts(model, processor, texts, batch_size, progress).float()  # index_add_ needs one dtype (bf16)
+    owner = torch.repeat_interleave(torch.arange(len(flat)), torch.tensor([len(g) for _, g in flat]))
+    summed = torch.zeros(len(flat), emb.shape[1]).index_add_(0, owner, emb)
+    return F.normalize(summed, dim=-1), torch.tensor([c for c, _ in flat])
+
+
+def class_scores(features: torch.Tensor, weights: torch.Tensor, owner: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Cosine of normalised ``features [..., D]`` with every group ``weights [G, D]``, each class taking its best
+    group (``owner [G]``: the group's class) → ``[..., num_classes]``."""
+    sims = features.float() @ weights.float().to(features.device).t()  # a bf16 model's features, float32 weights
+    out = sims.new_full((*sims.shape[:-1], num_classes), float("-inf"))
+    return out.scatter_reduce(-1, owner.to(sims.device).expand_as(sims), sims, reduce="amax", include_self=True)
 
 
 @torch.no_grad()
@@ -115,6 +149,17 @@ def _region_inputs(processor: LoclipProcessor, chunk: Sequence[RegionImage], dev
     # clip_boxes: dataset boxes may overshoot the decoded image by a pixel (EXIF, rounding); clip, don't fail
     boxes = [[r.box for r in item.regions] for item in chunk]
     return processor(images=[item.image for item in chunk], boxes=boxes, clip_boxes=True).to(device)
+
+
+@torch.no_grad()
+def embed_patches(
+    model: LoclipModel, processor: LoclipProcessor, images: Sequence[ImageInput],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised patch embeddings ``[B, h, w, D]`` (``get_patch_features``) of one batch of images, and their
+    ``original_sizes`` ``[B, 2]`` (height, width)."""
+    inputs = processor(images=list(images))
+    patches = model.get_patch_features(inputs["pixel_values"].to(model.device))
+    return F.normalize(patches, dim=-1).cpu(), inputs["original_sizes"].cpu()
 
 
 @torch.no_grad()

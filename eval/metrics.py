@@ -77,3 +77,81 @@ def iou_accuracy(pred: torch.Tensor, target: torch.Tensor, threshold: float = 0.
     if pred.shape[0] == 0:
         return float("nan")
     return (box_iou(pred, target) >= threshold).float().mean().item()
+
+
+def average_precision(scores: torch.Tensor, positives: torch.Tensor) -> float:
+    """Non-interpolated AP of one class: the mean, over its positives, of the precision among every item
+    scoring at least as high as that positive (ties count against it, so equal scores give the base rate).
+
+    scores: ``[N]``; positives: bool ``[N]``. NaN when there is no positive.
+    """
+    if scores.shape != positives.shape or scores.dim() != 1:
+        raise ValueError(f"scores {tuple(scores.shape)} and positives {tuple(positives.shape)} must both be [N]")
+    positives = positives.to(device=scores.device, dtype=torch.bool)
+    if not positives.any():
+        return float("nan")
+    at_least = scores[None, :] >= scores[positives][:, None]  # [P, N]: items scoring >= each positive
+    hits = (at_least & positives[None, :]).sum(1).double()
+    return (hits / at_least.sum(1).double()).mean().item()
+
+
+def mean_average_precision(scores: torch.Tensor, positives: torch.Tensor) -> float:
+    """Multi-label mAP: ``average_precision`` of each class (column) over the images (rows), averaged over the
+    classes that have at least one positive. scores ``[N, C]``; positives bool ``[N, C]``."""
+    if scores.shape != positives.shape or scores.dim() != 2:
+        raise ValueError(f"scores {tuple(scores.shape)} and positives {tuple(positives.shape)} must be [N, C]")
+    aps = [average_precision(scores[:, c], positives[:, c]) for c in range(scores.shape[1]) if positives[:, c].any()]
+    return sum(aps) / len(aps) if aps else float("nan")
+
+
+def confusion_matrix(
+    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None = None
+) -> torch.Tensor:
+    """Pixel counts ``[C, C]`` (int64): row = true class, column = predicted class.
+
+    pred, target: integer tensors of one shape (e.g. ``[H, W]``). Pixels whose target is ``ignore_index``
+    are left out; any other target outside ``0..C-1`` is an error (a mask that does not match the classes).
+    """
+    if pred.shape != target.shape:
+        raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have the same shape")
+    pred, target = pred.reshape(-1).long(), target.reshape(-1).long()
+    if ignore_index is not None:
+        keep = target != ignore_index
+        pred, target = pred[keep], target[keep]
+    bad = (target < 0) | (target >= num_classes)
+    if bad.any():
+        raise ValueError(f"target label {int(target[bad][0])} is not one of the {num_classes} classes "
+                         f"(0..{num_classes - 1}) nor the ignore index {ignore_index}")
+    if ((pred < 0) | (pred >= num_classes)).any():
+        raise ValueError(f"pred holds a label outside 0..{num_classes - 1}")
+    return torch.bincount(target * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)
+
+
+def segmentation_metrics(confusion: torch.Tensor) -> dict[str, float]:
+    """From a confusion matrix ``[C, C]`` (rows true, columns predicted), summed over a whole dataset:
+
+    - ``mIoU``: mean over classes of TP / (TP + FP + FN), over the classes that occur in the truth or the
+      prediction (a class never seen and never predicted has no IoU; one predicted but absent scores 0);
+    - ``pixel_acc``: correct pixels / all counted pixels;
+    - ``mean_acc``: per-class recall averaged over the classes present in the truth.
+    NaN when nothing was counted.
+    """
+    confusion = confusion.double()
+    tp = confusion.diagonal()
+    truth, predicted = confusion.sum(1), confusion.sum(0)
+    union = truth + predicted - tp
+    if confusion.sum() == 0:
+        return {"mIoU": float("nan"), "pixel_acc": float("nan"), "mean_acc": float("nan")}
+    return {
+        "mIoU": (tp[union > 0] / union[union > 0]).mean().item(),
+        "pixel_acc": (tp.sum() / confusion.sum()).item(),
+        "mean_acc": (tp[truth > 0] / truth[truth > 0]).mean().item(),
+    }
+
+
+def per_class_iou(confusion: torch.Tensor) -> list[float]:
+    """IoU of every class of a confusion matrix ``[C, C]`` (NaN where the class has no union)."""
+    confusion = confusion.double()
+    tp = confusion.diagonal()
+    union = confusion.sum(1) + confusion.sum(0) - tp
+    return [(t / u).item() if u > 0 else float("nan") for t, u in zip(tp, union)]

@@ -11,17 +11,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .coco import read_coco_captions, read_coco_instances
-from .data import Dataset, check_dir
+from .coco import read_coco_captions, read_coco_instances, read_coco_multilabel
+from .data import Dataset, SegmentedImage, check_dir
 from .folder import read_classnames, read_image_folder
 from .grounding import evaluate_grounding
+from .masks import read_masks
+from .multilabel import evaluate_multilabel
 from .prompts import BARE, DEFAULT_TEMPLATES, read_templates
 from .refcoco import read_refs
 from .region_cls import evaluate_region_classification
 from .region_retrieval import evaluate_region_retrieval
 from .report import TaskResult
 from .retrieval import evaluate_retrieval
-from .synth_data import read_scenes, synthetic_captions, synthetic_regions
+from .segmentation import evaluate_segmentation
+from .synth_data import (
+    read_scenes,
+    synthetic_captions,
+    synthetic_multilabel,
+    synthetic_regions,
+    synthetic_segmentation,
+)
 from .synthetic import summarize, synthetic_results
 from .zeroshot import evaluate_zeroshot
 
@@ -84,6 +93,17 @@ def plan_tasks(options: Any) -> list[Runner]:
             data = (refs(task) if options.refs_json else synthetic_regions(synth(task), unique_only=True))
             data.require_items("regions")
             runners.append(lambda m, p, d=data: [evaluate_grounding(m, p, d, **kw)])
+        elif task == "segmentation":
+            data = _segmentation_data(options, synth).require_items("images")
+            runners.append(lambda m, p, d=data: [evaluate_segmentation(m, p, d, templates or DEFAULT_TEMPLATES, **kw)])
+        elif task == "multilabel":
+            if options.instances_json:
+                _need(options, task, "--image-dir")
+                data = read_coco_multilabel(options.instances_json, options.image_dir, n)
+            else:
+                data = synthetic_multilabel(synth(task), options.labels)
+            data.require_items("images")
+            runners.append(lambda m, p, d=data: [evaluate_multilabel(m, p, d, templates or DEFAULT_TEMPLATES, **kw)])
         elif task == "mllm":
             _need(options, task, "--conversations-json")
             if len(set(options.task)) > 1:
@@ -93,6 +113,22 @@ def plan_tasks(options: Any) -> list[Runner]:
             synth(task)  # read now, so that a bad --synth-dir fails before the model loads
             runners.append(lambda m, p: _synthetic(m, p, options, **kw))
     return runners
+
+
+SEG_FILES = ("--seg-image-dir", "--seg-mask-dir", "--seg-classes")
+
+
+def _segmentation_data(options: Any, synth: Callable[[str], list]) -> Dataset[SegmentedImage]:
+    """Masks on disk when any ``--seg-*`` path is given (all three are then needed), else the synthetic world's
+    label maps with the ``--labels`` classes."""
+    if any(getattr(options, f[2:].replace("-", "_")) is not None for f in SEG_FILES):
+        _need(options, "segmentation", *SEG_FILES)
+        return read_masks(options.seg_image_dir, options.seg_mask_dir, options.seg_classes,
+                          options.seg_ignore_index, options.seg_reduce_zero_label, options.max_samples)
+    if options.synth_dir is None:
+        raise ValueError(f"--task segmentation needs {', '.join(SEG_FILES[:2])} and {SEG_FILES[2]}, "
+                         "or --synth-dir")
+    return synthetic_segmentation(synth("segmentation"), options.labels)
 
 
 def _synthetic(

@@ -3,17 +3,24 @@
 - captions: each scene's short caption, or its long caption (one sentence per object plus relations);
 - regions: every object box, labelled with its phrase among ``ALL_PHRASES`` (sizes × colours × shapes,
   the world's whole closed vocabulary, so classification is over every phrase it can say);
-- grounding: the regions whose phrase names one object alone in its scene (others are ambiguous).
+- grounding: the regions whose phrase names one object alone in its scene (others are ambiguous);
+- multi-label: each scene's set of phrases (or colours, or shapes), scored zero-shot from the image embedding;
+- segmentation: each scene's label map as classes (background + phrases, colours or shapes).
 """
 
 from __future__ import annotations
 
 import os
 from itertools import islice, product
+from typing import Literal, get_args
 
-from loclip.synth import COLOURS, SHAPES, SIZES, SceneRecord, read_split
+import numpy as np
 
-from .data import CaptionedImage, Dataset, Region, RegionImage
+from loclip.encoder.choices import check_choice
+from loclip.synth import BACKGROUNDS, COLOURS, SHAPES, SIZES, SceneRecord, label_map, read_split
+from loclip.synth.language import BACKGROUND_SENTENCE, OBJECT_SENTENCE, POSITIONS
+
+from .data import CaptionedImage, Dataset, MultiLabelImage, PromptGroups, Region, RegionImage, SegmentedImage
 
 ALL_PHRASES: tuple[str, ...] = tuple(f"{s} {c} {h}" for s, c, h in product(SIZES, COLOURS, SHAPES))
 _LABEL = {p: i for i, p in enumerate(ALL_PHRASES)}
@@ -50,3 +57,55 @@ def synthetic_regions(records: list[SceneRecord], unique_only: bool = False) -> 
         if keep:
             items.append(RegionImage(r.image, keep))
     return Dataset("synthetic-grounding" if unique_only else "synthetic-regions", items, ALL_PHRASES)
+
+
+# Zero-shot prompts in the world's own words: a class is every sentence the long captions can say about an
+# object of that class (positions averaged as a template ensemble); the background is one group per colour.
+LabelSet = Literal["phrase", "colour", "shape"]
+LABEL_SETS: tuple[str, ...] = get_args(LabelSet)
+
+
+def _object_classes(labels: LabelSet) -> tuple[str, ...]:
+    check_choice("labels", labels, LABEL_SETS)
+    return {"phrase": ALL_PHRASES, "colour": tuple(COLOURS), "shape": tuple(SHAPES)}[labels]
+
+
+def _object_prompts(name: str, labels: LabelSet) -> tuple[str, ...]:
+    phrases = [p for p in ALL_PHRASES if labels == "phrase" and p == name
+               or labels == "colour" and p.split()[1] == name or labels == "shape" and p.split()[2] == name]
+    return tuple(OBJECT_SENTENCE.format(phrase=p, position=pos) for p in phrases for row in POSITIONS for pos in row)
+
+
+def _class_of(obj: dict, labels: LabelSet) -> str:
+    return f"{obj['size']} {obj['colour']} {obj['shape']}" if labels == "phrase" else obj[labels]
+
+
+def world_prompts(labels: LabelSet, background: bool) -> tuple[tuple[str, ...], PromptGroups]:
+    """Class names and prompt groups (``Dataset.class_prompts``) of a label set, with ``"background"`` first
+    when ``background`` (one group per background colour: ``"The background is teal."``)."""
+    names = _object_classes(labels)
+    groups = tuple((_object_prompts(n, labels),) for n in names)
+    if not background:
+        return names, groups
+    back = tuple((BACKGROUND_SENTENCE.format(background=b),) for b in BACKGROUNDS)
+    return ("background", *names), (back, *groups)
+
+
+def synthetic_multilabel(records: list[SceneRecord], labels: LabelSet = "phrase") -> Dataset[MultiLabelImage]:
+    """Each scene with the classes of its objects (``labels``: phrases, colours or shapes)."""
+    names, prompts = world_prompts(labels, background=False)
+    index = {n: i for i, n in enumerate(names)}
+    items = [MultiLabelImage(r.image, tuple(sorted({index[_class_of(o, labels)] for o in r.meta["objects"]})))
+             for r in records]
+    return Dataset(f"synthetic-multilabel-{labels}", items, names, class_prompts=prompts)
+
+
+def synthetic_segmentation(records: list[SceneRecord], labels: LabelSet = "phrase") -> Dataset[SegmentedImage]:
+    """Each scene with its per-pixel class map: 0 background, else the class of the object drawn there."""
+    names, prompts = world_prompts(labels, background=True)
+    index = {n: i for i, n in enumerate(names)}
+    items = []
+    for r in records:
+        lut = np.array([0] + [index[_class_of(o, labels)] for o in r.meta["objects"]], dtype=np.int64)
+        items.append(SegmentedImage(r.image, lut[label_map(r)]))
+    return Dataset(f"synthetic-segmentation-{labels}", items, names, class_prompts=prompts)

@@ -8,7 +8,7 @@ its language. See ``docs/synthetic_world.md``.
 from .config import SceneConfig
 from .language import SceneText, Turn
 from .objects import SceneObject
-from .reader import SceneRecord, read_conversations, read_split, shard_paths
+from .reader import SceneRecord, label_map, read_conversations, read_split, shard_paths
 from .records import conversation_record, shard_record
 from .scene import Scene, generate_scene
 from .shards import SplitSummary, write_split
@@ -33,6 +33,7 @@ __all__ = [
     "build_tokenizer",
     "conversation_record",
     "generate_scene",
+    "label_map",
     "read_conversations",
     "read_split",
     "shard_paths",

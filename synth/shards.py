@@ -2,7 +2,7 @@
 
 Layout under ``out_dir/{split}/``::
 
-    shard-000000.tar …   members {key}.png and {key}.json, scene by scene
+    shard-000000.tar …   members {key}.png, {key}.json and {key}.seg.png (the label map), scene by scene
     sizes.json           {"shard-000000.tar": count, …} in shard order
     images/{key}.png     the same PNGs, for the LLaVA-style conversation file
     conversations.json   [{"id", "image": "images/{key}.png", "conversations", "boxes"}, …]
@@ -49,7 +49,8 @@ class SplitSummary:
 
 
 def encode_png(image: np.ndarray) -> bytes:
-    """uint8 ``[H, W, 3]`` → PNG bytes (fixed compression, no metadata: same pixels, same bytes)."""
+    """uint8 ``[H, W, 3]`` (or ``[H, W]``, an ``L`` image) → PNG bytes (fixed compression, no metadata: same
+    pixels, same bytes)."""
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()
@@ -63,12 +64,12 @@ class _ShardWriter:
         self.sizes: dict[str, int] = {}
         self._open: ShardWriter | None = None
 
-    def add(self, key: str, png: bytes, meta: bytes) -> None:
+    def add(self, key: str, png: bytes, meta: bytes, seg: bytes) -> None:
         if self._open is None:
             name = SHARD_NAME.format(len(self.sizes))
             self.sizes[name] = 0
             self._open = ShardWriter(self.directory / name).open()
-        self._open.add(key, {"png": png, "json": meta})
+        self._open.add(key, {"png": png, "json": meta, "seg.png": seg})
         self.sizes[self._open.path.name] += 1
         if self._open.count == self.shard_size:
             self.close()
@@ -131,7 +132,7 @@ def write_split(
             png = encode_png(scene.image)
             image_name = f"images/{scene.key}.png"
             (directory / image_name).write_bytes(png)
-            writer.add(scene.key, png, json_bytes(shard_record(scene)))
+            writer.add(scene.key, png, json_bytes(shard_record(scene)), encode_png(scene.labels))
             conversations.append(conversation_record(scene, image_name))
             if progress is not None:
                 progress(1)

@@ -1,18 +1,19 @@
-"""Fixtures for the eval tests: a tiny saved LoclipModel, tiny COCO/RefCOCO files with real PNGs, a synthetic split."""
+"""Fixtures for the eval tests: a tiny saved LoclipModel, tiny COCO/RefCOCO files with real PNGs, a synthetic split,
+an ADE20K-style mask folder, and a hand-made colour model whose embeddings are known by construction."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from eval_helpers import CONTEXT, ColourModel, write_mask
 from PIL import Image
 
 from loclip.encoder import LoclipImageProcessor, LoclipModel, LoclipProcessor, tiny_config
 from loclip.synth import build_tokenizer, write_split
-
-CONTEXT = 24  # text context of the tiny model (tokens)
 
 
 @pytest.fixture(scope="session")
@@ -97,3 +98,31 @@ def coco(tmp_path: Path) -> dict[str, Path]:
         "refs": write_json(tmp_path / "refs.json", {"images": images, "annotations": instances, "refs": refs}),
         "folder": folder,
     }
+
+
+@pytest.fixture(scope="session")
+def colour_model() -> tuple[ColourModel, LoclipProcessor]:
+    tokenizer = build_tokenizer(model_max_length=CONTEXT)
+    image_processor = LoclipImageProcessor(image_size=64, image_mean=(0.5,) * 3, image_std=(0.5,) * 3)
+    return ColourModel(tokenizer), LoclipProcessor(image_processor, tokenizer)
+
+
+@pytest.fixture
+def ade(tmp_path: Path) -> dict[str, Path]:
+    """An ADE20K-style folder under ``tmp_path/ade``: images a.jpg (40x30), b.png (20x50), c.png (no mask); L-mode
+    masks where 0 is "other" and v is line v of a 3-line class list (from 1), 255 unlabelled."""
+    root = tmp_path / "ade"
+    write_png(root / "images" / "b.png", (20, 50), (30, 30, 200))
+    write_png(root / "images" / "c.png", (16, 16), (30, 200, 30))
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(root / "images" / "a.jpg")
+    (root / "images" / "notes.txt").write_text("not an image")
+    a = np.zeros((30, 40), dtype=np.uint8)
+    a[:, 20:] = 1  # wall
+    a[10:20, :10] = 3  # sky
+    a[0, 0] = 255
+    b = np.full((50, 20), 2, dtype=np.uint8)  # building
+    write_mask(root / "masks" / "a.png", a)
+    write_mask(root / "masks" / "b.png", b)
+    classes = root / "classes.txt"
+    classes.write_text("wall\nbuilding\nsky\n")
+    return {"images": root / "images", "masks": root / "masks", "classes": classes, "root": root}

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from loclip.cli.evaluate import TASKS, main
 
@@ -15,7 +16,9 @@ def test_help_documents_every_task(capsys: pytest.CaptureFixture) -> None:
         main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for word in (*TASKS, "--region-method", "--long-captions", "--strict-captions", "--min-box-size", "--out"):
+    for word in (*TASKS, "--region-method", "--long-captions", "--strict-captions", "--min-box-size", "--out",
+                 "--labels", "--seg-image-dir", "--seg-mask-dir", "--seg-classes", "--seg-ignore-index",
+                 "--seg-reduce-zero-label"):
         assert word in text
 
 
@@ -65,6 +68,111 @@ def test_synthetic_split(model_dir: Path, synth_dir: Path, tmp_path: Path, capsy
     assert results[3]["info"]["num_classes"] == 128 and results[3]["info"]["num_templates"] == 1
     assert results[2]["info"]["num_overlong_captions"] > 0  # long captions exceed the 24-token context
     assert "| synthetic | synthetic:val | region_acc |" in capsys.readouterr().out
+
+
+def test_segmentation_and_multilabel_on_the_synthetic_world(model_dir: Path, synth_dir: Path, tmp_path: Path,
+                                                            capsys) -> None:
+    out = tmp_path / "dense.json"
+    rc = main(["--model", str(model_dir), "--task", "segmentation", "multilabel", "--synth-dir", str(synth_dir),
+               "--labels", "shape", "--max-samples", "4", "--batch-size", "3", "--no-progress", "--out", str(out)])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    seg, multi = report["results"]
+    assert (seg["task"], seg["dataset"]) == ("segmentation", "synthetic-segmentation-shape")
+    assert set(seg["metrics"]) == {"mIoU", "pixel_acc", "mean_acc"}
+    assert seg["info"]["num_images"] == 4 and seg["info"]["num_classes"] == 9  # background + 8 shapes
+    assert set(seg["info"]["class_iou"]) <= {"background", "circle", "square", "triangle", "diamond", "star",
+                                             "cross", "hexagon", "ring"}
+    assert (multi["task"], multi["dataset"]) == ("multilabel", "synthetic-multilabel-shape")
+    assert set(multi["metrics"]) == {"mAP"} and multi["info"]["num_classes"] == 8
+    assert report["settings"]["labels"] == "shape"
+    table, printed = out.with_suffix(".md").read_text(), capsys.readouterr().out
+    for row in ("| segmentation | synthetic-segmentation-shape | mIoU |",
+                "| segmentation | synthetic-segmentation-shape | pixel_acc |",
+                "| multilabel | synthetic-multilabel-shape | mAP |"):
+        assert row in table and row in printed
+
+
+def test_segmentation_and_multilabel_on_real_formats(model_dir: Path, coco: dict[str, Path], ade: dict[str, Path],
+                                                     synth_dir: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "real.json"
+    rc = main(["--model", str(model_dir), "--task", "multilabel", "segmentation",
+               "--seg-image-dir", str(ade["images"]), "--seg-mask-dir", str(ade["masks"]),
+               "--seg-classes", str(ade["classes"]), "--seg-reduce-zero-label",
+               "--instances-json", str(coco["instances"]), "--image-dir", str(coco["images"]),
+               "--synth-dir", str(synth_dir),  # the files win over the synthetic world
+               "--templates", str(_templates(tmp_path)), "--no-progress", "--out", str(out)])
+    assert rc == 0
+    err = capsys.readouterr().err
+    assert "missing_mask" in err and "crowd_box" in err  # skips are announced
+    multi, seg = json.loads(out.read_text())["results"]
+    assert (multi["task"], multi["dataset"]) == ("multilabel", "coco-multilabel:instances.json")
+    assert multi["info"] == {"num_images": 2, "num_classes": 3, "classes_present": 3,
+                             "skipped": {"crowd_box": 1, "missing_image": 1}}
+    assert 0 <= multi["metrics"]["mAP"] <= 1
+    assert (seg["task"], seg["dataset"]) == ("segmentation", "segmentation:masks")
+    assert seg["info"]["num_images"] == 2 and seg["info"]["num_classes"] == 3
+    assert seg["info"]["skipped"] == {"missing_mask": 1}
+    assert set(seg["info"]["class_iou"]) <= {"wall", "building", "sky"}
+    assert all(0 <= v <= 1 for v in seg["metrics"].values())
+    assert "| segmentation | segmentation:masks | mIoU |" in out.with_suffix(".md").read_text()
+
+
+def _templates(tmp_path: Path) -> Path:
+    path = tmp_path / "templates.txt"
+    path.write_text("a photo of a {}.\n")
+    return path
+
+
+def test_a_bad_mask_stops_the_run_naming_the_file(model_dir: Path, ade: dict[str, Path], capsys) -> None:
+    Image.new("RGB", (20, 50)).save(ade["masks"] / "b.png")
+    rc = main(["--model", str(model_dir), "--task", "segmentation", "--seg-image-dir", str(ade["images"]),
+               "--seg-mask-dir", str(ade["masks"]), "--seg-classes", str(ade["classes"]), "--seg-reduce-zero-label",
+               "--no-progress"])
+    assert rc == 2  # after a.png was scored
+    assert f"loclip-eval: error: mask '{ade['masks'] / 'b.png'}' is mode RGB" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--task", "segmentation"],
+         "--task segmentation needs --seg-image-dir, --seg-mask-dir and --seg-classes, or --synth-dir"),
+        (["--task", "segmentation", "--seg-classes", "{ade_classes}", "--synth-dir", "{tmp}"],
+         "--task segmentation needs --seg-image-dir and --seg-mask-dir"),
+        (["--task", "segmentation", "--seg-image-dir", "{ade_images}", "--seg-mask-dir", "{tmp}/nope",
+          "--seg-classes", "{ade_classes}"], "--seg-mask-dir: no such directory"),
+        (["--task", "segmentation", "--seg-image-dir", "{ade_images}", "--seg-mask-dir", "{ade_masks}",
+          "--seg-classes", "{tmp}/nope.txt"], "--seg-classes: no such file"),
+        (["--task", "segmentation", "--seg-image-dir", "{ade_images}", "--seg-mask-dir", "{ade_masks}",
+          "--seg-classes", "{ade_classes}", "--seg-ignore-index", "2"],
+         "--seg-ignore-index 2 is also a class index (0..2 for 3 classes)"),
+        (["--task", "segmentation", "--seg-image-dir", "{ade_images}", "--seg-mask-dir", "{tmp}",
+          "--seg-classes", "{ade_classes}"], "has no images to evaluate (skipped: {{'missing_mask': 3}})"),
+        (["--task", "multilabel"], "--task multilabel needs --synth-dir"),
+        (["--task", "multilabel", "--instances-json", "{instances}"], "--task multilabel needs --image-dir"),
+        (["--task", "multilabel", "--instances-json", "{captions}", "--image-dir", "{images}"],
+         "instances_json: '{captions}' needs a 'categories' list"),
+        (["--task", "segmentation", "--synth-dir", "{tmp}"], "no 'val' split"),
+    ],
+)
+def test_dense_task_inputs_fail_before_the_model_loads(
+    model_dir: Path, coco: dict[str, Path], ade: dict[str, Path], tmp_path: Path, capsys, monkeypatch,
+    extra: list[str], message: str,
+) -> None:
+    monkeypatch.setattr("loclip.cli.evaluate.load_model", lambda *a: pytest.fail("the model was loaded"))
+    paths = {"tmp": tmp_path, **{k: str(v) for k, v in coco.items()}, **{f"ade_{k}": str(v) for k, v in ade.items()}}
+    rc = main(["--model", str(model_dir), "--no-progress", *[a.format(**paths) for a in extra]])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "loclip-eval: error: " in err and message.format(**paths) in err
+
+
+def test_unknown_label_set_is_an_argparse_error(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--model", "x", "--task", "multilabel", "--labels", "size"])
+    assert exit_info.value.code == 2
+    assert "labels = 'size': expected one of" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -6,12 +6,21 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from loclip.eval import read_coco_captions, read_coco_instances, read_image_folder, read_refs
 from loclip.eval.folder import read_classnames
 from loclip.eval.prompts import check_templates, read_templates
-from loclip.eval.synth_data import ALL_PHRASES, read_scenes, synthetic_captions, synthetic_regions
+from loclip.eval.synth_data import (
+    ALL_PHRASES,
+    read_scenes,
+    synthetic_captions,
+    synthetic_regions,
+    synthetic_segmentation,
+    world_prompts,
+)
+from loclip.synth import BACKGROUNDS, COLOURS, SHAPES, label_map
 
 
 def test_coco_instances(coco: dict[str, Path]) -> None:
@@ -142,3 +151,28 @@ def test_missing_keys_and_missing_pycocotools(coco: dict[str, Path], tmp_path: P
     monkeypatch.setitem(sys.modules, "pycocotools.coco", None)  # as if the eval extra were not installed
     with pytest.raises(ImportError, match=r"loclip\[eval\]"):
         read_coco_captions(coco["captions"], coco["images"])
+
+
+@pytest.mark.parametrize("labels", ["phrase", "colour", "shape"])
+def test_synthetic_segmentation(synth_dir: Path, labels: str) -> None:
+    records = read_scenes(synth_dir, "val", 4)
+    data = synthetic_segmentation(records, labels)
+    objects = {"phrase": ALL_PHRASES, "colour": tuple(COLOURS), "shape": tuple(SHAPES)}[labels]
+    assert data.classnames == ("background", *objects) and data.name == f"synthetic-segmentation-{labels}"
+    assert data.ignore_index is None  # every pixel of a scene is labelled
+    for record, item in zip(records, data.items):
+        stored = label_map(record)  # 0 background, k + 1 where object k is visible
+        assert item.mask.shape == stored.shape == (record.image.height, record.image.width)
+        assert np.array_equal(item.mask == 0, stored == 0)
+        for k, obj in enumerate(record.meta["objects"]):
+            name = f"{obj['size']} {obj['colour']} {obj['shape']}" if labels == "phrase" else obj[labels]
+            assert (item.mask[stored == k + 1] == data.classnames.index(name)).all()
+        # the stored label map is the scene's colours: an object's pixels are its colour
+        pixels = np.asarray(record.image)
+        for k, obj in enumerate(record.meta["objects"]):
+            assert (pixels[stored == k + 1] == COLOURS[obj["colour"]]).all()
+    # background: one prompt group per background colour, in the world's own words
+    assert data.class_prompts[0] == tuple((f"The background is {b}.",) for b in BACKGROUNDS)
+    assert world_prompts(labels, background=False) == (objects, data.class_prompts[1:])
+    with pytest.raises(ValueError, match="labels must be one of"):
+        synthetic_segmentation(records, "size")

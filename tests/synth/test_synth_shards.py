@@ -3,26 +3,31 @@ the conversation file, and clear errors for bad arguments (library and CLI)."""
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import webdataset as wds
+from PIL import Image
 from transformers import AutoTokenizer
 
+from loclip.cli.synth import main
 from loclip.synth import (
     COLOURS,
     SceneConfig,
     generate_scene,
+    label_map,
     read_conversations,
     read_split,
     shard_paths,
     shard_record,
     write_split,
 )
-from loclip.cli.synth import main
 
 
 def _files(root: Path) -> dict[str, bytes]:
@@ -48,7 +53,8 @@ def test_layout_and_sizes(written: Path) -> None:
     assert len(list((written / "train" / "images").glob("*.png"))) == 23
     with tarfile.open(written / "train" / "shard-000004.tar") as tar:
         members = tar.getmembers()
-    assert [m.name for m in members] == [f"train-{i:08d}.{ext}" for i in (20, 21, 22) for ext in ("png", "json")]
+    assert [m.name for m in members] == [f"train-{i:08d}.{ext}" for i in (20, 21, 22)
+                                         for ext in ("png", "json", "seg.png")]
     # headers carry nothing from the machine or the clock, so reruns are byte-identical anywhere
     assert {(m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) for m in members} == {(0, 0, 0, "", "", 0o644)}
 
@@ -76,6 +82,55 @@ def test_read_split_matches_a_scene_regenerated_alone(
     scene = generate_scene("train", 13, synth_seed, synth_config)
     assert records[13].meta == json.loads(json.dumps(shard_record(scene)))
     assert np.array_equal(np.asarray(records[13].image), scene.image)
+
+
+def test_label_map_member_is_the_scenes_label_map(
+    written: Path, synth_seed: int, synth_config: SceneConfig
+) -> None:
+    with tarfile.open(written / "train" / "shard-000002.tar") as tar:
+        seg = Image.open(io.BytesIO(tar.extractfile("train-00000011.seg.png").read()))  # type: ignore[union-attr]
+    scene = generate_scene("train", 11, synth_seed, synth_config)
+    assert seg.mode == "L" and np.array_equal(np.asarray(seg), scene.labels)
+    assert scene.labels.max() == len(scene.objects) >= 1  # a real map: every object is visible
+    records = list(read_split(written, "train"))
+    assert np.array_equal(records[11].labels, scene.labels) and records[11].labels.dtype == np.uint8
+    for record in records:  # every scene: label k + 1 is drawn in object k's colour, 0 is background
+        pixels = np.asarray(record.image)
+        for k, obj in enumerate(record.meta["objects"]):
+            assert (pixels[record.labels == k + 1] == COLOURS[obj["colour"]]).all()
+        assert label_map(record) is record.labels
+
+
+def _strip_label_maps(src: Path, dst: Path) -> None:
+    """Copy a split, rewriting its shards without the ``seg.png`` members (as shards written before them)."""
+    shutil.copytree(src, dst)
+    for shard in dst.glob("shard-*.tar"):
+        with tarfile.open(shard) as tar:
+            kept = [(m, tar.extractfile(m).read()) for m in tar.getmembers() if not m.name.endswith(".seg.png")]
+        with tarfile.open(shard, "w") as tar:
+            for member, data in kept:
+                tar.addfile(member, io.BytesIO(data))
+
+
+def test_label_map_is_regenerated_for_old_shards(written: Path, tmp_path: Path) -> None:
+    _strip_label_maps(written / "train", tmp_path / "train")
+    old, new = list(read_split(tmp_path, "train")), list(read_split(written, "train"))
+    assert all(r.labels is None for r in old)
+    for record, stored in zip(old, new):
+        assert np.array_equal(label_map(record), stored.labels)
+
+
+def test_label_map_refuses_pixels_its_seed_does_not_redraw(written: Path, tmp_path: Path) -> None:
+    record = replace(next(read_split(written, "train")), labels=None)
+    pixels = np.asarray(record.image).copy()
+    pixels[0, 0] = 255 - pixels[0, 0]  # one pixel changed
+    with pytest.raises(ValueError, match="scene 'train-00000000' has no stored label map and its seed does not"):
+        label_map(replace(record, image=Image.fromarray(pixels)))
+    # scenes written with settings other than the defaults (here at most 2 objects) cannot be redrawn either
+    write_split(tmp_path, "val", 1, 0, SceneConfig(image_size=48, min_objects=2, max_objects=2))
+    other = replace(next(read_split(tmp_path, "val")), labels=None)
+    with pytest.raises(ValueError, match="scene 'val-00000000' has no stored label map"):
+        label_map(other)
 
 
 def test_written_boxes_are_tight_in_the_decoded_pixels(written: Path) -> None:
