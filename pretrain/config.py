@@ -17,7 +17,7 @@ from loclip.training.recipe import NonNegativeFloat, PositiveInt, UnitFloat
 from .data import DataConfig
 
 Preset = Literal["tiny", "vit_b16"]
-Variant = Literal["clip", "dreamlip", "cloc", "cloc_roialign"]  # the learning-proof loss sets
+Variant = Literal["clip", "clip_long", "dreamlip", "dreamlip_sgl", "cloc", "cloc_roialign"]  # the learning-proof sets
 PRESETS: tuple[str, ...] = get_args(Preset)
 VARIANTS: tuple[str, ...] = get_args(Variant)
 
@@ -50,9 +50,11 @@ class LossRecipe:
     local_loss: bool = True  # each rank scores its own rows against the gathered batch
     subcaptions: bool = True  # DreamLIP multi-positive loss over K sub-captions
     subcaption_weight: NonNegativeFloat = 1.0
+    subcaption_filter: Literal["none", "exact"] = "none"  # exact: a sentence repeated by another image is no negative
     grouping_weight: NonNegativeFloat = 0.0  # DreamLIP sub-caption grouping loss (0 = off)
     grouping_delta: UnitFloat = 0.5
     grouping_negatives: Literal["image", "batch"] = "image"  # image (paper) | batch
+    grouping_text_grad: bool = True  # False: the grouping loss trains the patches only (text side detached)
     regions: bool = True  # CLOC region-text loss
     region_method: RegionMethod = "prompter"  # prompter (CLOC) | roialign (baseline)
     region_lambda: NonNegativeFloat = 1.0  # region terms x lambda x share of images with regions
@@ -89,15 +91,31 @@ class PretrainRecipe:
         self.loss.validate()
 
 
+SGL_WEIGHT = 1.0  # dreamlip_sgl's grouping weight unless the recipe sets one (docs/results.md says why)
+
+
 def apply_variant(recipe: PretrainRecipe, variant: str) -> PretrainRecipe:
-    """The learning-proof variants: which loss terms are on (same data, steps and seed otherwise)."""
+    """The learning-proof variants: which loss terms and which caption are used (same data, steps and seed).
+
+    ``clip``: CLIP loss on the raw caption. ``clip_long``: CLIP loss on the whole long caption, cut at
+    ``max_text_length`` tokens. ``dreamlip``: + multi-positive loss over K sub-captions. ``dreamlip_sgl``: + the
+    sub-caption grouping loss (``loss.grouping_weight``, ``SGL_WEIGHT`` when the recipe leaves it at 0) against the
+    batch's sub-captions.
+    ``cloc``: dreamlip + region-text and grounding losses on the Prompter. ``cloc_roialign``: the region loss on
+    RoIAlign features instead.
+    """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {list(VARIANTS)}, got {variant!r}")
     loss = recipe.loss
-    loss.subcaptions = variant != "clip"
+    loss.subcaptions = variant not in ("clip", "clip_long")
     loss.regions = variant in ("cloc", "cloc_roialign")
     loss.region_method = "roialign" if variant == "cloc_roialign" else "prompter"
     loss.grounding = variant == "cloc"
+    if variant == "clip_long":
+        recipe.data.caption_source = "long_full"
+    if variant == "dreamlip_sgl":
+        loss.grouping_weight = loss.grouping_weight or SGL_WEIGHT
+        loss.grouping_negatives = "batch"  # the image's own sub-captions only (the paper's) measured no gain here
     return recipe
 
 

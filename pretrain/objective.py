@@ -136,12 +136,18 @@ class PretrainObjective(nn.Module):
             sub_mask = batch["sub_mask"]
             sub = _place(embedded["sub"], sub_mask.to(torch.bool), model.dtype)
             if cfg.subcaptions:
-                mp = multi_positive_loss(enc.image_embeds, sub, sub_mask, scale, local_loss=cfg.local_loss)
+                ids = None
+                if cfg.subcaption_filter == "exact":
+                    ids = caption_ids(batch["sub_input_ids"], batch["sub_attention_mask"])
+                mp = multi_positive_loss(enc.image_embeds, sub, sub_mask, scale, local_loss=cfg.local_loss,
+                                         filter_ids=ids)
                 terms.update(mp)
                 weights.update({k: cfg.subcaption_weight for k in mp})
             if cfg.grouping_weight > 0:
                 patches = vision.dense_features(enc).flatten(1, 2)  # [B, N, D]
-                grp = grouping_loss(patches, sub, sub_mask, scale, cfg.grouping_delta, cfg.grouping_negatives)
+                texts_for_groups = sub if cfg.grouping_text_grad else sub.detach()
+                grp = grouping_loss(patches, texts_for_groups, sub_mask, scale, cfg.grouping_delta,
+                                    cfg.grouping_negatives)
                 terms.update(grp)
                 weights.update({k: cfg.grouping_weight for k in grp})
 

@@ -9,7 +9,7 @@ from loclip.encoder.image_loading import DEFAULT_MAX_PIXELS
 from loclip.training.recipe import NonNegativeFloat, NonNegativeInt, PositiveInt, at_least, check
 
 FillMode = Literal["mask", "repeat"]
-CaptionSource = Literal["raw", "short", "long", "pool"]
+CaptionSource = Literal["raw", "short", "long", "long_full", "pool"]
 FILL_MODES: tuple[str, ...] = get_args(FillMode)
 CAPTION_SOURCES: tuple[str, ...] = get_args(CaptionSource)
 
@@ -31,8 +31,9 @@ class DataConfig:
     caption (``pool_long_sentences``). With fewer than K in the pool, ``fill_mode="mask"`` takes them all and
     masks the rest; ``"repeat"`` repeats them (in their sampled order) to fill all K slots.
     ``caption_source`` picks the image-level caption: ``"raw"`` the ``caption`` field, ``"short"`` a random
-    short caption, ``"long"`` a random long-caption sentence, ``"pool"`` a random pool entry (the last three
-    fall back to the raw caption when they have nothing to draw from).
+    short caption, ``"long"`` a random long-caption sentence, ``"long_full"`` a random whole long caption
+    (cut at ``max_text_length`` tokens like any text: CLIP trained on long captions), ``"pool"`` a random pool
+    entry (all but ``"raw"`` fall back to the raw caption when they have nothing to draw from).
     ``num_regions`` (M) CLOC regions per image per step, drawn from the image's valid regions.
     Boxes may reach ``box_tolerance`` pixels outside their image before they count as bad; they are clipped.
     An image whose header says more than ``max_image_pixels`` (width x height) is skipped before decoding.

@@ -99,6 +99,8 @@ def _caption(sample: Sample, pool: list[str], epoch: int, config: DataConfig) ->
         candidates = sample.short_captions
     elif config.caption_source == "long":
         candidates = [s for text in sample.long_captions for s in split_sentences(text)]
+    elif config.caption_source == "long_full":
+        candidates = sample.long_captions
     elif config.caption_source == "pool":
         candidates = pool
     else:

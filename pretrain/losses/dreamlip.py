@@ -23,6 +23,7 @@ def multi_positive_loss(
     logit_scale: torch.Tensor,
     local_loss: bool = True,
     filter_threshold: float | None = None,
+    filter_ids: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """Mean over the K sub-caption slots of a symmetric image–sub-caption InfoNCE → ``{"multi_positive": loss}``.
 
@@ -34,7 +35,8 @@ def multi_positive_loss(
     slots that hold at least two valid pairs in the global batch (a slot with fewer has nothing to contrast
     and contributes nothing; no such slot → 0 with a graph). ``filter_threshold`` optionally drops
     near-duplicate sub-captions of *other* images from the denominators (see ``paired_infonce``); off by
-    default, as in the paper.
+    default, as in the paper. ``filter_ids`` (int64 ``[B, K]``, e.g. ``caption_ids`` of the sub-captions) drops
+    exactly the candidates that repeat the row's own text instead (identical sentences of other images).
     """
     _check_subcaptions(sub_text_embeds, sub_mask, image_embeds.shape[0], image_embeds.shape[-1])
     if image_embeds.dim() != 2:
@@ -46,6 +48,7 @@ def multi_positive_loss(
         share, count = paired_infonce(
             image_embeds[keep], sub_text_embeds[keep, k], logit_scale,
             local_loss=local_loss, filter_threshold=filter_threshold,
+            filter_ids=None if filter_ids is None else filter_ids[keep, k],
         )  # fmt: skip
         total, slots = total + share, slots + (count > 1)  # one pair alone has no negative: 0
     return {"multi_positive": total / max(slots, 1)}

@@ -126,7 +126,7 @@ def test_fewer_than_k_masks_or_repeats() -> None:
     assert not prepare(sample, 0, DataConfig()).has_regions
 
 
-@pytest.mark.parametrize("source", ["raw", "short", "long", "pool"])
+@pytest.mark.parametrize("source", ["raw", "short", "long", "long_full", "pool"])
 def test_caption_source(source: str) -> None:
     sample = make_sample()
     caption = prepare(sample, 0, DataConfig(caption_source=source)).caption
@@ -134,11 +134,12 @@ def test_caption_source(source: str) -> None:
         "raw": ["raw caption"],
         "short": sample.short_captions,
         "long": [s for t in sample.long_captions for s in split_sentences(t)],
+        "long_full": sample.long_captions,
         "pool": subcaption_pool(sample, DataConfig()),
     }[source]
     assert caption in allowed
     sample.short_captions, sample.long_captions = [], []
-    if source in ("short", "long"):  # nothing to draw from: the raw caption
+    if source in ("short", "long", "long_full"):  # nothing to draw from: the raw caption
         assert prepare(sample, 0, DataConfig(caption_source=source)).caption == "raw caption"
 
 

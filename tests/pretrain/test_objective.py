@@ -111,3 +111,38 @@ def test_a_temperature_saved_above_the_cap_still_trains(tmp_path) -> None:
             assert model.logit_scale.grad.abs().item() > 0
         optimizer.step()
     assert model.logit_scale.item() < math.log(100)
+
+
+@pytest.mark.parametrize("variant", ["clip", "clip_long", "dreamlip", "dreamlip_sgl", "cloc", "cloc_roialign"])
+def test_learning_proof_variants_switch_the_loss_terms_they_name(variant: str) -> None:
+    from loclip.pretrain.config import SGL_WEIGHT, PretrainRecipe, apply_variant
+
+    recipe = apply_variant(PretrainRecipe(), variant)
+    loss = recipe.loss
+    assert loss.subcaptions == (variant not in ("clip", "clip_long"))
+    assert recipe.data.caption_source == ("long_full" if variant == "clip_long" else "raw")
+    assert loss.grouping_weight == (SGL_WEIGHT if variant == "dreamlip_sgl" else 0.0)
+    assert loss.regions == variant.startswith("cloc") and loss.grounding == (variant == "cloc")
+    assert loss.region_method == ("roialign" if variant == "cloc_roialign" else "prompter")
+    recipe = PretrainRecipe()
+    recipe.loss.grouping_weight = 0.25  # a weight the recipe sets is kept
+    assert apply_variant(recipe, "dreamlip_sgl").loss.grouping_weight == 0.25
+    with pytest.raises(ValueError, match="variant must be one of"):
+        apply_variant(PretrainRecipe(), "sgl")
+
+
+def test_subcaption_exact_filter_drops_only_repeated_sentences() -> None:
+    from loclip.pretrain.losses import multi_positive_loss
+
+    g = torch.Generator().manual_seed(0)
+    images, texts = torch.randn(4, 8, generator=g), torch.randn(4, 2, 8, generator=g)
+    mask = torch.ones(4, 2, dtype=torch.bool)
+    scale = torch.tensor(2.0)
+    distinct = torch.arange(8).reshape(4, 2)
+    plain = multi_positive_loss(images, texts, mask, scale)["multi_positive"]
+    assert torch.allclose(multi_positive_loss(images, texts, mask, scale, filter_ids=distinct)["multi_positive"], plain)
+    same = distinct.clone()
+    same[:, 0] = 7  # slot 0 holds one sentence for every image: no negative left there, so only slot 1 counts
+    filtered = multi_positive_loss(images, texts, mask, scale, filter_ids=same)["multi_positive"]
+    only_slot1 = multi_positive_loss(images, texts[:, 1:], mask[:, 1:], scale)["multi_positive"]
+    assert torch.allclose(filtered, only_slot1 / 2)
