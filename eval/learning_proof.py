@@ -83,11 +83,13 @@ def baseline_grounding(synth_dir: str, max_train: int = 2000, max_eval: int = 20
 
 
 def train_variant(variant: str, run: Path, synth: Path, seed: int, extra: list[str]) -> float:
-    """Run ``loclip-pretrain --variant`` into ``run`` in its own process, unless an earlier run finished there;
-    returns its training wall seconds (recorded in ``run/proof.json``)."""
+    """Run ``loclip-pretrain --variant`` into ``run`` in its own process, unless an earlier run with the same
+    overrides finished there; returns its training wall seconds (recorded in ``run/proof.json``)."""
     record = run / "proof.json"
     if record.is_file() and (run / "config.json").is_file():
-        return float(json.loads(record.read_text())["seconds"])
+        done = json.loads(record.read_text())
+        if done.get("extra") == extra:
+            return float(done["seconds"])
     cmd = [sys.executable, "-m", "loclip.cli.pretrain", "--variant", variant, "--output-dir", str(run),
            "--synth-dir", str(synth), "--run.progress", "false", "--run.resume", "false", "--run.overwrite", "true",
            "--optim.steps", str(PROOF_STEPS), "--run.seed", str(seed), "--data.seed", str(seed), *extra]
@@ -202,12 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     from .proof_plots import plot_curves, plot_segmentation
     from .synth_data import read_scenes, synthetic_segmentation
 
-    seg = synthetic_segmentation(read_scenes(synth, "val", args.max_scenes)[scene: scene + 1], SEG_LABELS)
-    image = np.asarray(read_scenes(synth, "val", args.max_scenes)[scene].image)
+    shown = read_scenes(synth, "val", args.max_scenes)[scene]
+    truth = synthetic_segmentation([shown], SEG_LABELS)
     for target in [out] + ([Path(args.docs)] if args.docs else []):
         write_outputs(target, payload, text)
         plot_curves({v: out / f"s{first}" / v for v in variants}, target / "img" / "learning_curves.png")
-        plot_segmentation(image, seg.items[0].mask, maps, seg.classnames, target / "img" / "segmentation_maps.png",
+        plot_segmentation(np.asarray(shown.image), truth.items[0].mask, maps, truth.classnames,
+                          target / "img" / "segmentation_maps.png",
                           f"zero-shot segmentation ({SEG_LABELS} classes), val scene {scene}, seed {first}")
     return 0
 

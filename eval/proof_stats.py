@@ -35,10 +35,13 @@ def summarize(per_seed: dict[int, Figures]) -> dict[str, dict[str, float]]:
 
 def verdict(better: dict[str, float] | None, worse: dict[str, float] | None) -> str:
     """``"holds"`` when the means differ by more than the two sds together (beyond the spread), ``"within the
-    spread"`` when only the means are in order, ``"does not hold"`` otherwise; ``"n/a"`` without figures."""
+    spread"`` when only the means are in order, ``"does not hold"`` otherwise; ``"n/a"`` without figures. With
+    a single run on either side there is no spread: ``"in order (one seed)"`` or ``"does not hold"``."""
     if not better or not worse:
         return "n/a"
     gap = better["mean"] - worse["mean"]
+    if min(better["n"], worse["n"]) < 2:
+        return "in order (one seed)" if gap > 0 else "does not hold"
     if gap > better["sd"] + worse["sd"]:
         return "holds"
     return "within the spread" if gap > 0 else "does not hold"

@@ -32,3 +32,9 @@ def test_tables_show_mean_and_sd() -> None:
     assert "| x | 0.500 ± 0.010 |" in results_table(("m",), stats)
     row = claims_table([Claim("x", "y", "m", "")], stats).splitlines()[-1]
     assert row == "| `x` > `y` on `m` | 0.500 ± 0.010 | 0.200 ± 0.020 | holds |"
+
+
+def test_one_seed_has_no_spread_to_beat() -> None:
+    one = {"mean": 0.5, "sd": 0.0, "n": 1}
+    assert verdict(one, {"mean": 0.3, "sd": 0.0, "n": 1}) == "in order (one seed)"
+    assert verdict({"mean": 0.2, "sd": 0.0, "n": 1}, one) == "does not hold"
