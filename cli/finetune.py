@@ -24,7 +24,7 @@ QUICKSTART = {
     "model": {"tiny_hidden_size": 128, "tiny_layers": 2, "tiny_heads": 4, "vision_feature_layer": -1,
               "box_answers": "ground"},
     "tune": {"stage": 2, "tune_ground_head": True},
-    "data": {"template": "plain", "batch_size": 16, "max_length": 512},
+    "data": {"batch_size": 16, "max_length": 512},
     "optim": {"lr": 2e-3, "warmup_steps": 30, "steps": 1200, "weight_decay": 0.0, "beta2": 0.98},
     "run": {"output_dir": "runs/mllm_quickstart", "log_every": 10, "save_every": 400},
     "eval": {"max_questions": 400, "max_new_tokens": 16},
@@ -52,7 +52,11 @@ def prepare_quickstart(recipe: FinetuneRecipe, out: Path, train_scenes: int) -> 
     synth = out / "synth"
     tok_dir = ensure_world(synth, dict(QUICKSTART_SCENES, train=train_scenes), recipe.run.seed,
                            SceneConfig(image_size=image_size), recipe.data.max_length)
-    recipe.model.tokenizer = recipe.model.tokenizer or str(tok_dir)
+    if recipe.model.llm is None:  # the tiny LLM speaks the world's tokenizer, in the plain template
+        recipe.model.tokenizer = recipe.model.tokenizer or str(tok_dir)
+        if recipe.data.template == "auto":
+            recipe.data.template = "plain"
+    # else: a real LLM keeps its own tokenizer and chat template (template "auto"); a foreign one is refused
     recipe.data.train_json = recipe.data.train_json or str(synth / "train" / "conversations.json")
     recipe.eval.val_json = recipe.eval.val_json or str(synth / "val" / "conversations.json")
 

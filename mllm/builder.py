@@ -28,6 +28,30 @@ def tiny_llm(
     return LlamaForCausalLM(config)
 
 
+VOCAB_PADDING = 1024  # LLMs pad their embedding table past the tokenizer (Qwen2.5: 151,665 tokens, 151,936 rows)
+
+
+def check_tokenizer_fits(tokenizer: Any, llm_config: Any, tokenizer_source: str, llm_source: str) -> None:
+    """``ValueError`` naming both when ``tokenizer`` (before loclip's tokens are added) cannot be the LLM's own:
+    more tokens than its embedding rows, far fewer (beyond ``VOCAB_PADDING``), or different BOS/EOS ids.
+
+    Why: an LLM paired with another tokenizer trains and generates without an error, only nonsense.
+    """
+    vocab = getattr(llm_config, "vocab_size", None) or getattr(llm_config.get_text_config(), "vocab_size", None)
+    size = len(tokenizer)
+    problems = []
+    if vocab is not None and not vocab - VOCAB_PADDING <= size <= vocab:
+        problems.append(f"{size:,} tokens against the LLM's {vocab:,} embedding rows")
+    for name in ("bos_token_id", "eos_token_id"):
+        mine, theirs = getattr(tokenizer, name, None), getattr(llm_config, name, None)
+        allowed = theirs if isinstance(theirs, (list, tuple)) else [theirs]
+        if mine is not None and theirs is not None and mine not in allowed:
+            problems.append(f"{name} {mine} against the LLM's {theirs}")
+    if problems:
+        raise ValueError(f"model.tokenizer {tokenizer_source!r} does not belong to model.llm {llm_source!r}: "
+                         f"{'; '.join(problems)}. Leave model.tokenizer unset to use the LLM's own tokenizer.")
+
+
 def select_strategy(encoder_config: Any) -> tuple[str, int]:
     """(vision_feature_select_strategy, tokens the trunk adds): drop CLIP's CLS; SigLIP has none."""
     has_cls = VISION_TRUNKS[encoder_config.trunk_config.model_type].has_cls

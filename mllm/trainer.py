@@ -15,7 +15,7 @@ from typing import Callable
 
 import torch
 import torch.distributed as dist
-from transformers import AutoModelForCausalLM, AutoTokenizer
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from loclip.encoder import LoclipVisionModel
 from loclip.encoder.compat import enable_activation_checkpointing
@@ -26,7 +26,7 @@ from loclip.training.loop import StepOutput, open_run, train_loop
 from loclip.training.seeding import seed_everything
 
 from . import adapters
-from .builder import compose, make_processor, tiny_llm
+from .builder import check_tokenizer_fits, compose, make_processor, tiny_llm
 from .config import FinetuneRecipe
 from .conversation import ensure_tokens
 from .data import BatchStream, ConversationDataset
@@ -50,6 +50,8 @@ def build(recipe: FinetuneRecipe) -> tuple[LoclipLlavaForConditionalGeneration, 
     if source is None:
         raise ValueError("model.tokenizer is required when the LLM is built from scratch (model.llm unset)")
     tokenizer = AutoTokenizer.from_pretrained(source)
+    if m.llm:  # before loclip's tokens are added: the tokenizer as it came must be the LLM's
+        check_tokenizer_fits(tokenizer, AutoConfig.from_pretrained(m.llm), source, m.llm)
     ensure_tokens(tokenizer, recipe.data.template, ground=m.box_answers == "ground")
     if m.llm:
         llm = AutoModelForCausalLM.from_pretrained(m.llm, dtype=torch.float32)

