@@ -1,11 +1,13 @@
-"""Run the pretraining quickstart over seeds (and recipe variants) and report mean ± sd of its held-out figures.
+"""Run a quickstart over seeds (and recipe variants) and report mean ± sd of its held-out figures.
 
     python scripts/quickstart_seeds.py --out runs/seeds --seeds 0 1 2                       # the quickstart
     python scripts/quickstart_seeds.py --out runs/k6 --seeds 0 1 2 --config k6 --data.num_subcaptions 6
+    python scripts/quickstart_seeds.py --out runs/mllm_seeds --trainer finetune --config mllm_quickstart
 
-Each seed is one ``loclip-pretrain`` run in ``OUT/CONFIG-sSEED`` (its synthetic world made from the same
-seed); extra arguments are passed to every run. Figures come from each run's ``metrics.jsonl`` and go to
-``OUT/CONFIG.json`` (per seed, mean, sd, n) and a markdown table on stdout. Re-running skips finished runs.
+Each seed is one ``loclip-pretrain`` (``--trainer finetune``: ``loclip-finetune``) run in ``OUT/CONFIG-sSEED``
+(its synthetic world made from the same seed); extra arguments are passed to every run. Figures come from each
+run's ``metrics.jsonl`` and go to ``OUT/CONFIG.json`` (per seed, mean, sd, n) and a markdown table on stdout.
+Re-running skips finished runs.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--config", default="quickstart", help="name of this variant (folder and JSON names)")
+    parser.add_argument("--trainer", choices=("pretrain", "finetune"), default="pretrain",
+                        help="which quickstart: loclip-pretrain's encoder or loclip-finetune's MLLM")
     args, extra = parser.parse_known_args(argv)
     per_seed: dict[int, dict[str, float]] = {}
     seconds: dict[int, float] = {}
@@ -44,7 +48,8 @@ def main(argv: list[str] | None = None) -> None:
         run = args.out / f"{args.config}-s{seed}"
         if not last_eval(run):
             start = time.perf_counter()
-            cmd = [sys.executable, "-m", "loclip.cli.pretrain", "--output-dir", str(run), "--run.seed", str(seed),
+            cmd = [sys.executable, "-m", f"loclip.cli.{args.trainer}", "--output-dir", str(run),
+                   "--run.seed", str(seed),
                    "--run.progress", "false", *extra]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
             seconds[seed] = time.perf_counter() - start
