@@ -31,13 +31,13 @@ def set_trainable(
     """Freeze all, then unfreeze the projectors (always), the LLM (stage 2 without LoRA), the encoder
     (``tune_encoder``), or only the encoder's box head (``tune_ground_head``: the cell scores and boxes that
     draw ``<ground>`` answers; the trunk and the prompter, which also makes the ``<region>`` embeddings, stay
-    frozen). Works on a peft model too (LoRA weights are left as peft set them). Returns the trained parts
-    the model has."""
+    frozen). Works on a peft model too (LoRA weights and trainable token rows are left as peft set them).
+    Returns the trained parts the model has."""
     tune_llm = stage == 2 if tune_llm is None else tune_llm
     parts = set(PROJECTORS) | (set(LLM_PARTS) if tune_llm else set()) | ({"vision_tower"} if tune_encoder else set())
     present = set()
     for name, p in model.named_parameters():
-        if "lora_" in name:
+        if "lora_" in name or "trainable_tokens_" in name:  # adapter weights stay as peft set them
             continue
         part = _part(name)
         head = tune_ground_head and any(f"vision_tower.{m}." in name for m in GROUND_HEAD)
@@ -54,13 +54,36 @@ def lora_targets(model: LoclipLlavaForConditionalGeneration) -> list[str]:
     return [n for n, m in model.named_modules() if ".language_model." in f".{n}" and isinstance(m, nn.Linear)]
 
 
-def apply_lora(model: LoclipLlavaForConditionalGeneration, r: int, alpha: int, dropout: float, quantized: bool = False):
-    """Wrap ``model`` in a peft ``PeftModel`` with LoRA on the LLM's linear layers."""
+def loclip_token_ids(model: LoclipLlavaForConditionalGeneration) -> list[int]:
+    """The ids of ``<image>``, ``<region>`` and (with ``<ground>`` answers) ``<ground>`` in ``model``'s vocabulary."""
+    config = model.config
+    ids = [config.image_token_index, config.region_token_index, getattr(config, "ground_token_index", None)]
+    return [i for i in ids if i is not None]
+
+
+def apply_lora(
+    model: LoclipLlavaForConditionalGeneration, r: int, alpha: int, dropout: float, quantized: bool = False,
+    trainable_tokens: list[int] | None = None,
+):
+    """Wrap ``model`` in a peft ``PeftModel`` with LoRA on the LLM's linear layers.
+
+    ``trainable_tokens``: embedding rows that train in full beside LoRA (peft's trainable tokens; with tied
+    embeddings the output row follows). loclip's own tokens are new to a pretrained LLM: LoRA alone never
+    changes their rows, so ``<ground>`` could never become likely enough to be emitted.
+    """
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if quantized:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=lora_targets(model), bias="none")
+    tokens = None
+    if trainable_tokens:
+        ids = sorted(set(trainable_tokens))
+        tokens = {"embed_tokens": ids}
+        output = model.get_output_embeddings()
+        if output is not None and output.weight is not model.get_input_embeddings().weight:
+            tokens["lm_head"] = ids  # untied: the rows that score the token must train too
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=lora_targets(model), bias="none",
+                        trainable_token_indices=tokens)
     return get_peft_model(model, config)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedModel
 
 from loclip.encoder import LoclipImageProcessor, LoclipVisionModel
@@ -50,6 +51,33 @@ def check_tokenizer_fits(tokenizer: Any, llm_config: Any, tokenizer_source: str,
     if problems:
         raise ValueError(f"model.tokenizer {tokenizer_source!r} does not belong to model.llm {llm_source!r}: "
                          f"{'; '.join(problems)}. Leave model.tokenizer unset to use the LLM's own tokenizer.")
+
+
+def add_token_rows(llm: PreTrainedModel, size: int) -> list[int]:
+    """Grow ``llm``'s vocabulary to ``size`` rows; every new row (input and, when untied, output) starts as the
+    mean of the pretrained rows plus a tiny fixed offset (1e-3 of the rows' spread). Returns the new ids.
+
+    Why the mean: a random row can start with a logit far above the pretrained tokens' (the LLM would emit it
+    everywhere) or far below (never learnable in a short run); the mean starts it as an average token. Why the
+    offset: Llava finds ``<image>`` in ``inputs_embeds`` by comparing embeddings, so two identical new rows
+    (``<image>`` and ``<ground>``) would be taken for one another. With tied embeddings the output row is the
+    same tensor, so both stay consistent.
+    """
+    old = llm.get_input_embeddings().num_embeddings
+    if size <= old:
+        return []
+    llm.resize_token_embeddings(size, mean_resizing=False)
+    with torch.no_grad():
+        layers = [llm.get_input_embeddings().weight]
+        output = llm.get_output_embeddings()
+        if output is not None and output.weight is not layers[0]:
+            layers.append(output.weight)
+        noise = torch.Generator().manual_seed(0)
+        for weight in layers:
+            spread = weight[:old].std(0, keepdim=True)
+            offset = torch.randn(size - old, weight.shape[1], generator=noise).to(weight) * 1e-3 * spread
+            weight[old:] = weight[:old].mean(0, keepdim=True) + offset
+    return list(range(old, size))
 
 
 def select_strategy(encoder_config: Any) -> tuple[str, int]:

@@ -26,7 +26,7 @@ from loclip.training.loop import StepOutput, open_run, train_loop
 from loclip.training.seeding import seed_everything
 
 from . import adapters
-from .builder import check_tokenizer_fits, compose, make_processor, tiny_llm
+from .builder import add_token_rows, check_tokenizer_fits, compose, make_processor, tiny_llm
 from .config import FinetuneRecipe
 from .conversation import ensure_tokens
 from .data import BatchStream, ConversationDataset
@@ -55,8 +55,7 @@ def build(recipe: FinetuneRecipe) -> tuple[LoclipLlavaForConditionalGeneration, 
     ensure_tokens(tokenizer, recipe.data.template, ground=m.box_answers == "ground")
     if m.llm:
         llm = AutoModelForCausalLM.from_pretrained(m.llm, dtype=torch.float32)
-        if llm.get_input_embeddings().num_embeddings < len(tokenizer):
-            llm.resize_token_embeddings(len(tokenizer))
+        add_token_rows(llm, len(tokenizer))  # loclip's tokens start as the mean pretrained row
     else:
         llm = tiny_llm(tokenizer, m.tiny_hidden_size, m.tiny_layers, m.tiny_heads, m.tiny_max_positions)
     if not Path(m.encoder).is_dir():
@@ -77,7 +76,8 @@ def prepare_training(model: LoclipLlavaForConditionalGeneration, recipe: Finetun
     if t.gradient_checkpointing:
         enable_activation_checkpointing(model)
     if t.lora or t.qlora:
-        model = adapters.apply_lora(model, t.lora_r, t.lora_alpha, t.lora_dropout, quantized=t.qlora)
+        model = adapters.apply_lora(model, t.lora_r, t.lora_alpha, t.lora_dropout, quantized=t.qlora,
+                                    trainable_tokens=adapters.loclip_token_ids(model))
         adapters.set_trainable(model, t.stage, t.tune_encoder, tune_llm=False, tune_ground_head=t.tune_ground_head)
     else:
         adapters.set_trainable(model, t.stage, t.tune_encoder, tune_ground_head=t.tune_ground_head)

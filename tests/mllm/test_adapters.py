@@ -96,3 +96,27 @@ def test_qlora_step_on_cpu(build_tiny, image, tmp_path: Path) -> None:
     peft_model, changed = _lora_step(quantized, batch, quantized=True)
     assert any("lora_B" in n for n in changed) and any("multi_modal_projector" in n for n in changed)
     assert torch.isfinite(peft_model(**batch).loss)
+
+
+def test_lora_trains_loclips_new_token_rows_in_and_out(tiny_ground, image) -> None:
+    """LoRA never touches embedding rows: ``<ground>`` (new to the LLM) must train beside it, in the input table
+    and, for an untied LLM like this one, in the output head; merging keeps the trained rows."""
+    model, processor = tiny_ground
+    ground = model.config.ground_token_index
+    inputs = processor(images=image, text="<image> where is the red circle <ground>")
+    batch = {**inputs, "labels": inputs["input_ids"].clone(), "ground_boxes": torch.tensor([[[0.1, 0.2, 0.5, 0.6]]])}
+    rows_in = model.get_input_embeddings().weight.detach().clone()
+    rows_out = model.get_output_embeddings().weight.detach().clone()
+    peft_model = adapters.apply_lora(model, r=4, alpha=8, dropout=0.0,
+                                     trainable_tokens=adapters.loclip_token_ids(model))
+    adapters.set_trainable(peft_model, stage=2, tune_encoder=False, tune_llm=False)
+    _step(peft_model, batch)
+    with torch.no_grad():
+        logits = peft_model(**batch).logits
+        plain = adapters.merged(peft_model)
+        torch.testing.assert_close(plain(**batch).logits, logits, atol=1e-5, rtol=1e-5)
+    new_in, new_out = plain.get_input_embeddings().weight, plain.get_output_embeddings().weight
+    assert not torch.equal(new_in[ground], rows_in[ground]) and not torch.equal(new_out[ground], rows_out[ground])
+    others = torch.ones(len(rows_in), dtype=torch.bool)
+    others[adapters.loclip_token_ids(model)] = False
+    assert torch.equal(new_in[others], rows_in[others]) and torch.equal(new_out[others], rows_out[others])

@@ -106,3 +106,56 @@ def test_lora_steps_with_regions_generation_and_merged_reload(smollm2: Path, tmp
     reloaded = LoclipLlavaForConditionalGeneration.from_pretrained(tmp_path / "merged", dtype=torch.float32).eval()
     again, _ = chat(reloaded, processor, image, "What is in <region>?", boxes=[[4, 4, 30, 30]], max_new_tokens=8)
     assert answer == again and answer.strip()
+
+
+def test_short_lora_run_learns_to_emit_ground_where_a_box_is_asked(smollm2: Path) -> None:
+    """``<ground>`` is new to the LLM (its row starts as the mean pretrained row, so it is not emitted at first);
+    with its rows training beside LoRA, a few steps make it the answer to a "where" question."""
+    from transformers import AutoModelForCausalLM
+
+    from loclip.mllm.builder import add_token_rows
+    from loclip.mllm.conversation import GROUND_TOKEN, encode_prompt
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    ensure_tokens(tokenizer, "auto", ground=True)
+    llm = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32)
+    new = add_token_rows(llm, len(tokenizer))
+    rows = llm.get_input_embeddings().weight
+    mean = rows[: new[0]].mean(0)
+    assert len(new) == 3 and all(torch.allclose(rows[i], mean, atol=1e-3) for i in new)
+    assert len({tuple(rows[i].tolist()) for i in new}) == 3  # distinct: Llava finds <image> by its embedding
+    encoder = LoclipVisionModel(tiny_config(image_size=32, patch_size=8).vision_config)
+    model = compose(encoder, llm, tokenizer, vision_feature_layer=-1, box_answers="ground")
+    processor = make_processor(model.config, tokenizer, "auto")
+    image = Image.new("RGB", (32, 32), (40, 90, 200))
+    turns = [{"from": "human", "value": "<image>\nWhere is the circle?"}, {"from": "gpt", "value": GROUND_TOKEN}]
+    ids, labels = encode_conversation(tokenizer, turns, processor.num_image_tokens, "auto")
+    pixels = processor(images=image)["pixel_values"]
+    batch = {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]), "pixel_values": pixels,
+             "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+             "ground_boxes": torch.tensor([[[0.2, 0.2, 0.6, 0.6]]])}
+    prompt = torch.tensor([encode_prompt(tokenizer, [{"role": "user", "content": turns[0]["value"]}],
+                                         processor.num_image_tokens, "auto")])
+    ground = model.config.ground_token_index
+
+    def first_token(m) -> int:
+        with torch.no_grad():
+            return int(m(input_ids=prompt, pixel_values=pixels).logits[0, -1].argmax())
+
+    assert first_token(model) != ground
+    peft_model = adapters.apply_lora(model, r=8, alpha=16, dropout=0.0,
+                                     trainable_tokens=adapters.loclip_token_ids(model))
+    adapters.set_trainable(peft_model, stage=2, tune_encoder=False, tune_llm=False)
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-2)
+    peft_model.train()
+    for _ in range(10):
+        loss = peft_model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    peft_model.eval()
+    assert first_token(peft_model) == ground
+    plain = adapters.merged(peft_model)  # tied: the merged input and output rows are one tensor, both trained
+    assert plain.get_output_embeddings().weight.data_ptr() == plain.get_input_embeddings().weight.data_ptr()
+    assert first_token(plain) == ground
