@@ -102,3 +102,28 @@ def load_quantized(directory: str | Path) -> LoclipLlavaForConditionalGeneration
 def merged(model: nn.Module) -> nn.Module:
     """A peft model with its LoRA weights merged in (the plain model, every trained weight kept); others as is."""
     return model.merge_and_unload() if hasattr(model, "merge_and_unload") else model
+
+
+def merged_float(model: nn.Module, base: str | Path) -> nn.Module:
+    """A QLoRA model merged into its float base: the full-precision model saved at ``base`` before quantizing,
+    with every trained weight of ``model`` (LoRA, trainable token rows, projectors, heads) carried over, then
+    merged in float.
+
+    Why: merging LoRA into 4-bit layers re-quantizes them, and the merged 4-bit model does not survive
+    ``save_pretrained`` → ``from_pretrained`` (bitsandbytes' re-quantized statistics come back different; on
+    SmolLM2 the reloaded model answered gibberish). A float export reloads exactly; quantize it again to serve.
+    """
+    from peft import get_peft_model
+
+    if not hasattr(model, "peft_config"):
+        raise ValueError("merged_float needs the peft (QLoRA) model, not a merged one")
+    float_model = LoclipLlavaForConditionalGeneration.from_pretrained(base, dtype=torch.float32)
+    config = model.peft_config["default"]
+    target = get_peft_model(float_model, config)
+    mine = target.state_dict()
+    # Same names and shapes: everything trained (and the frozen float parts); the 4-bit LLM weights differ in
+    # dtype/shape and are skipped, their float originals in ``base`` are what QLoRA froze.
+    carried = {k: v for k, v in model.state_dict().items()
+               if k in mine and v.shape == mine[k].shape and v.dtype == mine[k].dtype}
+    target.load_state_dict(carried, strict=False)
+    return target.merge_and_unload()

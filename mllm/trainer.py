@@ -112,7 +112,9 @@ def train(recipe: FinetuneRecipe, eval_fn: EvalFn | None = None) -> Path:
         return StepOutput(output.loss, terms, count=int(batch["attention_mask"].sum()))
 
     def export() -> None:
-        export_atomic(ctx.out, adapters.merged(engine.module), processor)
+        module = engine.module
+        plain = adapters.merged_float(module, ctx.out / "base") if recipe.tune.qlora else adapters.merged(module)
+        export_atomic(ctx.out, plain, processor)
 
     train_loop(
         engine, scheduler, stream, step, ctx=ctx, optim=recipe.optim, run=recipe.run, data_key="stream",

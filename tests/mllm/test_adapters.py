@@ -120,3 +120,27 @@ def test_lora_trains_loclips_new_token_rows_in_and_out(tiny_ground, image) -> No
     others = torch.ones(len(rows_in), dtype=torch.bool)
     others[adapters.loclip_token_ids(model)] = False
     assert torch.equal(new_in[others], rows_in[others]) and torch.equal(new_out[others], rows_out[others])
+
+
+def test_qlora_exports_by_merging_into_the_float_base(build_tiny, image, tmp_path: Path) -> None:
+    """The 4-bit merge does not survive save → reload; the export merges the trained adapters into the float base
+    saved before quantizing, keeps every trained weight, and reloads to the same logits."""
+    pytest.importorskip("bitsandbytes")
+    from loclip.mllm import LoclipLlavaForConditionalGeneration
+
+    model, processor = build_tiny(hidden=64)
+    model.save_pretrained(tmp_path / "base")
+    batch = _batch(processor, image)
+    peft_model, changed = _lora_step(adapters.load_quantized(tmp_path / "base"), batch, quantized=True)
+    with pytest.raises(ValueError, match="peft"):
+        adapters.merged_float(model, tmp_path / "base")
+    plain = adapters.merged_float(peft_model, tmp_path / "base").eval()
+    assert not any("lora" in n for n, _ in plain.named_parameters())
+    assert torch.equal(plain.model.multi_modal_projector.linear_1.weight,
+                       peft_model.get_base_model().model.multi_modal_projector.linear_1.weight)
+    q_proj = "model.language_model.layers.0.self_attn.q_proj.weight"
+    assert not torch.equal(plain.state_dict()[q_proj], model.state_dict()[q_proj])  # the LoRA update is in
+    plain.save_pretrained(tmp_path / "export")
+    reloaded = LoclipLlavaForConditionalGeneration.from_pretrained(tmp_path / "export").eval()
+    with torch.no_grad():
+        torch.testing.assert_close(reloaded(**batch).logits, plain(**batch).logits)

@@ -159,3 +159,54 @@ def test_short_lora_run_learns_to_emit_ground_where_a_box_is_asked(smollm2: Path
     plain = adapters.merged(peft_model)  # tied: the merged input and output rows are one tensor, both trained
     assert plain.get_output_embeddings().weight.data_ptr() == plain.get_input_embeddings().weight.data_ptr()
     assert first_token(plain) == ground
+
+
+def test_qlora_on_the_real_llm_merges_exports_and_reloads_the_same(smollm2: Path, tmp_path: Path) -> None:
+    """QLoRA (bitsandbytes 4-bit NF4 on CPU) on SmolLM2: steps run, the adapters merge into the float base, and the
+    export reloads with the same greedy answer."""
+    pytest.importorskip("bitsandbytes")
+    from transformers import AutoModelForCausalLM
+
+    from loclip.mllm.builder import add_token_rows
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(smollm2)
+    ensure_tokens(tokenizer, "auto")
+    llm = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32)
+    add_token_rows(llm, len(tokenizer))
+    encoder = LoclipVisionModel(tiny_config(image_size=32, patch_size=8).vision_config)
+    compose(encoder, llm, tokenizer, vision_feature_layer=-1).save_pretrained(tmp_path / "base")
+    quantized = adapters.load_quantized(tmp_path / "base")
+    assert type(quantized.model.language_model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
+    processor = make_processor(quantized.config, tokenizer, "auto")
+    image = Image.new("RGB", (48, 40), (40, 90, 200))
+    ids, labels = encode_conversation(tokenizer, TURNS[:2], processor.num_image_tokens, "auto")
+    pixels = processor(images=image, boxes=[[[4, 4, 30, 30]]])
+    batch = {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
+             "attention_mask": torch.ones(1, len(ids), dtype=torch.long), "pixel_values": pixels["pixel_values"],
+             "boxes": pixels["boxes"], "box_mask": pixels["box_mask"]}
+    peft_model = adapters.apply_lora(quantized, r=4, alpha=8, dropout=0.0, quantized=True,
+                                     trainable_tokens=adapters.loclip_token_ids(quantized))
+    adapters.set_trainable(peft_model, stage=2, tune_encoder=False, tune_llm=False)
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-3)
+    peft_model.train()
+    for _ in range(2):
+        loss = peft_model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    peft_model.eval()
+    assert torch.isfinite(loss)
+
+    plain = adapters.merged_float(peft_model, tmp_path / "base").eval()  # 4-bit merges do not reload
+    assert type(plain.model.language_model.layers[0].self_attn.q_proj).__name__ == "Linear"
+    projector = peft_model.get_base_model().model.region_projector.linear_1.weight
+    assert torch.equal(plain.model.region_projector.linear_1.weight, projector)  # trained parts carried over
+    base = LoclipLlavaForConditionalGeneration.from_pretrained(tmp_path / "base", dtype=torch.float32)
+    q_proj = base.model.language_model.layers[0].self_attn.q_proj.weight
+    assert not torch.equal(plain.model.language_model.layers[0].self_attn.q_proj.weight, q_proj)  # LoRA merged in
+    answer, _ = chat(plain, processor, image, "What is in <region>?", boxes=[[4, 4, 30, 30]], max_new_tokens=8)
+    plain.save_pretrained(tmp_path / "merged")
+    reloaded = LoclipLlavaForConditionalGeneration.from_pretrained(tmp_path / "merged", dtype=torch.float32).eval()
+    again, _ = chat(reloaded, processor, image, "What is in <region>?", boxes=[[4, 4, 30, 30]], max_new_tokens=8)
+    assert answer == again and answer.strip()
