@@ -30,6 +30,35 @@ TURNS = [
 ]
 
 
+REGION_BOX = [4, 4, 30, 30]
+
+
+def region_batch(processor, tokenizer, image: Image.Image) -> dict[str, torch.Tensor]:
+    """The first referring turn of ``TURNS`` on ``image`` (its ``<region>`` at ``REGION_BOX``), with labels."""
+    ids, labels = encode_conversation(tokenizer, TURNS[:2], processor.num_image_tokens, "auto")
+    pixels = processor(images=image, boxes=[[REGION_BOX]])
+    return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
+            "attention_mask": torch.ones(1, len(ids), dtype=torch.long), "pixel_values": pixels["pixel_values"],
+            "boxes": pixels["boxes"], "box_mask": pixels["box_mask"]}
+
+
+def lora_steps(model, batch: dict[str, torch.Tensor], steps: int, lr: float, **lora) -> tuple[object, list[float]]:
+    """LoRA (``lora``: apply_lora's options) with stage-2 freezing, ``steps`` AdamW steps on ``batch`` → (peft
+    model in eval mode, the losses)."""
+    peft_model = adapters.apply_lora(model, dropout=0.0, **lora)
+    adapters.set_trainable(peft_model, stage=2, tune_encoder=False, tune_llm=False)
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    peft_model.train()
+    for _ in range(steps):
+        loss = peft_model(**batch).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return peft_model.eval(), losses
+
+
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("llm") / "smollm2"
@@ -79,32 +108,15 @@ def test_lora_steps_with_regions_generation_and_merged_reload(smollm2: Path, tmp
     model = compose(encoder, llm, tokenizer, vision_feature_layer=-1)
     processor = make_processor(model.config, tokenizer, "auto")
     image = Image.new("RGB", (48, 40), (40, 90, 200))
-    ids, labels = encode_conversation(tokenizer, TURNS[:2], processor.num_image_tokens, "auto")
-    pixels = processor(images=image, boxes=[[[4, 4, 30, 30]]])
-    batch = {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
-             "attention_mask": torch.ones(1, len(ids), dtype=torch.long), "pixel_values": pixels["pixel_values"],
-             "boxes": pixels["boxes"], "box_mask": pixels["box_mask"]}
-
-    peft_model = adapters.apply_lora(model, r=4, alpha=8, dropout=0.0)
-    adapters.set_trainable(peft_model, stage=2, tune_encoder=False, tune_llm=False)
-    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-3)
-    losses = []
-    peft_model.train()
-    for _ in range(2):
-        loss = peft_model(**batch).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    peft_model.eval()
+    peft_model, losses = lora_steps(model, region_batch(processor, tokenizer, image), 2, 1e-3, r=4, alpha=8)
     assert all(torch.isfinite(torch.tensor(losses)))
 
-    answer, _ = chat(peft_model, processor, image, "What is in <region>?", boxes=[[4, 4, 30, 30]], max_new_tokens=8)
+    answer, _ = chat(peft_model, processor, image, "What is in <region>?", boxes=[REGION_BOX], max_new_tokens=8)
     plain = adapters.merged(peft_model)
     plain.save_pretrained(tmp_path / "merged")
     processor.save_pretrained(tmp_path / "merged")
     reloaded = LoclipLlavaForConditionalGeneration.from_pretrained(tmp_path / "merged", dtype=torch.float32).eval()
-    again, _ = chat(reloaded, processor, image, "What is in <region>?", boxes=[[4, 4, 30, 30]], max_new_tokens=8)
+    again, _ = chat(reloaded, processor, image, "What is in <region>?", boxes=[REGION_BOX], max_new_tokens=8)
     assert answer == again and answer.strip()
 
 
@@ -144,17 +156,7 @@ def test_short_lora_run_learns_to_emit_ground_where_a_box_is_asked(smollm2: Path
             return int(m(input_ids=prompt, pixel_values=pixels).logits[0, -1].argmax())
 
     assert first_token(model) != ground
-    peft_model = adapters.apply_lora(model, r=8, alpha=16, dropout=0.0,
-                                     trainable_tokens=adapters.loclip_token_ids(model))
-    adapters.set_trainable(peft_model, stage=2, tune_encoder=False, tune_llm=False)
-    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-2)
-    peft_model.train()
-    for _ in range(10):
-        loss = peft_model(**batch).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    peft_model.eval()
+    peft_model, _ = lora_steps(model, batch, 10, 1e-2, r=8, alpha=16, trainable_tokens=adapters.loclip_token_ids(model))
     assert first_token(peft_model) == ground
     plain = adapters.merged(peft_model)  # tied: the merged input and output rows are one tensor, both trained
     assert plain.get_output_embeddings().weight.data_ptr() == plain.get_input_embeddings().weight.data_ptr()
@@ -180,23 +182,9 @@ def test_qlora_on_the_real_llm_merges_exports_and_reloads_the_same(smollm2: Path
     assert type(quantized.model.language_model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
     processor = make_processor(quantized.config, tokenizer, "auto")
     image = Image.new("RGB", (48, 40), (40, 90, 200))
-    ids, labels = encode_conversation(tokenizer, TURNS[:2], processor.num_image_tokens, "auto")
-    pixels = processor(images=image, boxes=[[[4, 4, 30, 30]]])
-    batch = {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
-             "attention_mask": torch.ones(1, len(ids), dtype=torch.long), "pixel_values": pixels["pixel_values"],
-             "boxes": pixels["boxes"], "box_mask": pixels["box_mask"]}
-    peft_model = adapters.apply_lora(quantized, r=4, alpha=8, dropout=0.0, quantized=True,
-                                     trainable_tokens=adapters.loclip_token_ids(quantized))
-    adapters.set_trainable(peft_model, stage=2, tune_encoder=False, tune_llm=False)
-    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-3)
-    peft_model.train()
-    for _ in range(2):
-        loss = peft_model(**batch).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    peft_model.eval()
-    assert torch.isfinite(loss)
+    peft_model, losses = lora_steps(quantized, region_batch(processor, tokenizer, image), 2, 1e-3, r=4, alpha=8,
+                                    quantized=True, trainable_tokens=adapters.loclip_token_ids(quantized))
+    assert all(torch.isfinite(torch.tensor(losses)))
 
     plain = adapters.merged_float(peft_model, tmp_path / "base").eval()  # 4-bit merges do not reload
     assert type(plain.model.language_model.layers[0].self_attn.q_proj).__name__ == "Linear"
@@ -205,8 +193,8 @@ def test_qlora_on_the_real_llm_merges_exports_and_reloads_the_same(smollm2: Path
     base = LoclipLlavaForConditionalGeneration.from_pretrained(tmp_path / "base", dtype=torch.float32)
     q_proj = base.model.language_model.layers[0].self_attn.q_proj.weight
     assert not torch.equal(plain.model.language_model.layers[0].self_attn.q_proj.weight, q_proj)  # LoRA merged in
-    answer, _ = chat(plain, processor, image, "What is in <region>?", boxes=[[4, 4, 30, 30]], max_new_tokens=8)
+    answer, _ = chat(plain, processor, image, "What is in <region>?", boxes=[REGION_BOX], max_new_tokens=8)
     plain.save_pretrained(tmp_path / "merged")
     reloaded = LoclipLlavaForConditionalGeneration.from_pretrained(tmp_path / "merged", dtype=torch.float32).eval()
-    again, _ = chat(reloaded, processor, image, "What is in <region>?", boxes=[[4, 4, 30, 30]], max_new_tokens=8)
+    again, _ = chat(reloaded, processor, image, "What is in <region>?", boxes=[REGION_BOX], max_new_tokens=8)
     assert answer == again and answer.strip()
