@@ -99,7 +99,12 @@ def _chat_segments(tokenizer: Any, messages: list[dict[str, str]], add_generatio
                 f"the tokenizer's chat template is not prefix-stable at message {i} (rendering more messages "
                 "changes earlier text), so the answer spans cannot be found; use template='plain'"
             )
-        out.append(Segment(text[len(previous):], target=not is_user))
+        piece, eos = text[len(previous):], tokenizer.eos_token
+        if not is_user and eos and eos in piece:  # what the template writes after the end token is layout
+            cut = piece.rindex(eos) + len(eos)
+            out += [Segment(piece[:cut], target=True)] + ([Segment(piece[cut:], target=False)] if piece[cut:] else [])
+        else:
+            out.append(Segment(piece, target=not is_user))
         previous = text
     return out
 
