@@ -53,20 +53,23 @@ def check_tokenizer_fits(tokenizer: Any, llm_config: Any, tokenizer_source: str,
                          f"{'; '.join(problems)}. Leave model.tokenizer unset to use the LLM's own tokenizer.")
 
 
-def add_token_rows(llm: PreTrainedModel, size: int) -> list[int]:
-    """Grow ``llm``'s vocabulary to ``size`` rows; every new row (input and, when untied, output) starts as the
-    mean of the pretrained rows plus a tiny fixed offset (1e-3 of the rows' spread). Returns the new ids.
+def add_token_rows(llm: PreTrainedModel, ids: list[int]) -> list[int]:
+    """Give the new tokens ``ids`` (loclip's, the last ones of the tokenizer) deliberate embedding rows, growing
+    the table when they lie past it: each starts as the mean of the rows before the first new id, plus a tiny
+    fixed offset (1e-3 of their spread), in the input table and, when untied, the output head. Returns ``ids``.
 
+    Rows already there (a vocabulary padded past its tokenizer) are re-initialised too: they were never trained.
     Why the mean: a random row can start with a logit far above the pretrained tokens' (the LLM would emit it
     everywhere) or far below (never learnable in a short run); the mean starts it as an average token. Why the
     offset: Llava finds ``<image>`` in ``inputs_embeds`` by comparing embeddings, so two identical new rows
     (``<image>`` and ``<ground>``) would be taken for one another. With tied embeddings the output row is the
     same tensor, so both stay consistent.
     """
-    old = llm.get_input_embeddings().num_embeddings
-    if size <= old:
+    if not ids:
         return []
-    llm.resize_token_embeddings(size, mean_resizing=False)
+    if max(ids) >= llm.get_input_embeddings().num_embeddings:
+        llm.resize_token_embeddings(max(ids) + 1, mean_resizing=False)
+    known = min(ids)  # rows below the first new id belong to the pretrained tokenizer
     with torch.no_grad():
         layers = [llm.get_input_embeddings().weight]
         output = llm.get_output_embeddings()
@@ -74,10 +77,10 @@ def add_token_rows(llm: PreTrainedModel, size: int) -> list[int]:
             layers.append(output.weight)
         noise = torch.Generator().manual_seed(0)
         for weight in layers:
-            spread = weight[:old].std(0, keepdim=True)
-            offset = torch.randn(size - old, weight.shape[1], generator=noise).to(weight) * 1e-3 * spread
-            weight[old:] = weight[:old].mean(0, keepdim=True) + offset
-    return list(range(old, size))
+            spread = weight[:known].std(0, keepdim=True)
+            offset = torch.randn(len(ids), weight.shape[1], generator=noise).to(weight) * 1e-3 * spread
+            weight[ids] = weight[:known].mean(0, keepdim=True) + offset
+    return list(ids)
 
 
 def select_strategy(encoder_config: Any) -> tuple[str, int]:

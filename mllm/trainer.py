@@ -52,10 +52,11 @@ def build(recipe: FinetuneRecipe) -> tuple[LoclipLlavaForConditionalGeneration, 
     tokenizer = AutoTokenizer.from_pretrained(source)
     if m.llm:  # before loclip's tokens are added: the tokenizer as it came must be the LLM's
         check_tokenizer_fits(tokenizer, AutoConfig.from_pretrained(m.llm), source, m.llm)
-    ensure_tokens(tokenizer, recipe.data.template, ground=m.box_answers == "ground")
+    added = ensure_tokens(tokenizer, recipe.data.template, ground=m.box_answers == "ground")
     if m.llm:
         llm = AutoModelForCausalLM.from_pretrained(m.llm, dtype=torch.float32)
-        add_token_rows(llm, len(tokenizer))  # loclip's tokens start as the mean pretrained row
+        # loclip's tokens (the last ones added) start as the mean pretrained row
+        add_token_rows(llm, list(range(len(tokenizer) - added, len(tokenizer))))
     else:
         llm = tiny_llm(tokenizer, m.tiny_hidden_size, m.tiny_layers, m.tiny_heads, m.tiny_max_positions)
     if not Path(m.encoder).is_dir():

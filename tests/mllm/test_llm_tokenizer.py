@@ -84,3 +84,19 @@ def test_quickstart_with_a_real_llm_keeps_its_tokenizer_and_template(tmp_path: P
     assert tiny.model.tokenizer == str(tmp_path / "a" / "synth" / "tokenizer") and tiny.data.template == "plain"
     assert real.model.tokenizer is None and real.data.template == "auto"
     assert real.data.train_json.endswith("conversations.json")
+
+
+def test_new_token_rows_start_at_the_mean_row_inside_a_padded_table_or_past_it() -> None:
+    from loclip.mllm.builder import add_token_rows
+
+    torch.manual_seed(0)
+    llm = tiny_llm(build_tokenizer(), hidden_size=32, layers=1, heads=2)  # untied: the head's rows too
+    old = llm.get_input_embeddings().num_embeddings
+    ids = [old - 2, old - 1, old, old + 1]  # two padding rows that exist, two past the table
+    assert add_token_rows(llm, ids) == ids
+    for table in (llm.get_input_embeddings().weight, llm.get_output_embeddings().weight):
+        assert table.shape[0] == old + 2
+        mean = table[: old - 2].mean(0)
+        assert all(torch.allclose(table[i], mean, atol=1e-3) for i in ids)
+        assert len({tuple(table[i].tolist()) for i in ids}) == len(ids)  # distinct (Llava compares embeddings)
+    assert add_token_rows(llm, []) == []

@@ -131,9 +131,9 @@ def test_short_lora_run_learns_to_emit_ground_where_a_box_is_asked(smollm2: Path
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(smollm2)
-    ensure_tokens(tokenizer, "auto", ground=True)
+    added = ensure_tokens(tokenizer, "auto", ground=True)
     llm = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32)
-    new = add_token_rows(llm, len(tokenizer))
+    new = add_token_rows(llm, list(range(len(tokenizer) - added, len(tokenizer))))
     rows = llm.get_input_embeddings().weight
     mean = rows[: new[0]].mean(0)
     assert len(new) == 3 and all(torch.allclose(rows[i], mean, atol=1e-3) for i in new)
@@ -174,9 +174,9 @@ def test_qlora_on_the_real_llm_merges_exports_and_reloads_the_same(smollm2: Path
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(smollm2)
-    ensure_tokens(tokenizer, "auto")
+    added = ensure_tokens(tokenizer, "auto")
     llm = AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32)
-    add_token_rows(llm, len(tokenizer))
+    add_token_rows(llm, list(range(len(tokenizer) - added, len(tokenizer))))
     encoder = LoclipVisionModel(tiny_config(image_size=32, patch_size=8).vision_config)
     compose(encoder, llm, tokenizer, vision_feature_layer=-1).save_pretrained(tmp_path / "base")
     quantized = adapters.load_quantized(tmp_path / "base")
