@@ -100,26 +100,23 @@ def train_variant(variant: str, run: Path, synth: Path, seed: int, extra: list[s
     return seconds
 
 
-def plot_scene(synth: Path, max_scenes: int) -> int:
-    """Index (in the val split) of the first scene with at least three objects: the segmentation figure's."""
-    from .synth_data import read_scenes
-
-    records = read_scenes(synth, "val", max_scenes)
+def plot_scene(records: list) -> int:
+    """Index (among the val ``records``) of the first scene with at least three objects: the segmentation figure's."""
     return next((i for i, r in enumerate(records) if len(r.meta["objects"]) >= 3), 0)
 
 
 def evaluate_variant(
-    variant: str, run: Path, synth: Path, max_scenes: int, scene: int
+    variant: str, run: Path, synth: Path, max_scenes: int, records: list, scene: int
 ) -> tuple[Figures, np.ndarray]:
-    """The variant's figures (``METRICS``) and its predicted class map of val scene ``scene``."""
+    """The variant's figures (``METRICS``) and its predicted class map of val scene ``scene`` (``records``: the
+    first ``max_scenes`` val scenes, read once by the caller)."""
     from transformers import AutoModel, AutoProcessor
 
     import loclip.encoder  # noqa: F401  (registers the Auto classes)
 
-    from .embed import class_text_weights, prompt_groups
     from .multilabel import evaluate_multilabel
-    from .segmentation import evaluate_segmentation, predict_masks
-    from .synth_data import read_scenes, synthetic_multilabel, synthetic_segmentation
+    from .segmentation import evaluate_segmentation, predict_masks, segmentation_classifier
+    from .synth_data import synthetic_multilabel, synthetic_segmentation
     from .synthetic import evaluate_synthetic
 
     model = AutoModel.from_pretrained(run).eval()
@@ -127,12 +124,11 @@ def evaluate_variant(
     metrics: Figures = dict(evaluate_synthetic(model, processor, str(synth), max_scenes, REGION_METHOD[variant]))
     if variant not in HAS_BOX_HEAD:
         metrics["grounding_acc50"] = None  # an untrained box head answers nothing meaningful
-    records = read_scenes(synth, "val", max_scenes)
     metrics["object_map"] = evaluate_multilabel(model, processor, synthetic_multilabel(records)).metrics["mAP"]
     seg = synthetic_segmentation(records, SEG_LABELS)
-    metrics["seg_miou"] = evaluate_segmentation(model, processor, seg).metrics["mIoU"]
-    weights, owner = class_text_weights(model, processor, prompt_groups(seg.classnames, ("{}",), seg.class_prompts))
-    pred = predict_masks(model, processor, [seg.items[scene].image], weights, owner, len(seg.classnames))[0]
+    classifier = segmentation_classifier(model, processor, seg)
+    metrics["seg_miou"] = evaluate_segmentation(model, processor, seg, classifier=classifier).metrics["mIoU"]
+    pred = predict_masks(model, processor, [seg.items[scene].image], *classifier, len(seg.classnames))[0]
     return {k: metrics[k] for k in METRICS}, pred.numpy()
 
 
@@ -162,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     synth = out / "synth"
     variants = [v for v in args.variants.split(",") if v]
     unknown = sorted(set(variants) - set(VARIANTS))
+    if not variants:
+        parser.error("--variants names no variant")
     if unknown:
         parser.error(f"--variants: unknown {unknown}; choose from {list(VARIANTS)}")
     if any(seed < 0 for seed in args.seeds):
@@ -171,14 +169,17 @@ def main(argv: list[str] | None = None) -> int:
     seconds: dict[str, dict[int, float]] = {v: {} for v in variants}
     maps: dict[str, np.ndarray] = {}
     evaluating = 0.0  # seconds spent evaluating in this call (training time comes from each run's record)
-    scene = None
+    from .synth_data import read_scenes
+
+    records: list = []  # the val scenes, read once the first run has made the world
     for seed in args.seeds:
         for variant in variants:
             run = out / f"s{seed}" / variant
             seconds[variant][seed] = train_variant(variant, run, synth, seed, args.extra)
             start = time.perf_counter()
-            scene = plot_scene(synth, args.max_scenes) if scene is None else scene
-            per_seed[variant][seed], pred = evaluate_variant(variant, run, synth, args.max_scenes, scene)
+            records = records or read_scenes(synth, "val", args.max_scenes)
+            scene = plot_scene(records)
+            per_seed[variant][seed], pred = evaluate_variant(variant, run, synth, args.max_scenes, records, scene)
             evaluating += time.perf_counter() - start
             if seed == args.seeds[0]:
                 maps[variant] = pred
@@ -202,9 +203,9 @@ def main(argv: list[str] | None = None) -> int:
                "encoder_protocol": {"seeds": args.seeds, "steps": steps, "extra": args.extra,
                                     "seg_labels": SEG_LABELS, "minutes": round(total / 60, 1)}}
     from .proof_plots import plot_curves, plot_segmentation
-    from .synth_data import read_scenes, synthetic_segmentation
+    from .synth_data import synthetic_segmentation
 
-    shown = read_scenes(synth, "val", args.max_scenes)[scene]
+    shown = records[scene]
     truth = synthetic_segmentation([shown], SEG_LABELS)
     for target in [out] + ([Path(args.docs)] if args.docs else []):
         write_outputs(target, payload, text)

@@ -7,6 +7,8 @@ another image (identical text, identical embedding) is a miss unless duplicates 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from loclip.encoder.boxes import box_iou
@@ -137,13 +139,12 @@ def segmentation_metrics(confusion: torch.Tensor) -> dict[str, float]:
     NaN when nothing was counted.
     """
     confusion = confusion.double()
-    tp = confusion.diagonal()
-    truth, predicted = confusion.sum(1), confusion.sum(0)
-    union = truth + predicted - tp
     if confusion.sum() == 0:
         return {"mIoU": float("nan"), "pixel_acc": float("nan"), "mean_acc": float("nan")}
+    ious = [v for v in per_class_iou(confusion) if not math.isnan(v)]
+    tp, truth = confusion.diagonal(), confusion.sum(1)
     return {
-        "mIoU": (tp[union > 0] / union[union > 0]).mean().item(),
+        "mIoU": sum(ious) / len(ious),
         "pixel_acc": (tp.sum() / confusion.sum()).item(),
         "mean_acc": (tp[truth > 0] / truth[truth > 0]).mean().item(),
     }

@@ -56,15 +56,25 @@ def predict_masks(
     return [upsample_scores(s, (int(h), int(w)), image_size).argmax(0) for s, (h, w) in zip(scores, sizes)]
 
 
+def segmentation_classifier(
+    model: LoclipModel, processor: LoclipProcessor, data: Dataset[SegmentedImage],
+    templates: Sequence[str] = DEFAULT_TEMPLATES, progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The class text embeddings of ``data`` (``embed.class_text_weights``): prompts from ``data.class_prompts``
+    when set, else ``templates`` × class names."""
+    groups = prompt_groups(data.classnames, check_templates(templates), data.class_prompts)
+    return class_text_weights(model, processor, groups, progress=progress)
+
+
 def evaluate_segmentation(
     model: LoclipModel, processor: LoclipProcessor, data: Dataset[SegmentedImage],
     templates: Sequence[str] = DEFAULT_TEMPLATES, batch_size: int = 16, progress: bool = False,
+    classifier: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> TaskResult:
     """mIoU, pixel_acc and mean_acc of zero-shot segmentation on ``data`` (module docstring); the per-class IoU
-    goes to ``info``. Prompts: ``data.class_prompts`` when set, else ``templates`` × class names."""
+    goes to ``info``. ``classifier``: ``segmentation_classifier``'s output when the caller already has it."""
     data.require_items("images")
-    groups = prompt_groups(data.classnames, check_templates(templates), data.class_prompts)
-    weights, owner = class_text_weights(model, processor, groups, progress=progress)
+    weights, owner = classifier or segmentation_classifier(model, processor, data, templates, progress)
     num_classes = len(data.classnames)
     confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
     for chunk in batches(data.items, batch_size, progress, "segmentation"):

@@ -71,8 +71,8 @@ def _object_classes(labels: LabelSet) -> tuple[str, ...]:
 
 
 def _object_prompts(name: str, labels: LabelSet) -> tuple[str, ...]:
-    phrases = [p for p in ALL_PHRASES if labels == "phrase" and p == name
-               or labels == "colour" and p.split()[1] == name or labels == "shape" and p.split()[2] == name]
+    """Every object sentence about a phrase of class ``name`` (all 9 positions)."""
+    phrases = [p for p in ALL_PHRASES if _class_of(dict(zip(("size", "colour", "shape"), p.split())), labels) == name]
     return tuple(OBJECT_SENTENCE.format(phrase=p, position=pos) for p in phrases for row in POSITIONS for pos in row)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import LlamaConfig, PreTrainedTokenizerFast
+from transformers import LlamaConfig
 
 from loclip.cli.finetune import prepare_quickstart
 from loclip.encoder import LoclipModel, tiny_config
@@ -45,11 +45,10 @@ def test_check_names_both_sides_and_what_differs() -> None:
                                          r"against the LLM's 49,152 embedding rows"):
         check_tokenizer_fits(tokenizer, LlamaConfig(vocab_size=49152, bos_token_id=2, eos_token_id=3), "world-tok",
                              "smollm2")
-    with pytest.raises(ValueError, match="more|against the LLM's 1,000 embedding rows"):
+    with pytest.raises(ValueError, match="1,067 tokens against the LLM's 1,000 embedding rows"):
         check_tokenizer_fits(tokenizer, LlamaConfig(vocab_size=1000, bos_token_id=2, eos_token_id=3), "t", "l")
     with pytest.raises(ValueError, match="bos_token_id 2 against the LLM's 1; eos_token_id 3 against the LLM's 2"):
         check_tokenizer_fits(tokenizer, LlamaConfig(vocab_size=n, bos_token_id=1, eos_token_id=2), "t", "l")
-    assert isinstance(tokenizer, PreTrainedTokenizerFast)
 
 
 @pytest.fixture
