@@ -9,7 +9,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, Aut
 
 import loclip.encoder  # noqa: F401  (registers the vision tower's config and model)
 
-from .chat import chat
+from .chat import AnswerStreamer, Turn, chat
 from .configuration import LoclipLlavaConfig
 from .modeling import LoclipLlavaForConditionalGeneration, LoclipLlavaModel, LoclipRegionProjector
 from .processing import LoclipLlavaProcessor
@@ -25,5 +25,7 @@ __all__ = [
     "LoclipLlavaModel",
     "LoclipLlavaProcessor",
     "LoclipRegionProjector",
+    "AnswerStreamer",
+    "Turn",
     "chat",
 ]

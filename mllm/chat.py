@@ -1,15 +1,61 @@
-"""``chat()``: one question about one image (optionally about boxes) → the answer and its boxes in pixels."""
+"""``chat()``: a question about an image (optionally about boxes, optionally after earlier turns of the same
+conversation) → the answer and its boxes in pixels; ``AnswerStreamer`` shows the answer while it is written."""
 
 from __future__ import annotations
 
+import queue
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from transformers.generation.streamers import BaseStreamer
 
-from loclip.encoder.box_text import fill_placeholders, parse_boxes
+from loclip.encoder.box_text import boxes_to_placeholder, fill_placeholders, parse_boxes
 
-from .conversation import IMAGE_TOKEN, REGION_TOKEN, encode_prompt
+from .conversation import GROUND_TOKEN, IMAGE_TOKEN, REGION_TOKEN, encode_prompt
 from .processing import LoclipLlavaProcessor
+
+GROUND_MARK = "[…]"  # how a streamed <ground> token shows until the grounding head has drawn its box
+
+
+@dataclass(frozen=True)
+class Turn:
+    """An earlier exchange of the conversation: ``question`` as it was asked (one ``<region>`` per box),
+    ``boxes`` in pixels of the conversation's image, and ``answer`` as ``chat`` returned it."""
+
+    question: str
+    answer: str
+    boxes: list[list[float]] = field(default_factory=list)
+
+
+def to_prompt_messages(
+    turns: Sequence[Turn], question: str, ground: bool
+) -> tuple[list[dict[str, str]], list[list[float]]]:
+    """Earlier ``turns`` and the new ``question`` → (chat messages ending with the question, every turn's
+    boxes in ``<region>`` order). The image goes in front of the first question unless that question places it.
+
+    A grounding-token model (``ground``) wrote its boxes as ``<ground>`` tokens, so the box texts of earlier
+    answers become ``<ground>`` again, as in training (``conversation.ground_answers``).
+    """
+    asked = [(t.question, list(t.boxes)) for t in turns] + [(question, None)]
+    messages, boxes = [], []
+    for i, (text, mine) in enumerate(asked):
+        where = "question" if i == len(turns) else f"history[{i}].question"
+        if IMAGE_TOKEN in text and i > 0:
+            raise ValueError(f"{where} has {IMAGE_TOKEN}: the image belongs to the first question only")
+        if i == 0 and IMAGE_TOKEN not in text:
+            text = f"{IMAGE_TOKEN}\n{text}"
+        if mine is not None:
+            if text.count(REGION_TOKEN) != len(mine):
+                raise ValueError(f"{where} has {text.count(REGION_TOKEN)} {REGION_TOKEN} placeholders but "
+                                 f"{len(mine)} boxes")
+            boxes += mine
+        messages.append({"role": "user", "content": text})
+        if i < len(turns):
+            answer = boxes_to_placeholder(turns[i].answer, GROUND_TOKEN)[0] if ground else turns[i].answer
+            messages.append({"role": "assistant", "content": answer})
+    return messages, boxes
 
 
 @torch.no_grad()
@@ -20,6 +66,8 @@ def chat(
     question: str,
     boxes: list[list[float]] | None = None,
     max_new_tokens: int = 64,
+    history: Sequence[Turn] = (),
+    streamer: BaseStreamer | None = None,
 ) -> tuple[str, list[list[float]]]:
     """Ask ``question`` about ``image`` with greedy decoding.
 
@@ -27,26 +75,28 @@ def chat(
         model: a ``LoclipLlavaForConditionalGeneration`` (or a peft model wrapping one).
         processor: its ``LoclipLlavaProcessor``.
         image: a PIL image, array or path.
-        question: text; ``<image>`` is put in front if absent; one ``<region>`` per box.
+        question: text; ``<image>`` is put in front of the first question if absent; one ``<region>`` per box.
         boxes: pixel xyxy boxes of ``image`` for the ``<region>`` placeholders, in order.
+        history: earlier turns of this conversation about the same image, oldest first.
+        streamer: handed to ``generate`` (e.g. ``AnswerStreamer``) to see the answer as it is written.
     Returns:
         ``(answer_text, answer_boxes)``: every ``[x1, y1, x2, y2]`` in the answer, mapped to original-image pixels.
         A ``box_answers="ground"`` model writes ``<ground>`` tokens; each becomes the box its grounding head
         draws, written as box text, so the answer reads the same for both kinds of model.
     """
-    if IMAGE_TOKEN not in question:
-        question = f"{IMAGE_TOKEN}\n{question}"
+    ground = getattr(model.config, "box_answers", "text") == "ground"
     boxes = list(boxes or [])
     if question.count(REGION_TOKEN) != len(boxes):
         raise ValueError(f"question has {question.count(REGION_TOKEN)} <region> placeholders but {len(boxes)} boxes "
                          "were given")
-    inputs = processor(images=image, boxes=[boxes] if boxes else None, return_original_sizes=True)
+    messages, all_boxes = to_prompt_messages(list(history), question, ground)
+    all_boxes += boxes
+    inputs = processor(images=image, boxes=[all_boxes] if all_boxes else None, return_original_sizes=True)
     tokenizer = processor.tokenizer
-    prompt = encode_prompt(tokenizer, [{"role": "user", "content": question}], processor.num_image_tokens,
-                           processor.template)
+    prompt = encode_prompt(tokenizer, messages, processor.num_image_tokens, processor.template)
     device = model.device
     input_ids = torch.tensor([prompt], device=device)
-    extra = {"boxes": inputs["boxes"].to(device), "box_mask": inputs["box_mask"].to(device)} if boxes else {}
+    extra = {"boxes": inputs["boxes"].to(device), "box_mask": inputs["box_mask"].to(device)} if all_boxes else {}
     out = model.generate(
         input_ids=input_ids,
         attention_mask=torch.ones_like(input_ids),
@@ -55,14 +105,17 @@ def chat(
         do_sample=False,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        streamer=streamer,
         **extra,
     )
     answer_ids = out[0, len(prompt):]
     ground_id = getattr(model.config, "ground_token_index", None)
-    if getattr(model.config, "box_answers", "text") == "ground" and bool((answer_ids == ground_id).any()):
+    new_grounds = int((answer_ids == ground_id).sum()) if ground else 0
+    if new_grounds:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps it
         (drawn,) = base.ground_boxes(out, inputs["pixel_values"].to(device, model.dtype), torch.ones_like(out),
                                      **extra)
+        drawn = drawn[-new_grounds:]  # the earlier answers' <ground> tokens come first
         cuts = [-1, *(answer_ids == ground_id).nonzero()[:, 0].tolist(), len(answer_ids)]
         pieces = [tokenizer.decode(answer_ids[a + 1 : b], skip_special_tokens=True) for a, b in zip(cuts, cuts[1:])]
         answer = fill_placeholders(pieces, drawn.float().clamp(0.0, 1.0))
@@ -71,3 +124,47 @@ def chat(
     found = torch.tensor(parse_boxes(answer), dtype=torch.float32).reshape(-1, 4)
     (pixels,) = processor.post_process_boxes([found], inputs["original_sizes"])
     return answer, pixels.tolist()
+
+
+class AnswerStreamer(BaseStreamer):
+    """A ``generate`` streamer that collects the answer's tokens; iterate it (from another thread than the one
+    generating) for the answer text so far after each new token. ``<ground>`` tokens show as ``GROUND_MARK``
+    until ``chat`` returns the drawn boxes. The prompt (``generate``'s first ``put``) is not part of the answer.
+
+    ``timeout``: seconds to wait for the next token before ``queue.Empty`` is raised (``None``: no limit).
+    """
+
+    def __init__(self, tokenizer: Any, ground_token_id: int | None = None, timeout: float | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.ground_token_id = ground_token_id
+        self.timeout = timeout
+        self._ids: list[int] = []
+        self._prompt_seen = False
+        self._queue: queue.Queue[str | None] = queue.Queue()
+
+    def put(self, value: torch.Tensor) -> None:
+        if not self._prompt_seen:
+            self._prompt_seen = True
+            return
+        self._ids += value.reshape(-1).tolist()
+        self._queue.put(self.text())
+
+    def end(self) -> None:
+        self._queue.put(None)
+
+    def text(self) -> str:
+        """The answer so far."""
+        pieces, current = [], []
+        for i in self._ids:
+            if i == self.ground_token_id:
+                pieces.append(current)
+                current = []
+            else:
+                current.append(i)
+        pieces.append(current)
+        decoded = [self.tokenizer.decode(p, skip_special_tokens=True) for p in pieces]
+        return GROUND_MARK.join(decoded).strip()
+
+    def __iter__(self) -> Iterator[str]:
+        while (text := self._queue.get(timeout=self.timeout)) is not None:
+            yield text
