@@ -7,23 +7,29 @@ Two kinds of events call the same backend methods:
 * the named API endpoints take plain inputs (an image file, a JSON list of ``[x1, y1, x2, y2]`` pixel boxes,
   text) and return one JSON object, so ``gradio_client`` can call them without knowing the annotator's format.
 
-Chat mode: ``/ask``. Encoder mode: ``/rank_labels`` and ``/ground``. Both: ``/info``. A refused request
+Chat mode: ``/ask`` (a turn of a conversation: the earlier turns come as ``history``; the page streams the
+answer into a chatbot). Encoder mode: ``/rank_labels`` and ``/ground``. Both: ``/info``. A refused request
 raises ``gr.Error`` with the reason; the server keeps serving.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import hashlib
+import inspect
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import gradio as gr
+from gradio import image_utils
 from gradio_image_annotation import image_annotator
 from PIL import Image
 
+from loclip.mllm.conversation import REGION_TOKEN as REGION
+
 from .backend import Backend, ChatAnswer, ChatBackend, EncoderBackend, round_boxes
 from .defaults import Example
-from .limits import Limits, check_loaded_image, load_image, parse_boxes, parse_labels
+from .limits import Limits, check_loaded_image, load_image, parse_boxes, parse_history, parse_labels
 
 QUESTION_COLOUR = (30, 144, 255)  # boxes the user asked about
 ANSWER_COLOUR = (255, 0, 255)  # boxes the model answered with (magenta: rare in photos and in the synthetic world)
@@ -31,13 +37,28 @@ BOX_ALPHA = 0.15  # box fill opacity: light enough to see what is inside
 MODEL_QUEUE = "model"  # one concurrency group for every event that runs the model
 
 REGION_RULE = (
-    "Each box you draw becomes one `<region>` in the question, in drawing order: the question's own "
-    "`<region>` placeholders are filled first, and one `<region>` per remaining box is appended at its end."
+    "A conversation about one image: each question is answered after the earlier ones (a new image or *Start "
+    "over* begins a new conversation). Each box you draw becomes one `<region>` of the next question, in "
+    "drawing order: the question's own `<region>` placeholders are filled first; what happens to the boxes "
+    "left over is your choice below, and the line under it shows what *Send* will ask. Every turn's boxes are "
+    "drawn on the result image and listed in pixels."
 )
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a refused request (``ValueError``, incl. ``DemoInputError``) into ``gr.Error`` with its message."""
+    """Turn a refused request (``ValueError``, incl. ``DemoInputError``) into ``gr.Error`` with its message;
+    also for a generator (a streamed answer), whose errors come while it is iterated."""
+
+    if inspect.isgeneratorfunction(fn):
+
+        @functools.wraps(fn)
+        def streaming(*args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from fn(*args, **kwargs)
+            except ValueError as e:
+                raise gr.Error(str(e), print_exception=False) from e
+
+        return streaming
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -63,17 +84,23 @@ def from_annotator(value: dict | None, limits: Limits) -> tuple[Image.Image, lis
     return image, boxes
 
 
+def css_rgb(colour: tuple[int, int, int]) -> str:
+    """A box colour as the annotator sends it back ("rgb(r, g, b)"): a tuple reaches the page as a list, which
+    the annotator turns into that form only once its canvas has drawn it, and sent back earlier it is refused."""
+    return "rgb({}, {}, {})".format(*colour)
+
+
 def to_annotator(image: Image.Image, groups: list[tuple[list[list[float]], list[str], tuple[int, int, int]]]) -> dict:
     """An output annotator value: ``image`` with each group's boxes drawn in its colour with its labels."""
     boxes = []
     for group_boxes, labels, colour in groups:
         for box, label in zip(round_boxes(group_boxes, 1), labels):
-            boxes.append(dict(zip(("xmin", "ymin", "xmax", "ymax"), box), label=label, color=colour))
+            boxes.append(dict(zip(("xmin", "ymin", "xmax", "ymax"), box), label=label, color=css_rgb(colour)))
     return {"image": image, "boxes": boxes}
 
 
 def _input_annotator(example: Example) -> image_annotator:
-    first = [dict(zip(("xmin", "ymin", "xmax", "ymax"), box), label=f"region {i + 1}", color=QUESTION_COLOUR)
+    first = [dict(zip(("xmin", "ymin", "xmax", "ymax"), box), label=f"region {i + 1}", color=css_rgb(QUESTION_COLOUR))
              for i, box in enumerate(example.boxes)]  # fmt: skip
     return image_annotator(
         value={"image": example.image, "boxes": first},
@@ -107,54 +134,150 @@ def _header(backend: Backend, model_name: str, example: Example, limits: Limits)
     )
 
 
+UNUSED_CHOICES = {"append a <region> for each": "append", "ignore them": "ignore"}
+
+
+def image_key(image: Image.Image) -> str:
+    """Identifies the conversation's image: a new image starts a new conversation."""
+    return f"{image.width}x{image.height}:{hashlib.sha1(image.tobytes()).hexdigest()}"
+
+
+def shown_question(question: str) -> str:
+    """A question as the chat shows it: each ``<region>`` numbered like its box on the images
+    (markup-free, so the chat's HTML sanitiser cannot swallow it as a tag)."""
+    parts = question.split(REGION)
+    return parts[0] + "".join(f"⟨region {k}⟩{part}" for k, part in enumerate(parts[1:], start=1))
+
+
+def chat_messages(turns: list[ChatAnswer], pending: tuple[str, str] | None = None) -> list[dict[str, str]]:
+    """The chatbot's value: every finished turn, then the one being answered (question, answer so far)."""
+    pairs = [(t.question, t.answer) for t in turns] + ([pending] if pending else [])
+    out = []
+    for question, answer in pairs:
+        out += [{"role": "user", "content": shown_question(question)}, {"role": "assistant", "content": answer}]
+    return out
+
+
+def list_turn_boxes(turns: list[ChatAnswer]) -> str:
+    """Every turn's boxes as text, one per line: "turn 2 · answer 1: [x1, y1, x2, y2]" (pixels)."""
+    lines = []
+    for t, turn in enumerate(turns, start=1):
+        lines += [f"turn {t} · answer {k}: {box}" for k, box in enumerate(round_boxes(turn.answer_boxes, 1), 1)]
+        lines += [f"turn {t} · region {k}: {box}" for k, box in enumerate(round_boxes(turn.question_boxes, 1), 1)]
+    return "\n".join(lines) or "(no boxes)"
+
+
+def draw_turns(image: Image.Image, turns: list[ChatAnswer]) -> dict:
+    """The result annotator's value: every turn's question and answer boxes on the conversation's image."""
+    groups = []
+    for t, turn in enumerate(turns, start=1):
+        groups.append((turn.question_boxes, [f"T{t} region {k}" for k in range(1, len(turn.question_boxes) + 1)],
+                       QUESTION_COLOUR))
+        groups.append((turn.answer_boxes, [f"T{t} answer {k}" for k in range(1, len(turn.answer_boxes) + 1)],
+                       ANSWER_COLOUR))
+    return to_annotator(image, groups)
+
+
+def will_send(backend: ChatBackend, value: dict | None, text: str, unused: str) -> str:
+    """The line under the question that says what Send will ask: the question as the model will see it and
+    what happens to drawn boxes the question has no ``<region>`` for."""
+    drawn = len((value or {}).get("boxes") or [])
+    if not (text or "").strip():
+        return f"Type a question. Boxes drawn: {drawn}."
+    try:
+        question, boxes = backend.place_boxes(text, [[0.0, 0.0, 1.0, 1.0]] * drawn, UNUSED_CHOICES[unused])
+    except ValueError as e:
+        return f"Cannot send: {e}"
+    have = text.count(REGION)
+    sent = f"Sends `{question}` with {len(boxes)} box{'es' if len(boxes) != 1 else ''}"
+    if drawn > have and UNUSED_CHOICES[unused] == "append":
+        return f"{sent}: {drawn - have} drawn box(es) had no `{REGION}` in the question, so one was appended for each."
+    if drawn > have:
+        return f"{sent}: {drawn - have} drawn box(es) without a `{REGION}` in the question are ignored."
+    return f"{sent}."
+
+
 def _chat_ui(backend: ChatBackend, example: Example, limits: Limits, concurrency: int) -> None:
     queue = dict(concurrency_limit=concurrency, concurrency_id=MODEL_QUEUE)
     gr.Markdown(REGION_RULE)
+    new_conversation = {"image": None, "turns": []}
+    state = gr.State(dict(new_conversation))
     with gr.Row():
         with gr.Column():
             annotated = _input_annotator(example)
             question = gr.Textbox(example.question, label="Question", max_length=limits.max_text_chars,
                                   elem_id="question")  # fmt: skip
-            ask = gr.Button("Ask", variant="primary", elem_id="ask")
+            unused = gr.Radio(list(UNUSED_CHOICES), value=next(iter(UNUSED_CHOICES)), elem_id="unused-boxes",
+                              label="Drawn boxes the question has no <region> for")  # fmt: skip
+            preview = gr.Markdown(will_send(backend, {"boxes": example.boxes}, example.question,
+                                            next(iter(UNUSED_CHOICES))), elem_id="will-send")  # fmt: skip
+            with gr.Row():
+                ask = gr.Button("Send", variant="primary", elem_id="ask")
+                restart = gr.Button("Start over", elem_id="start-over")
         with gr.Column():
+            chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", height=440, sanitize_html=True)
             shown = _output_annotator()
-            answer = gr.Textbox(label="Answer", interactive=False, elem_id="answer")
-            listed = gr.Textbox(label="Boxes in pixels [x1, y1, x2, y2]", interactive=False, lines=2,
-                                elem_id="answer-boxes")  # fmt: skip
-            sent = gr.Textbox(label="Question as the model saw it", interactive=False, elem_id="sent-question")
+            listed = gr.Textbox(label="Boxes of every turn, in pixels [x1, y1, x2, y2]", interactive=False,
+                                lines=3, elem_id="answer-boxes")  # fmt: skip
+
+    def ui_preview(value: dict | None, text: str, choice: str) -> str:
+        return will_send(backend, value, text, choice)
+
+    # one listener for the three triggers, so a slow answer to an older change never overwrites a newer one
+    gr.on([annotated.change, question.change, unused.change], ui_preview, [annotated, question, unused], preview,
+          queue=False, api_visibility="private", trigger_mode="always_last")
 
     @user_errors
-    def ui_ask(value: dict | None, text: str) -> tuple[dict, str, str, str]:
+    def ui_ask(value: dict | None, text: str, choice: str, conversation: dict) -> Iterator[tuple]:
         image, boxes = from_annotator(value, limits)
-        result = backend.ask(image, text, boxes)
-        drawn = to_annotator(image, [
-            (result.question_boxes, [f"region {i + 1}" for i in range(len(boxes))], QUESTION_COLOUR),
-            (result.answer_boxes, [f"answer {i + 1}" for i in range(len(result.answer_boxes))], ANSWER_COLOUR),
-        ])  # fmt: skip
-        return drawn, result.answer, list_boxes(result), result.question
+        key = image_key(image)
+        turns = list(conversation["turns"]) if conversation.get("image") == key else []
+        if conversation["turns"] and not turns:
+            gr.Info("A new image: the conversation starts over.")
+        sent, _ = backend.place_boxes(text, boxes, UNUSED_CHOICES[choice])
+        keep = (gr.skip(),) * 5
+        yield (chat_messages(turns, (sent, "…")), *keep)
+        result = None
+        for item in backend.ask_stream(image, text, boxes, turns, UNUSED_CHOICES[choice]):
+            if isinstance(item, str):
+                yield (chat_messages(turns, (sent, item)), *keep)
+            else:
+                result = item
+        turns.append(result)
+        # The boxes and the question were used: clear them. The image goes back as a PNG file: the annotator
+        # would re-encode a PIL image as lossy WebP, and the next turn would find a "new" image.
+        same_image = {"image": image_utils.save_image(image, annotated.GRADIO_CACHE, format="png"), "boxes": []}
+        yield (chat_messages(turns), draw_turns(image, turns), list_turn_boxes(turns), {"image": key, "turns": turns},
+               same_image, "")
 
-    ask.click(ui_ask, [annotated, question], [shown, answer, listed, sent], api_visibility="private", **queue)
+    ask.click(ui_ask, [annotated, question, unused, state], [chatbot, shown, listed, state, annotated, question],
+              api_visibility="private", **queue)  # fmt: skip
+
+    def ui_restart() -> tuple:
+        return [], None, "", dict(new_conversation)
+
+    restart.click(ui_restart, None, [chatbot, shown, listed, state], queue=False, api_visibility="private")
 
     with gr.Column(visible=False):  # plain-input twins of the buttons, for gradio_client
         image_file = gr.File(label="image", file_types=["image"])
         boxes_json = gr.JSON(label="boxes")
         question_text = gr.Textbox(label="question")
+        history_json = gr.JSON(label="history")
         result_json = gr.JSON(label="result")
         api_ask = gr.Button("ask")
 
     @user_errors
-    def ask_api(image: str | None, boxes: Any, question: str | None) -> dict:
-        """Ask a question about an image file; ``boxes`` (pixels, in order) fill its ``<region>``s."""
-        return backend.ask(load_image(image, limits), question or "", parse_boxes(boxes)).as_dict()
+    def ask_api(image: str | None, boxes: Any, question: str | None, history: Any = None) -> dict:
+        """Ask a question about an image file; ``boxes`` (pixels, in order) fill its ``<region>``s (the ones
+        it lacks are appended). ``history``: the conversation so far, as the last answer's ``history`` (omit it
+        for a new conversation). Returns this turn and ``history`` with it appended."""
+        loaded = load_image(image, limits)
+        earlier = [ChatAnswer(q, b, a, []) for q, b, a in parse_history(history, limits)]
+        result = backend.ask(loaded, question or "", parse_boxes(boxes), earlier).as_dict()
+        return {**result, "history": [t.as_dict() for t in earlier] + [result]}
 
-    api_ask.click(ask_api, [image_file, boxes_json, question_text], result_json, api_name="ask", **queue)
-
-
-def list_boxes(result: ChatAnswer) -> str:
-    """The boxes of a chat turn as text, one per line (what the page lists under the answer)."""
-    lines = [f"answer {i + 1}: {box}" for i, box in enumerate(round_boxes(result.answer_boxes, 1))]
-    lines += [f"region {i + 1}: {box}" for i, box in enumerate(round_boxes(result.question_boxes, 1))]
-    return "\n".join(lines) or "(no boxes)"
+    api_ask.click(ask_api, [image_file, boxes_json, question_text, history_json], result_json, api_name="ask",
+                  **queue)  # fmt: skip
 
 
 def _ranking_markdown(rankings: list[dict], top: int = 5) -> str:
@@ -263,4 +386,5 @@ def build_demo(
     return demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)
 
 
-__all__ = ["build_demo", "from_annotator", "list_boxes", "to_annotator", "user_errors"]
+__all__ = ["build_demo", "chat_messages", "from_annotator", "list_turn_boxes", "to_annotator", "user_errors",
+           "will_send"]

@@ -10,18 +10,21 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import torch
 from PIL import Image
 
+from loclip.mllm.chat import Turn
 from loclip.mllm.conversation import IMAGE_TOKEN as IMAGE
 from loclip.mllm.conversation import REGION_TOKEN as REGION
 
 from .limits import DemoInputError, Limits, check_boxes, check_text
 
+UnusedBoxes = Literal["append", "ignore"]  # what happens to drawn boxes the question has no <region> for
 CHAT_MODEL_TYPE = "loclip_llava"
 ENCODER_MODEL_TYPE = "loclip"
 
@@ -111,7 +114,8 @@ class _ModelBackend:
 
 
 class ChatBackend(_ModelBackend):
-    """A ``LoclipLlavaForConditionalGeneration`` and its processor behind ``ask``."""
+    """A ``LoclipLlavaForConditionalGeneration`` and its processor behind ``ask`` / ``ask_stream``: one
+    conversation per call, its earlier turns (``history``) sent along, as the model has no memory of its own."""
 
     mode = "chat"
 
@@ -119,16 +123,72 @@ class ChatBackend(_ModelBackend):
         super().__init__(model, processor, limits)
         self.max_new_tokens = max_new_tokens
 
-    def ask(self, image: Image.Image, question: str, boxes: list[list[float]] | None = None) -> ChatAnswer:
-        """Answer ``question`` about ``image``; ``boxes`` (pixels, drawing order) fill its ``<region>``s."""
-        from loclip.mllm.chat import chat
+    def place_boxes(
+        self, question: str, boxes: list[list[float]], unused_boxes: UnusedBoxes = "append"
+    ) -> tuple[str, list[list[float]]]:
+        """(the question as the model will see it, the boxes its ``<region>``s stand for): the question's own
+        ``<region>``s take the first boxes; the rest are appended as ``<region>``s or dropped (``unused_boxes``)."""
+        if unused_boxes not in get_args(UnusedBoxes):
+            raise DemoInputError(f"unused_boxes must be one of {get_args(UnusedBoxes)}, got {unused_boxes!r}")
+        question = check_text(question, "question", self.limits)
+        if unused_boxes == "ignore":
+            boxes = boxes[: question.count(REGION)]
+        return with_regions(question, len(boxes)), boxes
+
+    def _turns(self, image: Image.Image, history: Sequence[ChatAnswer]) -> list[Turn]:
+        if len(history) + 1 > self.limits.max_turns:
+            raise DemoInputError(f"this would be question {len(history) + 1} of the conversation; the limit is "
+                                 f"{self.limits.max_turns}: start over")
+        turns = []
+        for i, turn in enumerate(history):
+            boxes = check_boxes(list(turn.question_boxes), image.width, image.height, self.limits)
+            if turn.question.count(REGION) != len(boxes):
+                raise DemoInputError(f"history[{i}].question has {turn.question.count(REGION)} {REGION} "
+                                     f"placeholders but {len(boxes)} question_boxes")
+            turns.append(Turn(turn.question, turn.answer, boxes))
+        return turns
+
+    def ask_stream(
+        self, image: Image.Image, question: str, boxes: list[list[float]] | None = None,
+        history: Sequence[ChatAnswer] = (), unused_boxes: UnusedBoxes = "append",
+    ) -> Iterator[str | ChatAnswer]:  # fmt: skip
+        """Answer ``question`` about ``image`` after the conversation's earlier turns ``history``: yields the
+        answer text so far after each token, then the finished ``ChatAnswer``. ``boxes`` (pixels, drawing
+        order) fill the question's ``<region>``s; the boxes left over are appended as ``<region>``s
+        (``unused_boxes="append"``) or dropped (``"ignore"``)."""
+        from loclip.mllm.chat import AnswerStreamer, chat
 
         boxes = check_boxes(list(boxes or []), image.width, image.height, self.limits)
-        question = with_regions(check_text(question, "question", self.limits), len(boxes))
-        with self._lock:
-            answer, answer_boxes = chat(self.model, self.processor, image, question, boxes,
-                                        max_new_tokens=self.max_new_tokens)  # fmt: skip
-        return ChatAnswer(question, boxes, answer, answer_boxes)
+        question, boxes = self.place_boxes(question, boxes, unused_boxes)
+        turns = self._turns(image, history)
+        streamer = AnswerStreamer(self.tokenizer, getattr(self.model.config, "ground_token_index", None))
+        outcome: dict[str, Any] = {}
+
+        def generate() -> None:
+            with self._lock:
+                try:
+                    outcome["answer"] = chat(self.model, self.processor, image, question, boxes,
+                                             max_new_tokens=self.max_new_tokens, history=turns, streamer=streamer)
+                except BaseException as e:  # handed to the caller below
+                    outcome["error"] = e
+                    streamer.end()
+
+        worker = threading.Thread(target=generate, daemon=True)
+        worker.start()
+        yield from streamer
+        worker.join()
+        if "error" in outcome:
+            raise outcome["error"]
+        answer, answer_boxes = outcome["answer"]
+        yield ChatAnswer(question, boxes, answer, answer_boxes)
+
+    def ask(
+        self, image: Image.Image, question: str, boxes: list[list[float]] | None = None,
+        history: Sequence[ChatAnswer] = (), unused_boxes: UnusedBoxes = "append",
+    ) -> ChatAnswer:  # fmt: skip
+        """``ask_stream``'s finished answer."""
+        *_, result = self.ask_stream(image, question, boxes, history, unused_boxes)
+        return result
 
 
 class EncoderBackend(_ModelBackend):

@@ -6,6 +6,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from loclip.training.recipe import PositiveFloat, PositiveInt, build_parser, option, parse_command
 
@@ -26,8 +27,11 @@ class DemoCommand:
                                          group=LIMITS)
     max_labels: PositiveInt = option(_LIMITS.max_labels, "candidate labels per request", group=LIMITS)
     max_file_mb: PositiveFloat = option(_LIMITS.max_file_mb, "largest upload in MB", group=LIMITS)
+    max_turns: PositiveInt = option(_LIMITS.max_turns, "questions in one chat conversation", group=LIMITS)
     concurrency: PositiveInt = option(1, "model requests processed at once", group=LIMITS)
     max_queue: PositiveInt = option(64, "requests waiting beyond those; more are refused", group=LIMITS)
+    example: Literal["auto", "synthetic", "photo"] = option(
+        "auto", "image the page opens on: a synthetic scene for synthetic-world models, else a photo (auto)")
     threads: PositiveInt | None = option(None, "torch CPU threads (default: torch's choice)")
 
 
@@ -48,7 +52,8 @@ def main(argv: list[str] | None = None) -> None:
     from .defaults import default_example, default_model_path
 
     try:
-        limits = Limits(args.max_pixels, args.max_boxes, args.max_text_chars, args.max_labels, args.max_file_mb)
+        limits = Limits(args.max_pixels, args.max_boxes, args.max_text_chars, args.max_labels, args.max_file_mb,
+                        args.max_turns)
         path = Path(args.model) if args.model is not None else default_model_path()
         backend = load_backend(path, limits)
     except (FileNotFoundError, ValueError) as e:
@@ -59,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     from .app import build_demo
 
-    example = default_example(backend.tokenizer, backend.image_size)
+    example = default_example(backend.tokenizer, backend.image_size, path, args.example)
     demo = build_demo(backend, example, str(path), limits, args.concurrency, args.max_queue)
     print(f"loclip-demo: {backend.mode} mode, model {path}, example: {example.source}", flush=True)
     demo.launch(server_name=args.host, server_port=args.port, max_file_size=int(limits.max_file_mb * 1024 * 1024))

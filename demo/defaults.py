@@ -1,9 +1,10 @@
 """What the demo opens with: which model (when no ``--model`` is given) and which example image and text.
 
-The example depends on the model's language, not its size: a model whose tokenizer holds the synthetic
-world's vocabulary at the world tokenizer's own ids (every quickstart model, whatever its image size) gets a
-synthetic scene, since it has never seen a photo nor words outside that world; any other model gets a real
-photo from scikit-image.
+The example depends on what the model learnt from, not its size: a model whose tokenizer holds the synthetic
+world's vocabulary at the world tokenizer's own ids (every quickstart model, whatever its image size), or whose
+run folder says it was finetuned on the synthetic world (a real LLM such as SmolLM2 on the world's
+conversations), gets a synthetic scene, since it has never seen a photo; any other model gets a real photo from
+scikit-image. ``loclip-demo --example synthetic|photo`` overrides the choice.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image
 
@@ -92,6 +93,33 @@ def photo_example() -> Example:
     )
 
 
-def default_example(tokenizer: Any, image_size: int) -> Example:
-    """The example for a model: a synthetic scene for synthetic-world models, else a photo (module docstring)."""
-    return synthetic_example(image_size) if speaks_synthetic_world(tokenizer) else photo_example()
+def trained_on_synthetic_world(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a ``loclip-finetune`` run folder whose recipe (``recipe.yaml``) trained on the
+    synthetic world (``data.synthetic_world``): a real LLM keeps its own tokenizer, so its words tell nothing."""
+    import yaml
+
+    recipe = Path(path) / "recipe.yaml"
+    if not recipe.is_file():
+        return False
+    try:
+        tree = yaml.safe_load(recipe.read_text()) or {}
+    except yaml.YAMLError:
+        return False
+    return isinstance(tree, dict) and bool((tree.get("data") or {}).get("synthetic_world"))
+
+
+ExampleKind = Literal["auto", "synthetic", "photo"]
+
+
+def default_example(
+    tokenizer: Any, image_size: int, model_path: str | os.PathLike | None = None, kind: ExampleKind = "auto"
+) -> Example:
+    """The example for a model. ``"auto"``: a synthetic scene for a model that speaks the synthetic world's
+    vocabulary or whose run folder trained on that world, else a photo (module docstring)."""
+    if kind not in ("auto", "synthetic", "photo"):
+        raise ValueError(f"example must be 'auto', 'synthetic' or 'photo', got {kind!r}")
+    if kind == "auto":
+        synthetic = speaks_synthetic_world(tokenizer) or (model_path is not None
+                                                          and trained_on_synthetic_world(model_path))
+        kind = "synthetic" if synthetic else "photo"
+    return synthetic_example(image_size) if kind == "synthetic" else photo_example()

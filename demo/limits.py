@@ -30,6 +30,7 @@ class Limits:
     ``max_pixels``: width × height of an image (default 4096 × 4096). ``max_boxes``: boxes per request.
     ``max_text_chars``: characters of a question, phrase or the candidate-label text. ``max_labels``: candidate
     labels per request. ``max_file_mb``: upload size, enforced by gradio before a request reaches the model.
+    ``max_turns``: questions in one chat conversation (earlier turns + the new one), which bounds the prompt.
     """
 
     max_pixels: PositiveInt = 4096 * 4096
@@ -37,6 +38,7 @@ class Limits:
     max_text_chars: PositiveInt = 500
     max_labels: PositiveInt = 32
     max_file_mb: PositiveFloat = 20.0
+    max_turns: PositiveInt = 8
 
     def __post_init__(self) -> None:
         check(self)
@@ -103,22 +105,26 @@ def parse_labels(text: str | None, limits: Limits) -> list[str]:
     return labels
 
 
+def json_list(value: Any, field: str, expected: str) -> list | tuple:
+    """A client's list, sent as is or as JSON text; ``None`` or blank text is an empty list."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as e:
+            raise DemoInputError(f"{field} is not valid JSON ({e}); send {expected}") from e
+    if not isinstance(value, (list, tuple)):
+        raise DemoInputError(f"{field} must be {expected}, got {type(value).__name__}")
+    return value
+
+
 def parse_boxes(value: Any) -> list[list[float]]:
     """Boxes as sent by a client → a list of ``[x1, y1, x2, y2]`` float lists (shape only; see ``check_boxes``).
 
     Accepts ``None``/empty (no boxes), a list of 4-number lists, a single 4-number list, or that as JSON text.
     """
-    if value is None:
-        return []
-    if isinstance(value, str):
-        if not value.strip():
-            return []
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise DemoInputError(f"boxes is not valid JSON ({e}); send a list of [x1, y1, x2, y2] pixel boxes") from e
-    if not isinstance(value, (list, tuple)):
-        raise DemoInputError(f"boxes must be a list of [x1, y1, x2, y2] pixel boxes, got {type(value).__name__}")
+    value = json_list(value, "boxes", "a list of [x1, y1, x2, y2] pixel boxes")
     if len(value) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
         value = [value]  # one bare box
     boxes = []
@@ -148,3 +154,31 @@ def check_boxes(boxes: list[list[float]], width: int, height: int, limits: Limit
                 f"box {i + 1} {shown} reaches outside the {width}x{height} (width x height) image"
             )
     return boxes
+
+
+def parse_history(value: Any, limits: Limits) -> list[tuple[str, list[list[float]], str]]:
+    """A conversation's earlier turns as sent by a client → ``(question, question_boxes, answer)`` per turn
+    (shape only; the backend checks the boxes against the image).
+
+    Accepts ``None``/empty (a new conversation), a list of ``{"question", "question_boxes", "answer"}`` objects
+    (what ``/ask`` returns, so its ``history`` can be sent back as it is), or that as JSON text.
+    """
+    value = json_list(value, "history", "a list of earlier turns (the history /ask returned)")
+    if len(value) >= limits.max_turns:
+        raise DemoInputError(f"history has {len(value)} turns; a conversation holds at most {limits.max_turns} "
+                             "questions: start a new one")
+    turns = []
+    for i, turn in enumerate(value):
+        if not isinstance(turn, dict) or not isinstance(turn.get("question"), str) \
+                or not isinstance(turn.get("answer"), str):
+            raise DemoInputError(f"history[{i}] must be an object with text 'question' and 'answer', got {turn!r:.120}")
+        if len(turn["answer"]) > 4 * limits.max_text_chars:
+            raise DemoInputError(f"history[{i}].answer has {len(turn['answer'])} characters; the limit is "
+                                 f"{4 * limits.max_text_chars}")
+        question = check_text(turn["question"], f"history[{i}].question", limits)
+        try:
+            boxes = parse_boxes(turn.get("question_boxes"))
+        except DemoInputError as e:
+            raise DemoInputError(f"history[{i}].question_boxes: {e}") from None
+        turns.append((question, boxes, turn["answer"]))
+    return turns

@@ -57,7 +57,7 @@ def test_ask_answers_like_the_backend(chat_client: Client, chat_server, image_fi
     got = chat_client.predict(image=handle_file(image_file), boxes=boxes, question="Which is bigger, <region>?",
                               api_name="/ask")  # fmt: skip
     expected = chat_server.backend.ask(load_image(image_file, chat_server.limits), "Which is bigger, <region>?", boxes)
-    assert got == expected.as_dict()
+    assert got == {**expected.as_dict(), "history": [expected.as_dict()]}
     assert got["question"] == "Which is bigger, <region>? <region>"
     assert len(got["answer_boxes"]) == 1  # the fixture model always answers with one box
     x1, y1, x2, y2 = got["answer_boxes"][0]
@@ -70,6 +70,24 @@ def test_ask_takes_boxes_as_json_text_and_no_boxes(chat_client: Client, image_fi
     assert as_text["question_boxes"] == [[5, 5, 40, 30]]
     none = chat_client.predict(image=handle_file(image_file), boxes=None, question="Describe.", api_name="/ask")
     assert none["question"] == "Describe." and none["question_boxes"] == []
+
+
+def test_ask_continues_a_conversation_from_the_history_it_returned(
+    chat_client: Client, chat_server, image_file: Path
+) -> None:
+    first = chat_client.predict(image=handle_file(image_file), boxes=[[5, 5, 40, 30]], question="What is <region>?",
+                                api_name="/ask")  # fmt: skip
+    assert first["history"] == [{k: v for k, v in first.items() if k != "history"}]
+    second = chat_client.predict(image=handle_file(image_file), boxes=[], question="Where is it?",
+                                 history=first["history"], api_name="/ask")  # fmt: skip
+    image = load_image(image_file, chat_server.limits)
+    earlier = chat_server.backend.ask(image, "What is <region>?", [[5, 5, 40, 30]])
+    expected = chat_server.backend.ask(image, "Where is it?", [], history=[earlier])
+    assert {k: v for k, v in second.items() if k != "history"} == expected.as_dict()
+    assert [t["question"] for t in second["history"]] == ["What is <region>?", "Where is it?"]
+    with pytest.raises(AppError, match=r"history\[0\].question has 1 <region> placeholders but 0 question_boxes"):
+        chat_client.predict(image=handle_file(image_file), boxes=[], question="Next?",
+                            history=[{**first, "question_boxes": []}], api_name="/ask")  # fmt: skip
 
 
 BAD_ASKS = [

@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from loclip.demo.app import from_annotator
-from loclip.demo.backend import ChatBackend, EncoderBackend, load_backend, model_type, with_regions
+from loclip.demo.app import from_annotator, list_turn_boxes, will_send
+from loclip.demo.backend import ChatAnswer, ChatBackend, EncoderBackend, load_backend, model_type, with_regions
 from loclip.demo.cli import main, parse_args
 from loclip.demo.defaults import default_example, default_model_path, speaks_synthetic_world
 from loclip.demo.limits import (
@@ -21,9 +21,10 @@ from loclip.demo.limits import (
     check_text,
     load_image,
     parse_boxes,
+    parse_history,
     parse_labels,
 )
-from loclip.mllm.chat import chat
+from loclip.mllm.chat import Turn, chat
 from loclip.synth import build_tokenizer
 
 LIMITS = Limits(max_pixels=100 * 100, max_boxes=2, max_text_chars=20, max_labels=3)
@@ -175,6 +176,67 @@ def test_chat_backend_answers_like_chat(chat_model_dir: Path, make_image) -> Non
     assert len(boxes) == 1 and 0 <= boxes[0][0] < boxes[0][2] <= 80 and 0 <= boxes[0][1] < boxes[0][3] <= 60
     with pytest.raises(DemoInputError, match="reaches outside the 80x60"):
         backend.ask(image, "What?", [[0, 0, 81, 10]])
+
+
+def test_chat_backend_places_leftover_boxes_as_asked(chat_model_dir: Path) -> None:
+    backend = load_backend(chat_model_dir)
+    two = [[1.0, 1.0, 5.0, 5.0], [6.0, 6.0, 9.0, 9.0]]
+    assert backend.place_boxes("Where is the star?", two, "append") == ("Where is the star? <region> <region>", two)
+    assert backend.place_boxes("Where is the star?", two, "ignore") == ("Where is the star?", [])
+    assert backend.place_boxes("Is <region> red?", two, "ignore") == ("Is <region> red?", two[:1])
+    with pytest.raises(DemoInputError, match="unused_boxes must be one of"):
+        backend.place_boxes("What?", two, "drop")
+    # what the page says Send will ask, for the example's one pre-drawn box
+    drawn = {"boxes": two[:1]}
+    assert will_send(backend, drawn, "Where is the star?", "append a <region> for each") == (
+        "Sends `Where is the star? <region>` with 1 box: 1 drawn box(es) had no `<region>` in the question, so one "
+        "was appended for each.")
+    assert will_send(backend, drawn, "Where is the star?", "ignore them") == (
+        "Sends `Where is the star?` with 0 boxes: 1 drawn box(es) without a `<region>` in the question are ignored.")
+    refused = will_send(backend, {"boxes": []}, "Is <region> red?", "ignore them")
+    assert refused.startswith("Cannot send: question has 1")
+
+
+def test_chat_backend_streams_and_continues_a_conversation(chat_model_dir: Path, make_image) -> None:
+    backend = load_backend(chat_model_dir)
+    image = make_image(4, (80, 60))
+    *partial, first = backend.ask_stream(image, "What is in <region>?", [[10, 5, 40, 30]])
+    assert partial and all(isinstance(p, str) for p in partial) and partial[-1] == first.answer
+    assert all(b.startswith(a) or a.endswith("…") for a, b in zip(partial, partial[1:]))  # it grows token by token
+    second = backend.ask(image, "Where is it?", [], history=[first])
+    answer, boxes = chat(backend.model, backend.processor, image, "Where is it?",
+                         history=[Turn(first.question, first.answer, first.question_boxes)])  # fmt: skip
+    assert (second.answer, second.answer_boxes) == (answer, boxes)
+    assert list_turn_boxes([first, second]).splitlines()[:2] == [
+        f"turn 1 · answer 1: {[round(v, 1) for v in first.answer_boxes[0]]}",
+        "turn 1 · region 1: [10.0, 5.0, 40.0, 30.0]"]
+    with pytest.raises(DemoInputError, match=r"history\[0\].question has 1 <region> placeholders but 0 question_boxes"):
+        backend.ask(image, "Next?", [], history=[ChatAnswer("What is <region>?", [], "a ring", [])])
+    with pytest.raises(DemoInputError, match="reaches outside the 80x60"):
+        backend.ask(image, "Next?", [], history=[ChatAnswer("What is <region>?", [[0, 0, 81, 9]], "a ring", [])])
+    full = [first] * (backend.limits.max_turns - 1)
+    backend.ask(image, "Last one?", [], history=full)
+    with pytest.raises(DemoInputError, match=f"question {backend.limits.max_turns + 1} of the conversation"):
+        backend.ask(image, "One more?", [], history=[*full, first])
+
+
+def test_parse_history_accepts_what_ask_returns_and_names_bad_turns() -> None:
+    turn = {"question": "What is <region>?", "question_boxes": [[1, 2, 3, 4]], "answer": "a ring", "answer_boxes": []}
+    assert parse_history(None, LIMITS) == [] and parse_history("", LIMITS) == []
+    assert parse_history([turn], LIMITS) == [("What is <region>?", [[1.0, 2.0, 3.0, 4.0]], "a ring")]
+    assert parse_history(json.dumps([turn]), LIMITS) == parse_history([turn], LIMITS)
+    bad = [
+        ("[", "history is not valid JSON"),
+        ({"question": "a"}, r"history must be a list of earlier turns \(the history /ask returned\), got dict"),
+        ([{"question": "a"}], r"history\[0\] must be an object with text 'question' and 'answer'"),
+        ([{**turn, "question_boxes": [[1, 2]]}], r"history\[0\].question_boxes: boxes\[0\] must be four numbers"),
+        ([{**turn, "question": "x" * 21}], r"history\[0\].question has 21 characters; the limit is 20"),
+        ([{**turn, "answer": "x" * 81}], r"history\[0\].answer has 81 characters; the limit is 80"),
+        ([turn] * 8, "history has 8 turns; a conversation holds at most 8 questions"),
+    ]
+    for value, message in bad:
+        with pytest.raises(DemoInputError, match=message):
+            parse_history(value, LIMITS)
 
 
 def test_encoder_backend_ranks_labels_like_the_model(encoder_model_dir: Path, make_image) -> None:
