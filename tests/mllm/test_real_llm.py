@@ -14,12 +14,14 @@ import torch
 from PIL import Image
 from transformers import AutoConfig, AutoTokenizer
 
+from loclip.cli.finetune import ensure_llm
 from loclip.encoder import LoclipVisionModel, tiny_config
 from loclip.mllm import LoclipLlavaForConditionalGeneration, adapters
 from loclip.mllm.builder import check_tokenizer_fits, compose, make_processor
 from loclip.mllm.chat import chat
+from loclip.mllm.config import FinetuneRecipe
 from loclip.mllm.conversation import IGNORE_INDEX, encode_conversation, ensure_tokens
-from loclip.mllm.llm_prep import CHECK_FILE, is_prepared, prepare_llm
+from loclip.mllm.llm_prep import CHECK_FILE, PACKAGED, is_prepared, prepare_llm
 
 pytest.importorskip("peft")
 TURNS = [
@@ -61,9 +63,12 @@ def lora_steps(model, batch: dict[str, torch.Tensor], steps: int, lr: float, **l
 
 @pytest.fixture(scope="module")
 def smollm2(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("llm") / "smollm2"
-    prepare_llm(out)
-    return out
+    """Prepared the way a recipe does it (configs/mllm/smollm2.yaml): model.llm missing, model.llm_gguf set."""
+    recipe = FinetuneRecipe()
+    recipe.model.llm = str(tmp_path_factory.mktemp("llm") / "smollm2")
+    recipe.model.llm_gguf = PACKAGED
+    ensure_llm(recipe)
+    return Path(recipe.model.llm)
 
 
 def test_prepared_directory_is_checked_and_reusable(smollm2: Path) -> None:
