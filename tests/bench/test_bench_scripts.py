@@ -67,3 +67,27 @@ def test_gpu_benchmark_refuses_without_cuda(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert "no CUDA device" in proc.stderr
     assert not (tmp_path / "benchmarks.json").exists()
+
+
+def test_llm_precision_benchmark_smoke_run_on_a_tiny_llm(tmp_path: Path) -> None:
+    """bench_llm_precision in smoke mode on a tiny random Llama with a chat template writes its ratio; without
+    an LLM directory it says how to make one."""
+    from loclip.mllm.builder import tiny_llm
+    from loclip.synth import build_tokenizer
+
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_llm_precision.py"), "--llm", str(tmp_path / "none"),
+                           "--docs", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+    assert proc.returncode != 0 and "loclip-prepare-llm --out" in proc.stderr
+    tokenizer = build_tokenizer(model_max_length=1024)
+    tokenizer.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{{ eos_token }}"
+                               "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    tiny_llm(tokenizer, hidden_size=32, layers=1, heads=2).save_pretrained(tmp_path / "llm")
+    tokenizer.save_pretrained(tmp_path / "llm")
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_llm_precision.py"), "--quick", "--llm",
+                           str(tmp_path / "llm"), "--docs", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads((tmp_path / "benchmarks.json").read_text())["llm_precision"]
+    assert _finite(result["llm_bf16_speedup"]) and result["llm_bf16_speedup"] > 0
+    assert result["step"]["tokens_per_step"] > 64  # the conversation and its 64 image tokens
+    assert "## LLM training precision (SmolLM2 recipe)" in (tmp_path / "benchmarks.md").read_text()
