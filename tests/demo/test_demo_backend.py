@@ -202,7 +202,7 @@ def test_chat_backend_streams_and_continues_a_conversation(chat_model_dir: Path,
     image = make_image(4, (80, 60))
     *partial, first = backend.ask_stream(image, "What is in <region>?", [[10, 5, 40, 30]])
     assert partial and all(isinstance(p, str) for p in partial) and partial[-1] == first.answer
-    assert all(b.startswith(a) or a.endswith("…") for a, b in zip(partial, partial[1:]))  # it grows token by token
+    assert all(b.startswith(a) for a, b in zip(partial, partial[1:]))  # it grows token by token
     second = backend.ask(image, "Where is it?", [], history=[first])
     answer, boxes = chat(backend.model, backend.processor, image, "Where is it?",
                          history=[Turn(first.question, first.answer, first.question_boxes)])  # fmt: skip
