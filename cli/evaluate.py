@@ -18,7 +18,7 @@ from loclip.eval.prompts import DEFAULT_TEMPLATES
 from loclip.eval.report import markdown_table, write_json_atomic
 from loclip.eval.synth_data import LabelSet
 from loclip.synth.world import Split
-from loclip.training.recipe import (
+from loclip.core.recipe import (
     NonNegativeFloat,
     NonNegativeInt,
     PositiveInt,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loclip.mllm.config import FinetuneRecipe
-from loclip.training.recipe import PositiveInt, build_parser, option
+from loclip.core.recipe import PositiveInt, build_parser, option
 
 from .trainer_command import run_trainer_command
 

@@ -23,7 +23,7 @@ from loclip.label.phrases import DEFAULT_MAX_QUERIES, load_phrase_extractor
 from loclip.label.pipeline import LabelConfig, label
 from loclip.label.stages import PYTHON_PREFIX, load_python_stage
 from loclip.label.writer import RegionsMode
-from loclip.training.recipe import NonNegativeInt, PositiveInt, UnitFloat, between, build_parser, option, parse_command
+from loclip.core.recipe import NonNegativeInt, PositiveInt, UnitFloat, between, build_parser, option, parse_command
 
 INPUT, CAPTIONS, DETECTION, OUTPUT = "input", "captions (stage 1)", "phrases and detection (stages 2-3)", "output"
 

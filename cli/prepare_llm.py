@@ -8,7 +8,7 @@ import json
 import sys
 from dataclasses import dataclass
 
-from loclip.training.recipe import build_parser, option, parse_command
+from loclip.core.recipe import build_parser, option, parse_command
 
 
 @dataclass(kw_only=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loclip.pretrain.config import PretrainRecipe, Variant, apply_variant
-from loclip.training.recipe import PositiveInt, build_parser, option
+from loclip.core.recipe import PositiveInt, build_parser, option
 
 from .trainer_command import run_trainer_command
 

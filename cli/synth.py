@@ -12,7 +12,7 @@ from loclip.shards.write import atomic_write, json_bytes
 from loclip.synth import SceneConfig, build_tokenizer, write_split
 from loclip.synth.shards import prepare_directory
 from loclip.synth.world import COLOURS, NOVEL_PAIR_LIST, SHAPES, SIZES, Split
-from loclip.training.recipe import NonNegativeInt, PositiveInt, build_parser, option, parse_command
+from loclip.core.recipe import NonNegativeInt, PositiveInt, build_parser, option, parse_command
 
 
 @dataclass(kw_only=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from loclip.training.metrics_log import last_eval, print_table
-from loclip.training.recipe import build_parser, load_recipe, parse_command
+from loclip.core.recipe import build_parser, load_recipe, parse_command
 
 
 def run_trainer_command(

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from loclip.training.recipe import PositiveFloat, PositiveInt, build_parser, option, parse_command
+from loclip.core.recipe import PositiveFloat, PositiveInt, build_parser, option, parse_command
 
 from .limits import Limits
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from PIL import Image
 
-from loclip.encoder.image_loading import ImageTooLarge, open_raster, to_rgb
-from loclip.training.recipe import PositiveFloat, PositiveInt, check
+from loclip.core.image_loading import ImageTooLarge, open_raster, to_rgb
+from loclip.core.recipe import PositiveFloat, PositiveInt, check
 
 
 class DemoInputError(ValueError):

@@ -21,7 +21,7 @@ from transformers.processing_utils import ImagesKwargs
 
 from . import boxes as bx
 from .boxes import as_float_boxes
-from .image_loading import flatten_images, open_image, to_rgb
+from loclip.core.image_loading import flatten_images, open_image, to_rgb
 
 _SAVED_KEYS = {"image_processor_type", "processor_class", "feature_extractor_type"}  # written by to_dict, not options
 

@@ -76,7 +76,7 @@ def embed_captions(
     if mode == "truncate" or not any(overlong):
         return embed_texts(model, processor, captions, batch_size, progress), sum(overlong)
     # pretrain.data pulls in webdataset, so import its splitter only when a caption needs splitting
-    from loclip.encoder.sentences import split_sentences
+    from loclip.core.sentences import split_sentences
 
     groups = [(split_sentences(c) or [c]) if long else [c] for c, long in zip(captions, overlong)]
     flat = embed_texts(model, processor, [s for g in groups for s in g], batch_size, progress)

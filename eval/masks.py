@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from loclip.encoder.image_loading import ImageRefused, open_raster
+from loclip.core.image_loading import ImageRefused, open_raster
 
 from .data import Dataset, SegmentedImage, SkipCounter, check_dir, check_file
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from loclip.encoder.image_loading import RASTER_EXTENSIONS as IMAGE_EXTENSIONS
+from loclip.core.image_loading import RASTER_EXTENSIONS as IMAGE_EXTENSIONS
 from loclip.pretrain.data import DataConfig, RawSample, SkipCounter, build_specs, read_members
 from loclip.shards.skips import SAMPLE_MISSING_IMAGE
 

@@ -23,12 +23,12 @@ from typing import Annotated, Any
 from PIL import Image
 from tqdm import tqdm
 
-from loclip.encoder.image_loading import RASTER_EXTENSIONS as IMAGE_EXTENSIONS
-from loclip.encoder.image_loading import ImageTooLarge, open_raster, to_rgb
+from loclip.core.image_loading import RASTER_EXTENSIONS as IMAGE_EXTENSIONS
+from loclip.core.image_loading import ImageTooLarge, open_raster, to_rgb
 from loclip.pretrain.data import RawSample, SkipCounter
 from loclip.shards import skips as S
 from loclip.shards.write import ShardWriter, atomic_write_json, json_bytes, remove_partial
-from loclip.training.recipe import PositiveInt, between, check
+from loclip.core.recipe import PositiveInt, between, check
 
 from .inputs import Unit, check_not_inside
 from .phrases import DEFAULT_MAX_QUERIES, select_queries

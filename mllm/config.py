@@ -1,6 +1,6 @@
 """The finetuning recipe: what ``loclip-finetune`` reads from YAML and ``--a.b`` flags.
 
-Types and ranges are declared on the fields and checked by ``loclip.training.recipe.check``; ``validate``
+Types and ranges are declared on the fields and checked by ``loclip.core.recipe.check``; ``validate``
 checks only what involves several fields.
 """
 
@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from loclip.training.config import OptimRecipe, RunRecipe
-from loclip.training.recipe import NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
+from loclip.core.recipe import NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat
 
 from .configuration import BoxAnswers
 

@@ -28,7 +28,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from loclip.encoder.boxes import check_pixel_box
-from loclip.encoder.image_loading import (
+from loclip.core.image_loading import (
     DEFAULT_MAX_PIXELS,
     RASTER_FORMATS,
     ImageRefused,

@@ -17,7 +17,7 @@ import torch
 
 from loclip.encoder import boxes as bx
 from loclip.encoder.box_text import parse_boxes
-from loclip.encoder.image_loading import open_image
+from loclip.core.image_loading import open_image
 
 from .chat import chat
 from .conversation import REGION_TOKEN, to_messages

@@ -1,6 +1,6 @@
 """The pretraining recipe: what `loclip-pretrain` reads from YAML and the command line.
 
-Types and ranges are declared on the fields and checked by ``loclip.training.recipe.check``; ``validate``
+Types and ranges are declared on the fields and checked by ``loclip.core.recipe.check``; ``validate``
 checks only what involves several fields.
 """
 
@@ -12,7 +12,7 @@ from typing import Literal, get_args
 
 from loclip.encoder.choices import BoxLoss, GroundingHead, RegionMethod
 from loclip.training.config import OptimRecipe, RunRecipe
-from loclip.training.recipe import NonNegativeFloat, PositiveInt, UnitFloat
+from loclip.core.recipe import NonNegativeFloat, PositiveInt, UnitFloat
 
 from .data import DataConfig
 

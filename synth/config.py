@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from loclip.training.recipe import PositiveInt, at_least, between, check, check_value
+from loclip.core.recipe import PositiveInt, at_least, between, check, check_value
 
 MIN_IMAGE_SIZE = 32  # below this a small shape is under 5 px and stops being recognisable
 MAX_IMAGE_SIZE = 1024

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from loclip.synth import Scene, SceneConfig, generate_scene, write_split
+
+# Property-based tests (the fuzz tests): CI runs a fixed, derandomised set of examples, so a failure reproduces
+# from the log; LOCLIP_FUZZ=long explores far more, with fresh randomness (docs/reliability.md, Fuzzing).
+settings.register_profile("ci", derandomize=True, max_examples=150, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", max_examples=20_000, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("LOCLIP_FUZZ", "ci"))
 
 WORDS = (
     "a the small large red green blue yellow purple orange white black circle square triangle star "

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from .recipe import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitFloat, between
+from loclip.core.recipe import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, UnitFloat, between
 
 
 @dataclass

@@ -28,7 +28,7 @@ from . import checkpoint as ckpt
 from .config import OptimRecipe, RunRecipe
 from .distributed import collective_device, max_over_ranks, mean_over_ranks, setup_distributed
 from .metrics_log import MetricLog
-from .recipe import dump_recipe, to_dict
+from loclip.core.recipe import dump_recipe, to_dict
 from .run_folder import check_run_folder
 
 logger = logging.getLogger("loclip.training")

@@ -9,7 +9,7 @@ batches through ``LoclipProcessor`` → a multi-worker loader that resumes exact
     state = loader.state_dict(); loader.load_state_dict(state); loader.skip_counts()
 """
 
-from loclip.encoder.sentences import split_sentences
+from loclip.core.sentences import split_sentences
 from loclip.shards.skips import SkipCounter
 
 from .collate import BATCH_KEYS, collate

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Literal, get_args
 
-from loclip.encoder.image_loading import DEFAULT_MAX_PIXELS
-from loclip.training.recipe import NonNegativeFloat, NonNegativeInt, PositiveInt, at_least, check
+from loclip.core.image_loading import DEFAULT_MAX_PIXELS
+from loclip.core.recipe import NonNegativeFloat, NonNegativeInt, PositiveInt, at_least, check
 
 FillMode = Literal["mask", "repeat"]
 CaptionSource = Literal["raw", "short", "long", "long_full", "pool"]
@@ -66,7 +66,7 @@ class DataConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Check every field (``loclip.training.recipe.check``: a ``ValueError`` naming the field, its value and
+        """Check every field (``loclip.core.recipe.check``: a ``ValueError`` naming the field, its value and
         what is expected). Recipes may set fields after construction, so the loader builder calls this again;
         whether any source is set is checked when building."""
         check(self, "data.")

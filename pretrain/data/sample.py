@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 from PIL import Image
 
 from loclip.encoder.boxes import check_pixel_box
-from loclip.encoder.image_loading import (
+from loclip.core.image_loading import (
     DEFAULT_MAX_PIXELS,
     RASTER_EXTENSIONS,
     ImageRefused,

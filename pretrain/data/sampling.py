@@ -14,7 +14,7 @@ from typing import TypeVar
 import numpy as np
 from PIL import Image
 
-from loclip.encoder.sentences import split_sentences
+from loclip.core.sentences import split_sentences
 
 from .config import DataConfig
 from .sample import Sample

@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-from loclip.training.recipe import iter_leaves
+from loclip.core.recipe import iter_leaves
 
 COMMANDS = {  # module: (option dataclass, recipe dataclass or None)
     "loclip.cli.synth": ("SynthCommand", None),

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import EpsImagePlugin, Image
 
-from loclip.encoder.image_loading import (
+from loclip.core.image_loading import (
     ImageRefused,
     ImageTooLarge,
     open_image,

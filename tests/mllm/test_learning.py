@@ -15,7 +15,7 @@ import torch
 from loclip.encoder import LoclipVisionModel, tiny_config
 from loclip.encoder import boxes as bx
 from loclip.encoder.box_text import render_box
-from loclip.encoder.image_loading import open_image
+from loclip.core.image_loading import open_image
 from loclip.mllm.adapters import set_trainable
 from loclip.mllm.builder import compose, make_processor, tiny_llm
 from loclip.mllm.chat import chat

@@ -90,7 +90,7 @@ def test_smollm2_recipe_prepares_what_is_missing_and_keeps_the_llms_tokenizer(tm
     when it lacks its check record, the synthetic world is made, and the LLM keeps its own tokenizer."""
     from loclip.cli.finetune import FinetuneCommand, configure, parser
     from loclip.mllm.llm_prep import CHECK_FILE
-    from loclip.training.recipe import load_recipe, parse_command
+    from loclip.core.recipe import load_recipe, parse_command
 
     llm = llm_dir(tmp_path)
     config = Path(__file__).parents[2] / "configs" / "mllm" / "smollm2.yaml"

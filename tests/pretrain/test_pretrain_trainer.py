@@ -121,7 +121,7 @@ def test_two_processes_with_a_launcher_and_zero(world: Path, tmp_path: Path, lau
 @pytest.mark.parametrize("name", ["vit_b16_scratch.yaml", "from_clip_zero3.yaml"])
 def test_shipped_recipes_load_and_validate(name: str) -> None:
     from loclip.pretrain.config import PretrainRecipe
-    from loclip.training.recipe import load_recipe
+    from loclip.core.recipe import load_recipe
 
     root = Path(__file__).resolve().parents[2]
     recipe = load_recipe(PretrainRecipe, root / "configs" / "pretrain" / name)
@@ -132,7 +132,7 @@ def test_shipped_recipes_load_and_validate(name: str) -> None:
 def test_cli_overrides_and_bad_values(tmp_path: Path) -> None:
     from loclip.cli.pretrain import parser as build_parser
     from loclip.pretrain.config import PretrainRecipe
-    from loclip.training.recipe import load_recipe
+    from loclip.core.recipe import load_recipe
 
     args = build_parser().parse_args(["--optim.lr", "3e-4", "--loss.regions", "false", "--data.train_shards", "a.tar,b.tar"])
     recipe = load_recipe(PretrainRecipe, None, args)
@@ -153,7 +153,7 @@ def test_grounding_head_is_a_recipe_choice(world: Path) -> None:
     from loclip.cli.pretrain import parser as build_parser
     from loclip.pretrain.config import PretrainRecipe
     from loclip.pretrain.trainer import build_model
-    from loclip.training.recipe import load_recipe
+    from loclip.core.recipe import load_recipe
 
     tokenizer = AutoTokenizer.from_pretrained(world / "tokenizer")
     heads = {}

@@ -11,7 +11,7 @@ import pytest
 from loclip.cli.pretrain import parser as pretrain_parser
 from loclip.mllm.config import FinetuneRecipe
 from loclip.pretrain.config import PretrainRecipe
-from loclip.training.recipe import PositiveInt, build_parser, check, load_recipe, option, parse_command
+from loclip.core.recipe import PositiveInt, build_parser, check, load_recipe, option, parse_command
 
 
 def from_yaml(tmp_path: Path, text: str, cls: type = PretrainRecipe):
