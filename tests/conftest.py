@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
 from loclip.synth import Scene, SceneConfig, generate_scene, write_split
+from loclip.synth.tokenizer import SPECIAL_TOKENS, word_tokenizer
 
 # Property-based tests (the fuzz tests): CI runs a fixed, derandomised set of examples, so a failure reproduces
 # from the log; LOCLIP_FUZZ=long explores far more, with fresh randomness (docs/reliability.md, Fuzzing).
@@ -28,23 +28,9 @@ WORDS = (
 
 
 def make_tokenizer(words: list[str] = WORDS, max_length: int = 16) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer that appends ``<eos>`` (CLIP pools on the first eos)."""
-    specials = ["<pad>", "<unk>", "<bos>", "<eos>", "<image>", "<region>"]
-    vocab = {tok: i for i, tok in enumerate(specials + sorted(set(words)))}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A <eos>", special_tokens=[("<bos>", vocab["<bos>"]), ("<eos>", vocab["<eos>"])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        pad_token="<pad>",
-        unk_token="<unk>",
-        bos_token="<bos>",
-        eos_token="<eos>",
-        model_max_length=max_length,
-        extra_special_tokens={"image_token": "<image>", "region_token": "<region>"},
-    )
+    """A small word-level tokenizer (the world's builder over ``words``) that appends ``<eos>`` (CLIP pools on
+    the first eos)."""
+    return word_tokenizer(sorted(set(words)), SPECIAL_TOKENS, max_length)
 
 
 @pytest.fixture

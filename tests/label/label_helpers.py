@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2Processor, PreTrainedTokenizerFast
 from transformers.models.owlv2.image_processing_pil_owlv2 import Owlv2ImageProcessorPil
 
@@ -21,31 +20,23 @@ from loclip.label import OwlDetector
 from loclip.mllm.builder import compose, make_processor, tiny_llm
 from loclip.mllm.conversation import ensure_tokens
 from loclip.synth import build_tokenizer
+from loclip.synth.tokenizer import SPECIAL_TOKENS, word_tokenizer
 from loclip.synth.language import vocabulary
 
 OWL_MAX_TEXT = 16
 
 
-def word_tokenizer(words: list[str], max_length: int = OWL_MAX_TEXT) -> PreTrainedTokenizerFast:
-    """A word-level tokenizer with ``<bos> … <eos>`` around each text."""
-    specials = ["<pad>", "<unk>", "<bos>", "<eos>"]
-    vocab = {tok: i for i, tok in enumerate(specials + sorted(set(words)))}
-    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.post_processor = processors.TemplateProcessing(
-        single="<bos> $A <eos>", special_tokens=[("<bos>", vocab["<bos>"]), ("<eos>", vocab["<eos>"])]
-    )
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, pad_token="<pad>", unk_token="<unk>", bos_token="<bos>", eos_token="<eos>",
-        model_max_length=max_length,
-    )  # fmt: skip
+def plain_tokenizer(words: list[str], max_length: int = OWL_MAX_TEXT) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer with ``<bos> … <eos>`` around each text: the world's builder, without the MLLM's
+    tokens, ids in sorted word order."""
+    return word_tokenizer(sorted(set(words)), SPECIAL_TOKENS[:4], max_length)
 
 
 def owl_processor(image_size: int = 32) -> Owlv2Processor:
     """An OWLv2 processor (PIL backend: no torchvision) over the synthetic world's words."""
     return Owlv2Processor(
         image_processor=Owlv2ImageProcessorPil(size={"height": image_size, "width": image_size}),
-        tokenizer=word_tokenizer(vocabulary()),
+        tokenizer=plain_tokenizer(vocabulary()),
     )
 
 
@@ -108,7 +99,7 @@ def save_tiny_llava(directory: Path) -> Path:
         LlavaProcessor,
     )
 
-    tokenizer = word_tokenizer(vocabulary() + ["user", "assistant"], max_length=256)
+    tokenizer = plain_tokenizer(vocabulary() + ["user", "assistant"], max_length=256)
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})
     tower = dict(hidden_size=32, intermediate_size=37, num_attention_heads=2)
     config = LlavaConfig(
@@ -136,7 +127,7 @@ def save_tiny_vision_encoder_decoder(directory: Path) -> Path:
         ViTImageProcessor,
     )
 
-    tokenizer = word_tokenizer(vocabulary(), max_length=32)
+    tokenizer = plain_tokenizer(vocabulary(), max_length=32)
     ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     encoder = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, image_size=32,
                         patch_size=8)  # fmt: skip
