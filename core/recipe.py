@@ -11,7 +11,9 @@ of a command (``loclip-eval --synth-dir``). Every leaf field declares
 YAML values and flags go through it alike, and an error names the field, the value and what is expected.
 It converts what is unambiguous (an int where a float is declared, PyYAML's string ``"1e-3"`` for a
 float, ``3.0`` for an int) and refuses the rest (``2.5`` for an int, ``true`` for a number, NaN or
-infinity anywhere). A recipe's ``validate()`` then checks what involves several fields.
+infinity anywhere). A recipe's ``validate()`` then checks what involves several fields. Values are quoted in
+messages through ``loclip.core.messages.shown``, cut short. A recipe file is at most ``MAX_RECIPE_BYTES``, and
+its YAML aliases may not expand it past ``MAX_RECIPE_VALUES`` values (an alias bomb is refused unbuilt).
 
 ``add_arguments`` makes one flag per leaf from the dataclass itself: ``--optim.lr`` / ``--data.batch_size``
 (``--data.batch-size`` works too); booleans take ``true``/``false`` or stand alone for true; lists take
@@ -31,6 +33,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
+
+from .messages import shown
 
 T = TypeVar("T")
 _TRUE = {"1", "true", "yes", "on"}
@@ -125,7 +129,7 @@ def check_value(name: str, value: Any, tp: Any) -> Any:
     base, ranges = _split_annotated(tp)
 
     def fail() -> ValueError:
-        return ValueError(f"{name} = {value!r}: expected {describe(tp)}")
+        return ValueError(f"{name} = {shown(value)}: expected {describe(tp)}")
 
     if base is Any:
         return value
@@ -164,14 +168,14 @@ def check_value(name: str, value: Any, tp: Any) -> Any:
         if not isinstance(value, int) or isinstance(value, bool):
             raise fail()
     elif base is float:
-        if isinstance(value, str):  # PyYAML reads 1e-3 (no dot) as a string
-            try:
-                value = float(value)
-            except ValueError:
-                raise fail() from None
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):  # PyYAML reads 1e-3 as a str
             raise fail()
-        value = float(value)
+        try:
+            value = float(value)
+        except (ValueError, OverflowError):  # not a number; an int beyond the float range
+            raise fail() from None
+        if not math.isfinite(value):
+            raise fail()
     elif base is str:
         if isinstance(value, os.PathLike):
             value = os.fspath(value)
@@ -196,7 +200,7 @@ def check(obj: Any, where: str = "") -> Any:
         name, value, tp = f"{where}{f.name}", getattr(obj, f.name), types_[f.name]
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, tp):
-                raise ValueError(f"{name} = {value!r}: expected a {tp.__name__} section")
+                raise ValueError(f"{name} = {shown(value)}: expected a {tp.__name__} section")
             check(value, f"{name}.")
         else:
             object.__setattr__(obj, f.name, check_value(name, value, tp))  # frozen dataclasses too
@@ -229,11 +233,11 @@ def from_dict(cls: type[T], data: Any, where: str = "recipe") -> T:
     """A (nested) dataclass from a mapping; unknown keys, and a section that is not a mapping, are errors
     naming where. Values are checked afterwards by ``check``."""
     if not isinstance(data, dict):
-        raise ValueError(f"{where} must be a mapping of fields, got {type(data).__name__} {data!r}")
+        raise ValueError(f"{where} must be a mapping of fields, got {type(data).__name__} {shown(data)}")
     types_, fields = hints(cls), {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = [k for k in data if k not in fields]  # in file order: YAML keys may be numbers, null or strings
     if unknown:
-        raise ValueError(f"unknown field(s) {unknown} in {where}; known: {sorted(fields)}")
+        raise ValueError(f"unknown field(s) {shown(unknown)} in {where}; known: {sorted(fields)}")
     kwargs = {}
     for name, value in data.items():
         tp = types_[name]
@@ -258,26 +262,90 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+MAX_RECIPE_BYTES = 16 * 2**20  # a recipe is a few kB; a long list of shards a few MB
+MAX_RECIPE_VALUES = 1_000_000  # scalars, lists and mappings, every alias counted as a copy of what it names
+
+
 def read_file(path: str | Path) -> dict[str, Any]:
     """A YAML (``.yaml``/``.yml``) or JSON recipe file as a mapping (``ValueError`` naming the file if not)."""
     path = Path(path)
+    where = f"--config {shown(str(path))}"
     if not path.is_file():
-        raise ValueError(f"--config: no such file {str(path)!r}")
-    text = path.read_text()
+        raise ValueError(f"--config: no such file {shown(str(path))}")
+    size = path.stat().st_size
+    if size > MAX_RECIPE_BYTES:
+        raise ValueError(f"{where} is {size:,} bytes; a recipe file is at most {MAX_RECIPE_BYTES:,} bytes")
     try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml  # the train extra
-
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-    except Exception as e:  # a parse error of either format
-        raise ValueError(f"--config {str(path)!r}: not valid {path.suffix.lstrip('.') or 'JSON'}: {e}") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{where}: not UTF-8 text (byte {e.start})") from None
+    try:
+        data = _load_yaml(text, where) if path.suffix in (".yaml", ".yml") else json.loads(text)
+    except _AliasError:
+        raise
+    except Exception as e:  # a parse error of either format (PyYAML and json raise several kinds)
+        detail = shown(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        raise ValueError(f"{where}: not valid {path.suffix.lstrip('.') or 'JSON'}: {detail}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ValueError(f"--config {str(path)!r} must hold a mapping of sections, got a {type(data).__name__}")
+        raise ValueError(f"{where} must hold a mapping of sections, got a {type(data).__name__}")
     return data
+
+
+class _AliasError(ValueError):
+    """A YAML document whose aliases expand past ``MAX_RECIPE_VALUES``, or refer to themselves."""
+
+
+def _load_yaml(text: str, where: str) -> Any:
+    """``yaml.safe_load(text)``, refusing a document that holds more than ``MAX_RECIPE_VALUES`` values once its
+    aliases are expanded (an alias bomb: a few hundred bytes, billions of values) before anything is built.
+
+    Aliases are allowed (``lr: &lr 1e-3`` ... ``*lr`` is ordinary YAML) but bounded: the parsed graph shares
+    each anchored value, and what costs memory and time is whatever later walks it as a tree (a message, a
+    copy, a check of every item), so the tree's size is what is capped."""
+    import yaml  # the train extra
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _tree_size(node, where) > MAX_RECIPE_VALUES:
+            raise _AliasError(f"{where}: its aliases (*name) expand to more than {MAX_RECIPE_VALUES:,} values; "
+                              "write the values out or use fewer aliases")
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def _tree_size(root: Any, where: str) -> int:
+    """Number of nodes of the YAML node graph ``root`` counted as a tree (each alias as a copy of its anchor),
+    computed once per distinct node (so in time linear in the text) and capped at ``MAX_RECIPE_VALUES + 1``."""
+    import yaml
+
+    def children(node: Any) -> list:
+        if isinstance(node, yaml.SequenceNode):
+            return list(node.value)
+        if isinstance(node, yaml.MappingNode):
+            return [n for pair in node.value for n in pair]
+        return []
+
+    sizes: dict[int, int] = {}
+    entered: set[int] = set()  # nodes entered and not yet sized: the path from the root
+    stack: list[tuple[Any, bool]] = [(root, False)]
+    while stack:  # iterative post-order: a deeply nested document must not exhaust the Python stack
+        node, done = stack.pop()
+        if done:
+            entered.discard(id(node))
+            sizes[id(node)] = min(1 + sum(sizes[id(c)] for c in children(node)), MAX_RECIPE_VALUES + 1)
+        elif id(node) in entered:
+            raise _AliasError(f"{where}: a recursive alias (a value that contains itself)")
+        elif id(node) not in sizes:
+            entered.add(id(node))
+            stack.append((node, True))
+            stack.extend((c, False) for c in children(node))
+    return sizes[id(root)]
 
 
 def dump_recipe(recipe: Any, path: str | Path) -> None:
@@ -356,7 +424,7 @@ def parse_flag(raw: str | list[str], tp: Any, name: str) -> Any:
             return True
         if low in _FALSE:
             return False
-        raise ValueError(f"--{name} expects true/false, got {text!r}")
+        raise ValueError(f"--{name} expects true/false, got {shown(text)}")
     for arg in args:
         if typing.get_origin(arg) is Literal:  # choices may be numbers (run.zero_stage)
             for choice in typing.get_args(arg):
