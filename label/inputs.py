@@ -17,10 +17,9 @@ from urllib.parse import urlparse
 
 from loclip.core.image_loading import RASTER_EXTENSIONS as IMAGE_EXTENSIONS
 from loclip.pretrain.data import DataConfig, RawSample, SkipCounter, build_specs, read_members
-from loclip.shards.skips import SAMPLE_MISSING_IMAGE
+from loclip.shards.skips import SAMPLE_DUPLICATE_KEY, SAMPLE_MISSING_IMAGE
 
 IMAGE_SHARD_NAME = "images-{:06d}.tar"
-DUPLICATE_KEY = "sample/duplicate_key"  # two image files of a folder map to the same key: the later is skipped
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,7 @@ def _read_images(root: Path, files: list[str], counter: SkipCounter) -> list[Raw
         stem, ext = rel.rsplit(".", 1)
         key = stem.replace(".", "_")
         if key in keys:  # "a.jpg" and "a.png": one key would merge two images into one sample
-            counter.add(DUPLICATE_KEY, rel)
+            counter.add(SAMPLE_DUPLICATE_KEY, rel)
             continue
         keys.add(key)
         try:

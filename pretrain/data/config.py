@@ -7,6 +7,7 @@ from typing import Annotated, Literal, get_args
 
 from loclip.core.image_loading import DEFAULT_MAX_PIXELS
 from loclip.core.recipe import NonNegativeFloat, NonNegativeInt, PositiveInt, at_least, check
+from loclip.shards.read import DEFAULT_MAX_MEMBER_BYTES
 
 FillMode = Literal["mask", "repeat"]
 CaptionSource = Literal["raw", "short", "long", "long_full", "pool"]
@@ -36,7 +37,10 @@ class DataConfig:
     entry (all but ``"raw"`` fall back to the raw caption when they have nothing to draw from).
     ``num_regions`` (M) CLOC regions per image per step, drawn from the image's valid regions.
     Boxes may reach ``box_tolerance`` pixels outside their image before they count as bad; they are clipped.
-    An image whose header says more than ``max_image_pixels`` (width x height) is skipped before decoding.
+    An image whose header says more than ``max_image_pixels`` (width x height) is skipped before decoding; a
+    shard member (image, JSON, anything) over ``max_member_bytes`` by its tar header is skipped before it is read
+    (64 MiB by default, ``loclip.shards.read.DEFAULT_MAX_MEMBER_BYTES``: a reader's memory stays bounded
+    whatever a shard holds; raise it for shards of very large PNGs).
     ``image_size``: the square model-input side; the processor given to the loader must letterbox to it.
     All random draws derive from ``seed``, the epoch and the sample key, so a resumed run draws the same.
     """
@@ -59,6 +63,7 @@ class DataConfig:
     jsonl_chunk_size: PositiveInt = 1000
     box_tolerance: NonNegativeFloat = 1.0
     max_image_pixels: PositiveInt = DEFAULT_MAX_PIXELS
+    max_member_bytes: PositiveInt = DEFAULT_MAX_MEMBER_BYTES
     prefetch_factor: PositiveInt = 2
     pin_memory: bool = False
 

@@ -12,8 +12,8 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from loclip.shards.read import iter_members, open_source, split_name
-from loclip.shards.skips import MEMBER_BAD_NAME, SHARD_TRUNCATED, SHARD_UNREADABLE, SkipCounter
+from loclip.shards.read import DEFAULT_MAX_MEMBER_BYTES, iter_samples, open_source
+from loclip.shards.skips import SHARD_TRUNCATED, SHARD_UNREADABLE, SkipCounter
 
 from .sources import ShardSpec
 
@@ -31,12 +31,18 @@ class RawSample:
     image_root: str | None = None
 
 
-def read_members(spec: ShardSpec, counter: SkipCounter) -> list[RawSample]:
-    """All samples of ``spec`` in stored order; problems with the container itself go to ``counter``."""
-    return _read_jsonl_chunk(spec, counter) if spec.kind == "jsonl" else _read_tar(spec.url, counter)
+def read_members(
+    spec: ShardSpec, counter: SkipCounter, max_member_bytes: int = DEFAULT_MAX_MEMBER_BYTES
+) -> list[RawSample]:
+    """All samples of ``spec`` in stored order; problems with the container itself go to ``counter``
+    (``loclip.shards.read.iter_samples``: members that are no regular file, over ``max_member_bytes``,
+    misnamed or repeated are skipped and counted)."""
+    if spec.kind == "jsonl":
+        return _read_jsonl_chunk(spec, counter)
+    return _read_tar(spec.url, counter, max_member_bytes)
 
 
-def _read_tar(url: str, counter: SkipCounter) -> list[RawSample]:
+def _read_tar(url: str, counter: SkipCounter, max_member_bytes: int) -> list[RawSample]:
     samples: list[RawSample] = []
     try:
         stream = open_source(url)
@@ -44,16 +50,13 @@ def _read_tar(url: str, counter: SkipCounter) -> list[RawSample]:
         _shard_failed(counter, SHARD_UNREADABLE, url, e)
         return samples
     error: BaseException | None = None
+
+    def skip(reason: str, detail: str) -> None:
+        counter.add(reason, f"{detail} in {url}")
+
     try:
-        for name, data in iter_members(stream):
-            parts = split_name(name)
-            if parts is None:
-                counter.add(MEMBER_BAD_NAME, f"{name!r} in {url}")
-                continue
-            key, ext = parts
-            if not samples or samples[-1].key != key:
-                samples.append(RawSample(key, {}, url))
-            samples[-1].files[ext] = data
+        for key, files in iter_samples(stream, skip, max_member_bytes, keep_partial=True):
+            samples.append(RawSample(key, files, url))
     except Exception as e:  # tarfile.ReadError, EOFError, a pipe's non-zero exit, a network error, …
         error = e
     try:

@@ -24,6 +24,7 @@ from loclip.core.image_loading import (
     resolve_image_path,
     to_rgb,
 )
+from loclip.core.messages import shown
 from loclip.shards import skips as S
 from loclip.shards.skips import SkipCounter
 
@@ -64,13 +65,13 @@ def decode_sample(
         return _skip(counter, S.SAMPLE_MISSING_JSON, where)
     try:
         record = json.loads(raw.files["json"])
-    except (UnicodeDecodeError, ValueError) as e:
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: nested thousands deep
         return _skip(counter, S.SAMPLE_BAD_JSON, f"{where}: {e}")
     if not isinstance(record, dict):
         return _skip(counter, S.SAMPLE_BAD_JSON, f"{where}: JSON is a {type(record).__name__}, not an object")
     caption = record.get("caption")
     if not isinstance(caption, str) or not caption.strip():
-        return _skip(counter, S.SAMPLE_MISSING_CAPTION, f"{where}: caption={caption!r}")
+        return _skip(counter, S.SAMPLE_MISSING_CAPTION, f"{where}: caption={shown(caption)}")
     key = record.get("key") if raw.image_root is not None and isinstance(record.get("key"), str) else raw.key
     image_bytes = _image_bytes(raw, record, counter, where)
     if image_bytes is None:
@@ -104,7 +105,7 @@ def _image_bytes(raw: RawSample, record: dict[str, Any], counter: SkipCounter, w
         return raw.files[ext]
     rel = record.get("image")
     if not isinstance(rel, str) or not rel:
-        return _skip(counter, S.SAMPLE_MISSING_IMAGE, f"{where}: image={rel!r}")
+        return _skip(counter, S.SAMPLE_MISSING_IMAGE, f"{where}: image={shown(rel)}")
     try:
         path = resolve_image_path(raw.image_root, rel, where)  # a regular file inside image_root, or nothing
     except ImageRefused as e:
@@ -129,7 +130,7 @@ def _caption_list(value: Any, counter: SkipCounter, where: str) -> list[str]:
         if isinstance(entry, str) and entry.strip():
             out.append(entry.strip())
         else:
-            counter.add(S.FIELD_BAD_CAPTION_ENTRY, f"{where}: {entry!r}")
+            counter.add(S.FIELD_BAD_CAPTION_ENTRY, f"{where}: {shown(entry)}")
     return out
 
 
@@ -148,7 +149,7 @@ def _valid_regions(
         if isinstance(checked, Region):
             out.append(checked)
         else:
-            counter.add(checked, f"{where}: regions[{i}] = {region!r}")
+            counter.add(checked, f"{where}: regions[{i}] = {shown(region)}")
     return out
 
 

@@ -85,7 +85,7 @@ def _sizes_json(url: str) -> int | None:
     try:
         with open(sizes_path, encoding="utf-8") as f:
             size = json.load(f).get(os.path.basename(path))
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # unreadable: the shard is counted instead
         return None
     return size if isinstance(size, int) and not isinstance(size, bool) and size >= 0 else None
 

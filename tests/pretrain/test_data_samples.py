@@ -310,3 +310,47 @@ def test_a_decompression_bomb_is_skipped_before_decoding_and_the_limit_is_a_reci
     assert decode_sample(raw[1], counter, max_pixels=20 * 16 - 1) is None
     with pytest.raises(ValueError, match="data.max_image_pixels = 0: expected an integer >= 1"):
         config(max_image_pixels=0)
+
+
+def add_member(tar: tarfile.TarFile, name: str, data: bytes = b"", kind: bytes = tarfile.REGTYPE) -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.size = kind, len(data)
+    info.linkname = "/etc/passwd" if kind == tarfile.SYMTYPE else ""
+    tar.addfile(info, io.BytesIO(data))
+
+
+def test_members_over_the_byte_limit_links_repeats_and_deep_json_are_counted(tmp_path: Path) -> None:
+    """A member over ``data.max_member_bytes`` is skipped from its header; a symbolic link is never followed; a
+    name repeated in a sample, or a key coming back, keeps the first; JSON nested 5000 deep is bad JSON (it
+    used to raise RecursionError in the loader worker). Each is counted; the limit is a recipe field."""
+    url = tmp_path / "s.tar"
+    with tarfile.open(url, "w") as tar:
+        for name, data in [("ok.json", meta()), ("ok.png", png()), ("big.json", meta()), ("big.png", png(100, 100)),
+                           ("deep.json", b"[" * 5000 + b"]" * 5000), ("deep.png", png()),
+                           ("ok.json", meta("again")), ("fine.json", meta()), ("fine.png", png()),
+                           ("fine.png", png(seed=1))]:
+            add_member(tar, name, data)
+            if name == "big.png":
+                add_member(tar, "link.json", meta())
+                add_member(tar, "link.png", kind=tarfile.SYMTYPE)
+    assert len(png()) < 20_000 < len(png(100, 100))
+    counter = SkipCounter()
+    cfg = config(train_shards=str(url), max_member_bytes=20_000)
+    samples = [decode_sample(raw, counter) for raw in read_members(build_specs(cfg)[0], counter, cfg.max_member_bytes)]
+    assert [s.key for s in samples if s is not None] == ["ok", "fine"]
+    assert samples[-1].image.tobytes() == to_rgb_bytes(png())  # the first fine.png
+    assert counter.as_dict() == {"member/too_large": 1, "member/not_a_file": 1, "member/duplicate": 1,
+                                 "sample/duplicate_key": 1, "sample/missing_image": 2, "sample/bad_json": 1}
+    for limit, too_large in ((20_000, True), (DataConfig.max_member_bytes, False)):  # the field reaches the loader
+        loader = build_train_loader(config(train_shards=str(url), max_member_bytes=limit, batch_size=1), processor())
+        it = iter(loader)
+        for _ in range(4):  # two epochs of two good samples: the first epoch's counts have all arrived
+            next(it)
+        loader.close()
+        assert ("member/too_large" in loader.skip_counts()) is too_large
+    with pytest.raises(ValueError, match="data.max_member_bytes = 0: expected an integer >= 1"):
+        config(max_member_bytes=0)
+
+
+def to_rgb_bytes(data: bytes) -> bytes:
+    return Image.open(io.BytesIO(data)).convert("RGB").tobytes()
