@@ -151,8 +151,7 @@ def check_pixel_box(box: Any, size: tuple[int, int], tolerance: float = 1.0) -> 
     The same rules as ``check_xyxy_order`` / ``check_in_image`` / ``clip_to_size``, without tensors: the data
     loaders check every region of every sample, where torch calls on ``[1, 4]`` tensors cost more than this.
     """
-    if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in box)):
+    if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(_finite_number(v) for v in box)):
         return "not_a_box"
     x1, y1, x2, y2 = (float(v) for v in box)
     if x2 < x1 or y2 < y1:
@@ -163,6 +162,17 @@ def check_pixel_box(box: Any, size: tuple[int, int], tolerance: float = 1.0) -> 
     x1, x2 = (min(max(v, 0.0), float(w)) for v in (x1, x2))
     y1, y2 = (min(max(v, 0.0), float(h)) for v in (y1, y2))
     return x1, y1, x2, y2
+
+
+def _finite_number(value: Any) -> bool:
+    """An int or float (not a bool) that is finite as a float: an int past float's range (a JSON ``1`` and 400
+    zeros) is not, where ``math.isfinite`` would raise ``OverflowError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def check_in_image(boxes: torch.Tensor, size: tuple[int, int], name: str = "boxes", atol: float = 1e-3) -> None:

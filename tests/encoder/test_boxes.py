@@ -101,6 +101,7 @@ def test_round_pixel_boxes() -> None:
     ([5, 5, 25, 9], "outside"), ([-2, 0, 5, 5], "outside"),
     ([10, 3, 2, 12], "inverted"), ([1, 9, 5, 2], "inverted"),
     ([1, 1, 5], "not_a_box"), ([1, 1, 5, float("nan")], "not_a_box"), ([True, 1, 2, 3], "not_a_box"), (5, "not_a_box"),
+    ([0, 0, 10**400, 5], "not_a_box"), ([-(10**400), 0, 5, 5], "not_a_box"),  # past float: was OverflowError
 ])
 def test_check_pixel_box_follows_the_tensor_rules(box, expected) -> None:
     from loclip.encoder.boxes import check_pixel_box
