@@ -60,8 +60,17 @@ class Letterbox:
         return fx, fy
 
 
+# The real dtypes boxes may come in. The narrow floats are computed in float32: 999 is no bfloat16 (a box edge at
+# 1.0 became bin 1000), 70,000 px is past float16's range, and float8 has no arithmetic at all.
+_INT_DTYPES = frozenset({torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16, torch.uint32,
+                         torch.uint64})
+_FLOAT_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.float8_e4m3fn,
+                           torch.float8_e4m3fnuz, torch.float8_e5m2, torch.float8_e5m2fnuz})
+
+
 def as_float_boxes(boxes: torch.Tensor | Sequence, name: str) -> torch.Tensor:
-    """Boxes as a float tensor ``[..., 4]``; a clear error for anything else."""
+    """Boxes as a float32 or float64 tensor ``[..., 4]`` (any other real dtype becomes float32); a clear error
+    for anything else."""
     if isinstance(boxes, torch.Tensor):
         t = boxes
     else:
@@ -69,15 +78,14 @@ def as_float_boxes(boxes: torch.Tensor | Sequence, name: str) -> torch.Tensor:
             t = torch.as_tensor(boxes, dtype=torch.float32)  # float32 like tensors from the model, not float64
         except (TypeError, ValueError, RuntimeError) as e:
             raise TypeError(f"{name} must be a tensor or nested sequence of numbers, got {type(boxes).__name__}") from e
+    if t.dtype not in _INT_DTYPES | _FLOAT_DTYPES:
+        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
+    if t.dtype not in (torch.float32, torch.float64):
+        t = t.to(torch.float32)
     if t.numel() == 0:  # an empty box list is valid and stays empty
-        keep = t.dim() >= 2 and t.shape[-1] == 4
-        return t.to(torch.float32) if keep and not t.is_floating_point() else (t if keep else t.new_zeros((0, 4)).float())
+        return t if t.dim() >= 2 and t.shape[-1] == 4 else t.new_zeros((0, 4))
     if t.dim() == 0 or t.shape[-1] != 4:
         raise ValueError(f"{name} must have shape [..., 4], got {tuple(t.shape)}")
-    if not (t.is_floating_point() or t.dtype in (torch.int32, torch.int64, torch.int16, torch.uint8)):
-        raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
-    if not t.is_floating_point():
-        t = t.to(torch.float32)
     if not torch.isfinite(t).all():
         raise ValueError(f"{name} contains NaN or infinite coordinates")
     return t

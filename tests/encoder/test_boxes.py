@@ -110,3 +110,18 @@ def test_check_pixel_box_follows_the_tensor_rules(box, expected) -> None:
     if isinstance(expected, tuple):  # the same box as check_in_image accepts and clip_to_size returns
         clipped = B.clip_to_size(torch.tensor([box], dtype=torch.float64), (16, 20))
         assert clipped[0].tolist() == list(expected)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float8_e4m3fn, torch.float8_e5m2])
+def test_narrow_floats_are_computed_in_float32(dtype: torch.dtype) -> None:
+    # bfloat16 has no 999: a box edge at 1.0 became bin 1000, which the box-text parser refuses
+    assert B.to_bins(torch.tensor([[0.0, 0.0, 0.0, 1.0]], dtype=dtype)).tolist() == [[0, 0, 0, 999]]
+    # float8 had no isfinite (NotImplementedError); float16 overflowed a 100,000 px image to inf
+    out = B.model_to_pixel(torch.tensor([[0.0, 0.0, 1.0, 1.0]], dtype=dtype), (10, 100_000), 224)
+    assert out.dtype == torch.float32 and out.tolist() == [[0.0, 0.0, 100_000.0, 10.0]]
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.uint16, torch.uint32, torch.uint64])
+def test_every_integer_width_is_read(dtype: torch.dtype) -> None:
+    t = B.as_float_boxes(torch.tensor([[1, 2, 3, 4]], dtype=dtype), "boxes")  # int8 and the wide uints were refused
+    assert t.dtype == torch.float32 and t.tolist() == [[1.0, 2.0, 3.0, 4.0]]
