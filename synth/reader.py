@@ -1,8 +1,15 @@
-"""Reading a written split back as Python objects (for evaluation code and tests)."""
+"""Reading a written split back as Python objects (for evaluation code and tests).
+
+A split is a fixed benchmark, so a damaged one is an error, never a skip that would quietly change the
+figures: a shard that is truncated or unreadable, a member that is no regular file, over the member byte
+limit, misnamed or repeated, a scene without its image or JSON, an image that is no raster image or larger
+than any scene loclip-synth writes (``MAX_IMAGE_SIZE`` squared, checked from its header before decoding),
+or a JSON or label map unlike what loclip-synth writes: each is a ``ValueError`` naming the shard and the
+scene. Images are decoded through ``loclip.core.image_loading.open_raster`` (raster formats only).
+"""
 
 from __future__ import annotations
 
-import io
 import json
 import os
 from collections.abc import Iterator
@@ -13,11 +20,17 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from loclip.shards.read import iter_samples, open_source
+from loclip.core.image_loading import open_raster
+from loclip.core.messages import shown
+from loclip.shards.read import iter_samples
+from loclip.shards.streams import STREAM_ERRORS
 
-from .config import SceneConfig
+from .config import MAX_IMAGE_SIZE, SceneConfig
 from .scene import generate_scene
-from .world import check_split
+from .world import COLOURS, SHAPES, SIZES, check_split
+
+MAX_PIXELS = MAX_IMAGE_SIZE**2  # no scene loclip-synth writes is larger
+REWRITE = "write the split again (loclip-synth)"
 
 
 @dataclass(frozen=True)
@@ -42,21 +55,107 @@ def split_dir(out_dir: str | os.PathLike, split: str) -> Path:
 
 
 def shard_paths(out_dir: str | os.PathLike, split: str) -> list[Path]:
-    """The split's shards in order, as listed in its ``sizes.json``."""
+    """The split's shards in order, as listed in its ``sizes.json`` (plain file names of the split folder)."""
     directory = split_dir(out_dir, split)
-    sizes = json.loads((directory / "sizes.json").read_text())
+    sizes = _read_json(directory / "sizes.json")
+    if not isinstance(sizes, dict) or not all(isinstance(n, str) and 0 < len(n) < 256 and Path(n).name == n for n in sizes):
+        raise ValueError(f"{str(directory / 'sizes.json')!r} must map shard file names of its folder to "
+                         f"counts, got {shown(sizes)}; {REWRITE}")
     return [directory / name for name in sizes]
 
 
 def read_split(out_dir: str | os.PathLike, split: str) -> Iterator[SceneRecord]:
-    """Yield the split's scenes in order, straight from its shards."""
+    """Yield the split's scenes in order, straight from its shards (module docstring: what is refused)."""
     for path in shard_paths(out_dir, split):
-        with open_source(str(path)) as stream:
-            for key, files in iter_samples(stream):
-                image = Image.open(io.BytesIO(files["png"])).convert("RGB")
-                seg = files.get("seg.png")
-                labels = np.asarray(Image.open(io.BytesIO(seg)), dtype=np.uint8) if seg is not None else None
-                yield SceneRecord(key, image, json.loads(files["json"]), labels)
+        yield from _read_shard(path)
+
+
+def _read_shard(path: Path) -> Iterator[SceneRecord]:
+    name = f"synthetic shard {str(path)!r}"
+
+    def refuse(reason: str, detail: str) -> None:
+        raise ValueError(f"{name}: {detail} ({reason}); {REWRITE}")
+
+    try:
+        with open(path, "rb") as stream:
+            for key, files in iter_samples(stream, refuse):
+                yield _scene(f"{name}, scene {shown(key)}", key, files)
+    except STREAM_ERRORS as e:
+        raise ValueError(f"{name} cannot be read (truncated or damaged: {e}); {REWRITE}") from e
+
+
+def _scene(where: str, key: str, files: dict[str, bytes]) -> SceneRecord:
+    missing = [ext for ext in ("png", "json") if ext not in files]
+    if missing:
+        raise ValueError(f"{where} has no {missing[0]!r} member (it has {sorted(files)}); {REWRITE}")
+    image = open_raster(files["png"], f"{where} image", MAX_PIXELS).convert("RGB")
+    try:
+        meta = json.loads(files["json"])
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"{where}: its JSON does not parse ({_why(e)}); {REWRITE}") from None
+    labels = _labels(where, files["seg.png"], image.size) if "seg.png" in files else None
+    bad = _bad_field(meta, labels is not None)
+    if bad is not None:
+        raise ValueError(f"{where}: its JSON's {bad} is not what loclip-synth writes (records.shard_record); {REWRITE}")
+    if labels is not None and int(labels.max()) > len(meta["regions"]):
+        raise ValueError(f"{where}: its label map holds {int(labels.max())} but the scene has "
+                         f"{len(meta['regions'])} regions; {REWRITE}")
+    return SceneRecord(key, image, meta, labels)
+
+
+def _labels(where: str, data: bytes, size: tuple[int, int]) -> np.ndarray:
+    """The ``seg.png`` label map: an ``L`` image of the scene image's ``size`` (width, height)."""
+    seg = open_raster(data, f"{where} label map", MAX_PIXELS)
+    if seg.mode != "L" or seg.size != size:
+        raise ValueError(f"{where}: its label map is a {seg.mode} image of {seg.size[0]}x{seg.size[1]} pixels, "
+                         f"expected L of {size[0]}x{size[1]}; {REWRITE}")
+    return np.asarray(seg, dtype=np.uint8)
+
+
+def _bad_field(meta: Any, has_labels: bool) -> str | None:
+    """The first field of a scene's JSON that the readers need and that is not as ``shard_record`` writes it."""
+    if not isinstance(meta, dict):
+        return "top level (not an object)"
+    longs, regions, objects = meta.get("long_captions"), meta.get("regions"), meta.get("objects")
+    if not isinstance(meta.get("caption"), str):
+        return "caption"
+    if not (isinstance(longs, list) and longs and all(isinstance(c, str) for c in longs)):
+        return "long_captions"
+    if not isinstance(regions, list):
+        return "regions"
+    if not isinstance(objects, list) or len(objects) != len(regions):
+        return "objects"
+    for k, (region, obj) in enumerate(zip(regions, objects)):
+        box = region.get("bbox") if isinstance(region, dict) else None
+        if not (isinstance(region, dict) and isinstance(region.get("phrase"), str) and isinstance(box, list)
+                and len(box) == 4 and all(_is_number(v) for v in box)):
+            return f"regions[{k}]"
+        if not (isinstance(obj, dict) and all(isinstance(obj.get(f), str) and obj[f] in vocabulary
+                                              for f, vocabulary in (("size", SIZES), ("colour", COLOURS),
+                                                                    ("shape", SHAPES)))):
+            return f"objects[{k}]"
+    if not has_labels:  # label_map regenerates the scene from these
+        for field in ("index", "seed", "width"):
+            if not (isinstance(meta.get(field), int) and not isinstance(meta[field], bool)):
+                return field
+        if not isinstance(meta.get("split"), str):
+            return "split"
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError) as e:
+        raise ValueError(f"{str(path)!r} cannot be read as JSON ({_why(e)}); {REWRITE}") from None
+
+
+def _why(error: Exception) -> str:
+    return "nested too deeply" if isinstance(error, RecursionError) else shown(str(error))
 
 
 def label_map(record: SceneRecord) -> np.ndarray:
@@ -67,11 +166,11 @@ def label_map(record: SceneRecord) -> np.ndarray:
     meta = record.meta
     scene = generate_scene(meta["split"], meta["index"], meta["seed"], SceneConfig(image_size=meta["width"]))
     if not np.array_equal(scene.image, np.asarray(record.image)):
-        raise ValueError(f"scene {record.key!r} has no stored label map and its seed does not redraw it with the "
-                         "default scene settings: write the split again (loclip-synth) to store label maps")
+        raise ValueError(f"scene {shown(record.key)} has no stored label map and its seed does not redraw it with "
+                         "the default scene settings: write the split again (loclip-synth) to store label maps")
     return scene.labels
 
 
 def read_conversations(out_dir: str | os.PathLike, split: str) -> list[dict[str, Any]]:
     """The split's LLaVA-style records (image paths are relative to the split directory)."""
-    return json.loads((split_dir(out_dir, split) / "conversations.json").read_text())
+    return _read_json(split_dir(out_dir, split) / "conversations.json")
