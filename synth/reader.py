@@ -58,7 +58,8 @@ def shard_paths(out_dir: str | os.PathLike, split: str) -> list[Path]:
     """The split's shards in order, as listed in its ``sizes.json`` (plain file names of the split folder)."""
     directory = split_dir(out_dir, split)
     sizes = _read_json(directory / "sizes.json")
-    if not isinstance(sizes, dict) or not all(isinstance(n, str) and 0 < len(n) < 256 and Path(n).name == n for n in sizes):
+    plain = isinstance(sizes, dict) and all(isinstance(n, str) and 0 < len(n) < 256 and Path(n).name == n for n in sizes)
+    if not plain:
         raise ValueError(f"{str(directory / 'sizes.json')!r} must map shard file names of its folder to "
                          f"counts, got {shown(sizes)}; {REWRITE}")
     return [directory / name for name in sizes]

