@@ -18,7 +18,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+import numpy as np
 import torch
+
+from loclip.core.messages import shown
 
 NUM_BINS = 1000  # text boxes use integers 0..NUM_BINS-1
 
@@ -74,21 +77,39 @@ def as_float_boxes(boxes: torch.Tensor | Sequence, name: str) -> torch.Tensor:
     if isinstance(boxes, torch.Tensor):
         t = boxes
     else:
-        try:
-            t = torch.as_tensor(boxes, dtype=torch.float32)  # float32 like tensors from the model, not float64
+        try:  # an array keeps its dtype until checked, so complex ones are refused, not cut to their real part
+            t = torch.as_tensor(boxes, dtype=None if isinstance(boxes, np.ndarray) else torch.float32)
+        except OverflowError as e:
+            raise ValueError(f"{name} holds a number past float's range: {shown(boxes)}") from e
         except (TypeError, ValueError, RuntimeError) as e:
-            raise TypeError(f"{name} must be a tensor or nested sequence of numbers, got {type(boxes).__name__}") from e
+            raise TypeError(f"{name} must be a tensor or nested sequence of numbers, got {shown(boxes)}") from e
+        if isinstance(boxes, (list, tuple)) and _holds_bool(boxes):  # torch reads True as 1.0
+            raise TypeError(f"{name} must hold numbers, not booleans, got {shown(boxes)}")
     if t.dtype not in _INT_DTYPES | _FLOAT_DTYPES:
         raise TypeError(f"{name} must hold real numbers, got dtype {t.dtype}")
-    if t.dtype not in (torch.float32, torch.float64):
-        t = t.to(torch.float32)
-    if t.numel() == 0:  # an empty box list is valid and stays empty
-        return t if t.dim() >= 2 and t.shape[-1] == 4 else t.new_zeros((0, 4))
+    if t.dtype != torch.float32 and (t.dtype != torch.float64 or not isinstance(boxes, torch.Tensor)):
+        t = t.to(torch.float32)  # lists and arrays as float32 like tensors from the model; a float64 tensor stays
+    if t.numel() == 0 and t.dim() == 1:  # [] is an empty box list; [R=0, 4] and [B, 0, 4] pass as they are
+        return t.new_zeros((0, 4))
     if t.dim() == 0 or t.shape[-1] != 4:
         raise ValueError(f"{name} must have shape [..., 4], got {tuple(t.shape)}")
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{name} contains NaN or infinite coordinates")
+    finite = torch.isfinite(t).all(-1)
+    if not finite.all():
+        raise ValueError(f"{name}: box {shown(t[~finite][0].tolist())} has a NaN or infinite coordinate "
+                         "(or one past float32's range)")
     return t
+
+
+def _holds_bool(value: list | tuple) -> bool:
+    """Whether a nested list or tuple holds a bool anywhere (walked without recursion: its depth is the user's)."""
+    stack: list[Any] = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, (list, tuple)):
+            stack.extend(v)
+        elif isinstance(v, (bool, np.bool_)) or getattr(v, "dtype", None) in (np.bool_, torch.bool):
+            return True
+    return False
 
 
 def check_xyxy_order(boxes: torch.Tensor, name: str = "boxes") -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -125,3 +126,25 @@ def test_narrow_floats_are_computed_in_float32(dtype: torch.dtype) -> None:
 def test_every_integer_width_is_read(dtype: torch.dtype) -> None:
     t = B.as_float_boxes(torch.tensor([[1, 2, 3, 4]], dtype=dtype), "boxes")  # int8 and the wide uints were refused
     assert t.dtype == torch.float32 and t.tolist() == [[1.0, 2.0, 3.0, 4.0]]
+
+
+@pytest.mark.parametrize(
+    ("boxes", "error", "match"),
+    [
+        ([[0, 0, 10**400, 5]], ValueError, r"boxes holds a number past float's range: \[\[0, 0, 1000"),  # OverflowError
+        ([[True, False, True, True]], TypeError, "not booleans"),  # was read as [1.0, 0.0, 1.0, 1.0]
+        ([(0.5, 0.5, np.True_, 1.0)], TypeError, "not booleans"),
+        (np.ones((1, 4), dtype=np.complex64), TypeError, "real numbers, got dtype torch.complex64"),  # imaginary dropped
+        (torch.zeros(3, 0), ValueError, r"shape \[\.\.\., 4\], got \(3, 0\)"),  # was an empty [0, 4]
+        ([[1e308, 0, 1, 1]], ValueError, r"box \[inf, 0.0, 1.0, 1.0\] has a NaN or infinite coordinate"),
+    ],
+)
+def test_as_float_boxes_refuses_what_is_not_boxes(boxes, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        B.as_float_boxes(boxes, "boxes")
+
+
+def test_as_float_boxes_keeps_empty_lists_empty() -> None:
+    assert B.as_float_boxes([], "boxes").shape == (0, 4)
+    assert B.as_float_boxes(torch.zeros(2, 0, 4, dtype=torch.int64), "boxes").dtype == torch.float32
+    assert B.as_float_boxes(np.zeros((0, 4)), "boxes").dtype == torch.float32
