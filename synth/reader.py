@@ -58,11 +58,14 @@ def shard_paths(out_dir: str | os.PathLike, split: str) -> list[Path]:
     """The split's shards in order, as listed in its ``sizes.json`` (plain file names of the split folder)."""
     directory = split_dir(out_dir, split)
     sizes = _read_json(directory / "sizes.json")
-    plain = isinstance(sizes, dict) and all(isinstance(n, str) and 0 < len(n) < 256 and Path(n).name == n for n in sizes)
-    if not plain:
+    if not (isinstance(sizes, dict) and all(_plain_name(n) for n in sizes)):
         raise ValueError(f"{str(directory / 'sizes.json')!r} must map shard file names of its folder to "
                          f"counts, got {shown(sizes)}; {REWRITE}")
     return [directory / name for name in sizes]
+
+
+def _plain_name(name: Any) -> bool:
+    return isinstance(name, str) and 0 < len(name) < 256 and Path(name).name == name
 
 
 def read_split(out_dir: str | os.PathLike, split: str) -> Iterator[SceneRecord]:
