@@ -15,6 +15,7 @@ Sizes are always ``(height, width)`` like transformers' ``target_sizes``.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -24,6 +25,31 @@ import torch
 from loclip.core.messages import shown
 
 NUM_BINS = 1000  # text boxes use integers 0..NUM_BINS-1
+MAX_SIDE = 2**31 - 1  # the longest image side: PIL holds sizes in a C int (and float32 geometry stays finite)
+
+
+def _side(value: Any, name: str) -> int:
+    """An image side: an int (a numpy or 0-d tensor int, or a float without a fraction) in ``1..MAX_SIDE``."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, torch.Tensor) and value.dtype == torch.bool):
+        raise TypeError(f"{name} must be an int, got {shown(value)}")
+    try:
+        side = operator.index(value)
+    except TypeError:
+        if not (isinstance(value, float) and value.is_integer()):
+            raise TypeError(f"{name} must be an int, got {shown(value)}") from None
+        side = int(value)
+    if not 1 <= side <= MAX_SIDE:
+        raise ValueError(f"{name} must be a positive int (at most {MAX_SIDE:,}), got {shown(value)}")
+    return side
+
+
+def _height_width(size: Any) -> tuple[int, int]:
+    """``size`` (height, width) as two ints; a clear error naming ``size`` otherwise."""
+    try:
+        h, w = size
+    except (TypeError, ValueError):
+        raise TypeError(f"size must be a (height, width) pair, got {shown(size)}") from None
+    return _side(h, "size height"), _side(w, "size width")
 
 
 @dataclass(frozen=True)
@@ -40,9 +66,7 @@ class Letterbox:
 
     def __post_init__(self) -> None:
         for name in ("height", "width", "image_size"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"Letterbox {name} must be a positive int, got {value!r}")
+            object.__setattr__(self, name, _side(getattr(self, name), f"Letterbox {name}"))
 
     @property
     def scale(self) -> float:
@@ -145,7 +169,7 @@ def pixel_to_model(
     Shapes: ``[..., 4]`` → ``[..., 4]`` (float). No validation of the range; see ``check_in_image``.
     """
     t = as_float_boxes(boxes, name)
-    fx, fy = Letterbox(int(size[0]), int(size[1]), image_size).axis_factors()
+    fx, fy = Letterbox(*_height_width(size), image_size).axis_factors()
     scale = t.new_tensor([fx, fy, fx, fy])
     return t * scale
 
@@ -158,7 +182,7 @@ def model_to_pixel(
     Coordinates are clamped to the original image (a prediction may land in the padding).
     """
     t = as_float_boxes(boxes, name)
-    h, w = int(size[0]), int(size[1])
+    h, w = _height_width(size)
     fx, fy = Letterbox(h, w, image_size).axis_factors()
     out = t / t.new_tensor([fx, fy, fx, fy])
     return clip_to_size(out, (h, w))
@@ -166,7 +190,7 @@ def model_to_pixel(
 
 def clip_to_size(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Clamp pixel xyxy boxes ``[..., 4]`` to ``[0, width] x [0, height]``."""
-    h, w = size
+    h, w = _height_width(size)
     lo = boxes.new_zeros(4)
     hi = boxes.new_tensor([w, h, w, h])
     return torch.minimum(torch.maximum(boxes, lo), hi)
@@ -209,7 +233,7 @@ def check_in_image(boxes: torch.Tensor, size: tuple[int, int], name: str = "boxe
     if boxes.numel() == 0:
         return
     check_xyxy_order(boxes, name)
-    h, w = size
+    h, w = _height_width(size)
     flat = boxes.reshape(-1, 4)
     bad = (flat[:, :2] < -atol).any(-1) | (flat[:, 2] > w + atol) | (flat[:, 3] > h + atol)
     if bad.any():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -148,3 +150,39 @@ def test_as_float_boxes_keeps_empty_lists_empty() -> None:
     assert B.as_float_boxes([], "boxes").shape == (0, 4)
     assert B.as_float_boxes(torch.zeros(2, 0, 4, dtype=torch.int64), "boxes").dtype == torch.float32
     assert B.as_float_boxes(np.zeros((0, 4)), "boxes").dtype == torch.float32
+
+
+SIZED = {
+    "pixel_to_model": lambda size: B.pixel_to_model([[0.0, 0.0, 3.0, 2.0]], size, 224),
+    "model_to_pixel": lambda size: B.model_to_pixel([[0.0, 0.0, 1.0, 1.0]], size, 224),
+    "clip_to_size": lambda size: B.clip_to_size(torch.tensor([[-1.0, 0.0, 9.0, 9.0]]), size),
+    "check_in_image": lambda size: B.check_in_image(torch.tensor([[0.0, 0.0, 1.0, 1.0]]), size),
+}
+
+
+@pytest.mark.parametrize("function", sorted(SIZED))
+@pytest.mark.parametrize(
+    ("size", "error", "match"),
+    [
+        ((5,), TypeError, r"size must be a \(height, width\) pair, got \(5"),  # was IndexError
+        (None, TypeError, r"size must be a \(height, width\) pair, got None"),
+        ((math.inf, 5), TypeError, "size height must be an int, got inf"),  # was OverflowError
+        ((5, math.nan), TypeError, "size width must be an int, got nan"),
+        ((2.7, 5), TypeError, "size height must be an int, got 2.7"),  # was cut to 2
+        ((True, 5), TypeError, "size height must be an int, got True"),
+        ((0, 5), ValueError, "size height must be a positive int"),
+        ((10**400, 5), ValueError, r"size height must be a positive int \(at most 2,147,483,647\)"),  # OverflowError
+        ((1, 10**50), ValueError, "size width must be a positive int"),  # gave NaN boxes
+    ],
+)
+def test_sizes_are_height_width_ints(function: str, size, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        SIZED[function](size)
+
+
+@pytest.mark.parametrize("size", [(np.int64(2), np.int64(3)), torch.tensor([2, 3]), (2.0, 3.0), [2, 3]])
+def test_sizes_take_numpy_tensor_and_whole_float_ints(size) -> None:
+    for call in SIZED.values():
+        out, expected = call(size), call((2, 3))
+        assert (out is None and expected is None) or torch.equal(out, expected)
+    assert B.Letterbox(np.int64(2), 3, 224) == B.Letterbox(2, 3, 224)  # was refused as not an int
