@@ -136,12 +136,30 @@ def _holds_bool(value: list | tuple) -> bool:
     return False
 
 
+# What the tensor helpers compute with (model outputs, checked boxes). Unsigned ints wrap around below zero.
+_TENSOR_DTYPES = frozenset({torch.int8, torch.int16, torch.int32, torch.int64, torch.float16, torch.bfloat16,
+                            torch.float32, torch.float64})
+
+
+def _check_tensor(boxes: Any, name: str) -> None:
+    """Refuse what is not a real tensor ``[..., 4]``: the helpers below would broadcast a wrong shape into a wrong
+    answer, or fail deep inside torch."""
+    if not isinstance(boxes, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor [..., 4] (as_float_boxes converts lists), "
+                        f"got {type(boxes).__name__}")
+    if boxes.dtype not in _TENSOR_DTYPES:
+        raise TypeError(f"{name} must be a floating-point or signed integer tensor, got dtype {boxes.dtype}")
+    if boxes.dim() == 0 or boxes.shape[-1] != 4:
+        raise ValueError(f"{name} must have shape [..., 4], got {tuple(boxes.shape)}")
+
+
 def check_xyxy_order(boxes: torch.Tensor, name: str = "boxes") -> None:
-    """Raise ``ValueError`` naming the first box with ``x2 < x1`` or ``y2 < y1``."""
-    bad = (boxes[..., 2] < boxes[..., 0]) | (boxes[..., 3] < boxes[..., 1])
+    """Raise ``ValueError`` naming the first box with ``x2 < x1`` or ``y2 < y1`` (or a NaN, which is in no order)."""
+    _check_tensor(boxes, name)
+    bad = ~((boxes[..., 2] >= boxes[..., 0]) & (boxes[..., 3] >= boxes[..., 1]))
     if bad.any():
         idx = tuple(int(i) for i in bad.nonzero()[0])
-        raise ValueError(f"{name}{list(idx)} = {boxes[idx].tolist()} has x2 < x1 or y2 < y1 (expected xyxy)")
+        raise ValueError(f"{name}{list(idx)} = {shown(boxes[idx].tolist())} has x2 < x1 or y2 < y1 (expected xyxy)")
 
 
 def validate_normalized(boxes: torch.Tensor | Sequence, name: str = "boxes", atol: float = 1e-6) -> torch.Tensor:
@@ -190,6 +208,7 @@ def model_to_pixel(
 
 def clip_to_size(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Clamp pixel xyxy boxes ``[..., 4]`` to ``[0, width] x [0, height]``."""
+    _check_tensor(boxes, "boxes")
     h, w = _height_width(size)
     lo = boxes.new_zeros(4)
     hi = boxes.new_tensor([w, h, w, h])
@@ -230,16 +249,16 @@ def _finite_number(value: Any) -> bool:
 
 def check_in_image(boxes: torch.Tensor, size: tuple[int, int], name: str = "boxes", atol: float = 1e-3) -> None:
     """Raise ``ValueError`` for a pixel xyxy box outside ``size=(height, width)`` or with x2 < x1."""
+    check_xyxy_order(boxes, name)
     if boxes.numel() == 0:
         return
-    check_xyxy_order(boxes, name)
     h, w = _height_width(size)
     flat = boxes.reshape(-1, 4)
     bad = (flat[:, :2] < -atol).any(-1) | (flat[:, 2] > w + atol) | (flat[:, 3] > h + atol)
     if bad.any():
         row = int(bad.nonzero()[0])
         raise ValueError(
-            f"{name}: box {flat[row].tolist()} lies outside the image of (height, width) = ({h}, {w}); "
+            f"{name}: box {shown(flat[row].tolist())} lies outside the image of (height, width) = ({h}, {w}); "
             "pass clip_boxes=True to clip boxes to the image instead"
         )
 
@@ -274,22 +293,32 @@ def from_bins(bins: torch.Tensor | Sequence, name: str = "boxes") -> torch.Tenso
 
 def cxcywh_to_xyxy(boxes: torch.Tensor) -> torch.Tensor:
     """``[..., 4]`` centre/size → corners."""
+    _check_tensor(boxes, "boxes")
     c, half = boxes[..., :2], boxes[..., 2:] / 2
     return torch.cat([c - half, c + half], dim=-1)
 
 
 def xyxy_to_cxcywh(boxes: torch.Tensor) -> torch.Tensor:
     """``[..., 4]`` corners → centre/size."""
+    _check_tensor(boxes, "boxes")
     return torch.cat([(boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2]], dim=-1)
 
 
 def box_area(boxes: torch.Tensor) -> torch.Tensor:
     """``[..., 4]`` xyxy → ``[...]`` area (zero for degenerate boxes)."""
+    _check_tensor(boxes, "boxes")
     wh = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0)
     return wh[..., 0] * wh[..., 1]
 
 
 def _inter_union(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    _check_tensor(a, "a")
+    _check_tensor(b, "b")
+    try:
+        torch.broadcast_shapes(a.shape, b.shape)
+    except RuntimeError:
+        raise ValueError(f"a {tuple(a.shape)} and b {tuple(b.shape)} do not broadcast; "
+                         "for all pairs pass a[:, None] and b[None]") from None
     lt = torch.maximum(a[..., :2], b[..., :2])
     rb = torch.minimum(a[..., 2:], b[..., 2:])
     wh = (rb - lt).clamp(min=0)
@@ -298,9 +327,10 @@ def _inter_union(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
-    """Element-wise IoU of broadcastable xyxy boxes ``[..., 4]`` → ``[...]``.
+    """Element-wise IoU of broadcastable xyxy boxes ``[..., 4]`` → ``[...]`` in [0, 1].
 
-    For an all-pairs matrix pass ``a[:, None]`` and ``b[None]``.
+    For an all-pairs matrix pass ``a[:, None]`` and ``b[None]``. Areas must fit the dtype (float16: normalised
+    boxes only).
     """
     inter, union = _inter_union(a, b)
     return inter / union.clamp(min=eps)
@@ -316,4 +346,8 @@ def generalized_box_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-9) -> 
 
 def round_pixel_boxes(boxes: torch.Tensor) -> list[list[int]]:
     """Pixel xyxy float boxes ``[N, 4]`` → lists of ints (for display and text output)."""
+    _check_tensor(boxes, "boxes")
+    finite = torch.isfinite(boxes).all(-1)
+    if not finite.all():
+        raise ValueError(f"boxes: box {shown(boxes[~finite][0].tolist())} has no nearest int (NaN or infinite)")
     return [[int(math.floor(v + 0.5)) for v in row] for row in boxes.reshape(-1, 4).tolist()]

@@ -186,3 +186,42 @@ def test_sizes_take_numpy_tensor_and_whole_float_ints(size) -> None:
         out, expected = call(size), call((2, 3))
         assert (out is None and expected is None) or torch.equal(out, expected)
     assert B.Letterbox(np.int64(2), 3, 224) == B.Letterbox(2, 3, 224)  # was refused as not an int
+
+
+HELPERS = {
+    "check_xyxy_order": B.check_xyxy_order,
+    "check_in_image": lambda t: B.check_in_image(t, (20, 30)),
+    "clip_to_size": lambda t: B.clip_to_size(t, (20, 30)),
+    "cxcywh_to_xyxy": B.cxcywh_to_xyxy,
+    "xyxy_to_cxcywh": B.xyxy_to_cxcywh,
+    "box_area": B.box_area,
+    "box_iou": lambda t: B.box_iou(t, t),
+    "generalized_box_iou": lambda t: B.generalized_box_iou(t, t),
+    "round_pixel_boxes": B.round_pixel_boxes,
+}
+
+
+@pytest.mark.parametrize("helper", sorted(HELPERS))
+@pytest.mark.parametrize(
+    ("boxes", "error", "match"),
+    [
+        (torch.zeros(2, 3), ValueError, r"must have shape \[\.\.\., 4\], got \(2, 3\)"),  # IndexError or a wrong answer
+        (torch.zeros(3), ValueError, r"must have shape \[\.\.\., 4\], got \(3,\)"),
+        (torch.ones(1, 4, dtype=torch.bool), TypeError, "got dtype torch.bool"),  # RuntimeError
+        (torch.ones(1, 4, dtype=torch.uint8), TypeError, "got dtype torch.uint8"),  # 1 - 2 wrapped to 255
+        ([[0.0, 0.0, 1.0, 1.0]], TypeError, "must be a torch.Tensor"),  # AttributeError
+    ],
+)
+def test_tensor_helpers_refuse_what_is_not_a_box_tensor(helper: str, boxes, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        HELPERS[helper](boxes)
+
+
+def test_tensor_helpers_name_what_is_wrong() -> None:
+    with pytest.raises(ValueError, match=r"a \(2, 4\) and b \(3, 4\) do not broadcast.*a\[:, None\]"):
+        B.box_iou(torch.zeros(2, 4), torch.zeros(3, 4))  # RuntimeError from deep inside torch
+    nan_box = torch.tensor([[0.0, math.nan, 1.0, 1.0]])
+    with pytest.raises(ValueError, match=r"boxes\[0\] = \[0.0, nan, 1.0, 1.0\]"):
+        B.check_in_image(nan_box, (20, 30))  # a NaN box passed the check
+    with pytest.raises(ValueError, match=r"box \[inf, 0.0, 1.0, 1.0\] has no nearest int"):
+        B.round_pixel_boxes(torch.tensor([[math.inf, 0.0, 1.0, 1.0]]))  # OverflowError
