@@ -266,15 +266,25 @@ def check_in_image(boxes: torch.Tensor, size: tuple[int, int], name: str = "boxe
 def coco_to_xyxy(boxes: torch.Tensor | Sequence, name: str = "boxes") -> torch.Tensor:
     """COCO ``[x, y, w, h]`` pixels → pixel xyxy. Shapes ``[..., 4]``."""
     t = as_float_boxes(boxes, name)
-    if t.numel() and (t[..., 2:] < 0).any():
-        raise ValueError(f"{name}: COCO boxes need non-negative width and height")
-    return torch.cat([t[..., :2], t[..., :2] + t[..., 2:]], dim=-1)
+    negative = (t[..., 2:] < 0).any(-1)
+    if negative.any():
+        raise ValueError(f"{name}: COCO boxes need non-negative width and height, got {shown(t[negative][0].tolist())}")
+    return _within_range(t, torch.cat([t[..., :2], t[..., :2] + t[..., 2:]], dim=-1), name)
 
 
 def xyxy_to_coco(boxes: torch.Tensor | Sequence, name: str = "boxes") -> torch.Tensor:
-    """Pixel xyxy → COCO ``[x, y, w, h]``. Shapes ``[..., 4]``."""
+    """Pixel xyxy → COCO ``[x, y, w, h]``. Shapes ``[..., 4]``. An inverted box has no COCO form."""
     t = as_float_boxes(boxes, name)
-    return torch.cat([t[..., :2], t[..., 2:] - t[..., :2]], dim=-1)
+    check_xyxy_order(t, name)
+    return _within_range(t, torch.cat([t[..., :2], t[..., 2:] - t[..., :2]], dim=-1), name)
+
+
+def _within_range(given: torch.Tensor, out: torch.Tensor, name: str) -> torch.Tensor:
+    """``out``, unless converting a finite box of ``given`` overflowed its dtype (x + w past 3.4e38 in float32)."""
+    finite = torch.isfinite(out).all(-1)
+    if not finite.all():
+        raise ValueError(f"{name}: box {shown(given[~finite][0].tolist())} converts past {given.dtype}'s range")
+    return out
 
 
 def to_bins(boxes: torch.Tensor | Sequence, name: str = "boxes") -> torch.Tensor:

@@ -16,8 +16,17 @@ def test_coco_xywh_round_trip() -> None:
     xyxy = B.coco_to_xyxy(xywh)
     assert xyxy.tolist() == [[10.0, 20.0, 40.0, 60.0], [0.0, 0.0, 0.0, 5.0]]
     assert torch.equal(B.xyxy_to_coco(xyxy), xywh)
-    with pytest.raises(ValueError, match="non-negative width and height"):
+    with pytest.raises(ValueError, match=r"non-negative width and height, got \[0.0, 0.0, -1.0, 5.0\]"):
         B.coco_to_xyxy([[0, 0, -1, 5]])
+
+
+def test_coco_conversions_refuse_what_has_no_result() -> None:
+    with pytest.raises(ValueError, match=r"boxes: box \[3.0+\d+e\+38, 0.0, 3.0+\d+e\+38, 1.0\] converts past torch.float32's range"):
+        B.coco_to_xyxy([[3e38, 0.0, 3e38, 1.0]])  # x + w was a silent inf
+    with pytest.raises(ValueError, match="converts past"):
+        B.xyxy_to_coco([[-3e38, 0.0, 3e38, 1.0]])
+    with pytest.raises(ValueError, match=r"boxes\[0\] = \[5.0, 0.0, 1.0, 1.0\] has x2 < x1"):
+        B.xyxy_to_coco([[5.0, 0.0, 1.0, 1.0]])  # gave a negative width that coco_to_xyxy refuses
 
 
 def test_cxcywh_round_trip() -> None:
