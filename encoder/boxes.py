@@ -294,10 +294,12 @@ def to_bins(boxes: torch.Tensor | Sequence, name: str = "boxes") -> torch.Tensor
 
 
 def from_bins(bins: torch.Tensor | Sequence, name: str = "boxes") -> torch.Tensor:
-    """Integer bins 0..999 → normalised model-frame xyxy (float32). Shapes ``[..., 4]``."""
-    t = torch.as_tensor(bins)
-    if t.numel() and (t.min() < 0 or t.max() > NUM_BINS - 1):
-        raise ValueError(f"{name} bins must lie in 0..{NUM_BINS - 1}, got {t.tolist()}")
+    """Integer bins 0..999 → normalised model-frame xyxy (float32). Shapes ``[..., 4]``; ``x1 <= x2``, ``y1 <= y2``."""
+    t = as_float_boxes(bins, name)
+    bad = ~((t >= 0) & (t <= NUM_BINS - 1) & (t == t.round())).all(-1)
+    if bad.any():
+        raise ValueError(f"{name} bins must be integers in 0..{NUM_BINS - 1}, got {shown(t[bad][0].tolist())}")
+    check_xyxy_order(t, name)
     return t.to(torch.float32) / (NUM_BINS - 1)
 
 

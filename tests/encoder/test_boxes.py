@@ -46,6 +46,24 @@ def test_bins_round_trip_within_half_a_bin() -> None:
         B.from_bins([[0, 0, 1000, 5]])
 
 
+@pytest.mark.parametrize(
+    ("bins", "error", "match"),
+    [
+        ([[math.nan, 0, 1, 1]], ValueError, "NaN"),  # came back as a NaN box
+        ([[0.5, 0, 1, 1]], ValueError, r"integers in 0\.\.999, got \[0.5, 0.0, 1.0, 1.0\]"),  # half a bin passed
+        ([[1, 2, 3]], ValueError, r"shape \[\.\.\., 4\]"),  # a [1, 3] box came back
+        ([[True, False, True, True]], TypeError, "not booleans"),  # read as bins 1, 0, 1, 1
+        ([[5, 0, 1, 1]], ValueError, "x2 < x1"),  # an inverted box that to_bins refuses
+        (None, TypeError, "boxes must be a tensor or nested sequence"),  # RuntimeError
+        ([[10**400, 0, 1, 1]], ValueError, "past float's range"),  # torch's overflow error, naming nothing
+        ([[0, 0, 999, 10**6]], ValueError, r"got \[0.0, 0.0, 999.0, 1000000.0\]"),  # quoted the whole tensor
+    ],
+)
+def test_from_bins_refuses_what_is_not_bins(bins, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        B.from_bins(bins)
+
+
 def test_iou_and_giou_hand_computed() -> None:
     a = torch.tensor([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0], [1.0, 1.0, 3.0, 4.0]])
     b = torch.tensor([[1.0, 1.0, 3.0, 3.0], [2.0, 0.0, 3.0, 1.0], [1.0, 1.0, 3.0, 4.0]])
