@@ -172,8 +172,8 @@ def validate_normalized(boxes: torch.Tensor | Sequence, name: str = "boxes", ato
         flat = t.reshape(-1, 4)
         row = int(((flat < -atol) | (flat > 1 + atol)).any(-1).nonzero()[0])
         raise ValueError(
-            f"{name} must be normalised xyxy in [0, 1] (model-input frame); box {flat[row].tolist()} is outside. "
-            "Use LoclipProcessor(boxes=...) to convert pixel boxes."
+            f"{name} must be normalised xyxy in [0, 1] (model-input frame); "
+            f"box {shown(flat[row].tolist())} is outside. Use LoclipProcessor(boxes=...) to convert pixel boxes."
         )
     check_xyxy_order(t, name)
     return t
@@ -294,7 +294,7 @@ def to_bins(boxes: torch.Tensor | Sequence, name: str = "boxes") -> torch.Tensor
 
 
 def from_bins(bins: torch.Tensor | Sequence, name: str = "boxes") -> torch.Tensor:
-    """Integer bins 0..999 → normalised model-frame xyxy (float32). Shapes ``[..., 4]``; ``x1 <= x2``, ``y1 <= y2``."""
+    """Integer bins 0..999 in xyxy order → normalised model-frame xyxy (float32). Shapes ``[..., 4]``."""
     t = as_float_boxes(bins, name)
     bad = ~((t >= 0) & (t <= NUM_BINS - 1) & (t == t.round())).all(-1)
     if bad.any():

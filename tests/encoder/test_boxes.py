@@ -21,7 +21,7 @@ def test_coco_xywh_round_trip() -> None:
 
 
 def test_coco_conversions_refuse_what_has_no_result() -> None:
-    with pytest.raises(ValueError, match=r"boxes: box \[3.0+\d+e\+38, 0.0, 3.0+\d+e\+38, 1.0\] converts past torch.float32's range"):
+    with pytest.raises(ValueError, match=r"boxes: box \[3\.0+\d+e\+38, 0.0, 3\.0+\d+e\+38, 1.0\] converts past torch"):
         B.coco_to_xyxy([[3e38, 0.0, 3e38, 1.0]])  # x + w was a silent inf
     with pytest.raises(ValueError, match="converts past"):
         B.xyxy_to_coco([[-3e38, 0.0, 3e38, 1.0]])
@@ -163,7 +163,7 @@ def test_every_integer_width_is_read(dtype: torch.dtype) -> None:
         ([[0, 0, 10**400, 5]], ValueError, r"boxes holds a number past float's range: \[\[0, 0, 1000"),  # OverflowError
         ([[True, False, True, True]], TypeError, "not booleans"),  # was read as [1.0, 0.0, 1.0, 1.0]
         ([(0.5, 0.5, np.True_, 1.0)], TypeError, "not booleans"),
-        (np.ones((1, 4), dtype=np.complex64), TypeError, "real numbers, got dtype torch.complex64"),  # imaginary dropped
+        (np.ones((1, 4), dtype=np.complex64), TypeError, "got dtype torch.complex64"),  # the imaginary part was dropped
         (torch.zeros(3, 0), ValueError, r"shape \[\.\.\., 4\], got \(3, 0\)"),  # was an empty [0, 4]
         ([[1e308, 0, 1, 1]], ValueError, r"box \[inf, 0.0, 1.0, 1.0\] has a NaN or infinite coordinate"),
     ],
