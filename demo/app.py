@@ -9,14 +9,19 @@ Two kinds of events call the same backend methods:
 
 Chat mode: ``/ask`` (a turn of a conversation: the earlier turns come as ``history``; the page streams the
 answer into a chatbot). Encoder mode: ``/rank_labels`` and ``/ground``. Both: ``/info``. A refused request
-raises ``gr.Error`` with the reason; the server keeps serving.
+raises ``gr.Error`` with the reason; the server keeps serving. A cancelled ``/ask`` stops its generation at the
+next token. Request bodies are capped before gradio parses them (``launch_options``), and uploads are deleted
+from gradio's cache after ``CACHE_MAX_AGE_S``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import hashlib
 import inspect
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,12 +34,16 @@ from loclip.mllm.conversation import REGION_TOKEN as REGION
 
 from .backend import Backend, ChatAnswer, ChatBackend, EncoderBackend, round_boxes
 from .defaults import Example
+from .http_limits import BodyLimit
 from .limits import Limits, check_loaded_image, load_image, parse_boxes, parse_history, parse_labels
 
 QUESTION_COLOUR = (30, 144, 255)  # boxes the user asked about
 ANSWER_COLOUR = (255, 0, 255)  # boxes the model answered with (magenta: rare in photos and in the synthetic world)
 BOX_ALPHA = 0.15  # box fill opacity: light enough to see what is inside
 MODEL_QUEUE = "model"  # one concurrency group for every event that runs the model
+CACHE_SWEEP_S = 15 * 60  # how often gradio sweeps its cache of uploads and outputs...
+CACHE_MAX_AGE_S = 2 * 60 * 60  # ...deleting files older than this (a conversation's image is re-saved each turn)
+NOT_FOUND = "not found"  # what encoder-mode grounding says for a box without area
 
 REGION_RULE = (
     "A conversation about one image: each question is answered after the earlier ones (a new image or *Start "
@@ -47,7 +56,18 @@ REGION_RULE = (
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn a refused request (``ValueError``, incl. ``DemoInputError``) into ``gr.Error`` with its message;
-    also for a generator (a streamed answer), whose errors come while it is iterated."""
+    also for a generator (a streamed answer), whose errors come while it is iterated, and a coroutine."""
+
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def awaited(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except ValueError as e:
+                raise gr.Error(str(e), print_exception=False) from e
+
+        return awaited
 
     if inspect.isgeneratorfunction(fn):
 
@@ -130,7 +150,9 @@ def _header(backend: Backend, model_name: str, example: Example, limits: Limits)
         f"Model `{model_name}` · example image: {example.source}.  \n"
         f"Limits: {limits.max_pixels:,} pixels per image, {limits.max_boxes} boxes, "
         f"{limits.max_text_chars} characters of text, {limits.max_labels} candidate labels, "
-        f"{limits.max_file_mb:g} MB per upload."
+        f"{limits.max_file_mb:g} MB per upload"
+        + (f", {limits.max_turns} questions and {limits.max_prompt_tokens:,} tokens per conversation."
+           if backend.mode == "chat" else ".")
     )
 
 
@@ -238,11 +260,13 @@ def _chat_ui(backend: ChatBackend, example: Example, limits: Limits, concurrency
         keep = (gr.skip(),) * 5
         yield (chat_messages(turns, (sent, "…")), *keep)
         result = None
-        for item in backend.ask_stream(image, text, boxes, turns, UNUSED_CHOICES[choice]):
-            if isinstance(item, str):
-                yield (chat_messages(turns, (sent, item)), *keep)
-            else:
-                result = item
+        # closing: when gradio closes this generator (the request went away), generation stops too
+        with contextlib.closing(backend.ask_stream(image, text, boxes, turns, UNUSED_CHOICES[choice])) as stream:
+            for item in stream:
+                if isinstance(item, str):
+                    yield (chat_messages(turns, (sent, item)), *keep)
+                else:
+                    result = item
         turns.append(result)
         # The boxes and the question were used: clear them. The image goes back as a PNG file: the annotator
         # would re-encode a PIL image as lossy WebP, and the next turn would find a "new" image.
@@ -267,14 +291,25 @@ def _chat_ui(backend: ChatBackend, example: Example, limits: Limits, concurrency
         api_ask = gr.Button("ask")
 
     @user_errors
-    def ask_api(image: str | None, boxes: Any, question: str | None, history: Any = None) -> dict:
+    async def ask_api(image: str | None, boxes: Any, question: str | None, history: Any = None) -> dict:
         """Ask a question about an image file; ``boxes`` (pixels, in order) fill its ``<region>``s (the ones
         it lacks are appended). ``history``: the conversation so far, as the last answer's ``history`` (omit it
         for a new conversation). Returns this turn and ``history`` with it appended."""
-        loaded = load_image(image, limits)
-        earlier = [ChatAnswer(q, b, a, []) for q, b, a in parse_history(history, limits)]
-        result = backend.ask(loaded, question or "", parse_boxes(boxes), earlier).as_dict()
-        return {**result, "history": [t.as_dict() for t in earlier] + [result]}
+        stop = threading.Event()
+
+        def answer() -> dict:
+            loaded = load_image(image, limits)
+            earlier = [ChatAnswer(*turn) for turn in parse_history(history, limits)]
+            result = backend.ask(loaded, question or "", parse_boxes(boxes), earlier, stop=stop).as_dict()
+            return {**result, "history": [t.as_dict() for t in earlier] + [result]}
+
+        # A coroutine, so that a cancelled request (gradio cancels its task) reaches this frame: a thread cannot
+        # be interrupted, but the event stops its generation at the next token and frees the model.
+        try:
+            return await asyncio.to_thread(answer)
+        except asyncio.CancelledError:
+            stop.set()
+            raise
 
     api_ask.click(ask_api, [image_file, boxes_json, question_text, history_json], result_json, api_name="ask",
                   **queue)  # fmt: skip
@@ -314,7 +349,10 @@ def _encoder_ui(backend: EncoderBackend, example: Example, limits: Limits, concu
     @user_errors
     def ui_ground(value: dict | None, text: str) -> tuple[dict, str]:
         image, _ = from_annotator(value, limits)
-        box = round_boxes([backend.ground(image, text)])[0]
+        found = backend.ground(image, text)
+        if found is None:
+            return to_annotator(image, []), f"**{text.strip()}**: {NOT_FOUND}"
+        box = round_boxes([found])[0]
         return to_annotator(image, [([box], [text.strip()], ANSWER_COLOUR)]), f"**{text.strip()}**: {box}"
 
     private = dict(api_visibility="private", **queue)
@@ -338,9 +376,11 @@ def _encoder_ui(backend: EncoderBackend, example: Example, limits: Limits, concu
 
     @user_errors
     def ground_api(image: str | None, phrase: str | None) -> dict:
-        """The box (pixels) the model predicts for a phrase in an image file."""
+        """The box (pixels) the model predicts for a phrase in an image file; ``found`` is false (and ``box``
+        null) when the model found nothing."""
         box = backend.ground(load_image(image, limits), phrase or "")
-        return {"phrase": (phrase or "").strip(), "box": round_boxes([box])[0]}
+        return {"phrase": (phrase or "").strip(), "found": box is not None,
+                "box": None if box is None else round_boxes([box])[0]}  # fmt: skip
 
     api_rank.click(rank_labels_api, [image_file, boxes_json, labels_text], result_json, api_name="rank_labels",
                    **queue)  # fmt: skip
@@ -367,7 +407,7 @@ def build_demo(
         raise ValueError(f"concurrency must be an int >= 1, got {concurrency!r}")
     if not isinstance(max_queue, int) or max_queue < 1:
         raise ValueError(f"max_queue must be an int >= 1, got {max_queue!r}")
-    with gr.Blocks(title="loclip demo", analytics_enabled=False) as demo:
+    with gr.Blocks(title="loclip demo", analytics_enabled=False, delete_cache=(CACHE_SWEEP_S, CACHE_MAX_AGE_S)) as demo:
         gr.Markdown(_header(backend, model_name, example, limits))
         if isinstance(backend, ChatBackend):
             _chat_ui(backend, example, limits, concurrency)
@@ -386,5 +426,24 @@ def build_demo(
     return demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)
 
 
-__all__ = ["build_demo", "chat_messages", "from_annotator", "list_turn_boxes", "to_annotator", "user_errors",
-           "will_send"]
+def body_limit(limits: Limits) -> Callable[[str], int]:
+    """The byte limit of a request body by path: an upload may hold a file of ``max_file_mb``; every other call
+    is JSON of at most ``limits.max_request_bytes``."""
+
+    def limit_for(path: str) -> int:
+        return limits.max_upload_bytes if path.rstrip("/").endswith("/upload") else limits.max_request_bytes
+
+    return limit_for
+
+
+def launch_options(limits: Limits) -> dict[str, Any]:
+    """``gr.Blocks.launch`` keywords that enforce ``limits`` on HTTP requests: gradio's upload size and a cap on
+    every request body, applied before gradio reads it (``http_limits.BodyLimit``)."""
+    from starlette.middleware import Middleware
+
+    return {"max_file_size": int(limits.max_file_mb * 1024 * 1024),
+            "app_kwargs": {"middleware": [Middleware(BodyLimit, limit_for=body_limit(limits))]}}  # fmt: skip
+
+
+__all__ = ["build_demo", "chat_messages", "from_annotator", "launch_options", "list_turn_boxes", "to_annotator",
+           "user_errors", "will_send"]

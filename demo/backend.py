@@ -2,23 +2,23 @@
 
 Nothing here knows about gradio. Inputs are PIL images, lists of pixel ``[x1, y1, x2, y2]`` boxes and strings;
 outputs are dataclasses of strings, floats and lists. A lock serialises model calls, so one CPU model can serve
-several gradio workers without two forward passes fighting over the same threads.
+several gradio workers without two forward passes fighting over the same threads. A chat answer stops at its
+next token when its request goes away (``ask_stream``'s ``stop``), so a cancelled request does not hold the lock.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal, get_args
 
 import torch
 from PIL import Image
 
-from loclip.mllm.chat import Turn
+from loclip.core.messages import shown
+from loclip.mllm.chat import PromptTooLong, Turn
 from loclip.mllm.conversation import IMAGE_TOKEN as IMAGE
 from loclip.mllm.conversation import REGION_TOKEN as REGION
 
@@ -30,17 +30,12 @@ ENCODER_MODEL_TYPE = "loclip"
 
 
 def model_type(path: str | os.PathLike) -> str:
-    """``model_type`` of the checkpoint directory ``path`` (from its ``config.json``)."""
-    config = Path(path) / "config.json"
-    if not config.is_file():
-        raise ValueError(f"--model {str(path)!r} is not a model directory: it has no config.json")
-    kind = json.loads(config.read_text()).get("model_type")
-    if kind not in (CHAT_MODEL_TYPE, ENCODER_MODEL_TYPE):
-        raise ValueError(
-            f"--model {str(path)!r} has model_type {kind!r}; the demo serves {CHAT_MODEL_TYPE!r} (chat mode, an "
-            f"MLLM from loclip-finetune) or {ENCODER_MODEL_TYPE!r} (encoder mode, from loclip-pretrain)"
-        )
-    return kind
+    """``model_type`` of the checkpoint directory ``path``, one the demo serves, after ``loclip.core.model_dir``
+    checked its config.json and safetensors headers (``ValueError`` naming ``--model`` otherwise)."""
+    from loclip.core.model_dir import check_model_dir
+
+    return check_model_dir(path, {CHAT_MODEL_TYPE: "chat mode, an MLLM from loclip-finetune",
+                                  ENCODER_MODEL_TYPE: "encoder mode, from loclip-pretrain"}, "--model")
 
 
 def with_regions(question: str, num_boxes: int) -> str:
@@ -108,6 +103,16 @@ class _ModelBackend:
     def tokenizer(self) -> Any:
         return self.processor.tokenizer
 
+    def _acquire(self, stop: threading.Event) -> bool:
+        """Take the model lock, unless ``stop`` is set first (a request cancelled while it waited): False then."""
+        while not self._lock.acquire(timeout=0.05):
+            if stop.is_set():
+                return False
+        if stop.is_set():
+            self._lock.release()
+            return False
+        return True
+
     @property
     def image_size(self) -> int:
         return int(self.processor.image_processor.image_size)
@@ -129,7 +134,7 @@ class ChatBackend(_ModelBackend):
         """(the question as the model will see it, the boxes its ``<region>``s stand for): the question's own
         ``<region>``s take the first boxes; the rest are appended as ``<region>``s or dropped (``unused_boxes``)."""
         if unused_boxes not in get_args(UnusedBoxes):
-            raise DemoInputError(f"unused_boxes must be one of {get_args(UnusedBoxes)}, got {unused_boxes!r}")
+            raise DemoInputError(f"unused_boxes must be one of {get_args(UnusedBoxes)}, got {shown(unused_boxes)}")
         question = check_text(question, "question", self.limits)
         if unused_boxes == "ignore":
             boxes = boxes[: question.count(REGION)]
@@ -150,33 +155,49 @@ class ChatBackend(_ModelBackend):
 
     def ask_stream(
         self, image: Image.Image, question: str, boxes: list[list[float]] | None = None,
-        history: Sequence[ChatAnswer] = (), unused_boxes: UnusedBoxes = "append",
+        history: Sequence[ChatAnswer] = (), unused_boxes: UnusedBoxes = "append", stop: threading.Event | None = None,
     ) -> Iterator[str | ChatAnswer]:  # fmt: skip
         """Answer ``question`` about ``image`` after the conversation's earlier turns ``history``: yields the
         answer text so far after each token, then the finished ``ChatAnswer``. ``boxes`` (pixels, drawing
         order) fill the question's ``<region>``s; the boxes left over are appended as ``<region>``s
-        (``unused_boxes="append"``) or dropped (``"ignore"``)."""
+        (``unused_boxes="append"``) or dropped (``"ignore"``).
+
+        Generation stops at its next token when ``stop`` is set (from another thread) or when this generator is
+        closed before it ends (gradio closes it when its request is cancelled); a request still waiting for the
+        model then never runs it. A prompt over ``limits.max_prompt_tokens`` is refused.
+        """
         from loclip.mllm.chat import AnswerStreamer, chat
 
         boxes = check_boxes(list(boxes or []), image.width, image.height, self.limits)
         question, boxes = self.place_boxes(question, boxes, unused_boxes)
         turns = self._turns(image, history)
+        stop = stop or threading.Event()
         streamer = AnswerStreamer(self.tokenizer, getattr(self.model.config, "ground_token_index", None))
         outcome: dict[str, Any] = {}
 
         def generate() -> None:
-            with self._lock:
+            try:
+                if not self._acquire(stop):
+                    raise DemoInputError("the request was cancelled")
                 try:
                     outcome["answer"] = chat(self.model, self.processor, image, question, boxes,
-                                             max_new_tokens=self.max_new_tokens, history=turns, streamer=streamer)
-                except BaseException as e:  # handed to the caller below
-                    outcome["error"] = e
-                    streamer.end()
+                                             max_new_tokens=self.max_new_tokens, history=turns, streamer=streamer,
+                                             max_prompt_tokens=self.limits.max_prompt_tokens, stop=stop)
+                finally:
+                    self._lock.release()
+            except BaseException as e:  # handed to the caller below
+                outcome["error"] = e
+                streamer.end()
 
         worker = threading.Thread(target=generate, daemon=True)
         worker.start()
-        yield from streamer
-        worker.join()
+        try:
+            yield from streamer
+            worker.join()
+        finally:  # also when the caller closes this generator early: the worker stops at its next token
+            stop.set()
+        if isinstance(outcome.get("error"), PromptTooLong):
+            raise DemoInputError(f"{outcome['error']}: start over") from None
         if "error" in outcome:
             raise outcome["error"]
         answer, answer_boxes = outcome["answer"]
@@ -184,10 +205,10 @@ class ChatBackend(_ModelBackend):
 
     def ask(
         self, image: Image.Image, question: str, boxes: list[list[float]] | None = None,
-        history: Sequence[ChatAnswer] = (), unused_boxes: UnusedBoxes = "append",
+        history: Sequence[ChatAnswer] = (), unused_boxes: UnusedBoxes = "append", stop: threading.Event | None = None,
     ) -> ChatAnswer:  # fmt: skip
         """``ask_stream``'s finished answer."""
-        *_, result = self.ask_stream(image, question, boxes, history, unused_boxes)
+        *_, result = self.ask_stream(image, question, boxes, history, unused_boxes, stop)
         return result
 
 
@@ -218,12 +239,16 @@ class EncoderBackend(_ModelBackend):
         return out
 
     @torch.no_grad()
-    def ground(self, image: Image.Image, phrase: str) -> list[float]:
-        """The box the model predicts for ``phrase``, in ``image``'s pixels."""
+    def ground(self, image: Image.Image, phrase: str) -> list[float] | None:
+        """The box the model predicts for ``phrase``, in ``image``'s pixels; ``None`` when it found nothing (a box
+        without area, ``loclip.encoder.modeling.found_boxes``)."""
         phrase = check_text(phrase, "phrase", self.limits)
         inputs = self.processor(images=image, text=[phrase], padding=True)
         with self._lock:
-            box = self.model.ground(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"])
+            box, found = self.model.ground(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"],
+                                           return_found=True)  # fmt: skip
+        if not bool(found[0]):
+            return None
         (pixels,) = self.processor.post_process_boxes(box[:, None], inputs["original_sizes"])
         return pixels[0].tolist()
 
@@ -233,16 +258,18 @@ Backend = ChatBackend | EncoderBackend
 
 def load_backend(path: str | os.PathLike, limits: Limits | None = None) -> Backend:
     """The backend for a saved model directory: chat mode for an MLLM, encoder mode for an encoder."""
+    from transformers import AutoModel, AutoModelForImageTextToText
+
+    from loclip.core.model_dir import load_model_dir, load_processor_dir
+
     kind = model_type(path)
     if kind == CHAT_MODEL_TYPE:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
-
         import loclip.mllm  # noqa: F401  (registers the Auto classes)
 
-        model = AutoModelForImageTextToText.from_pretrained(path)
-        return ChatBackend(model, AutoProcessor.from_pretrained(path), limits)
-    from transformers import AutoModel, AutoProcessor
+        auto_class, backend = AutoModelForImageTextToText, ChatBackend
+    else:
+        import loclip.encoder  # noqa: F401
 
-    import loclip.encoder  # noqa: F401
-
-    return EncoderBackend(AutoModel.from_pretrained(path), AutoProcessor.from_pretrained(path), limits)
+        auto_class, backend = AutoModel, EncoderBackend
+    model = load_model_dir(path, auto_class, {kind: "the model_type checked a moment ago"}, "--model")
+    return backend(model, load_processor_dir(path, "--model"), limits)

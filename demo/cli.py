@@ -28,6 +28,8 @@ class DemoCommand:
     max_labels: PositiveInt = option(_LIMITS.max_labels, "candidate labels per request", group=LIMITS)
     max_file_mb: PositiveFloat = option(_LIMITS.max_file_mb, "largest upload in MB", group=LIMITS)
     max_turns: PositiveInt = option(_LIMITS.max_turns, "questions in one chat conversation", group=LIMITS)
+    max_prompt_tokens: PositiveInt = option(_LIMITS.max_prompt_tokens, "tokens the chat model reads for one answer "
+                                            "(image, earlier turns and question)", group=LIMITS)  # fmt: skip
     concurrency: PositiveInt = option(1, "model requests processed at once", group=LIMITS)
     max_queue: PositiveInt = option(64, "requests waiting beyond those; more are refused", group=LIMITS)
     example: Literal["auto", "synthetic", "photo"] = option(
@@ -52,22 +54,22 @@ def main(argv: list[str] | None = None) -> None:
     from .defaults import default_example, default_model_path
 
     try:
-        limits = Limits(args.max_pixels, args.max_boxes, args.max_text_chars, args.max_labels, args.max_file_mb,
-                        args.max_turns)
+        limits = Limits(**{name: getattr(args, name) for name in Limits.__dataclass_fields__})
         path = Path(args.model) if args.model is not None else default_model_path()
         backend = load_backend(path, limits)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"loclip-demo: {e}")
+    except (FileNotFoundError, ValueError) as e:  # a bad --model: one line (no traceback), usage-error status
+        print(f"loclip-demo: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)
-    from .app import build_demo
+    from .app import build_demo, launch_options
 
     example = default_example(backend.tokenizer, backend.image_size, path, args.example)
     demo = build_demo(backend, example, str(path), limits, args.concurrency, args.max_queue)
     print(f"loclip-demo: {backend.mode} mode, model {path}, example: {example.source}", flush=True)
-    demo.launch(server_name=args.host, server_port=args.port, max_file_size=int(limits.max_file_mb * 1024 * 1024))
+    demo.launch(server_name=args.host, server_port=args.port, **launch_options(limits))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -11,11 +11,12 @@ import math
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from PIL import Image
 
 from loclip.core.image_loading import ImageTooLarge, open_raster, to_rgb
+from loclip.core.messages import shown
 from loclip.core.recipe import PositiveFloat, PositiveInt, check
 
 
@@ -30,7 +31,8 @@ class Limits:
     ``max_pixels``: width × height of an image (default 4096 × 4096). ``max_boxes``: boxes per request.
     ``max_text_chars``: characters of a question, phrase or the candidate-label text. ``max_labels``: candidate
     labels per request. ``max_file_mb``: upload size, enforced by gradio before a request reaches the model.
-    ``max_turns``: questions in one chat conversation (earlier turns + the new one), which bounds the prompt.
+    ``max_turns``: questions in one chat conversation (earlier turns + the new one). ``max_prompt_tokens``: what
+    the chat model reads for one answer (the image's tokens, every earlier turn and the question), in tokens.
     """
 
     max_pixels: PositiveInt = 4096 * 4096
@@ -39,9 +41,23 @@ class Limits:
     max_labels: PositiveInt = 32
     max_file_mb: PositiveFloat = 20.0
     max_turns: PositiveInt = 8
+    max_prompt_tokens: PositiveInt = 2048
 
     def __post_init__(self) -> None:
         check(self)
+
+    @property
+    def max_request_bytes(self) -> int:
+        """The largest request body other than an upload: a full conversation (``max_turns`` turns of a question
+        and a 4x longer answer, every character JSON-escaped at 16 bytes at worst, and their boxes) plus 64 KiB
+        for the envelope. Refused before it is parsed (``demo.http_limits``)."""
+        per_turn = 16 * 5 * self.max_text_chars + 2 * 64 * self.max_boxes
+        return 64 * 1024 + self.max_turns * per_turn
+
+    @property
+    def max_upload_bytes(self) -> int:
+        """The largest upload request: one file of ``max_file_mb`` and 64 KiB of multipart headers."""
+        return int(self.max_file_mb * 1024 * 1024) + 64 * 1024
 
 
 def check_image_size(width: int, height: int, limits: Limits) -> None:
@@ -60,18 +76,20 @@ def load_image(path: str | os.PathLike | None, limits: Limits) -> Image.Image:
     if path is None or (isinstance(path, str) and not path.strip()):
         raise DemoInputError("no image: upload an image file")
     if not os.path.isfile(path):
-        raise DemoInputError(f"image file {os.path.basename(str(path))!r} does not exist")
+        raise DemoInputError(f"image file {shown(os.path.basename(str(path)))} does not exist")
     name = os.path.basename(str(path))
     try:  # raster formats only (an EPS would run Ghostscript), size checked from the header before decoding
         return to_rgb(open_raster(path, name, limits.max_pixels), name)
     except ImageTooLarge as e:
         if e.size is not None:
             check_image_size(*e.size, limits)
-        raise DemoInputError(f"{name!r} has more than {limits.max_pixels:,} pixels; the limit is "
+        raise DemoInputError(f"{shown(name)} has more than {limits.max_pixels:,} pixels; the limit is "
                              f"{limits.max_pixels:,} pixels") from e
     except ValueError as e:  # ImageRefused: not an allowed raster format, corrupt or truncated
         reason = str(e).replace(str(path), name)  # the server's temporary path means nothing to the sender
-        raise DemoInputError(f"cannot read {name!r} as an image (corrupt or not an image file): {reason}") from e
+        raise DemoInputError(
+            f"cannot read {shown(name)} as an image (corrupt or not an image file): {reason}"
+        ) from e
 
 
 def check_loaded_image(image: Image.Image | None, limits: Limits) -> Image.Image:
@@ -114,28 +132,34 @@ def json_list(value: Any, field: str, expected: str) -> list | tuple:
             value = json.loads(value)
         except json.JSONDecodeError as e:
             raise DemoInputError(f"{field} is not valid JSON ({e}); send {expected}") from e
+        except RecursionError:  # the decoder recurses per level: a deep nest of brackets exhausts the stack
+            raise DemoInputError(f"{field} nests its JSON too deeply; send {expected}") from None
     if not isinstance(value, (list, tuple)):
         raise DemoInputError(f"{field} must be {expected}, got {type(value).__name__}")
     return value
 
 
-def parse_boxes(value: Any) -> list[list[float]]:
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def parse_boxes(value: Any, field: str = "boxes") -> list[list[float]]:
     """Boxes as sent by a client → a list of ``[x1, y1, x2, y2]`` float lists (shape only; see ``check_boxes``).
 
     Accepts ``None``/empty (no boxes), a list of 4-number lists, a single 4-number list, or that as JSON text.
+    ``field`` names the boxes in messages (``history[2].question_boxes``).
     """
-    value = json_list(value, "boxes", "a list of [x1, y1, x2, y2] pixel boxes")
-    if len(value) == 4 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+    value = json_list(value, field, "a list of [x1, y1, x2, y2] pixel boxes")
+    if len(value) == 4 and all(_is_number(v) for v in value):
         value = [value]  # one bare box
     boxes = []
     for i, box in enumerate(value):
-        if (
-            not isinstance(box, (list, tuple))
-            or len(box) != 4
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)
-        ):
-            raise DemoInputError(f"boxes[{i}] must be four numbers [x1, y1, x2, y2], got {box!r}")
-        boxes.append([float(v) for v in box])
+        if not isinstance(box, (list, tuple)) or len(box) != 4 or not all(_is_number(v) for v in box):
+            raise DemoInputError(f"{field}[{i}] must be four numbers [x1, y1, x2, y2], got {shown(box)}")
+        try:
+            boxes.append([float(v) for v in box])
+        except OverflowError:  # an integer of hundreds of digits (JSON puts no limit on a number's size)
+            raise DemoInputError(f"{field}[{i}] has a coordinate too large for a number: {shown(box)}") from None
     return boxes
 
 
@@ -144,24 +168,35 @@ def check_boxes(boxes: list[list[float]], width: int, height: int, limits: Limit
     if len(boxes) > limits.max_boxes:
         raise DemoInputError(f"{len(boxes)} boxes given; the limit is {limits.max_boxes}")
     for i, (x1, y1, x2, y2) in enumerate(boxes):
-        shown = [round(v, 2) for v in (x1, y1, x2, y2)]
+        values = [round(v, 2) for v in (x1, y1, x2, y2)]
         if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
-            raise DemoInputError(f"box {i + 1} {shown} has a coordinate that is not a finite number")
+            raise DemoInputError(f"box {i + 1} {values} has a coordinate that is not a finite number")
         if not (x2 > x1 and y2 > y1):
-            raise DemoInputError(f"box {i + 1} {shown} is empty or inverted: need x1 < x2 and y1 < y2")
+            raise DemoInputError(f"box {i + 1} {values} is empty or inverted: need x1 < x2 and y1 < y2")
         if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
             raise DemoInputError(
-                f"box {i + 1} {shown} reaches outside the {width}x{height} (width x height) image"
+                f"box {i + 1} {values} reaches outside the {width}x{height} (width x height) image"
             )
     return boxes
 
 
-def parse_history(value: Any, limits: Limits) -> list[tuple[str, list[list[float]], str]]:
-    """A conversation's earlier turns as sent by a client → ``(question, question_boxes, answer)`` per turn
-    (shape only; the backend checks the boxes against the image).
+class HistoryTurn(NamedTuple):
+    """An earlier turn as a client sent it back: boxes in pixels of the conversation's image."""
 
-    Accepts ``None``/empty (a new conversation), a list of ``{"question", "question_boxes", "answer"}`` objects
-    (what ``/ask`` returns, so its ``history`` can be sent back as it is), or that as JSON text.
+    question: str
+    question_boxes: list[list[float]]
+    answer: str
+    answer_boxes: list[list[float]]
+
+
+def parse_history(value: Any, limits: Limits) -> list[HistoryTurn]:
+    """A conversation's earlier turns as sent by a client → one ``HistoryTurn`` per turn (shape only: the backend
+    checks the question boxes against the image; the answer boxes are only handed back, so they need only be
+    finite; special tokens are ``chat``'s rule).
+
+    Accepts ``None``/empty (a new conversation), a list of ``{"question", "question_boxes", "answer",
+    "answer_boxes"}`` objects (what ``/ask`` returns, so its ``history`` can be sent back as it is), or that as
+    JSON text. The turn count is checked before any turn is read.
     """
     value = json_list(value, "history", "a list of earlier turns (the history /ask returned)")
     if len(value) >= limits.max_turns:
@@ -171,14 +206,18 @@ def parse_history(value: Any, limits: Limits) -> list[tuple[str, list[list[float
     for i, turn in enumerate(value):
         if not isinstance(turn, dict) or not isinstance(turn.get("question"), str) \
                 or not isinstance(turn.get("answer"), str):
-            raise DemoInputError(f"history[{i}] must be an object with text 'question' and 'answer', got {turn!r:.120}")
+            raise DemoInputError(
+                f"history[{i}] must be an object with text 'question' and 'answer', got {shown(turn)}"
+            )
         if len(turn["answer"]) > 4 * limits.max_text_chars:
             raise DemoInputError(f"history[{i}].answer has {len(turn['answer'])} characters; the limit is "
                                  f"{4 * limits.max_text_chars}")
         question = check_text(turn["question"], f"history[{i}].question", limits)
-        try:
-            boxes = parse_boxes(turn.get("question_boxes"))
-        except DemoInputError as e:
-            raise DemoInputError(f"history[{i}].question_boxes: {e}") from None
-        turns.append((question, boxes, turn["answer"]))
+        boxes = parse_boxes(turn.get("question_boxes"), f"history[{i}].question_boxes")
+        answer_boxes = parse_boxes(turn.get("answer_boxes"), f"history[{i}].answer_boxes")
+        for k, box in enumerate(answer_boxes):
+            if not all(math.isfinite(v) for v in box):
+                raise DemoInputError(f"history[{i}].answer_boxes[{k}] has a coordinate that is not a finite number: "
+                                     f"{shown(box)}")
+        turns.append(HistoryTurn(question, boxes, turn["answer"], answer_boxes))
     return turns

@@ -18,7 +18,7 @@ from transformers import initialization as init
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from transformers.utils import ModelOutput
 
-from .boxes import validate_normalized
+from .boxes import to_bins, validate_normalized
 from .choices import REGION_METHODS, check_choice
 from .configuration import LoclipConfig, LoclipVisionConfig
 from .prompter import BoxHead, DenseBoxHead, Prompter, PrompterMemory, SinusoidalPointEncoding
@@ -62,6 +62,19 @@ class GroundingOutput:
     cell_logits: torch.Tensor | None = None
     cell_boxes: torch.Tensor | None = None
     raw_boxes: torch.Tensor | None = None
+
+
+def found_boxes(boxes: torch.Tensor) -> torch.Tensor:
+    """Which predicted boxes show something: ``[..., 4]`` normalised xyxy → ``[...]`` bool.
+
+    A box found nothing when it has no area at the resolution of box text (x1 = x2 or y1 = y2 in the MLLM's
+    0–999 integers, under 1/999 of the image side): that is what the grounding heads draw for a phrase that
+    names nothing they can see, and drawn it would be an invisible 0-area box. The encoder's ``ground``, the
+    demo and ``chat`` report such a box as not found. (The heads give no calibrated presence score: every
+    grounding phrase they learnt from was in its image.)
+    """
+    bins = to_bins(boxes.detach().float())
+    return (bins[..., 2] > bins[..., 0]) & (bins[..., 3] > bins[..., 1])
 
 
 @dataclass
@@ -334,15 +347,20 @@ class LoclipModel(LoclipPreTrainedModel):
         return self.vision_model.get_region_features(pixel_values, boxes, box_mask, method)
 
     def ground(
-        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """One phrase per image → its predicted box. ``[B, 3, S, S]``, ``[B, L]`` → ``[B, 4]`` normalised xyxy."""
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        return_found: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """One phrase per image → its predicted box. ``[B, 3, S, S]``, ``[B, L]`` → ``[B, 4]`` normalised xyxy.
+
+        With ``return_found``: ``(boxes [B, 4], found [B] bool)``, False where the box has no area, i.e. the
+        phrase was not found (``found_boxes``)."""
         enc = self.vision_model.encode(pixel_values)
         phrases = self.get_text_features(input_ids, attention_mask)
         if phrases.shape[0] != enc.image_embeds.shape[0]:
             raise ValueError(f"ground needs one phrase per image: {phrases.shape[0]} phrases, "
                              f"{enc.image_embeds.shape[0]} images")
-        return self.vision_model.grounding(enc, phrases[:, None]).boxes[:, 0]
+        boxes = self.vision_model.grounding(enc, phrases[:, None]).boxes[:, 0]
+        return (boxes, found_boxes(boxes)) if return_found else boxes
 
     # ------------------------------------------------------------------------------------- forward
     def forward(
@@ -390,12 +408,12 @@ class LoclipModel(LoclipPreTrainedModel):
         new. Image and text embeddings then equal the checkpoint's ``get_image_features``/
         ``get_text_features``. ``config_overrides`` go to ``LoclipVisionConfig`` (e.g. prompter sizes).
         """
-        src_config = AutoConfig.from_pretrained(path)
+        src_config = AutoConfig.from_pretrained(path, trust_remote_code=False)
         if src_config.model_type not in DUAL_TOWERS:
             raise ValueError(
                 f"from_clip needs a checkpoint of type {sorted(DUAL_TOWERS)}, got {src_config.model_type!r} at {path}"
             )
-        src = AutoModel.from_pretrained(path, dtype=torch.float32)
+        src = AutoModel.from_pretrained(path, dtype=torch.float32, trust_remote_code=False)
         vision, text = src_config.vision_config, src_config.text_config
         projects = VISION_TRUNKS[vision.model_type].projects
         proj_dim = src_config.projection_dim if projects else vision.hidden_size

@@ -1,22 +1,49 @@
 """``chat()``: a question about an image (optionally about boxes, optionally after earlier turns of the same
-conversation) → the answer and its boxes in pixels; ``AnswerStreamer`` shows the answer while it is written."""
+conversation) → the answer and its boxes in pixels; ``AnswerStreamer`` shows the answer while it is written.
+
+A box with no area at the resolution of box text (``found_boxes``: x1 = x2 or y1 = y2 in 0–999 integers) is
+what a model draws for something it cannot find: ``chat`` writes it as ``NOT_FOUND`` and returns no box for it.
+"""
 
 from __future__ import annotations
 
 import queue
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
-from loclip.encoder.box_text import boxes_to_placeholder, fill_placeholders, parse_boxes
+from loclip.encoder.box_text import boxes_to_placeholder, fill_placeholders, parse_boxes, render_box
+from loclip.encoder.modeling import found_boxes
 
-from .conversation import GROUND_TOKEN, IMAGE_TOKEN, REGION_TOKEN, encode_prompt
+from .conversation import GROUND_TOKEN, IMAGE_TOKEN, REGION_TOKEN, check_user_text, encode_prompt
 from .processing import LoclipLlavaProcessor
 
 GROUND_MARK = "[…]"  # how a streamed <ground> token shows until the grounding head has drawn its box
+NOT_FOUND = "(not found)"  # written where a box answer has no area: the model found nothing there
+_SLOT = "\x00box\x00"  # stands for a box while an answer is rewritten (decoded text never holds it: checked)
+
+
+class PromptTooLong(ValueError):
+    """The prompt (image tokens, earlier turns and the question) is over ``chat``'s ``max_prompt_tokens``."""
+
+    def __init__(self, tokens: int, limit: int) -> None:
+        super().__init__(f"the conversation would be {tokens:,} tokens; the limit is {limit:,}")
+        self.tokens, self.limit = tokens, limit
+
+
+class StopWhenSet(StoppingCriteria):
+    """Ends ``generate`` at its next token once ``event`` is set (whoever asked has gone away)."""
+
+    def __init__(self, event: threading.Event) -> None:
+        self.event = event
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+        return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
 @dataclass(frozen=True)
@@ -44,6 +71,8 @@ def to_prompt_messages(
         where = "question" if i == len(turns) else f"history[{i}].question"
         if IMAGE_TOKEN in text and i > 0:
             raise ValueError(f"{where} has {IMAGE_TOKEN}: the image belongs to the first question only")
+        if text.count(IMAGE_TOKEN) > 1:
+            raise ValueError(f"{where} has {text.count(IMAGE_TOKEN)} {IMAGE_TOKEN} tokens: there is one image")
         if i == 0 and IMAGE_TOKEN not in text:
             text = f"{IMAGE_TOKEN}\n{text}"
         if mine is not None:
@@ -68,6 +97,8 @@ def chat(
     max_new_tokens: int = 64,
     history: Sequence[Turn] = (),
     streamer: BaseStreamer | None = None,
+    max_prompt_tokens: int | None = None,
+    stop: threading.Event | None = None,
 ) -> tuple[str, list[list[float]]]:
     """Ask ``question`` about ``image`` with greedy decoding.
 
@@ -79,21 +110,35 @@ def chat(
         boxes: pixel xyxy boxes of ``image`` for the ``<region>`` placeholders, in order.
         history: earlier turns of this conversation about the same image, oldest first.
         streamer: handed to ``generate`` (e.g. ``AnswerStreamer``) to see the answer as it is written.
+        max_prompt_tokens: refuse (``PromptTooLong``) a prompt longer than this, image tokens included.
+        stop: once set (from another thread), generation ends at the next token; the answer so far is returned.
     Returns:
         ``(answer_text, answer_boxes)``: every ``[x1, y1, x2, y2]`` in the answer, mapped to original-image pixels.
         A ``box_answers="ground"`` model writes ``<ground>`` tokens; each becomes the box its grounding head
-        draws, written as box text, so the answer reads the same for both kinds of model.
+        draws, written as box text, so the answer reads the same for both kinds of model. A box with no area
+        is written ``NOT_FOUND`` and left out of ``answer_boxes`` (module docstring).
+    Raises:
+        ValueError: naming ``question`` or ``history[i].question``/``.answer`` when a ``<region>`` count differs
+        from its boxes or the text holds a special token (``conversation.check_user_text``).
     """
     ground = getattr(model.config, "box_answers", "text") == "ground"
     boxes = list(boxes or [])
+    history = list(history)
+    tokenizer = processor.tokenizer
+    for i, turn in enumerate(history):  # text a user typed (or sent back) may not speak the format's markers
+        check_user_text(tokenizer, turn.question, f"history[{i}].question", processor.template,
+                        (REGION_TOKEN, IMAGE_TOKEN))  # fmt: skip
+        check_user_text(tokenizer, turn.answer, f"history[{i}].answer", processor.template)
+    check_user_text(tokenizer, question, "question", processor.template, (REGION_TOKEN, IMAGE_TOKEN))
     if question.count(REGION_TOKEN) != len(boxes):
         raise ValueError(f"question has {question.count(REGION_TOKEN)} <region> placeholders but {len(boxes)} boxes "
                          "were given")
-    messages, all_boxes = to_prompt_messages(list(history), question, ground)
+    messages, all_boxes = to_prompt_messages(history, question, ground)
     all_boxes += boxes
-    inputs = processor(images=image, boxes=[all_boxes] if all_boxes else None, return_original_sizes=True)
-    tokenizer = processor.tokenizer
     prompt = encode_prompt(tokenizer, messages, processor.num_image_tokens, processor.template)
+    if max_prompt_tokens is not None and len(prompt) > max_prompt_tokens:
+        raise PromptTooLong(len(prompt), max_prompt_tokens)
+    inputs = processor(images=image, boxes=[all_boxes] if all_boxes else None, return_original_sizes=True)
     device = model.device
     input_ids = torch.tensor([prompt], device=device)
     extra = {"boxes": inputs["boxes"].to(device), "box_mask": inputs["box_mask"].to(device)} if all_boxes else {}
@@ -106,6 +151,7 @@ def chat(
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         streamer=streamer,
+        stopping_criteria=StoppingCriteriaList([StopWhenSet(stop)] if stop is not None else []),
         **extra,
     )
     answer_ids = out[0, len(prompt):]
@@ -121,9 +167,26 @@ def chat(
         answer = fill_placeholders(pieces, drawn.float().clamp(0.0, 1.0))
     else:
         answer = tokenizer.decode(answer_ids, skip_special_tokens=True).strip()
+    answer = mark_not_found(answer)
     found = torch.tensor(parse_boxes(answer), dtype=torch.float32).reshape(-1, 4)
     (pixels,) = processor.post_process_boxes([found], inputs["original_sizes"])
     return answer, pixels.tolist()
+
+
+def mark_not_found(answer: str) -> str:
+    """``answer`` with each box text that has no area (``found_boxes``) written as ``NOT_FOUND``; an answer whose
+    boxes all have an area comes back as it is."""
+    text, boxes = boxes_to_placeholder(answer, _SLOT)
+    if not boxes or _SLOT in answer:
+        return answer
+    found = found_boxes(torch.tensor(boxes)).tolist()
+    if all(found):
+        return answer
+    pieces = text.split(_SLOT)
+    out = pieces[0]
+    for box, ok, piece in zip(boxes, found, pieces[1:]):
+        out += (render_box(box) if ok else NOT_FOUND) + piece
+    return out
 
 
 class AnswerStreamer(BaseStreamer):

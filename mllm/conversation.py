@@ -9,6 +9,11 @@ A conversation becomes a list of ``Segment``s; each is tokenized on its own and 
 so a generation prompt is token for token a prefix of the training sequence. Labels are -100 everywhere but
 the assistant's segments (its answer and the token(s) that end its turn). ``<image>`` is expanded to the
 number of image tokens here, after tokenization, so no tokenizer ever sees hundreds of placeholders.
+
+Text a user typed may hold no special token (``check_user_text``): a typed ``<|im_start|>``, ``ASSISTANT:`` or
+``<eos>`` would otherwise be read as the format's own markers, and a typed ``<image>`` or ``<ground>`` would ask
+for image features or boxes nobody gave. Only ``<region>`` (in a question) and the first question's ``<image>``
+are the user's to write.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any, Literal
 
 from tokenizers import AddedToken
 
+from loclip.core.messages import shown
 from loclip.encoder.box_text import boxes_to_placeholder
 
 IMAGE_TOKEN = "<image>"
@@ -45,15 +51,16 @@ def to_messages(conversations: list[dict[str, Any]], where: str = "conversations
     Turns must alternate human, gpt, human, … ; ``ValueError`` names the turn otherwise.
     """
     if not isinstance(conversations, list) or not conversations:
-        raise ValueError(f"{where} must be a non-empty list of turns, got {conversations!r:.80}")
+        raise ValueError(f"{where} must be a non-empty list of turns, got {shown(conversations)}")
     messages = []
     for i, turn in enumerate(conversations):
-        role = _ROLES.get(turn.get("from")) if isinstance(turn, dict) else None
+        speaker = turn.get("from") if isinstance(turn, dict) else None
+        role = _ROLES.get(speaker) if isinstance(speaker, str) else None  # any JSON value may sit there
         expected = "user" if i % 2 == 0 else "assistant"
         if role != expected or not isinstance(turn.get("value"), str):
             raise ValueError(
                 f"{where}[{i}] must be a {'human' if expected == 'user' else 'gpt'} turn with a string 'value', "
-                f"got {turn!r:.120}"
+                f"got {shown(turn)}"
             )
         messages.append({"role": role, "content": turn["value"]})
     return messages
@@ -167,6 +174,37 @@ def encode_prompt(
         raise ValueError("a generation prompt must end with a user message")
     parts = segments(tokenizer, messages, template, add_generation_prompt=True)
     return encode_segments(tokenizer, parts, num_image_tokens, template)[0]
+
+
+def special_texts(tokenizer: Any, template: Template = "auto") -> set[str]:
+    """Every text the conversation format reads as a marker: its placeholders (``<image>``, ``<region>``,
+    ``<ground>``, whether this tokenizer has them or not), the tokenizer's special tokens (bos, eos, pad, every
+    added special token such as ``<|im_start|>``) and, for the plain template, its role markers. ``<unk>`` is left
+    out: unknown words become it anyway, typed or not."""
+    texts = {IMAGE_TOKEN, REGION_TOKEN, GROUND_TOKEN, *tokenizer.all_special_tokens}
+    texts |= {t.content for t in tokenizer.added_tokens_decoder.values() if t.special}
+    if resolve_template(tokenizer, template) == "plain":
+        texts |= {PLAIN_USER, PLAIN_ASSISTANT}
+    texts.discard(tokenizer.unk_token)
+    return {t for t in texts if t}
+
+
+def check_user_text(
+    tokenizer: Any, text: str, where: str, template: Template = "auto", allowed: tuple[str, ...] = ()
+) -> None:
+    """Refuse user ``text`` that holds a special token other than ``allowed`` (e.g. ``<region>`` in a question):
+    ``ValueError`` naming ``where``, the token and the text. Both the text itself and what the tokenizer makes
+    of it are checked (a normalising tokenizer may read a special token in text that does not spell it)."""
+    if not isinstance(text, str):
+        raise TypeError(f"{where} must be a string, got {type(text).__name__}")
+    forbidden = special_texts(tokenizer, template) - set(allowed)
+    found = sorted(t for t in forbidden if t in text)
+    if not found:
+        ids = set(tokenizer(text, add_special_tokens=False)["input_ids"])
+        found = [t for t in tokenizer.convert_ids_to_tokens(sorted(ids)) if t in forbidden]
+    if found:
+        raise ValueError(f"{where} contains {found[0]!r}, which the conversation format reserves (a special token "
+                         f"or role marker): remove it; {where} = {shown(text)}")
 
 
 def token_id(tokenizer: Any, token: str) -> int:

@@ -7,6 +7,7 @@ answer with arbitrary tokens and, most of the time, no box at all.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -131,23 +132,28 @@ class Server:
 TEST_LIMITS = dict(max_pixels=300 * 300, max_boxes=3, max_text_chars=80, max_labels=6, max_file_mb=1.0)
 
 
-def _serve(model_dir: Path) -> Iterator[Server]:
-    from loclip.demo.app import build_demo
-    from loclip.demo.backend import load_backend
+def serve(backend, name: str, limits) -> Iterator[Server]:
+    """A demo of ``backend`` on a free port, launched as ``loclip-demo`` launches it (same request limits)."""
+    from loclip.demo.app import build_demo, launch_options
     from loclip.demo.defaults import default_example
-    from loclip.demo.limits import Limits
 
-    torch.set_num_threads(1)
-    limits = Limits(**TEST_LIMITS)
-    backend = load_backend(model_dir, limits)
-    demo = build_demo(backend, default_example(backend.tokenizer, backend.image_size), model_dir.name, limits)
+    demo = build_demo(backend, default_example(backend.tokenizer, backend.image_size), name, limits)
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                max_file_size=int(limits.max_file_mb * 1024 * 1024))  # fmt: skip
+                **launch_options(limits))  # fmt: skip
     try:
         yield Server(f"http://127.0.0.1:{port}/", backend, limits)
     finally:
         demo.close()
+
+
+def _serve(model_dir: Path) -> Iterator[Server]:
+    from loclip.demo.backend import load_backend
+    from loclip.demo.limits import Limits
+
+    torch.set_num_threads(1)
+    limits = Limits(**TEST_LIMITS)
+    yield from serve(load_backend(model_dir, limits), model_dir.name, limits)
 
 
 @pytest.fixture(scope="session")
@@ -158,6 +164,28 @@ def chat_server(chat_model_dir: Path) -> Iterator[Server]:
 @pytest.fixture(scope="session")
 def encoder_server(encoder_model_dir: Path) -> Iterator[Server]:
     yield from _serve(encoder_model_dir)
+
+
+def endless(backend, max_new_tokens: int = 1000) -> list[int]:
+    """Make ``backend``'s model answer ``max_new_tokens`` tokens, never ending early (its end token suppressed),
+    and count its forward passes: the returned list grows by one per generated token."""
+    backend.max_new_tokens = max_new_tokens
+    backend.model.generation_config.suppress_tokens = [backend.tokenizer.eos_token_id]
+    steps: list[int] = []
+    backend.model.register_forward_hook(lambda *_: steps.append(1))
+    return steps
+
+
+@pytest.fixture(name="serve_backend")
+def serve_backend_fixture():
+    """``with serve_backend(backend) as server:`` a demo of a backend built in the test, on a free port."""
+    return contextlib.contextmanager(lambda backend: serve(backend, "test", backend.limits))
+
+
+@pytest.fixture(name="endless")
+def endless_fixture():
+    """``endless(backend, max_new_tokens)``: a model that never ends early; returns its step counter."""
+    return endless
 
 
 @pytest.fixture(name="make_image")

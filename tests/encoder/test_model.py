@@ -13,6 +13,7 @@ from transformers import AutoConfig, AutoModel, CLIPConfig, CLIPModel, SiglipCon
 
 from loclip.encoder import LoclipConfig, LoclipModel, LoclipVisionConfig, LoclipVisionModel, tiny_config
 from loclip.encoder.compat import enable_activation_checkpointing, is_activation_checkpointing
+from loclip.encoder.modeling import found_boxes
 
 S = 64  # tiny image size
 
@@ -165,6 +166,19 @@ def test_dense_grounding_answers_with_the_best_cells_box(model: LoclipModel) -> 
         assert torch.equal(out.raw_boxes[b, 0], out.cell_boxes[b, 0, best])  # the loss sees it whole
         assert torch.equal(out.boxes[b, 0], out.cell_boxes[b, 0, best].clamp(0, 1))  # the answer inside the image
     assert torch.equal(model.ground(px, ids), out.boxes[:, 0])
+
+
+def test_a_box_without_area_is_not_found(model: LoclipModel) -> None:
+    px, ids = _pixels(), _ids()
+    boxes, found = model.ground(px, ids, return_found=True)
+    assert torch.equal(boxes, model.ground(px, ids)) and found.tolist() == [True, True]
+    with torch.no_grad():
+        model.vision_model.box_head.size_bias.fill_(-40.0)  # what a head draws for a phrase it cannot place
+    boxes, found = model.ground(px, ids, return_found=True)
+    assert found.tolist() == [False, False] and boxes.shape == (2, 4)
+    # the rule: some area at the resolution of box text (0-999 integers)
+    assert found_boxes(torch.tensor([[0.1, 0.1, 0.1004, 0.5], [0.1, 0.1, 0.5, 0.1], [0.1, 0.1, 0.102, 0.102],
+                                     [0.0, 0.0, 1.0, 1.0]])).tolist() == [False, False, True, True]  # fmt: skip
 
 
 def test_dense_head_boxes_start_centred_on_their_cells() -> None:
