@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import torch
 
+from loclip.core.messages import shown
 from loclip.encoder import boxes
 
 # A bracketed group without nested brackets; its inside is checked separately so that a malformed
@@ -20,12 +21,13 @@ _GROUP = re.compile(r"\[([^\[\]]*)\]")
 _BIN = re.compile(r"[0-9]{1,3}")  # 0..999, at most three digits (also keeps int() cheap)
 
 
-def render_box_list(boxes_norm: torch.Tensor | Sequence) -> list[str]:
+def render_box_list(boxes_norm: torch.Tensor | Sequence, name: str = "boxes_norm") -> list[str]:
     """Normalised model-frame xyxy boxes ``[N, 4]`` → one ``"[x1, y1, x2, y2]"`` string per box.
 
-    Raises ``ValueError`` for boxes outside [0, 1] or with ``x2 < x1`` (via ``boxes.to_bins``).
+    Raises ``ValueError``/``TypeError`` naming ``name`` for anything but boxes in [0, 1] with ``x1 <= x2``,
+    ``y1 <= y2`` (via ``boxes.to_bins``).
     """
-    bins = boxes.to_bins(boxes_norm, name="boxes_norm").reshape(-1, 4).tolist()
+    bins = boxes.to_bins(boxes_norm, name=name).reshape(-1, 4).tolist()
     return ["[" + ", ".join(str(v) for v in row) + "]" for row in bins]
 
 
@@ -36,10 +38,10 @@ def render_boxes(boxes_norm: torch.Tensor | Sequence) -> str:
 
 def render_box(box_norm: torch.Tensor | Sequence) -> str:
     """One normalised model-frame xyxy box ``[4]`` → ``"[x1, y1, x2, y2]"`` (integers 0..999)."""
-    t = torch.as_tensor(box_norm)
+    t = boxes.as_float_boxes(box_norm, "box_norm")
     if t.shape != (4,):
         raise ValueError(f"box_norm must have shape [4], got {tuple(t.shape)}")
-    return render_boxes(t[None])
+    return render_box_list(t[None], name="box_norm")[0]
 
 
 def _parse_group(inside: str) -> list[int] | None:
@@ -73,6 +75,12 @@ def boxes_to_placeholder(text: str, placeholder: str) -> tuple[str, list[list[fl
     Returns the new text and the boxes it held (normalised model-frame xyxy, in order); malformed groups
     stay as they are. This is how box answers become ``<ground>`` tokens for a grounding-token MLLM.
     """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if not isinstance(placeholder, str):
+        raise TypeError(f"placeholder must be a str, got {shown(placeholder)}")
+    if not placeholder:
+        raise ValueError("placeholder must not be empty: the boxes would vanish from the text")
     found: list[list[int]] = []
 
     def swap(match: re.Match) -> str:
@@ -92,7 +100,9 @@ def fill_placeholders(pieces: Sequence[str], boxes_norm: torch.Tensor | Sequence
     ``pieces`` has ``len(boxes_norm) + 1`` entries (``text.split(placeholder)``); the boxes are
     normalised model-frame xyxy ``[G, 4]``. Whitespace around each box collapses to one space.
     """
-    rendered = render_box_list(torch.as_tensor(boxes_norm, dtype=torch.float32).reshape(-1, 4))
+    if isinstance(pieces, str) or not all(isinstance(p, str) for p in pieces):
+        raise TypeError(f"pieces must be a list of str (text split at the placeholders), got {shown(pieces)}")
+    rendered = render_box_list(boxes_norm)
     if len(pieces) != len(rendered) + 1:
         raise ValueError(f"{len(pieces)} text pieces need {len(pieces) - 1} boxes, got {len(rendered)}")
     out = pieces[0].rstrip()

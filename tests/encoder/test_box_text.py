@@ -109,3 +109,41 @@ def test_fill_placeholders_round_trips_and_checks_counts() -> None:
     assert box_text.fill_placeholders(["", ""], [[0.0, 0.0, 0.5, 0.5]]) == box_text.render_box([0.0, 0.0, 0.5, 0.5])
     with pytest.raises(ValueError, match="3 text pieces need 2 boxes, got 1"):
         box_text.fill_placeholders(["a", "b", "c"], [[0.0, 0.0, 0.5, 0.5]])
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        (None, TypeError, "box_norm must be a tensor or nested sequence of numbers, got None"),  # RuntimeError
+        ([10**400, 0, 0, 0], ValueError, "box_norm holds a number past float's range"),  # torch's error, no field
+        ("abcd", TypeError, "box_norm must be a tensor"),  # torch's own TypeError
+        ([0.0, 0.0, 1.5, 1.0], ValueError, r"box_norm must be normalised xyxy in \[0, 1\]"),  # named boxes_norm
+    ],
+)
+def test_render_box_names_box_norm(value, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        render_box(value)
+
+
+@pytest.mark.parametrize(
+    ("pieces", "value", "error", "match"),
+    [
+        (["a", "b"], None, TypeError, "boxes_norm must be a tensor or nested sequence"),  # torch's TypeError
+        (["a", "b"], [0.0, 0.0, 1.0], ValueError, r"boxes_norm must have shape \[\.\.\., 4\]"),  # reshape error
+        (["a", "b", "c"], [[0.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 1.0]], ValueError, r"got \(1, 8\)"),  # read as 2 boxes
+        ("ab", [[0.0, 0.0, 1.0, 1.0]], TypeError, "pieces must be a list of str"),  # the string's letters were pieces
+        ([None, "b"], [[0.0, 0.0, 1.0, 1.0]], TypeError, "pieces must be a list of str"),  # AttributeError
+    ],
+)
+def test_fill_placeholders_names_what_is_wrong(pieces, value, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        box_text.fill_placeholders(pieces, value)
+
+
+def test_boxes_to_placeholder_wants_text_and_a_placeholder() -> None:
+    with pytest.raises(TypeError, match="placeholder must be a str, got None"):
+        box_text.boxes_to_placeholder("[1, 2, 3, 4]", None)  # the box silently vanished from the text
+    with pytest.raises(ValueError, match="placeholder must not be empty"):
+        box_text.boxes_to_placeholder("[1, 2, 3, 4]", "")
+    with pytest.raises(TypeError, match="text must be a str, got bytes"):
+        box_text.boxes_to_placeholder(b"[1, 2, 3, 4]", "<g>")  # re's TypeError, naming no field
