@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 from typing import Any
 
 import torch
 
+from loclip.core.messages import shown
 from loclip.encoder.boxes import clip_to_size, coco_to_xyxy
 
 from .data import (
@@ -28,19 +28,17 @@ from .data import (
     RegionImage,
     SkipCounter,
     check_dir,
-    check_file,
     collect_images,
 )
+from .input_files import read_json
 
 DEFAULT_MIN_BOX_SIZE = 8.0  # pixels, per side
+_ID_OF = {"images": "an image id", "categories": "a category id", "annotations": "an annotation id"}
 
 
 def load_json(path: str | os.PathLike, field_name: str, required: tuple[str, ...]) -> dict[str, Any]:
     """A JSON object with the ``required`` top-level lists, or ``ValueError`` naming the field and key."""
-    try:
-        data = json.loads(check_file(path, field_name).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{field_name}: {str(path)!r} is not valid JSON ({e})") from e
+    data = read_json(path, field_name)
     if not isinstance(data, dict):
         raise ValueError(f"{field_name}: {str(path)!r} must hold a JSON object, got {type(data).__name__}")
     for key in required:
@@ -55,7 +53,39 @@ def require_keys(data: dict[str, Any], field_name: str, required: dict[str, tupl
         for i, entry in enumerate(data.get(list_name, [])):
             missing = [k for k in keys if not isinstance(entry, dict) or k not in entry]
             if missing:
-                raise ValueError(f"{field_name}: {list_name}[{i}] lacks {missing[0]!r} (got {entry!r})")
+                raise ValueError(f"{field_name}: {list_name}[{i}] lacks {missing[0]!r} (got {shown(entry)})")
+
+
+def is_id(value: Any) -> bool:
+    """An id is an integer or a string; ``true`` is not (Python would take it for 1), nor is ``1.0``."""
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
+def check_ids(data: dict[str, Any], field_name: str, lists: tuple[str, ...]) -> None:
+    """Every ``id`` of the ``lists`` is an id (``is_id``) and unique in its list, or ``ValueError`` naming
+    ``list[i].id``: a repeated image id would drop one image and score the other with both sets of
+    annotations, a repeated category id would merge two classes."""
+    for list_name in lists:
+        first: dict[Any, int] = {}
+        for i, entry in enumerate(data.get(list_name, [])):
+            value = entry["id"]
+            if not is_id(value):
+                raise ValueError(f"{field_name}: {list_name}[{i}].id = {shown(value)} is not an integer or a string")
+            if value in first:
+                raise ValueError(f"{field_name}: {list_name}[{i}].id = {shown(value)} repeats "
+                                 f"{list_name}[{first[value]}].id; ids must be unique")
+            first[value] = i
+
+
+def check_references(data: dict[str, Any], field_name: str, list_name: str, fields: dict[str, str]) -> None:
+    """Every ``data[list_name][i][key]`` is the id of an entry of ``data[fields[key]]`` (``check_ids`` first),
+    or ``ValueError`` naming ``list_name[i].key`` and the value."""
+    ids = {target: {entry["id"] for entry in data.get(target, [])} for target in fields.values()}
+    for i, entry in enumerate(data.get(list_name, [])):
+        for key, target in fields.items():
+            value = entry[key]
+            if not is_id(value) or value not in ids[target]:
+                raise ValueError(f"{field_name}: {list_name}[{i}].{key} = {shown(value)} is not {_ID_OF[target]}")
 
 
 def coco_index(data: dict[str, Any]) -> Any:
@@ -92,14 +122,12 @@ def read_coco_instances(
     data = load_json(ann_file, "instances_json", ("images", "annotations", "categories"))
     require_keys(data, "instances_json", {"images": ("id", "file_name"), "categories": ("id", "name"),
                                           "annotations": ("id", "image_id", "category_id", "bbox")})
+    check_ids(data, "instances_json", ("images", "annotations", "categories"))
+    check_references(data, "instances_json", "annotations", {"image_id": "images", "category_id": "categories"})
     root = check_dir(image_dir, "image_dir")
     coco = coco_index(data)
-    cat_ids = sorted(coco.cats)
+    cat_ids = sorted(coco.cats, key=_id_order)
     label_of = {cid: i for i, cid in enumerate(cat_ids)}
-    for i, ann in enumerate(data["annotations"]):
-        if ann["category_id"] not in label_of:
-            raise ValueError(f"instances_json: annotations[{i}].category_id = {ann['category_id']!r} "
-                             f"is not among the categories' ids {cat_ids}")
     skips = SkipCounter()
 
     def regions(img: dict[str, Any]) -> tuple[Region, ...]:
@@ -115,7 +143,8 @@ def read_coco_instances(
             out.append(Region(tuple(box.tolist()), label_of[ann["category_id"]]))
         return tuple(out)
 
-    items = collect_images(coco.loadImgs(sorted(coco.imgs)), root, regions, RegionImage, skips, max_images)
+    items = collect_images(coco.loadImgs(sorted(coco.imgs, key=_id_order)), root, regions, RegionImage, skips,
+                           max_images)
     names = tuple(coco.cats[c]["name"] for c in cat_ids)
     return Dataset(f"coco-instances:{os.path.basename(ann_file)}", items, names, dict(skips))
 
@@ -126,23 +155,25 @@ def read_coco_captions(
     """COCO captions JSON + image folder → one item per image with all its captions (ids ascending)."""
     data = load_json(ann_file, "captions_json", ("images", "annotations"))
     require_keys(data, "captions_json", {"images": ("id", "file_name"), "annotations": ("id", "image_id", "caption")})
+    check_ids(data, "captions_json", ("images", "annotations"))
+    check_references(data, "captions_json", "annotations", {"image_id": "images"})
     root = check_dir(image_dir, "image_dir")
     coco = coco_index(data)
     for i, ann in enumerate(data["annotations"]):
-        if ann["image_id"] not in coco.imgs:
-            raise ValueError(f"captions_json: annotations[{i}].image_id = {ann['image_id']!r} is not an image id")
         if not isinstance(ann["caption"], str) or not ann["caption"].strip():
             raise ValueError(f"captions_json: annotations[{i}].caption must be a non-empty string, "
-                             f"got {ann['caption']!r}")
+                             f"got {shown(ann['caption'])}")
     skips = SkipCounter()
 
     def captions(img: dict[str, Any]) -> tuple[str, ...]:
-        found = tuple(a["caption"].strip() for a in sorted(coco.imgToAnns[img["id"]], key=lambda a: a["id"]))
+        anns = sorted(coco.imgToAnns[img["id"]], key=lambda a: _id_order(a["id"]))
+        found = tuple(a["caption"].strip() for a in anns)
         if not found:
             skips.skip("image_without_caption", f"image {img['id']}")
         return found
 
-    items = collect_images(coco.loadImgs(sorted(coco.imgs)), root, captions, CaptionedImage, skips, max_images)
+    items = collect_images(coco.loadImgs(sorted(coco.imgs, key=_id_order)), root, captions, CaptionedImage, skips,
+                           max_images)
     return Dataset(f"coco-captions:{os.path.basename(ann_file)}", items, skipped=dict(skips))
 
 
@@ -159,18 +190,15 @@ def read_coco_multilabel(
     data = load_json(ann_file, field_name, ("images", "annotations", "categories"))
     require_keys(data, field_name, {"images": ("id", "file_name"), "categories": ("id", "name"),
                                     "annotations": ("id", "image_id", "category_id")})
+    check_ids(data, field_name, ("images", "annotations", "categories"))
+    check_references(data, field_name, "annotations", {"image_id": "images", "category_id": "categories"})
     root = check_dir(image_dir, "image_dir")
     name_of = {c["id"]: c["name"] for c in data["categories"]}
-    cat_ids = sorted(name_of)
+    cat_ids = sorted(name_of, key=_id_order)
     label_of = {cid: i for i, cid in enumerate(cat_ids)}
     images = {img["id"]: img for img in data["images"]}
     anns: dict[Any, list[dict[str, Any]]] = {i: [] for i in images}
-    for i, ann in enumerate(data["annotations"]):
-        if ann["category_id"] not in label_of:
-            raise ValueError(f"{field_name}: annotations[{i}].category_id = {ann['category_id']!r} "
-                             f"is not among the categories' ids {cat_ids}")
-        if ann["image_id"] not in images:
-            raise ValueError(f"{field_name}: annotations[{i}].image_id = {ann['image_id']!r} is not an image id")
+    for ann in data["annotations"]:
         anns[ann["image_id"]].append(ann)
     skips = SkipCounter()
 
@@ -185,6 +213,12 @@ def read_coco_multilabel(
             skips.skip("image_without_label", f"image {img['id']}")
         return tuple(sorted(found))
 
-    items = collect_images([images[i] for i in sorted(images)], root, labels, MultiLabelImage, skips, max_images)
+    items = collect_images([images[i] for i in sorted(images, key=_id_order)], root, labels, MultiLabelImage, skips,
+                           max_images)
     names = tuple(name_of[cid] for cid in cat_ids)
     return Dataset(f"coco-multilabel:{os.path.basename(ann_file)}", items, names, dict(skips))
+
+
+def _id_order(value: int | str) -> tuple[bool, int | str]:
+    """Ids in ascending order, integers before strings (a file may mix them: ``sorted`` alone would fail)."""
+    return isinstance(value, str), value

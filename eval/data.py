@@ -17,6 +17,9 @@ from typing import Any, Generic, TypeVar, Union
 
 from PIL import Image
 
+from loclip.core.image_loading import ImageRefused, resolve_image_path
+from loclip.core.messages import shown
+
 ImageInput = Union[str, "os.PathLike[str]", Image.Image]
 Box = tuple[float, float, float, float]  # pixel xyxy of the original image
 
@@ -132,12 +135,16 @@ def check_dir(path: str | os.PathLike, field_name: str) -> Path:
     return p
 
 
-def find_image(image_dir: Path, file_name: str, skips: SkipCounter) -> Path | None:
-    """``image_dir/file_name`` if the file exists; otherwise count a ``missing_image`` skip and return None."""
-    path = image_dir / file_name
-    if path.is_file():
-        return path
-    skips.skip("missing_image", str(path))
+def find_image(image_dir: Path, file_name: Any, skips: SkipCounter, name: str = "image") -> Path | None:
+    """``image_dir/file_name`` if it is a regular file inside ``image_dir`` (``resolve_image_path``); a missing
+    one is counted as a ``missing_image`` skip (None); one that leaves the folder (``/etc/passwd.png``,
+    ``../x.png``, a link out) or is no regular file is refused: ``ValueError`` naming ``name`` and the path."""
+    try:
+        return resolve_image_path(image_dir, file_name, name)
+    except ImageRefused as e:
+        if e.reason != "image_missing":
+            raise
+    skips.skip("missing_image", str(image_dir / file_name))
     return None
 
 
@@ -155,7 +162,7 @@ def collect_images(
         if max_images is not None and len(items) >= max_images:
             break
         value = content(entry)
-        path = find_image(image_dir, entry["file_name"], skips) if value else None
+        path = find_image(image_dir, entry["file_name"], skips, f"image {shown(entry.get('id'))}") if value else None
         if path is not None:
             items.append(item_type(path, value))
     return items

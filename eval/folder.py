@@ -6,23 +6,27 @@ name with ``_`` as spaces, or the value given for it in a ``classnames`` JSON ob
 
 from __future__ import annotations
 
-import json
 import os
 from itertools import zip_longest
 
-from .data import Dataset, LabelledImage, check_dir, check_file
+from loclip.core.messages import shown
+
+from .data import Dataset, LabelledImage, check_dir
+from .input_files import read_json
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 
 def read_classnames(path: str | os.PathLike) -> dict[str, str]:
-    """A JSON object mapping class folder → class name, checked."""
-    try:
-        names = json.loads(check_file(path, "classnames").read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"classnames: {str(path)!r} is not valid JSON ({e})") from e
-    if not isinstance(names, dict) or not all(isinstance(v, str) and v.strip() for v in names.values()):
-        raise ValueError(f"classnames: {str(path)!r} must be a JSON object {{folder: non-empty name}}")
+    """A JSON object mapping class folder → class name, checked (``ValueError`` naming the file and the entry)."""
+    names = read_json(path, "classnames")
+    if not isinstance(names, dict):
+        raise ValueError(f"classnames: {str(path)!r} must be a JSON object {{folder: non-empty name}}, got "
+                         f"{type(names).__name__}")
+    for folder, name in names.items():
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"classnames: {str(path)!r}: the name of {shown(folder)} must be a non-empty string, "
+                             f"got {shown(name)}")
     return names
 
 

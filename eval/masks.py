@@ -4,9 +4,10 @@ A mask PNG holds one integer per pixel (mode ``L``, ``P`` — palette indices, a
 ``I;16``/``I``), of the same size as its image. ``read_masks`` pairs images with masks by file stem and maps
 raw values to class indices with a lookup table built from the class list:
 
-- a text file, one class name per line: line ``i`` (from 0) is mask value ``i``;
-- a JSON object ``{"value": "name", ...}`` for sparse ids (COCO-Stuff's 0–181 with gaps): classes are
-  numbered in value order;
+- a text file, one class name per line: line ``i`` (from 0) is mask value ``i`` (so a blank line is an
+  error, not a line to skip);
+- a JSON object ``{"value": "name", ...}`` for sparse ids (COCO-Stuff's 0–181 with gaps): keys are plain
+  decimal values 0–65535, names non-blank strings; classes are numbered in value order;
 - ``reduce_zero_label`` (ADE20K): value 0 is "unlabelled" and value ``v`` is line ``v - 1``.
 
 ``ignore_index`` (255 by default) marks unlabelled pixels. Any other value with no class is an error naming
@@ -15,8 +16,8 @@ the file and the value: a mask that does not match its class list is not scored 
 
 from __future__ import annotations
 
-import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,12 +25,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from loclip.core.image_loading import ImageRefused, open_raster
+from loclip.core.image_loading import ImageRefused, ImageTooLarge, open_raster
+from loclip.core.messages import shown
 
-from .data import Dataset, SegmentedImage, SkipCounter, check_dir, check_file
+from .data import Dataset, SegmentedImage, SkipCounter, check_dir
+from .input_files import read_json, read_text
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 UNMAPPED = -1  # lookup-table entry for a raw value that has no class
+MAX_MASK_VALUE = 65535  # a 16-bit PNG's largest value
+_MASK_VALUE = re.compile(r"0|[1-9][0-9]{0,4}")  # ASCII digits only, no sign, space or leading zero
 
 
 @dataclass(frozen=True)
@@ -42,23 +47,51 @@ class MaskFile:
 
 
 def read_class_list(path: str | os.PathLike, reduce_zero_label: bool = False) -> tuple[tuple[str, ...], dict[int, int]]:
-    """Class names and ``{raw mask value: class index}`` from a text or JSON class list (module docstring)."""
-    file = check_file(path, "--seg-classes")
-    text = file.read_text()
-    if file.suffix.lower() == ".json":
-        try:
-            table = json.loads(text)
-            pairs = sorted((int(k), str(v)) for k, v in table.items())
-        except (ValueError, AttributeError, TypeError) as e:
-            raise ValueError(f"--seg-classes {str(path)!r}: expected a JSON object {{mask value: name}} ({e})") from e
+    """Class names and ``{raw mask value: class index}`` from a text or JSON class list (module docstring).
+
+    Anything that would move a class onto another value, or invent one, is a ``ValueError`` naming the file and
+    the line or key: a blank line before the last name (blank lines at the end are ignored), a JSON key that is
+    not a plain decimal ``0``..``65535`` (``" 1"`` or ``"01"`` beside ``"1"`` would give one value two classes),
+    a key given twice, a name that is not a non-blank string (``null``, ``5``). Names are stripped; a UTF-8
+    byte-order mark is read past.
+    """
+    where = f"--seg-classes {str(path)!r}"
+    if Path(path).suffix.lower() == ".json":
+        table = read_json(path, "--seg-classes", object_pairs_hook=lambda pairs: _unique_keys(pairs, where))
+        if not isinstance(table, dict):
+            raise ValueError(f"{where}: expected a JSON object {{mask value: name}}, got {type(table).__name__}")
+        pairs = sorted(_json_class(key, name, where) for key, name in table.items())
     else:
-        names = [line.strip() for line in text.splitlines() if line.strip()]
-        pairs = [(i + int(reduce_zero_label), name) for i, name in enumerate(names)]
+        lines = [line.strip() for line in read_text(path, "--seg-classes").splitlines()]
+        while lines and not lines[-1]:
+            lines.pop()
+        if "" in lines:
+            raise ValueError(f"{where}: line {lines.index('') + 1} is blank; line i names mask value i, so every "
+                             "later class would shift: name the class or remove the line")
+        pairs = [(i + int(reduce_zero_label), name) for i, name in enumerate(lines)]
     if not pairs:
-        raise ValueError(f"--seg-classes {str(path)!r} names no class")
-    if any(v < 0 for v, _ in pairs):
-        raise ValueError(f"--seg-classes {str(path)!r}: mask values must be >= 0, got {min(v for v, _ in pairs)}")
+        raise ValueError(f"{where} names no class")
     return tuple(name for _, name in pairs), {value: i for i, (value, _) in enumerate(pairs)}
+
+
+def _unique_keys(pairs: list[tuple[str, Any]], where: str) -> dict[str, Any]:
+    """``json.loads``'s object hook: a key given twice is an error (the JSON module keeps the last silently)."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ValueError(f"{where}: key {shown(key)} is given twice")
+        seen.add(key)
+    return dict(pairs)
+
+
+def _json_class(key: str, name: Any, where: str) -> tuple[int, str]:
+    """One ``"value": "name"`` entry of a JSON class list, checked → ``(value, stripped name)``."""
+    if not _MASK_VALUE.fullmatch(key) or int(key) > MAX_MASK_VALUE:
+        raise ValueError(f"{where}: key {shown(key)} is not a mask value: expected a plain decimal integer "
+                         f"0..{MAX_MASK_VALUE} (\"1\", not \" 1\" or \"01\")")
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"{where}: the name of value {key} must be a non-empty string, got {shown(name)}")
+    return int(key), name.strip()
 
 
 def lookup_table(values: dict[int, int], ignore_index: int | None, size: int = 65536) -> np.ndarray:
@@ -111,9 +144,15 @@ def load_mask(mask: Any, size: tuple[int, int]) -> np.ndarray:
     (height, width); ``ValueError`` naming the file when its size, mode or values do not fit."""
     if isinstance(mask, MaskFile):
         where = f"mask {str(mask.path)!r}"
-        try:
-            image = open_raster(mask.path.read_bytes(), str(mask.path))
-        except (ImageRefused, OSError) as e:
+        height, width = size
+        try:  # no more pixels than its image: a larger mask is refused from its header, never decoded
+            image = open_raster(mask.path, str(mask.path), max_pixels=height * width)
+        except ImageTooLarge as e:
+            if e.size is None:
+                raise ValueError(f"{where} cannot be read: {e}") from e
+            raise ValueError(f"{where} is {e.size[0]}x{e.size[1]} pixels but its image is {width}x{height} pixels "
+                             "(from its header, not decoded)") from None
+        except ImageRefused as e:
             raise ValueError(f"{where} cannot be read: {e}") from e
         if image.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
             raise ValueError(f"{where} is mode {image.mode}: expected one integer per pixel (L, P or 16-bit)")

@@ -18,9 +18,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from loclip.core.messages import shown
 from loclip.encoder.boxes import coco_to_xyxy
 
-from .coco import clip_to_image, load_json, require_keys
+from .coco import check_ids, check_references, clip_to_image, is_id, load_json, require_keys
 from .data import Dataset, Region, RegionImage, SkipCounter, check_dir, collect_images
 
 
@@ -29,7 +30,7 @@ def _sentences(ref: dict[str, Any], where: str) -> list[str]:
     for j, s in enumerate(ref.get("sentences") or []):
         text = s.get("sent", s.get("raw")) if isinstance(s, dict) else s
         if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"refs_json: {where}.sentences[{j}] must be a string or {{'sent': str}}, got {s!r}")
+            raise ValueError(f"refs_json: {where}.sentences[{j}] must be a string or {{'sent': str}}, got {shown(s)}")
         out.append(text.strip())
     if not out:
         raise ValueError(f"refs_json: {where}.sentences is empty or missing")
@@ -46,6 +47,8 @@ def read_refs(
     data = load_json(path, "refs_json", ("images", "refs"))
     require_keys(data, "refs_json", {"images": ("id", "file_name"), "annotations": ("id", "bbox"),
                                      "refs": ("image_id",)})
+    check_ids(data, "refs_json", ("images", "annotations"))
+    check_references(data, "refs_json", "refs", {"image_id": "images"})
     root = check_dir(image_dir, "image_dir")
     images = {img["id"]: img for img in data["images"]}
     anns = {ann["id"]: ann for ann in data.get("annotations", [])}
@@ -55,21 +58,20 @@ def read_refs(
         if split is not None and ref.get("split") != split:
             continue
         where = f"refs[{i}]"
-        if ref["image_id"] not in images:
-            raise ValueError(f"refs_json: {where}.image_id = {ref['image_id']!r} is not an image id")
         if "bbox" in ref:
             key, xywh = ("ref", i), ref["bbox"]
-        elif ref.get("ann_id") in anns:
+        elif is_id(ref.get("ann_id")) and ref["ann_id"] in anns:
             key, xywh = ref["ann_id"], anns[ref["ann_id"]]["bbox"]
         else:
-            raise ValueError(f"refs_json: {where}.ann_id = {ref.get('ann_id')!r} is not an annotation id "
+            raise ValueError(f"refs_json: {where}.ann_id = {shown(ref.get('ann_id'))} is not an annotation id "
                              "(and the ref has no 'bbox' of its own)")
         box = clip_to_image(coco_to_xyxy(xywh, f"{where} bbox"), images[ref["image_id"]])
         entry = grouped.setdefault(ref["image_id"], {}).setdefault(key, (box, []))
         entry[1].extend(_sentences(ref, where))
     if split is not None and not grouped:
         found = sorted({str(r.get("split")) for r in data["refs"]})
-        raise ValueError(f"refs_split: no refs with split {split!r} in {str(path)!r} (splits there: {found})")
+        raise ValueError(f"refs_split: no refs with split {shown(split)} in {str(path)!r} (splits there: "
+                         f"{shown(found)})")
 
     def regions(img: dict[str, Any]) -> tuple[Region, ...]:
         return tuple(Region(tuple(box.tolist()), phrases=tuple(s)) for box, s in grouped[img["id"]].values())

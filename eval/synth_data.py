@@ -27,7 +27,9 @@ _LABEL = {p: i for i, p in enumerate(ALL_PHRASES)}
 
 
 def read_scenes(synth_dir: str | os.PathLike, split: str, max_scenes: int | None = None) -> list[SceneRecord]:
-    """The split's first ``max_scenes`` scenes (all when ``None``); ``ValueError`` if there are none."""
+    """The split's first ``max_scenes`` scenes (all when ``None``); ``ValueError`` if there are none, and (from
+    ``loclip.synth.read_split``) naming the shard and the scene when the split is damaged: the world is a fixed
+    benchmark, so a scene is never skipped, which would change the figures without a word."""
     records = list(islice(read_split(synth_dir, split), max_scenes))
     if not records:
         raise ValueError(f"synth_dir: split {split!r} of {str(synth_dir)!r} holds no scenes")

@@ -3,6 +3,7 @@ lookup, ignore index, skips, and an error naming the file for every mask that do
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -87,9 +88,9 @@ def test_bad_masks_name_the_file(ade: dict[str, Path]) -> None:
     [
         ("", ".txt", {}, "names no class"),
         ('["wall", "sky"]', ".json", {}, "expected a JSON object"),
-        ('{"one": "wall"}', ".json", {}, "expected a JSON object"),
-        ("{not json", ".json", {}, "expected a JSON object"),
-        ('{"-1": "wall"}', ".json", {}, "mask values must be >= 0, got -1"),
+        ('{"one": "wall"}', ".json", {}, "key 'one' is not a mask value"),
+        ("{not json", ".json", {}, "is not valid JSON"),
+        ('{"-1": "wall"}', ".json", {}, "key '-1' is not a mask value"),
         ('{"0": "wall", "255": "sky"}', ".json", {}, "--seg-ignore-index 255 is also a class value"),
         ("a\nb\nc\n", ".txt", {"ignore_index": 1}, "--seg-ignore-index 1 is also a class"),
         # reduce_zero_label: values are 1..3, so ignore 0 is no class value, but class index 0 is "a"
@@ -123,3 +124,53 @@ def test_missing_paths_name_the_flag(ade: dict[str, Path]) -> None:
         read_masks(ade["images"], ade["root"] / "nope", ade["classes"])
     with pytest.raises(ValueError, match="--seg-classes: no such file"):
         read_masks(ade["images"], ade["masks"], ade["root"] / "nope.txt")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    # line i is value i: dropping a blank line would move "sky" onto value 1
+    ("wall\n\nsky\n", r"line 2 is blank; line i names mask value i"),
+    ("wall\n   \nsky\n", r"line 2 is blank"),
+])
+def test_a_blank_line_inside_a_text_class_list_is_an_error(tmp_path: Path, text: str, message: str) -> None:
+    classes = tmp_path / "c.txt"
+    classes.write_text(text)
+    with pytest.raises(ValueError, match=rf"--seg-classes '.*c\.txt': {message}"):
+        read_class_list(classes)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"1": "wall", " 1": "sky"}', r"key ' 1' is not a mask value: expected a plain decimal integer 0\.\.65535"),
+    ('{"01": "wall"}', "key '01' is not a mask value"),
+    ('{"1.0": "wall"}', r"key '1\.0' is not a mask value"),
+    ('{"\u0661": "wall"}', "key '.' is not a mask value"),  # an Arabic-Indic one: int() would take it for 1
+    ('{"65536": "wall"}', "key '65536' is not a mask value"),
+    ('{"1": "wall", "1": "sky"}', "key '1' is given twice"),
+    ('{"0": null}', "the name of value 0 must be a non-empty string, got None"),
+    ('{"0": 5}', "the name of value 0 must be a non-empty string, got 5"),
+    ('{"0": "  "}', "the name of value 0 must be a non-empty string"),
+    ("[" * 100_000, "nests its JSON too deeply to read"),
+])
+def test_a_json_class_list_gives_each_value_one_named_class(tmp_path: Path, text: str, message: str) -> None:
+    classes = tmp_path / "c.json"
+    classes.write_text(text)
+    with pytest.raises(ValueError, match=f"--seg-classes:? '.*c\\.json':? {message}"):
+        read_class_list(classes)
+
+
+def test_class_lists_tolerate_a_byte_order_mark_and_trailing_blank_lines(tmp_path: Path) -> None:
+    (tmp_path / "c.txt").write_bytes("\ufeffwall\nsky\n\n  \n".encode())
+    assert read_class_list(tmp_path / "c.txt") == (("wall", "sky"), {0: 0, 1: 1})
+    (tmp_path / "c.json").write_bytes('\ufeff{"3": " sky ", "0": "wall"}'.encode())
+    assert read_class_list(tmp_path / "c.json") == (("wall", "sky"), {0: 0, 3: 1})
+
+
+def test_a_mask_larger_than_its_image_is_refused_from_its_header(ade: dict[str, Path]) -> None:
+    """A mask whose header says 8000 x 8000 (64 megapixels) for a 40 x 30 image: refused before decoding. Its
+    pixel data is cut short, so a decode attempt would fail with another message."""
+    data = read_masks(ade["images"], ade["masks"], ade["classes"], reduce_zero_label=True)
+    mask = data.items[0].mask
+    big = io.BytesIO()
+    Image.new("1", (8000, 8000)).save(big, format="PNG")
+    mask.path.write_bytes(big.getvalue()[:200])
+    with pytest.raises(ValueError, match=r"a\.png' is 8000x8000 pixels but its image is 40x30 pixels \(from its head"):
+        load_mask(mask, (30, 40))

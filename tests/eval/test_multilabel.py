@@ -91,6 +91,10 @@ def test_coco_multilabel(coco: dict[str, Path], tmp_path: Path) -> None:
         (lambda d: d["annotations"][1].update(image_id=42), r"annotations\[1\]\.image_id = 42 is not an image id"),
         (lambda d: d["annotations"][2].pop("category_id"), r"annotations\[2\] lacks 'category_id'"),
         (lambda d: d.pop("categories"), "needs a 'categories' list"),
+        # a repeated image id dropped one image and scored the other with both label sets (mAP 0.556 → 0.444)
+        (lambda d: d["images"].append({"id": 2, "file_name": "a.png"}), r"images\[3\]\.id = 2 repeats images\[1\]"),
+        (lambda d: d["categories"].append({"id": 18, "name": "cat"}), r"categories\[3\]\.id = 18 repeats"),
+        (lambda d: d["annotations"][0].update(category_id=True), r"annotations\[0\]\.category_id = True is not a"),
     ],
 )
 def test_coco_multilabel_errors(coco: dict[str, Path], tmp_path: Path, edit, message: str) -> None:

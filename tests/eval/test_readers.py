@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from loclip.eval import read_coco_captions, read_coco_instances, read_image_folder, read_refs
 from loclip.eval.folder import read_classnames
@@ -176,3 +178,109 @@ def test_synthetic_segmentation(synth_dir: Path, labels: str) -> None:
     assert world_prompts(labels, background=False) == (objects, data.class_prompts[1:])
     with pytest.raises(ValueError, match="labels must be one of"):
         synthetic_segmentation(records, "size")
+
+
+def edited(source: Path, tmp_path: Path, edit) -> Path:
+    """A copy of the JSON file ``source`` after ``edit(data)``."""
+    data = json.loads(source.read_text())
+    edit(data)
+    path = tmp_path / f"edited-{source.name}"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def append(key: str, entry: dict):
+    return lambda d: d[key].append(entry)
+
+
+@pytest.mark.parametrize(("file", "edit", "message"), [
+    # two categories with id 3 used to merge into one class
+    ("instances", append("categories", {"id": 3, "name": "truck"}), r"categories\[3\]\.id = 3 repeats categories\[1\]"),
+    ("instances", lambda d: d["categories"][2].update(id=True), r"categories\[2\]\.id = True is not an integer or"),
+    ("instances", lambda d: d["annotations"][0].update(category_id=True),
+     r"annotations\[0\]\.category_id = True is not a category id"),
+    ("instances", lambda d: d["annotations"][0].update(image_id=42), r"annotations\[0\]\.image_id = 42 is not an im"),
+    # a repeated image id dropped one image and scored the other with both images' annotations
+    ("instances", append("images", {"id": 2, "file_name": "a.png"}), r"images\[3\]\.id = 2 repeats images\[1\]\.id"),
+    ("instances", lambda d: d["annotations"][1].update(id=10), r"annotations\[1\]\.id = 10 repeats annotations\[0\]"),
+    ("instances", lambda d: d["images"][0].update(id=1.0), r"images\[0\]\.id = 1\.0 is not an integer or a string"),
+    ("captions", append("images", {"id": 1, "file_name": "b.png"}), r"images\[3\]\.id = 1 repeats images\[0\]\.id"),
+    ("captions", lambda d: d["annotations"][0].update(image_id=True), r"annotations\[0\]\.image_id = True is not"),
+    ("refs", append("images", {"id": 1, "file_name": "b.png"}), r"images\[3\]\.id = 1 repeats images\[0\]\.id"),
+    ("refs", lambda d: d["refs"][0].update(ann_id=True), r"refs\[0\]\.ann_id = True is not an annotation id"),
+    ("refs", lambda d: d["refs"][1].update(image_id=[1]), r"refs\[1\]\.image_id = \[1\] is not an image id"),
+])
+def test_coco_ids_are_integers_or_strings_unique_in_their_list(
+    coco: dict[str, Path], tmp_path: Path, file: str, edit, message: str
+) -> None:
+    reader = {"instances": read_coco_instances, "captions": read_coco_captions, "refs": read_refs}[file]
+    field = {"instances": "instances_json", "captions": "captions_json", "refs": "refs_json"}[file]
+    with pytest.raises(ValueError, match=f"{field}: {message}"):
+        reader(edited(coco[file], tmp_path, edit), coco["images"])
+
+
+@pytest.mark.parametrize("file_name", ["/etc/passwd.png", "../outside.png", "link.png", "folder.png", 5])
+def test_a_coco_file_name_that_leaves_the_image_folder_is_refused(
+    coco: dict[str, Path], tmp_path: Path, file_name: object
+) -> None:
+    Image.new("RGB", (8, 8)).save(tmp_path / "outside.png")
+    (coco["images"] / "link.png").symlink_to(tmp_path / "outside.png")
+    (coco["images"] / "folder.png").mkdir()
+    path = edited(coco["captions"], tmp_path, lambda d: d["images"][1].update(file_name=file_name))
+    with pytest.raises(ValueError, match=r"image 2: image path (.* leads outside the image folder|.* is not a regular "
+                                         r"file|must be a non-empty string, got 5)"):
+        read_coco_captions(path, coco["images"])
+    assert read_coco_captions(coco["captions"], coco["images"]).skipped == {"missing_image": 1}  # still a skip
+
+
+@pytest.mark.parametrize("file", ["instances", "captions", "refs", "classnames"])
+def test_json_nested_too_deeply_or_not_utf8_names_the_file(coco: dict[str, Path], tmp_path: Path, file: str) -> None:
+    """``[[[[…]]]]`` 10^5 deep raised RecursionError (a traceback from loclip-eval)."""
+    path = tmp_path / f"{file}.json"
+    read = {"instances": lambda p: read_coco_instances(p, coco["images"]),
+            "captions": lambda p: read_coco_captions(p, coco["images"]),
+            "refs": lambda p: read_refs(p, coco["images"]), "classnames": read_classnames}[file]
+    field = "classnames" if file == "classnames" else f"{file}_json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ValueError, match=rf"{field}: '.*{file}\.json' nests its JSON too deeply to read"):
+        read(path)
+    path.write_bytes(b'{"a": "\xff"}')
+    with pytest.raises(ValueError, match=rf"{field}: '.*{file}\.json' is not UTF-8 text \(byte 7\)"):
+        read(path)
+
+
+def test_a_byte_order_mark_is_read_past(coco: dict[str, Path], tmp_path: Path) -> None:
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + coco["captions"].read_bytes())
+    assert len(read_coco_captions(path, coco["images"])) == 2
+    path.write_bytes('\ufeff{"red_square": "crimson square"}'.encode())
+    assert read_classnames(path) == {"red_square": "crimson square"}
+    path.write_text(json.dumps({"red_square": None}))
+    with pytest.raises(ValueError, match=r"classnames: '.*bom\.json': the name of 'red_square' must be a non-empty"):
+        read_classnames(path)
+
+
+def test_reader_errors_end_loclip_eval_with_one_line(
+    model_dir: Path, coco: dict[str, Path], synth_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Exit 2 and one line naming the file, never a traceback: a COCO JSON nested 10^5 deep, an absolute
+    ``file_name``, a synthetic split whose shard is cut short."""
+    from loclip.cli.evaluate import main
+
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000)
+    outside = edited(coco["captions"], tmp_path, lambda d: d["images"][0].update(file_name="/etc/passwd.png"))
+    damaged = tmp_path / "synth"
+    shutil.copytree(synth_dir / "val", damaged / "val")
+    shard = damaged / "val" / "shard-000000.tar"
+    shard.write_bytes(shard.read_bytes()[:3000])
+    for args, message in [
+        (["--task", "region_cls", "--instances-json", str(deep), "--image-dir", str(coco["images"])],
+         "nests its JSON too deeply"),
+        (["--task", "retrieval", "--captions-json", str(outside), "--image-dir", str(coco["images"])],
+         "image 1: image path '/etc/passwd.png' leads outside the image folder"),
+        (["--task", "synthetic", "--synth-dir", str(damaged)], "shard-000000.tar' cannot be read (truncated"),
+    ]:
+        assert main(["--model", str(model_dir), "--no-progress", *args]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and err.startswith("loclip-eval: error: "), err
