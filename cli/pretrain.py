@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from loclip.core.messages import shown
 from loclip.pretrain.config import PretrainRecipe, Variant, apply_variant
 from loclip.core.recipe import PositiveInt, build_parser, option
 
@@ -71,14 +72,30 @@ def parser():
     return build_parser("loclip-pretrain", __doc__, PretrainCommand, PretrainRecipe)
 
 
+# Recipe fields the quickstart would replace by its synthetic world: given without --config, they are refused.
+QUICKSTART_OWNS = ("data.train_shards", "data.jsonl", "data.image_root")
+
+
 def configure(cmd: PretrainCommand, recipe: PretrainRecipe) -> None:
-    """The learning-proof variant, then the quickstart's world when no --config was given."""
+    """The learning-proof variant, then the quickstart's world when no --config was given; a --config recipe
+    must name its data and tokenizer."""
     if cmd.variant:
         apply_variant(recipe, cmd.variant)
         recipe.loss.validate()
     if cmd.config is None:
+        given = [name for name in QUICKSTART_OWNS if getattr(recipe.data, name.split(".")[1]) is not None]
+        if given:
+            raise ValueError(f"--{given[0]} needs --config: without one, the quickstart trains on its synthetic "
+                             "world (write a recipe for your data, see configs/pretrain/)")
         synth = Path(cmd.synth_dir) if cmd.synth_dir else Path(recipe.run.output_dir) / "synth"
         prepare_quickstart(recipe, synth, cmd.quickstart_scenes)
+        return
+    if cmd.synth_dir is not None:
+        raise ValueError("--synth-dir is the quickstart's (no --config); a recipe names its data itself")
+    try:
+        recipe.check_inputs()
+    except ValueError as e:
+        raise ValueError(f"--config {shown(cmd.config)}: {e}") from None
 
 
 def trainer():

@@ -6,11 +6,47 @@ Both are transformers ``PreTrainedConfig`` dataclasses, so ``save_pretrained``/`
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from transformers import AutoConfig, PreTrainedConfig
 from transformers.configuration_utils import SubConfigSpec
 
+from loclip.core.messages import shown
+
 from .choices import GROUNDING_HEADS, check_choice
 from .trunks import TEXT_TOWERS, VISION_TRUNKS
+
+
+# What ``check_trunk_shape`` calls each number when a config is checked; a recipe passes its own flag names.
+CONFIG_NAMES = {"width": "trunk_config.hidden_size", "heads": "trunk_config.num_attention_heads",
+                "patch_size": "trunk_config.patch_size", "image_size": "trunk_config.image_size",
+                "prompter_heads": "prompter_num_heads"}
+
+
+def check_trunk_shape(
+    width: int, heads: int, patch_size: int, image_size: int, prompter_heads: int | None = None,
+    names: Mapping[str, str] = CONFIG_NAMES,
+) -> None:
+    """The numbers a vision trunk and its prompter must agree on, checked before any layer is built (a
+    ``ValueError`` naming each number by ``names``: the config's fields, or the flags of a recipe).
+
+    Attention splits ``width`` over ``heads`` (the trunk's and the prompter's); the sinusoidal box encoding
+    splits it in four; a patch must fit in the image (a larger one leaves no patch to embed)."""
+    def named(key: str, value: object) -> str:
+        return f"{names[key]} = {shown(value)}"
+
+    for key, value in (("width", width), ("heads", heads), ("patch_size", patch_size), ("image_size", image_size),
+                       ("prompter_heads", prompter_heads)):
+        if value is not None and value < 1:
+            raise ValueError(f"{named(key, value)}: must be >= 1")
+    if width % 4:
+        raise ValueError(f"{named('width', width)}: must be divisible by 4 (the sinusoidal box encoding)")
+    if width % heads:
+        raise ValueError(f"{named('width', width)}: must be divisible by {named('heads', heads)} (attention heads)")
+    if prompter_heads is not None and width % prompter_heads:
+        raise ValueError(f"{named('prompter_heads', prompter_heads)}: must divide {named('width', width)}")
+    if patch_size > image_size:
+        raise ValueError(f"{named('patch_size', patch_size)}: larger than {named('image_size', image_size)}")
 
 
 class LoclipVisionConfig(PreTrainedConfig):
@@ -67,12 +103,9 @@ class LoclipVisionConfig(PreTrainedConfig):
                 f"projection_dim={self.projection_dim} must equal the {trunk_type} hidden_size "
                 f"({self.trunk_config.hidden_size}): that trunk has no projection layer"
             )
-        if self.hidden_size % 4:
-            raise ValueError(f"trunk hidden_size must be divisible by 4 (sinusoidal box encoding), got {self.hidden_size}")
         check_choice("grounding_head", self.grounding_head, GROUNDING_HEADS)
-        heads = self.prompter_num_heads or self.trunk_config.num_attention_heads
-        if self.hidden_size % heads:
-            raise ValueError(f"prompter_num_heads={heads} must divide the trunk hidden_size {self.hidden_size}")
+        check_trunk_shape(self.hidden_size, self.num_attention_heads, self.patch_size, self.image_size,
+                          self.prompter_num_heads, CONFIG_NAMES)
 
     # Read-only views of the trunk that MLLM code (e.g. Llava's projector) expects on a vision config.
     @property

@@ -10,7 +10,10 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
+from loclip.core.messages import shown
 from loclip.encoder.choices import BoxLoss, GroundingHead, RegionMethod
+from loclip.encoder.configuration import check_trunk_shape
+from loclip.encoder.presets import TINY_SHAPE, VIT_B16_IMAGE_SIZE
 from loclip.training.config import OptimRecipe, RunRecipe
 from loclip.core.recipe import NonNegativeFloat, PositiveInt, UnitFloat
 
@@ -20,6 +23,9 @@ Preset = Literal["tiny", "vit_b16"]
 Variant = Literal["clip", "clip_long", "dreamlip", "dreamlip_sgl", "cloc", "cloc_roialign"]  # the learning-proof sets
 PRESETS: tuple[str, ...] = get_args(Preset)
 VARIANTS: tuple[str, ...] = get_args(Variant)
+# The flags ``check_trunk_shape`` names for a tiny encoder's numbers.
+FLAG_NAMES = {"width": "model.width", "heads": "model.heads", "patch_size": "model.patch_size",
+              "image_size": "data.image_size", "prompter_heads": "model.prompter_heads"}
 
 
 @dataclass
@@ -34,12 +40,48 @@ class EncoderRecipe:
     gradient_checkpointing: bool = False
     grounding_head: GroundingHead = "dense"  # dense | pooled (CLOC's); for new encoders (preset, from_clip)
     prompter_heads: PositiveInt | None = None  # attention heads of the prompter (new encoders); None: the trunk's
-    # Shape of preset=tiny (both towers): width, depth, heads, patch size, embedding size.
-    width: PositiveInt = 64
-    layers: PositiveInt = 2
-    heads: PositiveInt = 4
-    patch_size: PositiveInt = 8
-    projection_dim: PositiveInt = 32
+    # Shape of preset=tiny (both towers): width, depth, heads, patch size, embedding size; unset: TINY_SHAPE's.
+    width: PositiveInt | None = None
+    layers: PositiveInt | None = None
+    heads: PositiveInt | None = None
+    patch_size: PositiveInt | None = None
+    projection_dim: PositiveInt | None = None
+
+    @property
+    def source(self) -> str:
+        """Where the encoder comes from, by the field that wins: ``init_from``, ``from_clip``, ``config``, else
+        the preset's name."""
+        for name in ("init_from", "from_clip", "config"):
+            if getattr(self, name) is not None:
+                return name
+        return self.preset
+
+    def tokenizer_source(self) -> str:
+        """The tokenizer directory: ``tokenizer``, else the loaded encoder's own directory."""
+        source = self.tokenizer or self.init_from or self.from_clip
+        if source is None:
+            raise ValueError(f"model.tokenizer is not set: an encoder built from "
+                             f"{'model.config' if self.config else 'model.preset'} needs a tokenizer directory")
+        return source
+
+    def validate(self, image_size: int) -> None:
+        """Refuse a field that does nothing for this encoder's source, fill the tiny shape's unset numbers,
+        and check them (``check_trunk_shape``, naming the flags) against ``image_size`` (``data.image_size``)."""
+        source = self.source
+        why = f"model.preset is {source!r}" if source in PRESETS else f"the encoder comes from model.{source}"
+        for name in (*TINY_SHAPE, "prompter_heads"):
+            value = getattr(self, name)
+            shapes = "the tiny preset" if name in TINY_SHAPE else "an encoder built from model.preset"
+            if value is not None and source != "tiny" and not (name == "prompter_heads" and source in PRESETS):
+                raise ValueError(f"model.{name} = {shown(value)} does nothing here: it shapes {shapes}, and {why}")
+        if source == "tiny":
+            for name, default in TINY_SHAPE.items():
+                if getattr(self, name) is None:
+                    setattr(self, name, default)
+            check_trunk_shape(self.width, self.heads, self.patch_size, image_size, self.prompter_heads, FLAG_NAMES)
+        elif source == "vit_b16" and image_size != VIT_B16_IMAGE_SIZE:
+            raise ValueError(f"data.image_size = {shown(image_size)}: model.preset 'vit_b16' takes "
+                             f"{VIT_B16_IMAGE_SIZE} px images")
 
 
 @dataclass
@@ -89,6 +131,14 @@ class PretrainRecipe:
 
     def validate(self) -> None:
         self.loss.validate()
+        self.model.validate(self.data.image_size)
+
+    def check_inputs(self) -> None:
+        """What a run needs besides valid fields, checked before it starts: a data source and a tokenizer (a
+        recipe may leave them to the command, as the quickstart does, so ``validate`` does not ask)."""
+        if not self.data.train_shards and not self.data.jsonl:
+            raise ValueError("data.train_shards and data.jsonl are both unset: the recipe gives nothing to train on")
+        self.model.tokenizer_source()
 
 
 SGL_WEIGHT = 1.0  # dreamlip_sgl's grouping weight unless the recipe sets one (docs/results.md says why)

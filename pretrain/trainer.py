@@ -35,10 +35,7 @@ EvalFn = Callable[[LoclipModel, LoclipProcessor], dict[str, float]]  # held-out 
 
 
 def load_tokenizer(recipe: PretrainRecipe):
-    source = recipe.model.tokenizer or recipe.model.init_from or recipe.model.from_clip
-    if source is None:
-        raise ValueError("model.tokenizer is required when the encoder is built from a preset or config")
-    return AutoTokenizer.from_pretrained(source)
+    return AutoTokenizer.from_pretrained(recipe.model.tokenizer_source())
 
 
 def build_model(recipe: PretrainRecipe, tokenizer) -> LoclipModel:
@@ -52,12 +49,12 @@ def build_model(recipe: PretrainRecipe, tokenizer) -> LoclipModel:
     else:
         ids = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
                    eos_token_id=tokenizer.eos_token_id)
-        if m.preset == "tiny":
+        if m.preset == "tiny":  # the recipe's validate filled and checked the shape
             config = tiny_config(vocab_size=len(tokenizer), image_size=recipe.data.image_size,
                                  max_text_length=recipe.data.max_text_length, width=m.width, layers=m.layers,
                                  heads=m.heads, patch_size=m.patch_size, projection_dim=m.projection_dim, **ids)
         else:
-            config = vit_b16_config(vocab_size=len(tokenizer), max_text_length=recipe.data.max_text_length)
+            config = vit_b16_config(vocab_size=len(tokenizer), max_text_length=recipe.data.max_text_length, **ids)
         config.vision_config.grounding_head = m.grounding_head
         config.vision_config.prompter_num_heads = m.prompter_heads
         model = LoclipModel(config)

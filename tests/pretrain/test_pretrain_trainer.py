@@ -176,3 +176,59 @@ def test_a_fresh_start_in_an_old_folder_is_refused_unless_overwrite_which_replac
     assert refused.returncode != 0 and "holds checkpoints of an earlier run (step-00000003)" in refused.stderr
     subprocess.run([*_command(recipe), "--run.overwrite", "true"], check=True, env=ENV, capture_output=True)
     assert [s for s, _ in first] == [1, 2, 3] and _losses(out) == first
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model.width", "65"], "model.width = 65: must be divisible by 4"),
+        (["--model.width", "36", "--model.heads", "8"], "model.width = 36: must be divisible by model.heads = 8"),
+        (["--model.heads", "128"], "model.width = 64: must be divisible by model.heads = 128"),
+        (["--model.prompter_heads", "3"], "model.prompter_heads = 3: must divide model.width = 64"),
+        (["--model.patch_size", "1000"], "model.patch_size = 1000: larger than data.image_size = 224"),
+        (["--model.preset", "vit_b16", "--model.width", "65"],
+         "model.width = 65 does nothing here: it shapes the tiny preset, and model.preset is 'vit_b16'"),
+        (["--model.init_from", "enc", "--model.layers", "3"],
+         "model.layers = 3 does nothing here: it shapes the tiny preset, and the encoder comes from model.init_from"),
+        (["--model.config", "c.json", "--model.prompter_heads", "4"],
+         "model.prompter_heads = 4 does nothing here: it shapes an encoder built from model.preset, and the encoder "
+         "comes from model.config"),
+        (["--model.preset", "vit_b16", "--data.image_size", "64"],
+         "data.image_size = 64: model.preset 'vit_b16' takes 224 px images"),
+    ],
+)
+def test_encoder_shape_fields_are_checked_with_the_recipe_naming_the_flag(argv: list[str], message: str) -> None:
+    """Each used to crash deep in the trainer (a transformers validation error, a convolution larger than the
+    image, a prompter that cannot split its width), or to be ignored outside the tiny preset."""
+    from loclip.cli.pretrain import parser as build_parser
+    from loclip.core.recipe import load_recipe
+    from loclip.pretrain.config import PretrainRecipe
+
+    with pytest.raises(ValueError) as error:
+        load_recipe(PretrainRecipe, None, build_parser().parse_args(argv))
+    assert str(error.value).startswith(message)
+
+
+def test_unset_tiny_shape_fields_take_the_presets_numbers_only_for_the_tiny_preset() -> None:
+    from loclip.cli.pretrain import parser as build_parser
+    from loclip.core.recipe import load_recipe
+    from loclip.encoder.presets import TINY_SHAPE
+    from loclip.pretrain.config import PretrainRecipe
+
+    tiny = load_recipe(PretrainRecipe, None, build_parser().parse_args(["--model.width", "32"])).model
+    assert {name: getattr(tiny, name) for name in TINY_SHAPE} == {**TINY_SHAPE, "width": 32}
+    big = load_recipe(PretrainRecipe, None, build_parser().parse_args(["--model.preset", "vit_b16"])).model
+    assert all(getattr(big, name) is None for name in TINY_SHAPE)
+
+
+@pytest.mark.parametrize("argv", [["--model.width", "65"], ["--model.patch_size", "1000"],
+                                  ["--model.preset", "vit_b16", "--model.width", "65"]])
+def test_a_bad_encoder_shape_exits_2_with_one_line_before_anything_is_written(
+    tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture
+) -> None:
+    from loclip.cli.pretrain import main
+
+    assert main(["--output-dir", str(tmp_path / "run"), *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("loclip-pretrain: error: model.") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()

@@ -1,0 +1,73 @@
+"""What the training commands do with the data flags of a quickstart, and with a recipe that lacks its data or
+tokenizer: the run trains on what the user named, or stops at once (exit 2, one line) with nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from loclip.cli import finetune, pretrain
+
+
+@pytest.mark.parametrize("flag", ["--data.train_shards", "--data.jsonl", "--data.image_root"])
+def test_pretraining_quickstart_refuses_data_flags_it_would_replace(
+    tmp_path: Path, flag: str, capsys: pytest.CaptureFixture
+) -> None:
+    """The quickstart used to train on its synthetic world anyway, exit 0, and record the world's shards."""
+    assert pretrain.main(["--output-dir", str(tmp_path / "run"), flag, str(tmp_path / "mine")]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"loclip-pretrain: error: {flag} needs --config: without one, the quickstart trains on its "
+                   "synthetic world (write a recipe for your data, see configs/pretrain/)\n")
+    assert not (tmp_path / "run").exists()  # no world generated, no run folder
+
+
+@pytest.mark.parametrize(
+    "recipe, message",
+    [
+        ({"model": {"tokenizer": "tok"}}, "data.train_shards and data.jsonl are both unset"),
+        ({"data": {"train_shards": "a.tar"}}, "model.tokenizer is not set: an encoder built from model.preset needs"),
+        ({"data": {"jsonl": "a.jsonl"}, "model": {"config": "c.json"}}, "model.tokenizer is not set: an encoder "
+                                                                        "built from model.config needs"),
+    ],
+)
+def test_a_recipe_without_data_or_tokenizer_exits_2_naming_it_before_the_run_starts(
+    tmp_path: Path, recipe: dict, message: str, capsys: pytest.CaptureFixture
+) -> None:
+    """A recipe without a tokenizer used to raise from inside the trainer, after writing recipe.yaml."""
+    config = tmp_path / "recipe.yaml"
+    config.write_text(yaml.safe_dump({**recipe, "run": {"output_dir": str(tmp_path / "run")}}))
+    assert pretrain.main(["--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"loclip-pretrain: error: --config {str(config)!r}: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_synth_dir_with_a_recipe_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = tmp_path / "recipe.yaml"
+    config.write_text(yaml.safe_dump({"data": {"train_shards": "a.tar"}, "model": {"tokenizer": "tok"}}))
+    assert pretrain.main(["--config", str(config), "--synth-dir", str(tmp_path / "w"),
+                          "--output-dir", str(tmp_path / "run")]) == 2
+    assert "--synth-dir is the quickstart's (no --config)" in capsys.readouterr().err
+
+
+def test_finetuning_quickstart_trains_on_the_data_flags_it_is_given(tmp_path: Path) -> None:
+    """The MLLM quickstart fills only what is unset: --data.train_json, --eval.val_json and --model.tokenizer are
+    what the run uses (and what its recipe.yaml records)."""
+    from loclip.core.recipe import load_recipe, parse_command
+    from loclip.encoder import LoclipModel, tiny_config
+    from loclip.mllm.config import FinetuneRecipe
+
+    torch.manual_seed(0)
+    LoclipModel(tiny_config(image_size=32, patch_size=8)).save_pretrained(tmp_path / "encoder")
+    mine = {"data.train_json": str(tmp_path / "mine.json"), "eval.val_json": str(tmp_path / "val.json"),
+            "model.tokenizer": str(tmp_path / "tok")}
+    argv = ["--output-dir", str(tmp_path / "run"), "--quickstart-scenes", "2", "--model.encoder",
+            str(tmp_path / "encoder"), *[x for name, value in mine.items() for x in (f"--{name}", value)]]
+    cmd, args = parse_command(finetune.parser(), finetune.FinetuneCommand, argv)
+    recipe = load_recipe(FinetuneRecipe, None, args, base=finetune.QUICKSTART)
+    recipe.run.output_dir = cmd.output_dir
+    finetune.configure(cmd, recipe)
+    assert {name: getattr(getattr(recipe, name.split(".")[0]), name.split(".")[1]) for name in mine} == mine
