@@ -7,11 +7,23 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image
 
 from loclip.encoder import boxes
-from loclip.mllm.conversation import IGNORE_INDEX, encode_conversation, encode_prompt, to_messages
+from loclip.mllm.conversation import (
+    IGNORE_INDEX,
+    check_user_text,
+    encode_conversation,
+    encode_prompt,
+    ensure_tokens,
+    ground_answers,
+    special_texts,
+    to_messages,
+)
 from loclip.mllm.data import BatchStream, ConversationDataset
+from loclip.synth import build_tokenizer
 
 TWO_TURNS = [
     {"from": "human", "value": "<image>\nWhat is in <region>?"},
@@ -64,6 +76,8 @@ def test_chat_template_labels_cover_the_assistant_pieces_only(tiny) -> None:
 def test_turns_must_alternate() -> None:
     with pytest.raises(ValueError, match=r"conversations\[1\] must be a gpt turn"):
         to_messages([{"from": "human", "value": "a"}, {"from": "human", "value": "b"}])
+    with pytest.raises(ValueError, match=r"conversations\[0\] must be a human turn"):  # not a TypeError
+        to_messages([{"from": ["human"], "value": "a"}])
 
 
 def test_dataset_batches_and_skips(tiny, tmp_path: Path) -> None:
@@ -80,3 +94,53 @@ def test_dataset_batches_and_skips(tiny, tmp_path: Path) -> None:
     # the same geometry as the encoder's box conventions (letterbox of a 40x60 image into 64 px)
     expected = boxes.pixel_to_model(torch.tensor([[5.0, 5, 20, 30]]), (60, 40), 64)[0].float()
     torch.testing.assert_close(batch["boxes"][0, 0], expected)
+
+
+# ---------------------------------------------------------------------------------------------- fuzzing
+FUZZ_TOKENIZER = build_tokenizer(model_max_length=1024)
+ensure_tokens(FUZZ_TOKENIZER, "plain", ground=True)
+MARKERS = ["<image>", "<region>", "<ground>", "USER:", "ASSISTANT:", "<eos>", "<bos>", "<pad>", "<unk>",
+           "<EOS>", "[1, 2, 3, 4]", "[5,5,5,9]", "\x00", "red circle", " "]  # fmt: skip
+fuzz_texts = st.lists(st.sampled_from(MARKERS) | st.text(max_size=6), max_size=8).map("".join)
+fuzz_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | fuzz_texts,
+                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(fuzz_texts, inner, max_size=3),
+                           max_leaves=12)  # fmt: skip
+fuzz_turns = st.lists(
+    st.fixed_dictionaries({"from": st.sampled_from(["human", "gpt"]) | fuzz_values, "value": fuzz_texts | fuzz_values})
+    | fuzz_values,
+    max_size=6,
+) | fuzz_values  # fmt: skip
+
+
+@given(fuzz_turns)
+def test_any_conversation_encodes_or_is_refused_with_a_value_error(conversations) -> None:
+    try:
+        ids, labels = encode_conversation(FUZZ_TOKENIZER, conversations, num_image_tokens=2, template="plain")
+    except ValueError as e:
+        assert len(str(e)) < 400  # the turn is quoted cut short
+        return
+    assert len(ids) == len(labels) and all(isinstance(i, int) for i in ids)
+    assert any(label != IGNORE_INDEX for label in labels)  # it ends with an answer to learn
+    messages = to_messages(conversations)
+    prompt = encode_prompt(FUZZ_TOKENIZER, messages[:-1], 2, "plain")
+    assert ids[: len(prompt)] == prompt  # a generation prompt is a prefix of the training sequence
+
+
+@given(fuzz_turns)
+def test_ground_answers_never_raise_and_keep_the_turns(conversations) -> None:
+    if not isinstance(conversations, list):
+        return
+    turns, boxes = ground_answers(conversations)
+    assert len(turns) == len(conversations) and all(len(b) == 4 for b in boxes)
+
+
+@given(fuzz_texts)
+def test_user_text_that_passes_holds_no_special_token(text) -> None:
+    try:
+        check_user_text(FUZZ_TOKENIZER, text, "question", "plain", allowed=("<region>",))
+    except ValueError as e:
+        assert str(e).startswith("question contains ")
+        return
+    ids = FUZZ_TOKENIZER(text, add_special_tokens=False)["input_ids"]
+    reserved = special_texts(FUZZ_TOKENIZER, "plain") - {"<region>"}
+    assert not reserved & set(FUZZ_TOKENIZER.convert_ids_to_tokens(ids))
