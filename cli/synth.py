@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from tqdm import tqdm
 
-from loclip.shards.write import atomic_write, json_bytes
 from loclip.synth import SceneConfig, build_tokenizer, write_split
-from loclip.synth.shards import prepare_directory
-from loclip.synth.world import COLOURS, NOVEL_PAIR_LIST, SHAPES, SIZES, Split
+from loclip.synth.ownership import check_may_write, entries, mark_world, world_info
+from loclip.synth.shards import prepare_directory, replaced_files
+from loclip.synth.world import Split
 from loclip.core.recipe import NonNegativeInt, PositiveInt, build_parser, option, parse_command
 
 
@@ -37,38 +37,29 @@ class SynthCommand:
         return {"train": self.scenes, "val": evals, "test": evals, "novel": evals}
 
 
-def world_info(seed: int, config: SceneConfig) -> dict:
-    """``world.json``: what generated the directory, and which pairs are held out."""
-    return {
-        "seed": seed,
-        "config": asdict(config),
-        "shapes": list(SHAPES),
-        "colours": list(COLOURS),
-        "sizes": list(SIZES),
-        "novel_pairs": [list(p) for p in NOVEL_PAIR_LIST],
-    }
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = build_parser("loclip-synth", "Generate the synthetic world: webdataset shards + LLaVA conversations + "
                           "tokenizer under --out.", SynthCommand)
     cmd, _ = parse_command(parser, SynthCommand, argv)
+    out = Path(cmd.out)
     try:
         config = SceneConfig(image_size=cmd.image_size, min_objects=cmd.min_objects, max_objects=cmd.max_objects)
         plan = cmd.plan()
-        for split in plan:  # fail on an unusable --out before generating anything
-            prepare_directory(cmd.out, split)
+        # fail on an unusable --out, or one holding files loclip did not write, before generating anything
+        replaced = [p for split, count in plan.items() for p in replaced_files(out, split, count)]
+        check_may_write(out, [*replaced, *entries(out / "tokenizer")], name="--out")
+        for split in plan:
+            prepare_directory(out, split)
     except ValueError as e:
         parser.error(str(e))
 
-    out = Path(cmd.out)
+    mark_world(out, world_info(cmd.seed, config))  # first: a rerun after an interruption finds the folder loclip's
     with tqdm(total=sum(plan.values()), unit="scene", disable=cmd.no_progress) as bar:
         summaries = []
         for split, count in plan.items():
             bar.set_description(split)
             summaries.append(write_split(out, split, count, cmd.seed, config, cmd.shard_size, progress=bar.update))
     build_tokenizer().save_pretrained(out / "tokenizer")
-    atomic_write(out / "world.json", json_bytes(world_info(cmd.seed, config)))
     for s in summaries:
         print(f"{s.directory}: {s.scenes} scenes in {len(s.sizes)} shard(s)")
     print(f"{out / 'tokenizer'}: tokenizer; {out / 'world.json'}: seed, config and held-out pairs")

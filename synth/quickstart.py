@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from .config import SceneConfig
-from .shards import write_split
+from .ownership import check_may_write, entries
+from .shards import replaced_files, write_split
 from .tokenizer import build_tokenizer
 
 
@@ -16,13 +17,27 @@ def ensure_world(
 ) -> Path:
     """Write each split of ``counts`` (``{"train": 6000, "val": 200}``) under ``directory`` unless a finished
     split of that size is already there, and the world's tokenizer (``model_max_length=max_length``) unless
-    saved before; returns the tokenizer's directory."""
+    saved before; returns the tokenizer's directory. A folder loclip did not write is refused (``ValueError``
+    naming the files it would replace) before anything is written."""
     directory = Path(directory)
-    for split, n in counts.items():
-        marker = directory / split / "sizes.json"
-        if not (marker.is_file() and sum(json.loads(marker.read_text()).values()) == n):
-            write_split(directory, split, n, seed=seed, config=config)
+    missing = {split: n for split, n in counts.items() if _scenes(directory / split) != n}
     tokenizer = directory / "tokenizer"
-    if not (tokenizer / "tokenizer.json").is_file():
+    new_tokenizer = not (tokenizer / "tokenizer.json").is_file()
+    if missing or new_tokenizer:  # refuse a folder loclip did not write before any split is written
+        replaced = [p for split, n in missing.items() for p in replaced_files(directory, split, n)]
+        check_may_write(directory, replaced + (entries(tokenizer) if new_tokenizer else []),
+                        name="the synthetic world folder")
+    for split, n in missing.items():
+        write_split(directory, split, n, seed=seed, config=config)
+    if new_tokenizer:
         build_tokenizer(model_max_length=max_length).save_pretrained(tokenizer)
     return tokenizer
+
+
+def _scenes(split_dir: Path) -> int | None:
+    """Scenes of a finished split (its ``sizes.json``), ``None`` when there is none that reads."""
+    try:
+        sizes = json.loads((split_dir / "sizes.json").read_text())
+        return sum(sizes.values())
+    except (OSError, ValueError, AttributeError, TypeError):
+        return None

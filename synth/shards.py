@@ -7,6 +7,8 @@ Layout under ``out_dir/{split}/``::
     images/{key}.png     the same PNGs, for the LLaVA-style conversation file
     conversations.json   [{"id", "image": "images/{key}.png", "conversations", "boxes"}, …]
 
+and ``out_dir/world.json``, the mark of a folder loclip wrote (see ``loclip.synth.ownership``).
+
 Output is byte-identical for the same arguments: tar headers carry fixed times and owners, PNGs
 are encoded with fixed settings, JSON keeps insertion order. Every file is written to a temporary
 name and renamed, so a crash never leaves a half-written shard under a real name.
@@ -25,9 +27,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from loclip.core.messages import shown
 from loclip.shards.write import ShardWriter, atomic_write, json_bytes
 
 from .config import SceneConfig, check_int
+from .ownership import check_may_write, mark_world
 from .records import conversation_record, shard_record
 from .scene import generate_scene
 from .world import check_split
@@ -96,8 +100,22 @@ def prepare_directory(out_dir: str | os.PathLike, split: str) -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as e:
-        raise ValueError(f"out_dir {str(out_dir)!r} is not a writable directory: {e}") from e
+        raise ValueError(f"out_dir {shown(str(out_dir))} is not a writable directory: {e}") from e
     return directory
+
+
+def replaced_files(out_dir: str | os.PathLike, split: str, num_scenes: int) -> list[Path]:
+    """The files ``write_split(out_dir, split, num_scenes)`` would replace or delete, among those there now:
+    the index files, every ``shard-NNNNNN.tar`` (rewritten, or removed as surplus) and the scenes' images."""
+    directory = Path(out_dir) / split
+    found = [p for p in (directory / "sizes.json", directory / "conversations.json") if os.path.lexists(p)]
+    if directory.is_dir():
+        found += sorted(p for p in directory.iterdir() if _SHARD_PATTERN.fullmatch(p.name))
+    if (directory / "images").is_dir():
+        image = re.compile(rf"{re.escape(split)}-(\d{{8}})\.png")
+        found += sorted(p for p in (directory / "images").iterdir()
+                        if (m := image.fullmatch(p.name)) and int(m[1]) < num_scenes)
+    return found
 
 
 def write_split(
@@ -114,13 +132,17 @@ def write_split(
     ``progress`` is called with 1 after each scene (e.g. ``tqdm.update``). ``sizes.json`` and
     ``conversations.json`` are written last, so they exist only for a finished run. Shards left over
     from an earlier, larger run in the same directory are removed, so a glob sees only this run's shards.
+    Files are replaced or removed only in loclip's own world (``loclip.synth.ownership``): in another folder
+    that holds one of them, a ``ValueError`` names them and nothing is written.
     """
     check_split(split)
     check_int("num_scenes", num_scenes, 1)
     check_int("seed", seed, 0)
     check_int("shard_size", shard_size, 1)
     config = config or SceneConfig()
+    check_may_write(out_dir, replaced_files(out_dir, split, num_scenes))
     directory = prepare_directory(out_dir, split)
+    mark_world(out_dir)
     for index_file in ("sizes.json", "conversations.json"):  # this run's, or none
         (directory / index_file).unlink(missing_ok=True)
 
@@ -131,7 +153,7 @@ def write_split(
             scene = generate_scene(split, index, seed, config)
             png = encode_png(scene.image)
             image_name = f"images/{scene.key}.png"
-            (directory / image_name).write_bytes(png)
+            atomic_write(directory / image_name, png)
             writer.add(scene.key, png, json_bytes(shard_record(scene)), encode_png(scene.labels))
             conversations.append(conversation_record(scene, image_name))
             if progress is not None:

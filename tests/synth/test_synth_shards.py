@@ -181,6 +181,8 @@ def test_interrupted_run_leaves_no_partial_shard_and_no_sizes(tmp_path: Path, sy
     assert names == ["shard-000000.tar"]  # the full shard only: no temporary files, no index files
     with pytest.raises(ValueError, match="no 'test' split"):
         list(read_split(tmp_path, "test"))
+    write_split(tmp_path, "test", 20, 0, synth_config, shard_size=5)  # the folder is loclip's: a rerun goes on
+    assert len(list(read_split(tmp_path, "test"))) == 20
 
 
 @pytest.mark.parametrize(
@@ -253,3 +255,66 @@ def test_image_size_flows_through(tmp_path: Path) -> None:
     write_split(tmp_path, "test", 2, 0, SceneConfig(image_size=96))
     record = next(read_split(tmp_path, "test"))
     assert record.image.size == (96, 96) and record.meta["width"] == 96
+
+
+def _someones_dataset(root: Path) -> Path:
+    """A folder in webdataset's common naming that loclip did not write (no world.json of loclip's)."""
+    (root / "train" / "images").mkdir(parents=True)
+    for name in ("shard-000000.tar", "shard-000007.tar", "sizes.json", "images/train-00000001.png"):
+        (root / "train" / name).write_bytes(f"someone's {name}".encode())
+    (root / "notes.txt").write_text("mine")
+    return root
+
+
+@pytest.mark.parametrize("split", ["train", "all"])
+def test_cli_refuses_a_folder_of_someone_elses_shards_naming_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture, split: str
+) -> None:
+    """It used to overwrite shard-000000.tar, delete shard-000007.tar and sizes.json, overwrite the image,
+    and exit 0."""
+    before = _files(_someones_dataset(tmp_path))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--out", str(tmp_path), "--scenes", "4", "--split", split, "--no-progress"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "holds files that loclip did not write" in err
+    for name in ("train/sizes.json", "train/shard-000000.tar", "train/shard-000007.tar", "train/images/train-00000001.png"):
+        assert name in err
+    assert _files(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "train"]
+
+
+@pytest.mark.parametrize("planted", ["world.json", "val/images/val-00000002.png", "val/conversations.json",
+                                     "tokenizer/tokenizer.json", "tokenizer/my_vocab.txt"])
+def test_cli_refuses_any_file_it_would_replace_in_a_folder_it_did_not_write(
+    tmp_path: Path, capsys: pytest.CaptureFixture, planted: str
+) -> None:
+    (tmp_path / planted).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / planted).write_text("someone's")
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path), "--scenes", "30", "--no-progress"])
+    assert planted in capsys.readouterr().err and _files(tmp_path) == {planted: b"someone's"}
+
+
+def test_library_writers_refuse_a_folder_they_did_not_write(tmp_path: Path, synth_config: SceneConfig) -> None:
+    from loclip.synth.quickstart import ensure_world
+
+    before = _files(_someones_dataset(tmp_path))
+    with pytest.raises(ValueError, match=r"out_dir .* holds files that loclip did not write.*shard-000000\.tar"):
+        write_split(tmp_path, "train", 3, 0, synth_config)
+    with pytest.raises(ValueError, match=r"the synthetic world folder .* holds files that loclip did not write"):
+        ensure_world(tmp_path, {"train": 3, "val": 2}, 0, synth_config, 16)
+    assert _files(tmp_path) == before
+    write_split(tmp_path, "val", 2, 0, synth_config)  # a split with nothing in the way is written
+    assert len(list(read_split(tmp_path, "val"))) == 2 and _files(tmp_path)["train/shard-000000.tar"] == before[
+        "train/shard-000000.tar"]
+
+
+def test_a_world_loclip_wrote_is_rewritten_keeping_files_it_did_not_write(tmp_path: Path) -> None:
+    main(["--out", str(tmp_path), "--scenes", "12", "--split", "train", "--shard-size", "4", "--no-progress"])
+    (tmp_path / "train" / "notes.txt").write_text("mine")
+    legacy = json.loads((tmp_path / "world.json").read_text())
+    del legacy["generator"]  # world.json as loclip-synth wrote it before it named itself
+    (tmp_path / "world.json").write_text(json.dumps(legacy))
+    main(["--out", str(tmp_path), "--scenes", "5", "--split", "train", "--shard-size", "4", "--no-progress"])
+    assert sorted(p.name for p in (tmp_path / "train").glob("shard-*.tar")) == ["shard-000000.tar", "shard-000001.tar"]
+    assert (tmp_path / "train" / "notes.txt").read_text() == "mine"
+    assert json.loads((tmp_path / "world.json").read_text())["generator"] == "loclip-synth"
