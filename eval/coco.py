@@ -6,6 +6,11 @@ crowd boxes (``iscrowd=1``: one box around many objects, no single class instanc
 ``min_box_size`` (default 8 px: well under one ViT patch of a 640 px COCO image at 224 px input, too
 small to embed meaningfully), and images missing from ``image_dir``. Boxes are clipped to the image
 size the file states (COCO boxes overshoot the border by a fraction of a pixel now and then).
+
+Clear errors (``ValueError`` naming ``list[i].field`` and the value), since each would misread the file without
+a word: an id that is not an integer or a string (``true`` would be taken for 1), an id repeated in its list
+(two images or two categories would merge), a reference to no id of the file, and a ``file_name`` that leads
+outside ``image_dir`` or names no regular file (``/etc/passwd.png``).
 """
 
 from __future__ import annotations
