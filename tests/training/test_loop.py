@@ -203,3 +203,28 @@ def test_a_planted_pickle_in_a_checkpoint_is_refused_and_never_runs(tmp_path: Pa
     with pytest.raises(UnsafeCheckpointError, match=rf"refused to load {target}: it refers to posix.system"):
         run(out, steps=4)
     assert not marker.exists()
+
+
+class SafetensorsPart:
+    """A part that saves the way transformers does: weights through safetensors (a private temporary file,
+    mode 0600), its config with a plain ``open``."""
+
+    def save_pretrained(self, save_directory: str | Path) -> None:
+        from safetensors.torch import save_file
+
+        save_file({"w": torch.zeros(2)}, Path(save_directory) / "model.safetensors")
+        (Path(save_directory) / "config.json").write_text("{}")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_exported_files_get_the_umasks_ordinary_permissions(tmp_path: Path, umask: int) -> None:
+    """model.safetensors used to be exported 0600 beside a 0644 config.json."""
+    from loclip.training.export import export_atomic
+
+    old = os.umask(umask)
+    try:
+        export_atomic(tmp_path / "run", SafetensorsPart())
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "run").iterdir()}
+    assert modes == {"model.safetensors": 0o666 & ~umask, "config.json": 0o666 & ~umask}
