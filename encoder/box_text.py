@@ -104,7 +104,7 @@ def fill_placeholders(pieces: Sequence[str], boxes_norm: torch.Tensor | Sequence
         raise TypeError(f"pieces must be a list of str (text split at the placeholders), got {shown(pieces)}")
     rendered = render_box_list(boxes_norm)
     if len(pieces) != len(rendered) + 1:
-        raise ValueError(f"{len(pieces)} text pieces need {len(pieces) - 1} boxes, got {len(rendered)}")
+        raise ValueError(f"boxes_norm: {len(pieces)} text pieces need {len(pieces) - 1} boxes, got {len(rendered)}")
     out = pieces[0].rstrip()
     for box, piece in zip(rendered, pieces[1:]):
         out = f"{out} {box}" if out else box

@@ -107,7 +107,7 @@ def test_fill_placeholders_round_trips_and_checks_counts() -> None:
     replaced, found = box_text.boxes_to_placeholder(text, "<g>")
     assert box_text.fill_placeholders(replaced.split("<g>"), found) == text
     assert box_text.fill_placeholders(["", ""], [[0.0, 0.0, 0.5, 0.5]]) == box_text.render_box([0.0, 0.0, 0.5, 0.5])
-    with pytest.raises(ValueError, match="3 text pieces need 2 boxes, got 1"):
+    with pytest.raises(ValueError, match="^boxes_norm: 3 text pieces need 2 boxes, got 1"):
         box_text.fill_placeholders(["a", "b", "c"], [[0.0, 0.0, 0.5, 0.5]])
 
 
