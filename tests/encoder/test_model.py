@@ -154,6 +154,33 @@ def test_config_validation() -> None:
         LoclipVisionConfig(grounding_head="boxes")
 
 
+@pytest.mark.parametrize(
+    "trunk, prompter_heads, message",
+    [
+        ({"patch_size": 1000}, None, "trunk_config.patch_size = 1000: larger than trunk_config.image_size = 64"),
+        ({"hidden_size": 66, "num_attention_heads": 3}, None, "trunk_config.hidden_size = 66: must be divisible by 4"),
+        ({}, 3, "prompter_num_heads = 3: must divide trunk_config.hidden_size = 64"),
+        ({}, -4, "prompter_num_heads = -4: must be >= 1"),
+    ],
+)
+def test_config_refuses_a_trunk_shape_that_cannot_be_built(trunk: dict, prompter_heads: int | None,
+                                                           message: str) -> None:
+    """A patch larger than the image used to fail at the first forward (a convolution larger than its input)."""
+    vision = tiny_config().vision_config.trunk_config.to_dict() | trunk
+    with pytest.raises(ValueError) as error:
+        LoclipVisionConfig(trunk_config=vision, projection_dim=32, prompter_num_heads=prompter_heads)
+    assert str(error.value).startswith(message)
+
+
+def test_the_shape_rule_names_the_numbers_as_its_caller_does() -> None:
+    from loclip.encoder.configuration import check_trunk_shape
+
+    names = {"width": "--w", "heads": "--h", "patch_size": "--p", "image_size": "--i", "prompter_heads": "--ph"}
+    with pytest.raises(ValueError, match=r"^--w = 64: must be divisible by --h = 128 \(attention heads\)$"):
+        check_trunk_shape(64, 128, 8, 64, None, names)
+    check_trunk_shape(64, 4, 64, 64, 8, names)  # one patch covering the image is a valid (if coarse) grid
+
+
 def test_dense_grounding_answers_with_the_best_cells_box(model: LoclipModel) -> None:
     px, ids = _pixels(), _ids()
     vision = model.vision_model
