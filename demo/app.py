@@ -419,8 +419,10 @@ def build_demo(
         def info() -> dict:
             """The demo's mode, model, endpoints and limits."""
             endpoints = ["/ask"] if backend.mode == "chat" else ["/rank_labels", "/ground"]
+            fields = {k: getattr(limits, k) for k in limits.__dataclass_fields__}
             return {"mode": backend.mode, "model": model_name, "endpoints": endpoints,
-                    "limits": {k: getattr(limits, k) for k in limits.__dataclass_fields__}}  # fmt: skip
+                    "limits": {**fields, "max_request_bytes": limits.max_request_bytes,
+                               "max_upload_bytes": limits.max_upload_bytes}}  # fmt: skip
 
         gr.api(info, api_name="info")
     return demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)

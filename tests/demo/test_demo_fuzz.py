@@ -30,8 +30,9 @@ numbers = (st.integers() | st.integers(min_value=10**300, max_value=10**400) | s
 tokens = st.sampled_from(["<region>", "<image>", "<ground>", "USER:", "ASSISTANT:", "<eos>", "[1, 2, 3, 4]", "\x00"])
 texts = st.lists(tokens | st.text(max_size=8), max_size=6).map("".join)
 scalars = st.none() | st.booleans() | numbers | texts
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(texts, inner, max_size=4),
-                           max_leaves=30)  # fmt: skip
+json_values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(texts, inner, max_size=4), max_leaves=30
+)
 boxes_like = st.lists(st.lists(numbers, min_size=3, max_size=5) | json_values, max_size=5)
 turn_like = st.fixed_dictionaries(
     {"question": texts | json_values, "answer": texts | json_values},
