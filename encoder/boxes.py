@@ -185,6 +185,8 @@ def pixel_to_model(
     """Pixel xyxy of an original image of ``size=(height, width)`` → normalised model-frame xyxy.
 
     Shapes: ``[..., 4]`` → ``[..., 4]`` (float). No validation of the range; see ``check_in_image``.
+    ``model_to_pixel`` maps back within one pixel: float32 boxes for sides up to 2^23 pixels (past 2^24 float32
+    holds no longer every pixel coordinate), float64 boxes for any side up to ``MAX_SIDE``.
     """
     t = as_float_boxes(boxes, name)
     fx, fy = Letterbox(*_height_width(size), image_size).axis_factors()
