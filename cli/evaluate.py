@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd, _ = parse_command(parser(), EvalCommand, argv)
     device = cmd.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        check_model_dir(cmd.model)
+        check_model_dir(cmd.model, mllm="mllm" in cmd.task)  # before the datasets are read: nothing built yet
         runners = plan_tasks(cmd)
         loader = load_mllm if "mllm" in cmd.task else load_model
         model, processor = loader(cmd.model, device)

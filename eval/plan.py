@@ -11,8 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loclip.core import model_dir
+
 from .coco import read_coco_captions, read_coco_instances, read_coco_multilabel
-from .data import Dataset, SegmentedImage, check_dir
+from .data import Dataset, SegmentedImage
 from .folder import read_classnames, read_image_folder
 from .grounding import evaluate_grounding
 from .masks import read_masks
@@ -161,38 +163,36 @@ def _mllm_runner(options: Any) -> Runner:
     return run
 
 
-def check_model_dir(path: str) -> None:
-    """``ValueError`` unless ``path`` is a directory with a ``config.json`` (a ``save_pretrained`` output)."""
-    if not (check_dir(path, "--model") / "config.json").is_file():
-        raise ValueError(f"--model: {path!r} has no config.json (not a save_pretrained directory)")
+ENCODER_TYPES = {"loclip": "a LoclipModel, from loclip-pretrain; score a loclip MLLM with --task mllm"}
+MLLM_TYPES = {"loclip_llava": "a loclip MLLM, from loclip-finetune"}
 
 
-def _load_saved(path: str, device: str, auto_class: Any, expected: type, what: str) -> tuple[Any, Any]:
-    """A saved model of class ``expected`` (eval mode, on ``device``) and its processor, via the Auto classes."""
-    from transformers import AutoProcessor
+def check_model_dir(path: str, mllm: bool = False) -> None:
+    """``ValueError`` unless ``path`` is a saved loclip encoder (an MLLM with ``mllm``) whose files are safe to
+    load: its config.json, model_type and safetensors headers (``loclip.core.model_dir``), nothing built yet."""
+    model_dir.check_model_dir(path, MLLM_TYPES if mllm else ENCODER_TYPES, "--model")
 
-    check_model_dir(path)
-    model = auto_class.from_pretrained(path)
-    if not isinstance(model, expected):
-        raise TypeError(f"--model: {path!r} holds a {type(model).__name__}, not a {what}")
-    return model.to(device).eval(), AutoProcessor.from_pretrained(path)
+
+def _load_saved(path: str, device: str, auto_class: Any, expected: dict[str, str]) -> tuple[Any, Any]:
+    """A saved model of a type in ``expected`` (eval mode, on ``device``) and its processor, checked by
+    ``loclip.core.model_dir`` (missing, unexpected or wrongly shaped weights are errors)."""
+    model = model_dir.load_model_dir(path, auto_class, expected, "--model")
+    return model.to(device).eval(), model_dir.load_processor_dir(path, "--model")
 
 
 def load_model(path: str, device: str) -> tuple[Any, Any]:
     """A saved LoclipModel and its processor (importing loclip.encoder registers the Auto classes)."""
     from transformers import AutoModel
 
-    from loclip.encoder import LoclipModel
+    import loclip.encoder  # noqa: F401
 
-    return _load_saved(path, device, AutoModel, LoclipModel, "LoclipModel")
+    return _load_saved(path, device, AutoModel, ENCODER_TYPES)
 
 
 def load_mllm(path: str, device: str) -> tuple[Any, Any]:
     """A saved loclip MLLM and its processor (importing loclip.mllm registers the Auto classes)."""
     from transformers import AutoModelForImageTextToText
 
-    from loclip.mllm import LoclipLlavaForConditionalGeneration
+    import loclip.mllm  # noqa: F401
 
-    return _load_saved(path, device, AutoModelForImageTextToText, LoclipLlavaForConditionalGeneration, "loclip MLLM")
-
-
+    return _load_saved(path, device, AutoModelForImageTextToText, MLLM_TYPES)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from loclip.cli.evaluate import TASKS, main
@@ -212,3 +214,60 @@ def test_unknown_task_is_an_argparse_error(capsys) -> None:
         main(["--model", "x", "--task", "captioning"])
     assert exit_info.value.code == 2
     assert "task[0] = 'captioning': expected one of" in capsys.readouterr().err
+
+
+def _corrupt(model_dir: Path, damage: str) -> None:
+    """One kind of broken model directory a user might hand over (see loclip.core.model_dir)."""
+    from safetensors.torch import load_file, save_file
+
+    weights, config = model_dir / "model.safetensors", model_dir / "config.json"
+    if damage == "corrupt header":
+        weights.write_bytes(b"\xff" * 8 + weights.read_bytes()[8:])
+    elif damage == "pickle only":
+        weights.unlink()
+        (model_dir / "pytorch_model.bin").write_bytes(b"\x80\x04cos\nsystem\n.")  # would run os.system
+    elif damage == "config list":
+        config.write_text("[1, 2]")
+    elif damage == "config not json":
+        config.write_text("model_type: loclip")
+    elif damage in ("wrong shape", "missing weight"):
+        tensors = load_file(weights)
+        if damage == "wrong shape":
+            tensors["logit_scale"] = torch.zeros(3, 3)
+        else:
+            del tensors["logit_scale"]
+        save_file(tensors, weights, metadata={"format": "pt"})
+    else:  # mislabelled: an encoder folder whose config.json says llama
+        config.write_text(json.dumps({**json.loads(config.read_text()), "model_type": "llama"}))
+
+
+MODEL_DIR_ERRORS = {
+    "corrupt header": "model.safetensors is not a readable safetensors file: Error while deserializing header",
+    "pickle only": "holds only pickle weights ['pytorch_model.bin']; loclip loads safetensors only",
+    "config list": "config.json holds a JSON list, not an object of settings",
+    "config not json": "config.json is not valid JSON: Expecting value",
+    "wrong shape": "its weights do not fit the model its config.json describes: 1 of the wrong shape "
+                   "['logit_scale (3, 3) for (1,)']",
+    "missing weight": "its weights do not fit the model its config.json describes: missing 1 ['logit_scale']",
+    "mislabelled": "has model_type 'llama'; expected 'loclip' (a LoclipModel, from loclip-pretrain; score a loclip "
+                   "MLLM with --task mllm)",
+}
+
+
+@pytest.mark.parametrize("damage", list(MODEL_DIR_ERRORS))
+def test_a_broken_model_directory_is_one_line_and_exit_2(model_dir: Path, synth_dir: Path, tmp_path: Path, capsys,
+                                                        monkeypatch, damage: str) -> None:
+    import transformers.models.llama.modeling_llama as llama
+
+    def no_llama(*args, **kwargs):  # the mislabelled folder used to build a default 7B Llama (22 GB)
+        raise AssertionError("a Llama was built")
+
+    monkeypatch.setattr(llama.LlamaModel, "__init__", no_llama)
+    broken = Path(shutil.copytree(model_dir, tmp_path / "model"))
+    _corrupt(broken, damage)
+    rc = main(["--model", str(broken), "--task", "synthetic", "--synth-dir", str(synth_dir), "--max-samples", "2",
+               "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and "LOAD REPORT" not in err
+    last = err.strip().splitlines()[-1]  # above it, at most transformers' "Loading weights" progress bar
+    assert last.startswith(f"loclip-eval: error: --model {str(broken)!r}") and MODEL_DIR_ERRORS[damage] in last
