@@ -134,8 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     cmd, _ = parse_command(parser(), EvalCommand, argv)
     device = cmd.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        check_model_dir(cmd.model, mllm="mllm" in cmd.task)  # before the datasets are read: nothing built yet
-        runners = plan_tasks(cmd)
+        runners = plan_tasks(cmd)  # the options fit together and the datasets read
+        check_model_dir(cmd.model, mllm="mllm" in cmd.task)  # its files, before anything is built
         loader = load_mllm if "mllm" in cmd.task else load_model
         model, processor = loader(cmd.model, device)
         results = [r for run in runners for r in run(model, processor)]
