@@ -90,5 +90,7 @@ def load_processor_parts(path: str | os.PathLike, **kwargs: Any) -> list[Any]:
     processor loads whether or not the Auto classes are registered (and boxes keep its geometry). Any tokenizer.
     """
     subfolder = kwargs.pop("subfolder", "")
+    kwargs.pop("trust_remote_code", None)  # never run code from the directory (an auto_map would ask to)
     image_processor = LoclipImageProcessor.from_pretrained(path, subfolder=subfolder, **kwargs)
-    return [image_processor, AutoTokenizer.from_pretrained(path, subfolder=subfolder, **kwargs)]
+    tokenizer = AutoTokenizer.from_pretrained(path, subfolder=subfolder, trust_remote_code=False, **kwargs)
+    return [image_processor, tokenizer]

@@ -110,17 +110,19 @@ def evaluate_variant(
 ) -> tuple[Figures, np.ndarray]:
     """The variant's figures (``METRICS``) and its predicted class map of val scene ``scene`` (``records``: the
     first ``max_scenes`` val scenes, read once by the caller)."""
-    from transformers import AutoModel, AutoProcessor
+    from transformers import AutoModel
 
     import loclip.encoder  # noqa: F401  (registers the Auto classes)
+    from loclip.core.model_dir import load_model_dir, load_processor_dir
 
     from .multilabel import evaluate_multilabel
     from .segmentation import evaluate_segmentation, predict_masks, segmentation_classifier
     from .synth_data import synthetic_multilabel, synthetic_segmentation
     from .synthetic import evaluate_synthetic
 
-    model = AutoModel.from_pretrained(run).eval()
-    processor = AutoProcessor.from_pretrained(run)
+    encoder = {"loclip": "an encoder exported by loclip-pretrain"}
+    model = load_model_dir(run, AutoModel, encoder, "--out").eval()  # a run under --out, perhaps an older one
+    processor = load_processor_dir(run, "--out")
     metrics: Figures = dict(evaluate_synthetic(model, processor, str(synth), max_scenes, REGION_METHOD[variant]))
     if variant not in HAS_BOX_HEAD:
         metrics["grounding_acc50"] = None  # an untrained box head answers nothing meaningful

@@ -150,12 +150,13 @@ def _load_processor(path: str | os.PathLike) -> Any:
     from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
 
     try:
-        processor = AutoProcessor.from_pretrained(path)
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
     except (OSError, ValueError, KeyError, TypeError):  # no processor class: fall back to the two parts
         processor = None
     if hasattr(processor, "tokenizer") and hasattr(processor, "image_processor"):
         return processor
-    return _PairProcessor(AutoImageProcessor.from_pretrained(path), AutoTokenizer.from_pretrained(path))
+    return _PairProcessor(AutoImageProcessor.from_pretrained(path, trust_remote_code=False),
+                          AutoTokenizer.from_pretrained(path, trust_remote_code=False))
 
 
 class _PairProcessor:
@@ -189,9 +190,9 @@ def load_captioner(
         import loclip.mllm  # noqa: F401  (registers the Auto classes)
     processor = _load_processor(path)
     if model_type == "vision-encoder-decoder":
-        model = VisionEncoderDecoderModel.from_pretrained(path, dtype=dtype)
+        model = VisionEncoderDecoderModel.from_pretrained(path, dtype=dtype, trust_remote_code=False)
     else:
-        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype)
+        model = AutoModelForImageTextToText.from_pretrained(path, dtype=dtype, trust_remote_code=False)
     model = model.to(device).eval()
     if kind == "auto":
         if model_type == "loclip_llava":

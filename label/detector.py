@@ -105,8 +105,9 @@ class OwlDetector:
         """Load an OWLv2 / OWL-ViT checkpoint directory (or hub name) and its processor."""
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
 
-        processor = AutoProcessor.from_pretrained(path)
-        model = AutoModelForZeroShotObjectDetection.from_pretrained(path, dtype=dtype).to(device).eval()
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
+        model = AutoModelForZeroShotObjectDetection.from_pretrained(path, dtype=dtype, trust_remote_code=False)
+        model = model.to(device).eval()
         return cls(model, processor, device=device, dtype=dtype, **kwargs)
 
     def __repr__(self) -> str:

@@ -17,6 +17,7 @@ import torch
 import torch.distributed as dist
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from loclip.core.model_dir import load_model_dir, load_processor_dir
 from loclip.encoder import LoclipVisionModel
 from loclip.encoder.compat import enable_activation_checkpointing
 from loclip.training.distributed import teardown_distributed
@@ -34,6 +35,7 @@ from .modeling import LoclipLlavaForConditionalGeneration
 from .processing import LoclipLlavaProcessor
 
 log = logging.getLogger("loclip.mllm")
+MLLM_TYPE = {"loclip_llava": "a loclip MLLM, e.g. a loclip-finetune export"}
 
 EvalFn = Callable[[torch.nn.Module, LoclipLlavaProcessor], dict[str, float]]
 
@@ -41,27 +43,28 @@ EvalFn = Callable[[torch.nn.Module, LoclipLlavaProcessor], dict[str, float]]
 def build(recipe: FinetuneRecipe) -> tuple[LoclipLlavaForConditionalGeneration, LoclipLlavaProcessor]:
     """The full-precision model and its processor, from ``model.init_from`` or encoder + LLM."""
     m = recipe.model
-    if m.init_from:
-        model = LoclipLlavaForConditionalGeneration.from_pretrained(m.init_from, dtype=torch.float32)
-        processor = LoclipLlavaProcessor.from_pretrained(m.init_from)
+    if m.init_from:  # a directory the user names: checked (type, safetensors, every weight present) first
+        model = load_model_dir(m.init_from, LoclipLlavaForConditionalGeneration, MLLM_TYPE, "model.init_from",
+                               dtype=torch.float32)
+        processor = load_processor_dir(m.init_from, "model.init_from", LoclipLlavaProcessor)
         processor.template = recipe.data.template
         return model, processor
     source = m.tokenizer or m.llm
     if source is None:
         raise ValueError("model.tokenizer is required when the LLM is built from scratch (model.llm unset)")
-    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     if m.llm:  # before loclip's tokens are added: the tokenizer as it came must be the LLM's
-        check_tokenizer_fits(tokenizer, AutoConfig.from_pretrained(m.llm), source, m.llm)
+        check_tokenizer_fits(tokenizer, AutoConfig.from_pretrained(m.llm, trust_remote_code=False), source, m.llm)
     added = ensure_tokens(tokenizer, recipe.data.template, ground=m.box_answers == "ground")
     if m.llm:
-        llm = AutoModelForCausalLM.from_pretrained(m.llm, dtype=torch.float32)
+        llm = AutoModelForCausalLM.from_pretrained(m.llm, dtype=torch.float32, trust_remote_code=False)
         # loclip's tokens (the last ones added) start as the mean pretrained row
         add_token_rows(llm, list(range(len(tokenizer) - added, len(tokenizer))))
     else:
         llm = tiny_llm(tokenizer, m.tiny_hidden_size, m.tiny_layers, m.tiny_heads, m.tiny_max_positions)
     if not Path(m.encoder).is_dir():
         raise ValueError(f"model.encoder: no encoder directory at {m.encoder!r}")
-    encoder = LoclipVisionModel.from_pretrained(m.encoder, dtype=torch.float32)
+    encoder = LoclipVisionModel.from_pretrained(m.encoder, dtype=torch.float32, trust_remote_code=False)
     model = compose(encoder, llm, tokenizer, m.vision_feature_layer, m.box_answers, m.ground_loss_weight)
     return model, make_processor(model.config, tokenizer, recipe.data.template)
 
