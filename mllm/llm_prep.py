@@ -111,7 +111,9 @@ def read_record(directory: str | Path) -> dict[str, Any] | None:
     if not isinstance(record, dict) or record.get("written_by") != WRITER:
         return None
     files = record.get("files")
-    if not isinstance(files, list) or sorted(map(str, files)) != [n for n in held if n != CHECK_FILE]:
+    if not (isinstance(files, list) and all(isinstance(f, str) for f in files)):
+        return None
+    if sorted(files) != [name for name in held if name != CHECK_FILE]:
         return None
     return record
 
