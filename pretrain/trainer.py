@@ -35,7 +35,7 @@ EvalFn = Callable[[LoclipModel, LoclipProcessor], dict[str, float]]  # held-out 
 
 
 def load_tokenizer(recipe: PretrainRecipe):
-    return AutoTokenizer.from_pretrained(recipe.model.tokenizer_source())
+    return AutoTokenizer.from_pretrained(recipe.model.tokenizer_source(), trust_remote_code=False)
 
 
 def build_model(recipe: PretrainRecipe, tokenizer) -> LoclipModel:
