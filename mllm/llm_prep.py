@@ -62,8 +62,9 @@ def load_gguf(path: Path, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]
     """(causal LM, tokenizer) from a GGUF file, dequantized to ``dtype`` and free of the GGUF quantizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, trust_remote_code=False)
+    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype,
+                                                 trust_remote_code=False).eval()
     # The tensors are plain floats now; only the bookkeeping says "quantized", and save_pretrained refuses that.
     model.hf_quantizer = None
     model.is_quantized = False
