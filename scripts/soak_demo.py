@@ -266,25 +266,28 @@ def run_soak(url: str, server_pid: int, image_path: Path, clients: int, duration
     soak.idle(1)  # warm-up, not counted
     tally.idle_service.clear(), tally.idle_total.clear(), tally.counts.clear()
     soak.idle(idle_requests)
+    idle_counts = dict(tally.counts)
+    tally.counts.clear()  # from here on: the load phase's requests
     rss_start = rss(server_pid)
     started = time.monotonic()
     soak.load(clients, duration)
     elapsed = time.monotonic() - started
     rss_end = rss(server_pid)
-    return report(tally, clients, elapsed, rss_start, rss_end)
+    return report(tally, idle_counts, clients, elapsed, rss_start, rss_end)
 
 
-def report(tally: Tally, clients: int, elapsed: float, rss_start: int, rss_end: int) -> dict:
+def report(tally: Tally, idle_counts: dict, clients: int, elapsed: float, rss_start: int, rss_end: int) -> dict:
     def stats(values: list[float]) -> dict:
         return {"n": len(values), "p50": percentile(values, 50), "p95": percentile(values, 95),
                 "mean": statistics.fmean(values) if values else None}  # fmt: skip
 
     out = {
-        "clients": clients, "seconds": round(elapsed, 1), "counts": dict(tally.counts),
+        "clients": clients, "seconds": round(elapsed, 1), "idle_counts": idle_counts, "counts": dict(tally.counts),
         "idle": {"service": stats(tally.idle_service), "end_to_end": stats(tally.idle_total)},
         "load": {"service": stats(tally.load_service + tally.probe_service),
                  "end_to_end": stats(tally.load_total), "probe_end_to_end": stats(tally.probe_total)},
-        "unexpected_errors": tally.counts.get("unexpected", 0), "unexpected_examples": tally.unexpected,
+        "unexpected_errors": tally.counts.get("unexpected", 0) + idle_counts.get("unexpected", 0),
+        "unexpected_examples": tally.unexpected,
         "rss_start_mb": round(rss_start / 2**20, 1), "rss_end_mb": round(rss_end / 2**20, 1),
     }  # fmt: skip
     idle_p95, load_p95 = out["idle"]["service"]["p95"], out["load"]["service"]["p95"]
@@ -326,7 +329,7 @@ def markdown(result: dict) -> str:
          f"{ms(load['end_to_end']['p50'])} / {ms(load['end_to_end']['p95'])}"),
         ("probe client, under load: end to end p50 / p95",
          f"{ms(load['probe_end_to_end']['p50'])} / {ms(load['probe_end_to_end']['p95'])}"),
-        ("requests under load (good / cancelled / bad)",
+        ("requests under load, probe included (good / cancelled / bad)",
          " / ".join(str(result["counts"].get(k, 0)) for k in ("good", "cancelled", "bad"))),
         ("unexpected errors", str(result["unexpected_errors"])),
         ("server RSS start → end", f"{result['rss_start_mb']} MB → {result['rss_end_mb']} MB"),
