@@ -277,8 +277,8 @@ def test_cli_refuses_a_folder_of_someone_elses_shards_naming_them(
         main(["--out", str(tmp_path), "--scenes", "4", "--split", split, "--no-progress"])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "holds files that loclip did not write" in err
-    for name in ("train/sizes.json", "train/shard-000000.tar", "train/shard-000007.tar", "train/images/train-00000001.png"):
-        assert name in err
+    named = ("train/sizes.json", "train/shard-000000.tar", "train/shard-000007.tar", "train/images/train-00000001.png")
+    assert all(name in err for name in named)
     assert _files(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "train"]
 
 
