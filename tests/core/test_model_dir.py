@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -75,7 +76,7 @@ def test_config_json_is_checked_first(model_dir: Path, config: bytes | None, mes
     if config is not None:
         (model_dir / "config.json").write_bytes(config)
     assert message in refused(model_dir)
-    with pytest.raises(ValueError, match="model_type|config.json"):
+    with pytest.raises(ValueError, match=re.escape(message)):  # the same check, before any weight is looked at
         read_model_type(model_dir, LLAMA, FLAG)
 
 
@@ -107,7 +108,8 @@ def test_a_corrupt_safetensors_file_names_the_file(model_dir: Path, damage: str)
     data = file.read_bytes()
     file.write_bytes({"garbage": b"\x00" * 64, "header": data[:8] + b"{not json" + data[17:],
                       "truncated": data[: len(data) // 2], "empty": b""}[damage])
-    assert "model.safetensors is not a readable safetensors file: Error while deserializing header" in refused(model_dir)
+    message = refused(model_dir)
+    assert "model.safetensors is not a readable safetensors file: Error while deserializing header" in message
 
 
 def test_weights_of_the_wrong_shape(model_dir: Path) -> None:
