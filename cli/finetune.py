@@ -19,8 +19,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from loclip.mllm.config import FinetuneRecipe
 from loclip.core.recipe import PositiveInt, build_parser, option
+from loclip.finetune.config import FinetuneRecipe
 
 from .trainer_command import run_trainer_command
 
@@ -71,8 +71,8 @@ def make_eval_fn(recipe: FinetuneRecipe):
     """Referring and REC@0.5 on ``eval.val_json`` (images relative to its folder), or ``None``."""
     if not recipe.eval.val_json:
         return None
-    from loclip.mllm.data import load_records
-    from loclip.mllm.evaluate import evaluate_records
+    from loclip.eval.mllm_referring import evaluate_records
+    from loclip.mllm.records import load_records
 
     path = Path(recipe.eval.val_json)
     records = load_records(path)
@@ -90,7 +90,7 @@ def parser():
 
 def ensure_llm(recipe: FinetuneRecipe) -> None:
     """Prepare ``model.llm`` from ``model.llm_gguf`` when it does not hold a prepared LLM yet."""
-    from loclip.mllm.llm_prep import PACKAGED, is_prepared, prepare_llm
+    from loclip.finetune.llm_prep import PACKAGED, is_prepared, prepare_llm
 
     m = recipe.model
     if m.llm is None:
@@ -111,7 +111,7 @@ def configure(cmd: FinetuneCommand, recipe: FinetuneRecipe) -> None:
 
 
 def trainer():
-    from loclip.mllm.trainer import train
+    from loclip.finetune.trainer import train
 
     return train
 

@@ -22,7 +22,7 @@ class PrepareLlmCommand:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser("loclip-prepare-llm", __doc__, PrepareLlmCommand)
     cmd, _ = parse_command(parser, PrepareLlmCommand, argv)
-    from loclip.mllm.llm_prep import prepare_llm
+    from loclip.finetune.llm_prep import prepare_llm
 
     try:
         record = prepare_llm(cmd.out, cmd.gguf, cmd.overwrite)

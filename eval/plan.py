@@ -145,8 +145,9 @@ def _synthetic(
 
 def _mllm_runner(options: Any) -> Runner:
     """Referring accuracy and REC@0.5 of a loclip MLLM on a conversation file (see loclip.mllm.evaluate)."""
-    from loclip.mllm.data import load_records
-    from loclip.mllm.evaluate import evaluate_records
+    from loclip.mllm.records import load_records
+
+    from .mllm_referring import evaluate_records
 
     path = Path(options.conversations_json)
     if not path.is_file():

@@ -2,7 +2,9 @@
 
 Importing it registers ``LoclipLlavaConfig`` with ``AutoConfig``, the models with ``AutoModel`` /
 ``AutoModelForImageTextToText`` and ``LoclipLlavaProcessor`` with ``AutoProcessor`` (no remote code).
-Training (``loclip.mllm.trainer``), the CLI and peft/bitsandbytes are imported only when used.
+Here: the model (``modeling``, ``configuration``), its processor, the conversation format and its record files
+(``conversation``, ``records``) and ``chat``. Finetuning is ``loclip.finetune``, the MLLM's evaluation
+``loclip.eval.mllm_referring``; this package imports neither, nor the training runtime.
 """
 
 from transformers import AutoConfig, AutoModel, AutoModelForImageTextToText, AutoProcessor

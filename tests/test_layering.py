@@ -2,8 +2,8 @@
 
 A package may import only packages of a lower layer. That makes the graph acyclic by construction, and
 spells out the rules that matter: the encoder imports no other loclip package; no model imports a trainer
-(``mllm`` never imports ``pretrain``); ``pretrain`` imports none of ``mllm``, ``eval``, ``label``, ``demo``;
-nothing imports ``demo`` or the commands (``cli``).
+or the training runtime (``mllm`` imports none of ``pretrain``, ``finetune``, ``training``); ``pretrain``
+imports none of ``mllm``, ``eval``, ``label``, ``demo``; nothing imports ``demo`` or the commands (``cli``).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ ROOT = Path(__file__).resolve().parents[1]
 LAYERS = {
     "core": 0,
     "encoder": 1, "shards": 1,
-    "training": 2,
+    "training": 2, "mllm": 2,
     "synth": 3,
-    "pretrain": 4, "mllm": 4,
+    "pretrain": 4, "finetune": 4,
     "label": 5, "eval": 5,
     "cli": 6, "demo": 6,
 }  # fmt: skip
@@ -104,7 +104,9 @@ def test_the_package_graph_has_no_cycle_and_the_named_rules_hold() -> None:
     targets = {a: {b for (x, b) in graph if x == a} for a in LAYERS}
     assert targets["encoder"] <= {"core"}  # the encoder imports no other loclip package but the kernel
     assert targets["core"] == set()  # the kernel imports no other loclip package
-    assert "pretrain" not in targets["mllm"]
+    assert "pretrain" not in targets["mllm"]  # a model never imports a trainer ...
+    assert "finetune" not in targets["mllm"]  # ... its own included
+    assert "training" not in targets["mllm"]  # only trainers import the training runtime
     assert not targets["pretrain"] & {"mllm", "eval", "label", "demo", "cli"}
     assert not any({"demo", "cli"} & t for t in targets.values())
 

@@ -9,7 +9,14 @@ import pytest
 
 MOVED = [("loclip.training.recipe", "loclip.core.recipe"),
          ("loclip.encoder.image_loading", "loclip.core.image_loading"),
-         ("loclip.encoder.sentences", "loclip.core.sentences")]
+         ("loclip.encoder.sentences", "loclip.core.sentences"),
+         ("loclip.mllm.config", "loclip.finetune.config"),
+         ("loclip.mllm.data", "loclip.finetune.data"),
+         ("loclip.mllm.trainer", "loclip.finetune.trainer"),
+         ("loclip.mllm.adapters", "loclip.finetune.adapters"),
+         ("loclip.mllm.builder", "loclip.finetune.builder"),
+         ("loclip.mllm.llm_prep", "loclip.finetune.llm_prep"),
+         ("loclip.mllm.evaluate", "loclip.eval.mllm_referring")]
 
 
 @pytest.mark.parametrize("old, new", MOVED)

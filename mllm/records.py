@@ -1,0 +1,60 @@
+"""LLaVA-style record files: reading them and checking a record's boxes.
+
+A record: ``{"image": path, "conversations": [{"from": "human"|"gpt", "value": …}, …], "boxes": [[x1, y1,
+x2, y2], …]}`` — pixel boxes of the image, one per ``<region>`` in the conversation, in order. Finetuning
+(``loclip.finetune.data``) trains on such files and evaluation (``loclip.eval.mllm_referring``) scores on them;
+the file format lives here, beside the conversation format it carries, so that both read it the same way and
+evaluation needs nothing of the training side.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from loclip.encoder.boxes import check_pixel_box
+
+BOX_TOLERANCE = 1.0  # pixels a box may reach past its image before it counts as bad (it is clipped), as in pretraining
+
+
+def load_records(path: str | os.PathLike) -> list[Any]:
+    """A LLaVA JSON file (a list of records) or JSONL (one record per line; a line that is not JSON becomes
+    ``None``, which the dataset skips and counts). A JSON file that does not parse is an error naming it."""
+    text = Path(path).read_text()
+    if str(path).endswith(".jsonl"):
+        records = []
+        for line in text.splitlines():
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError:
+                    records.append(None)
+        return records
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(records, list):
+        raise ValueError(f"{path} must hold a JSON list of records, got {type(records).__name__}")
+    return records
+
+
+_BOX_REASONS = {"not_a_box": "bad_boxes", "inverted": "box_inverted", "outside": "box_outside_image"}
+
+
+def check_boxes(boxes: Any, size: tuple[int, int]) -> tuple[list[list[float]] | None, str | None]:
+    """A record's ``boxes`` → (pixel boxes clipped to the image, None), or (None, the skip reason): not a list of
+    4 finite numbers each (``bad_boxes``), x2 < x1 or y2 < y1 (``box_inverted``), or past the image by more
+    than ``BOX_TOLERANCE`` pixels (``box_outside_image``), by ``loclip.encoder.boxes.check_pixel_box``.
+    ``size`` is (height, width)."""
+    if not isinstance(boxes, list):
+        return None, "bad_boxes"
+    out = []
+    for box in boxes:
+        checked = check_pixel_box(box, size, BOX_TOLERANCE)
+        if isinstance(checked, str):
+            return None, _BOX_REASONS[checked]
+        out.append(list(checked))
+    return out, None
