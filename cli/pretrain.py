@@ -1,8 +1,8 @@
 """`loclip-pretrain`: pretrain the encoder from a YAML recipe plus command-line overrides.
 
-With no ``--config`` it runs the quickstart: make (or reuse) a synthetic-world set under
-``OUTPUT_DIR/synth``, pretrain a tiny encoder on this CPU, print held-out figures, and leave the
-exported encoder in ``OUTPUT_DIR``.
+With no ``--config`` it runs the quickstart, ``configs/pretrain/quickstart.yaml``: make (or reuse) a
+synthetic-world set under ``OUTPUT_DIR/synth``, pretrain a tiny encoder on this CPU, print held-out figures,
+and leave the exported encoder in ``OUTPUT_DIR`` (``--run.output_dir``, or ``--output-dir``).
 """
 
 from __future__ import annotations
@@ -10,31 +10,26 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from loclip.core.messages import shown
 from loclip.pretrain.config import PretrainRecipe, Variant, apply_variant
-from loclip.core.recipe import PositiveInt, build_parser, option
+from loclip.core.recipe import FlagAliases, PositiveInt, build_parser, option
 
 from .trainer_command import run_trainer_command
 
 QUICKSTART_SCENES = {"train": 6000, "val": 200, "novel": 200}
-# The quickstart's starting point (a tiny encoder on 64 px scenes, sized for a 2-core CPU); flags still override.
-QUICKSTART = {
-    "data": {"image_size": 64, "max_text_length": 24, "batch_size": 64, "num_workers": 1,
-             "num_subcaptions": 4, "num_regions": 4},
-    # The text tower starts from scratch, where every caption embeds alike: filter identical captions only.
-    "loss": {"text_filter_by": "exact"},
-    "optim": {"lr": 2e-3, "warmup_steps": 50, "steps": 600, "weight_decay": 0.05},
-    "run": {"output_dir": "runs/quickstart", "log_every": 10, "save_every": 200},
-    "eval": {"max_scenes": 200},
-}
 
 
 @dataclass(kw_only=True)
 class PretrainCommand:
-    config: str | None = option(None, "YAML recipe (see configs/pretrain/); omitted: the quickstart")
-    output_dir: str | None = option(None, "where checkpoints, logs and the exported encoder go (= run.output_dir)")
-    variant: Variant | None = option(None, "loss set of the learning-proof benchmark")
+    """The command's own options; every recipe field is a flag too (``--run.output_dir``)."""
+
+    FLAG_ALIASES: ClassVar[FlagAliases] = {"--output-dir": "run.output_dir"}
+
+    config: str | None = option(None, "YAML recipe (see configs/pretrain/); omitted: the quickstart, "
+                                "configs/pretrain/quickstart.yaml")
+    variant: Variant | None = option(None, "loss set of the learning-proof benchmark (applied over the recipe)")
     quickstart_scenes: PositiveInt = option(QUICKSTART_SCENES["train"], "training scenes the quickstart generates")
     synth_dir: str | None = option(None, "where the quickstart's synthetic world lives (default OUTPUT_DIR/synth)")
 
@@ -76,12 +71,14 @@ def parser():
 QUICKSTART_OWNS = ("data.train_shards", "data.jsonl", "data.image_root")
 
 
-def configure(cmd: PretrainCommand, recipe: PretrainRecipe) -> None:
-    """The learning-proof variant, then the quickstart's world when no --config was given; a --config recipe
-    must name its data and tokenizer."""
+def adjust(cmd: PretrainCommand, recipe: PretrainRecipe) -> None:
+    """The learning-proof variant, applied before the recipe is validated (so its rules run once, on the result)."""
     if cmd.variant:
         apply_variant(recipe, cmd.variant)
-        recipe.loss.validate()
+
+
+def configure(cmd: PretrainCommand, recipe: PretrainRecipe) -> None:
+    """The quickstart's world when no --config was given; a --config recipe must name its data and tokenizer."""
     if cmd.config is None:
         given = [name for name in QUICKSTART_OWNS if getattr(recipe.data, name.split(".")[1]) is not None]
         if given:
@@ -105,8 +102,8 @@ def trainer():
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_trainer_command("loclip-pretrain", __doc__, PretrainCommand, PretrainRecipe, QUICKSTART, argv,
-                               configure, trainer, make_eval_fn, "encoder")
+    return run_trainer_command("loclip-pretrain", __doc__, PretrainCommand, PretrainRecipe, "pretrain", argv,
+                               configure, trainer, make_eval_fn, "encoder", adjust)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import logging
 import sys
 from collections.abc import Callable
@@ -12,20 +13,26 @@ from loclip.training.metrics_log import last_eval, print_table
 from loclip.core.recipe import build_parser, load_recipe, parse_command
 
 
+def quickstart_recipe(stage: str) -> Path:
+    """``configs/<stage>/quickstart.yaml``: the recipe a trainer runs without ``--config``, installed with loclip
+    (package data of ``loclip.configs``), so a wheel finds it as a checkout does."""
+    return Path(str(importlib.resources.files("loclip.configs").joinpath(f"{stage}/quickstart.yaml")))
+
+
 def run_trainer_command(
-    prog: str, description: str | None, command: type, recipe_cls: type, quickstart: dict[str, Any],
+    prog: str, description: str | None, command: type, recipe_cls: type, quickstart: str,
     argv: list[str] | None, configure: Callable[[Any, Any], None], train: Callable[[Any], Callable[..., Path]],
-    make_eval_fn: Callable[[Any], Any], exported: str,
+    make_eval_fn: Callable[[Any], Any], exported: str, adjust: Callable[[Any, Any], None] | None = None,
 ) -> int:
-    """Parse ``command`` options and the ``recipe_cls`` flags, read the ``--config`` file (or start from the
-    ``quickstart`` recipe), let ``configure(options, recipe)`` finish it (a bad value → exit code 2 with the
-    message), train with ``train()(recipe, eval_fn=make_eval_fn(recipe))`` and print the held-out figures."""
+    """Parse ``command`` options and the ``recipe_cls`` flags, read the ``--config`` file (or the ``quickstart``
+    stage's recipe, ``quickstart_recipe``), with ``adjust(options, recipe)`` applied before the recipe is
+    validated, let ``configure(options, recipe)`` finish it (a bad value → exit code 2 with the message), train
+    with ``train()(recipe, eval_fn=make_eval_fn(recipe))`` and print the held-out figures."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     options, args = parse_command(build_parser(prog, description, command, recipe_cls), command, argv)
     try:
-        recipe = load_recipe(recipe_cls, options.config, args, base=None if options.config else quickstart)
-        if options.output_dir:
-            recipe.run.output_dir = options.output_dir
+        recipe = load_recipe(recipe_cls, options.config or quickstart_recipe(quickstart), args,
+                             adjust=None if adjust is None else lambda r: adjust(options, r))
         configure(options, recipe)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)

@@ -1,7 +1,9 @@
 """Recipes and command options: typed dataclasses, checked in one place, read from YAML and from flags.
 
-A recipe is a dataclass, nested for training recipes (``PretrainRecipe.optim.lr``) and flat for the options
-of a command (``loclip-eval --synth-dir``). Every leaf field declares
+A recipe is a dataclass of sections (``PretrainRecipe.optim.lr``); the options of a command are a dataclass
+of its own fields (``--model``) and of library configs nested as sections (``loclip-label``'s ``label:
+LabelConfig`` gives ``--label.batch_size``), so a command never redeclares a library field. Every leaf field
+declares
 
 - a type: ``bool``, ``int``, ``float``, ``str``, a ``Literal`` of choices, ``X | None``, ``list[X]``, or a
   union of those; ``Annotated[int, at_least(1)]`` adds a range (``at_least``, ``positive``, ``between``);
@@ -11,13 +13,18 @@ of a command (``loclip-eval --synth-dir``). Every leaf field declares
 YAML values and flags go through it alike, and an error names the field, the value and what is expected.
 It converts what is unambiguous (an int where a float is declared, PyYAML's string ``"1e-3"`` for a
 float, ``3.0`` for an int) and refuses the rest (``2.5`` for an int, ``true`` for a number, NaN or
-infinity anywhere). A recipe's ``validate()`` then checks what involves several fields. Values are quoted in
-messages through ``loclip.core.messages.shown``, cut short. A recipe file is at most ``MAX_RECIPE_BYTES``, and
-its YAML aliases may not expand it past ``MAX_RECIPE_VALUES`` values (an alias bomb is refused unbuilt).
+infinity anywhere). A recipe's ``validate()`` then checks what involves several fields. A config that Python
+code also builds directly derives from ``CheckedConfig``: it is checked when built, and only then. Each recipe is
+so checked once, where it enters (``load_recipe`` for files and flags). Values are quoted in messages through
+``loclip.core.messages.shown``, cut short. A recipe file is at most ``MAX_RECIPE_BYTES``, and its YAML aliases
+may not expand it past ``MAX_RECIPE_VALUES`` values (an alias bomb is refused unbuilt).
 
 ``add_arguments`` makes one flag per leaf from the dataclass itself: ``--optim.lr`` / ``--data.batch_size``
-(``--data.batch-size`` works too); booleans take ``true``/``false`` or stand alone for true; lists take
-several values or one comma-separated value.
+(``--data.batch-size`` works too), a command's own fields ``--like-this``; booleans take ``true``/``false`` or
+stand alone for true; lists take several values or one comma-separated value. A command keeps the old spellings
+of flags that became a nested field in ``FLAG_ALIASES`` (``{"--batch-size": "label.batch_size"}``; a flag that
+sets a value and takes none: ``{"--no-progress": ("label.progress", False)}``), listed by ``--help`` beside
+the field's own flag.
 """
 
 from __future__ import annotations
@@ -29,10 +36,10 @@ import math
 import os
 import types
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 
 from .messages import shown
 
@@ -84,10 +91,16 @@ NonNegativeFloat = Annotated[float, at_least(0)]
 UnitFloat = Annotated[float, between(0, 1)]
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", **metadata: Any) -> Any:
+def option(default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Any = dataclasses.MISSING,
+           **metadata: Any) -> Any:
     """A dataclass field with ``--help`` text (and optionally ``group=``, the ``--help`` section it is listed
-    under); no default makes the flag required."""
-    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+    under); no default makes the flag required. On a nested section of a command, ``help`` titles the ``--help``
+    section of its flags."""
+    return dataclasses.field(default=default, default_factory=default_factory, metadata={"help": help, **metadata})
+
+
+# A command's old flag spellings: flag -> the dotted field it sets, or (dotted field, the value it sets: no argument)
+FlagAliases = dict[str, Union[str, tuple[str, Any]]]
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -194,17 +207,34 @@ def hints(cls: type) -> dict[str, Any]:
 
 
 def check(obj: Any, where: str = "") -> Any:
-    """Check (and convert in place) every field of the dataclass ``obj``, nested ones included → ``obj``."""
+    """Check (and convert in place) every field of the dataclass ``obj``, nested ones included → ``obj``. A
+    nested ``CheckedConfig`` was checked when it was built and is not checked again."""
     types_ = hints(type(obj))
     for f in dataclasses.fields(obj):
         name, value, tp = f"{where}{f.name}", getattr(obj, f.name), types_[f.name]
         if dataclasses.is_dataclass(tp):
             if not isinstance(value, tp):
                 raise ValueError(f"{name} = {shown(value)}: expected a {tp.__name__} section")
-            check(value, f"{name}.")
+            if not isinstance(value, CheckedConfig):
+                check(value, f"{name}.")
         else:
             object.__setattr__(obj, f.name, check_value(name, value, tp))  # frozen dataclasses too
     return obj
+
+
+class CheckedConfig:
+    """Base of a config dataclass that Python code builds directly (``DataConfig(...)``, ``Limits(...)``) as well
+    as a recipe section: it checks itself when built, ``check`` then its own ``validate()`` if it has one, so a bad
+    value is refused at once, naming the field after ``FIELD_PREFIX`` (``"data."``). Built by ``load_recipe`` it is
+    checked there, once: ``check`` of the enclosing recipe skips it, and a loader given one does not check again."""
+
+    FIELD_PREFIX: ClassVar[str] = ""
+
+    def __post_init__(self) -> None:
+        check(self, self.FIELD_PREFIX)
+        validate = getattr(self, "validate", None)
+        if callable(validate):
+            validate()
 
 
 # ---------------------------------------------------------------------------------------------- dicts and files
@@ -229,6 +259,10 @@ def default_of(f: dataclasses.Field) -> Any:
     return dataclasses.MISSING
 
 
+def _has_default(f: dataclasses.Field) -> bool:
+    return f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+
+
 def from_dict(cls: type[T], data: Any, where: str = "recipe") -> T:
     """A (nested) dataclass from a mapping; unknown keys, and a section that is not a mapping, are errors
     naming where. Values are checked afterwards by ``check``."""
@@ -245,7 +279,10 @@ def from_dict(cls: type[T], data: Any, where: str = "recipe") -> T:
             kwargs[name] = from_dict(tp, {} if value is None else value, f"{where}.{name}")
         else:
             kwargs[name] = value
-    missing = [n for n, f in fields.items() if n not in kwargs and default_of(f) is dataclasses.MISSING]
+    for name, f in fields.items():  # a section without a default is built from its fields' own defaults
+        if name not in kwargs and dataclasses.is_dataclass(types_[name]) and not _has_default(f):
+            kwargs[name] = from_dict(types_[name], {}, f"{where}.{name}")
+    missing = [n for n, f in fields.items() if n not in kwargs and not _has_default(f)]
     if missing:
         raise ValueError(f"{where}: missing required field(s) {missing}")
     return cls(**kwargs)
@@ -375,11 +412,32 @@ def _flag_help(tp: Any, f: dataclasses.Field) -> str:
     return "; ".join(parts).replace("%", "%%")
 
 
-def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, dest: str = "recipe") -> None:
-    """One flag per leaf field of ``cls`` (see the module docstring), all defaulting to 'not given'."""
+def _twin(flag: str) -> str:
+    """``--batch-size`` ↔ ``--batch_size``, ``--data.batch_size`` ↔ ``--data.batch-size``: the same flag with the
+    other word separator after its last dot."""
+    head, dot, leaf = flag[2:].rpartition(".")
+    return f"--{head}{dot}{leaf.replace('_', '-') if '_' in leaf else leaf.replace('-', '_')}"
+
+
+def _spellings(*flags: str) -> list[str]:
+    """Each flag and its twin (``_twin``), in order, once."""
+    return list(dict.fromkeys(f for flag in flags for f in (flag, _twin(flag))))
+
+
+def add_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, dest: str = "recipe",
+    aliases: FlagAliases | None = None,
+) -> None:
+    """One flag per leaf field of ``cls`` (see the module docstring), all defaulting to 'not given', with the
+    ``aliases`` whose target is one of these leaves. A section of a command with ``help`` is its own ``--help``
+    section (unless a leaf names its ``group``)."""
+    aliases = aliases or {}
+    types_ = hints(cls)
+    titles = {f.name: f.metadata.get("help") or None for f in dataclasses.fields(cls)
+              if dataclasses.is_dataclass(types_[f.name])}
     groups: dict[str, Any] = {}
     for name, tp, f in iter_leaves(cls):
-        title = f.metadata.get("group")
+        title = f.metadata.get("group") or (titles.get(name.split(".")[0]) if "." in name else None)
         if title is not None and title not in groups:
             groups[title] = parser.add_argument_group(title)
         target = parser if title is None else groups[title]
@@ -393,12 +451,16 @@ def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls
             kind = {"nargs": "+", "action": "extend", "metavar": "VALUE"}
         else:
             kind = {"metavar": name.rsplit(".", 1)[-1].upper()}
-        flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
-        if dest == "command":  # a command's own options read --like-this; recipe fields --like.this_one
-            flags.reverse()
+        own = f"--{name.replace('_', '-')}" if dest == "command" and "." not in name else f"--{name}"  # --like-this
+        old = [flag for flag, to in aliases.items() if to == name]
         required = default_of(f) is dataclasses.MISSING
-        target.add_argument(*flags, dest=f"{dest}:{name}", default=None, required=required,
+        key = f"{dest}:{name}"
+        target.add_argument(*_spellings(own, *old), dest=key, default=None, required=required,
                             help=_flag_help(tp, f), **kind)
+        for flag, (to, value) in ((k, v) for k, v in aliases.items() if isinstance(v, tuple) and v[0] == name):
+            shown_value = str(value).lower() if isinstance(value, bool) else value
+            target.add_argument(*_spellings(flag), dest=key, action="store_const", const=value, default=None,
+                                help=f"the same as {own} {shown_value}".replace("%", "%%"))
 
 
 def parse_flag(raw: str | list[str], tp: Any, name: str) -> Any:
@@ -444,8 +506,8 @@ def flag_values(args: argparse.Namespace, cls: type, dest: str = "recipe") -> di
     types_ = {name: tp for name, tp, _ in iter_leaves(cls)}
     for key, raw in vars(args).items():
         if key.startswith(f"{dest}:") and raw is not None:
-            name = key.split(":", 1)[1]
-            found[name] = parse_flag(raw, types_[name], name)
+            name = key.split(":", 1)[1]  # a value an alias sets (not text) is taken as it is
+            found[name] = parse_flag(raw, types_[name], name) if isinstance(raw, (str, list)) else raw
     return found
 
 
@@ -462,33 +524,74 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
 
 def load_recipe(
     cls: type[T], path: str | Path | None, args: argparse.Namespace | None = None,
-    base: dict[str, Any] | None = None, dest: str = "recipe",
+    base: dict[str, Any] | None = None, dest: str = "recipe", adjust: Callable[[T], Any] | None = None,
 ) -> T:
-    """Dataclass defaults ← ``base`` ← YAML/JSON file ← flags, then ``check`` and the recipe's ``validate``."""
+    """Dataclass defaults ← ``base`` ← YAML/JSON file ← flags, then ``check``, ``adjust(recipe)`` (what a command
+    changes on top, e.g. a loss variant) and the recipe's ``validate``: each rule runs once, on the final recipe."""
     data = _merge(base or {}, read_file(path) if path is not None else {})
     if args is not None:
         data = _merge(data, _nest(flag_values(args, cls, dest)))
-    recipe = check(from_dict(cls, data, where=str(path) if path is not None else "recipe"))
+    recipe = from_dict(cls, data, where=str(path) if path is not None else "recipe")
+    built_checked = isinstance(recipe, CheckedConfig)  # then it checked and validated itself when built
+    if not built_checked:
+        check(recipe)
+    if adjust is not None:
+        adjust(recipe)
     validate = getattr(recipe, "validate", None)
-    if callable(validate):
+    if callable(validate) and not built_checked:
         validate()
     return recipe
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--label.batch_size, --batch-size BATCH_SIZE``: each spelling of a flag once (not its ``_``/``-`` twin),
+    the value's name once."""
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings:
+            return super()._format_action_invocation(action)
+        seen: set[str] = set()
+        shown_ = []
+        for flag in action.option_strings:
+            if flag.replace("_", "-") not in seen:
+                seen.add(flag.replace("_", "-"))
+                shown_.append(flag)
+        if action.nargs == 0:
+            return ", ".join(shown_)
+        return f"{', '.join(shown_)} {self._format_args(action, self._get_default_metavar_for_optional(action))}"
+
+
+def _target(alias: str | tuple[str, Any]) -> str:
+    """The dotted field an entry of ``FLAG_ALIASES`` sets."""
+    return alias[0] if isinstance(alias, tuple) else alias
+
+
+def _leaf_names(cls: type | None) -> set[str]:
+    return set() if cls is None else {name for name, _, _ in iter_leaves(cls)}
 
 
 def build_parser(
     prog: str, description: str | None, command: type | None = None, recipe: type | None = None,
     epilog: str | None = None,
 ) -> argparse.ArgumentParser:
-    """A parser for a command: its own options (``command``, a flat dataclass) and, for trainers, every field
-    of its ``recipe`` as a flag."""
+    """A parser for a command: its own options (``command``: its fields and the library configs it nests) with
+    the old spellings of its ``FLAG_ALIASES`` and, for trainers, every field of its ``recipe`` as a flag (an
+    alias may name a recipe field: ``--output-dir`` → ``run.output_dir``)."""
     parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=_HelpFormatter)
+    aliases: FlagAliases = dict(getattr(command, "FLAG_ALIASES", {}))
+    own, fields_ = _leaf_names(command), _leaf_names(recipe)
+    for flag, to in aliases.items():
+        name = _target(to)
+        if name not in own | fields_ or (name in own and name in fields_):
+            raise ValueError(f"{prog}: FLAG_ALIASES[{flag!r}] must name one field of the command or its recipe, "
+                             f"not {name!r}")
     if command is not None:
-        add_arguments(parser, command, dest="command")
+        add_arguments(parser, command, "command", {k: v for k, v in aliases.items() if _target(v) in own})
     if recipe is not None:
         group = parser.add_argument_group("recipe fields (override the --config file; lists: several values or "
                                           "comma-separated)")
-        add_arguments(group, recipe, dest="recipe")
+        add_arguments(group, recipe, "recipe", {k: v for k, v in aliases.items() if _target(v) in fields_})
     # The `deepspeed` launcher passes --local_rank; the rank is read from the environment (LOCAL_RANK).
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     return parser

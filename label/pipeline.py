@@ -28,7 +28,7 @@ from loclip.core.image_loading import ImageTooLarge, open_raster, to_rgb
 from loclip.pretrain.data import RawSample, SkipCounter
 from loclip.shards import skips as S
 from loclip.shards.write import ShardWriter, atomic_write_json, json_bytes, remove_partial
-from loclip.core.recipe import PositiveInt, between, check
+from loclip.core.recipe import CheckedConfig, PositiveInt, between, option
 
 from .inputs import Unit, check_not_inside
 from .phrases import DEFAULT_MAX_QUERIES, select_queries
@@ -45,8 +45,8 @@ NO_CAPTION = "sample/missing_caption"  # no caption in the input and none genera
 
 
 @dataclass
-class LabelConfig:
-    """How a run writes its output.
+class LabelConfig(CheckedConfig):
+    """How a run writes its output (``loclip-label``'s ``--label.*`` flags), checked once, when it is built.
 
     ``output_dir``: where output shards go (one per input unit, same name). ``batch_size``: images per
     captioner/detector call. ``max_queries``: detector queries per image. ``regions_mode``/``dedupe_iou``: how
@@ -54,18 +54,21 @@ class LabelConfig:
     noun phrases from the sample's existing captions (always done when there is no captioner).
     """
 
-    output_dir: str
-    batch_size: PositiveInt = 8
-    max_queries: PositiveInt = DEFAULT_MAX_QUERIES
-    regions_mode: RegionsMode = "add"
-    dedupe_iou: Annotated[float, between(0, 1, low_open=True)] = 0.7
-    phrases_from_existing: bool = False
-    progress: bool = True
+    FIELD_PREFIX = "label."
 
-    def __post_init__(self) -> None:
-        check(self, "LabelConfig.")
+    output_dir: str = option(help="output folder: one shard per input shard, same name")
+    batch_size: PositiveInt = option(8, "images per model call")
+    max_queries: PositiveInt = option(DEFAULT_MAX_QUERIES, "detector queries per image")
+    regions_mode: RegionsMode = option("add", "existing regions: add (keep them, add new non-overlapping ones), "
+                                       "fill (label only samples without regions), replace")
+    dedupe_iou: Annotated[float, between(0, 1, low_open=True)] = option(
+        0.7, "IoU at which a generated box duplicates an existing one (regions_mode add)")
+    phrases_from_existing: bool = option(False, "also take phrases from the samples' existing captions")
+    progress: bool = option(True, "show a progress bar")
+
+    def validate(self) -> None:
         if not self.output_dir:
-            raise ValueError(f"LabelConfig.output_dir must be a path, got {self.output_dir!r}")
+            raise ValueError(f"label.output_dir must be a path, got {self.output_dir!r}")
 
 
 @dataclass

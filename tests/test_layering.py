@@ -85,7 +85,8 @@ def wrong_way(graph: dict[tuple[str, str], list[str]]) -> dict[tuple[str, str], 
 
 
 def test_every_package_folder_has_a_layer() -> None:
-    folders = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench", "scripts"}
+    # configs/ is a package only to install its recipe files with loclip (package data); it holds no code
+    folders = {p.parent.name for p in ROOT.glob("*/__init__.py")} - {"tests", "bench", "scripts", "configs"}
     assert folders == set(LAYERS)
 
 

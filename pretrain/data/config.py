@@ -1,4 +1,4 @@
-"""``DataConfig``: every knob of the pretraining data pipeline, checked where it enters."""
+"""``DataConfig``: every knob of the pretraining data pipeline, checked once, when it is built."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Annotated, Literal, get_args
 
 from loclip.core.image_loading import DEFAULT_MAX_PIXELS
-from loclip.core.recipe import NonNegativeFloat, NonNegativeInt, PositiveInt, at_least, check
+from loclip.core.recipe import CheckedConfig, NonNegativeFloat, NonNegativeInt, PositiveInt, at_least
 from loclip.shards.read import DEFAULT_MAX_MEMBER_BYTES
 
 FillMode = Literal["mask", "repeat"]
@@ -16,8 +16,9 @@ CAPTION_SOURCES: tuple[str, ...] = get_args(CaptionSource)
 
 
 @dataclass
-class DataConfig:
-    """The training data recipe (one rank's view; ``batch_size`` is per rank).
+class DataConfig(CheckedConfig):
+    """The training data recipe (one rank's view; ``batch_size`` is per rank), checked when it is built (by
+    ``load_recipe`` or in Python: a ``ValueError`` naming ``data.<field>``, its value and what is expected).
 
     Sources (at least one): ``train_shards``: webdataset tar shards as paths, brace patterns
     (``shards/train-{000000..000009}.tar``), globs, a directory of ``*.tar``, ``pipe:...`` commands (object
@@ -67,11 +68,4 @@ class DataConfig:
     prefetch_factor: PositiveInt = 2
     pin_memory: bool = False
 
-    def __post_init__(self) -> None:
-        self.validate()
-
-    def validate(self) -> None:
-        """Check every field (``loclip.core.recipe.check``: a ``ValueError`` naming the field, its value and
-        what is expected). Recipes may set fields after construction, so the loader builder calls this again;
-        whether any source is set is checked when building."""
-        check(self, "data.")
+    FIELD_PREFIX = "data."  # errors name data.batch_size, as the recipe and its flags do

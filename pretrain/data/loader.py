@@ -9,7 +9,7 @@ role's position, which continues the exact batch sequence of an uninterrupted ru
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import warnings
 from collections.abc import Generator
 from typing import Any
@@ -148,11 +148,11 @@ def build_train_loader(
     config: DataConfig, processor: Any, rank: int | None = None, world_size: int | None = None
 ) -> ResumableLoader:
     """The training loader for this rank: ``config``'s sources, read in its seeded order, batched by
-    ``processor`` (a ``LoclipProcessor``). Warns when there are fewer shards than readers (then shards are
-    split by member, and every reader reads whole shards to keep its part)."""
+    ``processor`` (a ``LoclipProcessor``). ``config`` was checked when it was built (``DataConfig``); whether it
+    names a source is checked here. Warns when there are fewer shards than readers (then shards are split by
+    member, and every reader reads whole shards to keep its part)."""
     if not isinstance(config, DataConfig):
         raise TypeError(f"config must be a DataConfig, got {type(config).__name__}")
-    config.validate()
     image_size = getattr(getattr(processor, "image_processor", None), "image_size", None)
     if image_size is None or not hasattr(processor, "tokenizer"):
         raise TypeError(
@@ -169,6 +169,7 @@ def build_train_loader(
             "each shard is split by member and read in full by several readers; more shards read less",
             stacklevel=2,
         )
-    # a private copy: a recipe edited after this call must not change what the workers read
-    return ResumableLoader(BatchStream(specs, dataclasses.replace(config), processor, rank, world_size))
+    # a private copy (not rebuilt, so not checked again): a recipe edited after this call must not change what the
+    # workers read
+    return ResumableLoader(BatchStream(specs, copy.copy(config), processor, rank, world_size))
 

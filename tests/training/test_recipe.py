@@ -9,7 +9,7 @@ from typing import Literal
 import pytest
 
 from loclip.cli.pretrain import parser as pretrain_parser
-from loclip.mllm.config import FinetuneRecipe
+from loclip.finetune.config import FinetuneRecipe
 from loclip.pretrain.config import PretrainRecipe
 from loclip.core.recipe import PositiveInt, build_parser, check, load_recipe, option, parse_command
 
@@ -117,3 +117,25 @@ def test_check_converts_in_place_and_refuses_what_it_cannot() -> None:
     recipe.optim.steps = "10"
     with pytest.raises(ValueError, match="optim.steps = '10': expected an integer >= 1"):
         check(recipe)
+
+
+def test_the_data_section_is_checked_once_when_a_recipe_loads(tmp_path: Path, monkeypatch) -> None:
+    """DataConfig checks itself when built; the recipe's check skips it and the loader does not check again."""
+    from loclip.core import recipe as R
+
+    wheres: list[str] = []
+    original = R.check
+    monkeypatch.setattr(R, "check", lambda obj, where="": wheres.append(where) or original(obj, where))
+    recipe = from_yaml(tmp_path, "data:\n  batch_size: 8.0\n  train_shards: a.tar\n")
+    assert recipe.data.batch_size == 8 and isinstance(recipe.data.batch_size, int)
+    assert wheres.count("data.") == 1 and wheres.count("") == 1  # the section, then the rest of the recipe
+    from types import SimpleNamespace
+
+    from loclip.pretrain.data.loader import build_train_loader
+
+    (tmp_path / "a.tar").write_bytes(b"")  # an empty shard: enough to build the loader, which reads nothing yet
+    recipe.data.train_shards, recipe.data.num_workers, recipe.data.image_size = str(tmp_path / "a.tar"), 0, 32
+    build_train_loader(recipe.data, SimpleNamespace(image_processor=SimpleNamespace(image_size=32), tokenizer=None))
+    assert wheres.count("data.") == 1
+    with pytest.raises(ValueError, match="data.batch_size = 0: expected an integer >= 1"):
+        from_yaml(tmp_path, "data:\n  batch_size: 0\n")
