@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
-from loclip.core.recipe import PositiveFloat, PositiveInt, build_parser, option, parse_command
+from loclip.core.recipe import FlagAliases, PositiveInt, build_parser, option, parse_command
 
 from .limits import Limits
 
-_LIMITS = Limits()
 LIMITS = "request limits"
 
 
 @dataclass(kw_only=True)
 class DemoCommand:
+    # each request limit was a flat flag (--max-turns) before it became the library's Limits (--limits.max_turns)
+    FLAG_ALIASES: ClassVar[FlagAliases] = {f"--{f.name.replace('_', '-')}": f"limits.{f.name}"
+                                           for f in dataclasses.fields(Limits)}
+
     model: str | None = option(None, "saved model directory (default: runs/mllm_quickstart, else runs/quickstart)")
     host: str = option("127.0.0.1", "address to bind (127.0.0.1: this machine only)")
     port: PositiveInt = option(7860, "port")
-    max_pixels: PositiveInt = option(_LIMITS.max_pixels, "largest image, width x height", group=LIMITS)
-    max_boxes: PositiveInt = option(_LIMITS.max_boxes, "boxes per request", group=LIMITS)
-    max_text_chars: PositiveInt = option(_LIMITS.max_text_chars, "characters of a question, phrase or label list",
-                                         group=LIMITS)
-    max_labels: PositiveInt = option(_LIMITS.max_labels, "candidate labels per request", group=LIMITS)
-    max_file_mb: PositiveFloat = option(_LIMITS.max_file_mb, "largest upload in MB", group=LIMITS)
-    max_turns: PositiveInt = option(_LIMITS.max_turns, "questions in one chat conversation", group=LIMITS)
-    max_prompt_tokens: PositiveInt = option(_LIMITS.max_prompt_tokens, "tokens the chat model reads for one answer "
-                                            "(image, earlier turns and question)", group=LIMITS)  # fmt: skip
+    limits: Limits = option(default_factory=Limits, help=LIMITS)
     concurrency: PositiveInt = option(1, "model requests processed at once", group=LIMITS)
     max_queue: PositiveInt = option(64, "requests waiting beyond those; more are refused", group=LIMITS)
     example: Literal["auto", "synthetic", "photo"] = option(
@@ -54,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
     from .defaults import default_example, default_model_path
 
     try:
-        limits = Limits(**{name: getattr(args, name) for name in Limits.__dataclass_fields__})
+        limits = args.limits
         path = Path(args.model) if args.model is not None else default_model_path()
         backend = load_backend(path, limits)
     except (FileNotFoundError, ValueError) as e:  # a bad --model: one line (no traceback), usage-error status

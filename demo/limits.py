@@ -17,7 +17,7 @@ from PIL import Image
 
 from loclip.core.image_loading import ImageTooLarge, open_raster, to_rgb
 from loclip.core.messages import shown
-from loclip.core.recipe import PositiveFloat, PositiveInt, check
+from loclip.core.recipe import CheckedConfig, PositiveFloat, PositiveInt, option
 
 
 class DemoInputError(ValueError):
@@ -25,8 +25,8 @@ class DemoInputError(ValueError):
 
 
 @dataclass(frozen=True)
-class Limits:
-    """Request limits (each is a ``loclip-demo`` flag).
+class Limits(CheckedConfig):
+    """Request limits (``loclip-demo``'s ``--limits.*`` flags), checked once, when built.
 
     ``max_pixels``: width × height of an image (default 4096 × 4096). ``max_boxes``: boxes per request.
     ``max_text_chars``: characters of a question, phrase or the candidate-label text. ``max_labels``: candidate
@@ -35,16 +35,16 @@ class Limits:
     the chat model reads for one answer (the image's tokens, every earlier turn and the question), in tokens.
     """
 
-    max_pixels: PositiveInt = 4096 * 4096
-    max_boxes: PositiveInt = 8
-    max_text_chars: PositiveInt = 500
-    max_labels: PositiveInt = 32
-    max_file_mb: PositiveFloat = 20.0
-    max_turns: PositiveInt = 8
-    max_prompt_tokens: PositiveInt = 2048
+    FIELD_PREFIX = "limits."
 
-    def __post_init__(self) -> None:
-        check(self)
+    max_pixels: PositiveInt = option(4096 * 4096, "largest image, width x height")
+    max_boxes: PositiveInt = option(8, "boxes per request")
+    max_text_chars: PositiveInt = option(500, "characters of a question, phrase or label list")
+    max_labels: PositiveInt = option(32, "candidate labels per request")
+    max_file_mb: PositiveFloat = option(20.0, "largest upload in MB")
+    max_turns: PositiveInt = option(8, "questions in one chat conversation")
+    max_prompt_tokens: PositiveInt = option(2048, "tokens the chat model reads for one answer (image, earlier "
+                                            "turns and question)")
 
     @property
     def max_request_bytes(self) -> int:

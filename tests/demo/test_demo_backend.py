@@ -417,8 +417,8 @@ def test_default_example_follows_the_models_language() -> None:
 def test_cli_defaults_bind_localhost() -> None:
     args = parse_args([])
     assert (args.host, args.model) == ("127.0.0.1", None)
-    assert parse_args(["--max-prompt-tokens", "300"]).max_prompt_tokens == 300
-    assert args.max_prompt_tokens == Limits().max_prompt_tokens
+    assert parse_args(["--max-prompt-tokens", "300"]).limits.max_prompt_tokens == 300
+    assert args.limits == Limits()
 
 
 def test_cli_without_models_says_how_to_make_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:

@@ -1,4 +1,5 @@
-"""The ``loclip-demo`` entry point as a real process: it serves the API on 127.0.0.1 and stops cleanly."""
+"""The ``loclip-demo`` entry point: its request limits are the library's ``Limits`` under ``--limits.*`` (the old
+flat flags kept), and as a real process it serves the API on 127.0.0.1 and stops cleanly."""
 
 from __future__ import annotations
 
@@ -8,9 +9,23 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from gradio_client import Client, handle_file
 
+from loclip.demo.cli import parse_args
+from loclip.demo.limits import Limits
 from loclip.training.distributed import free_port
+
+
+def test_request_limits_are_the_librarys_limits_under_both_spellings(capsys: pytest.CaptureFixture) -> None:
+    new = parse_args(["--limits.max_turns", "3", "--limits.max_file_mb", "2.5", "--concurrency", "2"])
+    old = parse_args(["--max-turns", "3", "--max_file_mb", "2.5", "--concurrency", "2"])
+    assert new == old and new.limits == Limits(max_turns=3, max_file_mb=2.5)
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["--max-boxes", "0"])
+    assert exit_info.value.code == 2
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last == "loclip-demo: error: limits.max_boxes = 0: expected an integer >= 1"
 
 
 def wait_for_client(url: str, process: subprocess.Popen, timeout: float = 90.0) -> Client:
@@ -31,7 +46,7 @@ def test_loclip_demo_serves_an_encoder(encoder_model_dir: Path, image_file: Path
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     command = [sys.executable, "-m", "loclip.demo.cli", "--model", str(encoder_model_dir), "--port", str(port),
-               "--threads", "1", "--max-boxes", "2"]  # fmt: skip
+               "--threads", "1", "--limits.max_boxes", "2"]  # fmt: skip
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         client = wait_for_client(f"http://127.0.0.1:{port}/", process)
