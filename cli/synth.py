@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from tqdm import tqdm
 
@@ -12,21 +12,22 @@ from loclip.synth import SceneConfig, build_tokenizer, write_split
 from loclip.synth.ownership import check_may_write, entries, mark_world, world_info
 from loclip.synth.shards import prepare_directory, replaced_files
 from loclip.synth.world import Split
-from loclip.core.recipe import NonNegativeInt, PositiveInt, build_parser, option, parse_command
+from loclip.core.recipe import FlagAliases, NonNegativeInt, PositiveInt, build_parser, option, parse_command
 
 
 @dataclass(kw_only=True)
 class SynthCommand:
+    FLAG_ALIASES: ClassVar[FlagAliases] = {"--image-size": "scene.image_size", "--min-objects": "scene.min_objects",
+                                           "--max-objects": "scene.max_objects"}
+
     out: str = option(help="output directory (created; DIR/{split}/ and DIR/tokenizer/)")
     scenes: PositiveInt = option(help="scenes to write (train scenes for --split all)")
     seed: NonNegativeInt = option(0, "world seed")
     split: Split | Literal["all"] = option("all", "which split to write")
     eval_scenes: PositiveInt | None = option(
         None, "with --split all: scenes for each of val, test and novel (default: --scenes // 10, at least 1)")
-    image_size: PositiveInt = option(SceneConfig.image_size, "image side in pixels")
     shard_size: PositiveInt = option(1000, "scenes per tar shard")
-    min_objects: PositiveInt = option(SceneConfig.min_objects, "fewest objects a scene asks for")
-    max_objects: PositiveInt = option(SceneConfig.max_objects, "most objects a scene asks for")
+    scene: SceneConfig = option(default_factory=SceneConfig, help="scenes (loclip.synth.SceneConfig)")
     no_progress: bool = option(False, "hide the progress bar")
 
     def plan(self) -> dict[str, int]:
@@ -43,7 +44,7 @@ def main(argv: list[str] | None = None) -> None:
     cmd, _ = parse_command(parser, SynthCommand, argv)
     out = Path(cmd.out)
     try:
-        config = SceneConfig(image_size=cmd.image_size, min_objects=cmd.min_objects, max_objects=cmd.max_objects)
+        config = cmd.scene
         plan = cmd.plan()
         # fail on an unusable --out, or one holding files loclip did not write, before generating anything
         replaced = [p for split, count in plan.items() for p in replaced_files(out, split, count)]
