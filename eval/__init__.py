@@ -6,10 +6,13 @@ Readers (files → ``Dataset``): ``read_coco_instances``, ``read_coco_captions``
 ``evaluate_retrieval``, ``evaluate_region_classification``, ``evaluate_region_retrieval``,
 ``evaluate_grounding``, ``evaluate_segmentation`` (zero-shot, per patch), ``evaluate_multilabel``;
 ``evaluate_synthetic`` is pretraining's yardstick.
-The ``loclip-eval`` command (``cli.main``) runs them and writes JSON and a markdown table.
+What to evaluate is an ``EvalPlan`` (tasks, datasets, settings); ``plan.plan_tasks(plan)`` reads its datasets and
+returns the runners. The ``loclip-eval`` command (``loclip.cli.evaluate``) nests the plan as ``--plan.*``, runs it
+and writes JSON and a markdown table.
 """
 
 from .coco import read_coco_captions, read_coco_instances, read_coco_multilabel
+from .config import EvalPlan
 from .data import CaptionedImage, Dataset, LabelledImage, MultiLabelImage, Region, RegionImage, SegmentedImage
 from .folder import read_image_folder
 from .grounding import evaluate_grounding
@@ -38,6 +41,7 @@ from .zeroshot import evaluate_zeroshot
 __all__ = [
     "CaptionedImage",
     "Dataset",
+    "EvalPlan",
     "LabelledImage",
     "MultiLabelImage",
     "Region",

@@ -48,6 +48,6 @@ def read_image_folder(
         [LabelledImage(p, label) for p in sorted((base / folder).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES]
         for label, folder in enumerate(folders)
     ]
-    # round-robin over classes, so that the first N images (--max-samples) cover the classes evenly
+    # round-robin over classes, so that the first N images (max_samples) cover the classes evenly
     items = [item for row in zip_longest(*per_class) for item in row if item is not None]
     return Dataset(f"folder:{base.name}", items, names).head(max_images)

@@ -1,5 +1,5 @@
 """Reading a text or JSON file a user named (``instances_json``, ``captions_json``, ``refs_json``, ``classnames``,
-``--seg-classes``): one ``ValueError`` naming the field and the file for whatever stops it being read (missing,
+``seg_classes``): one ``ValueError`` naming the field and the file for whatever stops it being read (missing,
 unreadable, not UTF-8, not JSON, or nested deeper than the parser recurses: ``[[[[…]]]]`` 10^5 deep would
 raise ``RecursionError``). A leading UTF-8 byte-order mark, which Windows editors write, is read past.
 """

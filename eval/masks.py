@@ -55,14 +55,14 @@ def read_class_list(path: str | os.PathLike, reduce_zero_label: bool = False) ->
     a key given twice, a name that is not a non-blank string (``null``, ``5``). Names are stripped; a UTF-8
     byte-order mark is read past.
     """
-    where = f"--seg-classes {str(path)!r}"
+    where = f"seg_classes {str(path)!r}"
     if Path(path).suffix.lower() == ".json":
-        table = read_json(path, "--seg-classes", object_pairs_hook=lambda pairs: _unique_keys(pairs, where))
+        table = read_json(path, "seg_classes", object_pairs_hook=lambda pairs: _unique_keys(pairs, where))
         if not isinstance(table, dict):
             raise ValueError(f"{where}: expected a JSON object {{mask value: name}}, got {type(table).__name__}")
         pairs = sorted(_json_class(key, name, where) for key, name in table.items())
     else:
-        lines = [line.strip() for line in read_text(path, "--seg-classes").splitlines()]
+        lines = [line.strip() for line in read_text(path, "seg_classes").splitlines()]
         while lines and not lines[-1]:
             lines.pop()
         if "" in lines:
@@ -102,7 +102,7 @@ def lookup_table(values: dict[int, int], ignore_index: int | None, size: int = 6
             lut[value] = index
     if ignore_index is not None and 0 <= ignore_index < size:
         if ignore_index in values:
-            raise ValueError(f"--seg-ignore-index {ignore_index} is also a class value in --seg-classes")
+            raise ValueError(f"seg_ignore_index {ignore_index} is also a class value in seg_classes")
         lut[ignore_index] = ignore_index
     return lut
 
@@ -113,18 +113,18 @@ def read_masks(
 ) -> Dataset[SegmentedImage]:
     """Images of ``image_dir`` paired by stem with ``mask_dir/<stem>.png`` (sorted by name), classes from
     ``classes``. Images without a mask are skipped and counted (``missing_mask``)."""
-    images, masks = check_dir(image_dir, "--seg-image-dir"), check_dir(mask_dir, "--seg-mask-dir")
+    images, masks = check_dir(image_dir, "seg_image_dir"), check_dir(mask_dir, "seg_mask_dir")
     names, values = read_class_list(classes, reduce_zero_label)
     # the ignore value also marks pixels after the lookup (class-index space): it must not be a class index
     if ignore_index is not None and 0 <= ignore_index < len(names):
-        raise ValueError(f"--seg-ignore-index {ignore_index} is also a class index (0..{len(names) - 1} for "
+        raise ValueError(f"seg_ignore_index {ignore_index} is also a class index (0..{len(names) - 1} for "
                          f"{len(names)} classes): use a value >= {len(names)}, e.g. 255")
     lut = lookup_table(values, ignore_index)
     if reduce_zero_label:  # ADE20K: 0 is "other", not scored
         if ignore_index is None:
-            raise ValueError("--seg-reduce-zero-label needs an ignore index for value 0")
+            raise ValueError("seg_reduce_zero_label needs an ignore index for value 0")
         if 0 in values:  # a JSON list naming value 0 would lose that class silently
-            raise ValueError(f"--seg-reduce-zero-label: value 0 is a class of --seg-classes {str(classes)!r}")
+            raise ValueError(f"seg_reduce_zero_label: value 0 is a class of seg_classes {str(classes)!r}")
         lut[0] = ignore_index
     skips = SkipCounter()
     items: list[SegmentedImage] = []
@@ -163,7 +163,7 @@ def load_mask(mask: Any, size: tuple[int, int]) -> np.ndarray:
         array = mask.lut[raw]
         if (array == UNMAPPED).any():
             value = int(raw[array == UNMAPPED][0])
-            raise ValueError(f"{where} holds value {value}, which is neither a class of --seg-classes nor "
+            raise ValueError(f"{where} holds value {value}, which is neither a class of seg_classes nor "
                              "the ignore index")
     else:
         where, array = "mask array", np.asarray(mask, dtype=np.int64)

@@ -1,7 +1,7 @@
 """Prompt templates that turn a class name into text for zero-shot and region classification.
 
 Each template holds one ``{}`` where the class name goes. The default set is small and generic (no
-dataset-specific wording); pass your own with ``--templates FILE`` (one per line, ``#`` comments).
+dataset-specific wording); pass your own as a file (``EvalPlan.templates``: one per line, ``#`` comments).
 The synthetic world's phrases are classified bare (``"{}"``): that is how its captions say them.
 """
 

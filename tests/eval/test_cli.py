@@ -1,4 +1,5 @@
-"""``loclip-eval`` end to end on a tiny saved model: COCO/RefCOCO/class-folder files and a synthetic split."""
+"""``loclip-eval`` end to end on a tiny saved model: COCO/RefCOCO/class-folder files and a synthetic split; what
+to evaluate is the library's ``EvalPlan`` under ``--plan.*`` (the flat flags it replaced kept)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from loclip.cli.evaluate import TASKS, main
+from loclip.cli.evaluate import EvalCommand, main, parser
+from loclip.core.recipe import parse_command
+from loclip.eval.config import TASKS, EvalPlan
 
 
 def test_help_documents_every_task(capsys: pytest.CaptureFixture) -> None:
@@ -20,8 +23,19 @@ def test_help_documents_every_task(capsys: pytest.CaptureFixture) -> None:
     text = capsys.readouterr().out
     for word in (*TASKS, "--region-method", "--long-captions", "--strict-captions", "--min-box-size", "--out",
                  "--labels", "--seg-image-dir", "--seg-mask-dir", "--seg-classes", "--seg-ignore-index",
-                 "--seg-reduce-zero-label"):
+                 "--seg-reduce-zero-label", "--plan.seg_reduce_zero_label", "--plan.synth_dir", "--plan.task"):
         assert word in text
+
+
+def test_the_plan_reads_the_same_under_its_new_and_old_spellings() -> None:
+    new = ["--model", "m", "--plan.task", "grounding", "segmentation", "--plan.synth_dir", "w", "--plan.labels",
+           "shape", "--plan.seg_reduce_zero_label", "--plan.max_samples", "3", "--plan.progress", "false"]
+    old = ["--model", "m", "--task", "grounding", "--task", "segmentation", "--synth-dir", "w", "--labels", "shape",
+           "--seg-reduce-zero-label", "--max_samples", "3", "--no-progress"]
+    commands = [parse_command(parser(), EvalCommand, argv)[0] for argv in (new, old)]
+    assert commands[0] == commands[1]
+    assert commands[0].plan == EvalPlan(task=["grounding", "segmentation"], synth_dir="w", labels="shape",
+                                        seg_reduce_zero_label=True, max_samples=3, progress=False)
 
 
 def test_real_format_datasets(model_dir: Path, coco: dict[str, Path], tmp_path: Path, capsys) -> None:
@@ -56,8 +70,8 @@ def test_real_format_datasets(model_dir: Path, coco: dict[str, Path], tmp_path: 
 
 def test_synthetic_split(model_dir: Path, synth_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "synth.json"
-    rc = main(["--model", str(model_dir), "--task", "synthetic", "retrieval", "region_cls", "region_retrieval",
-               "grounding", "--synth-dir", str(synth_dir), "--max-samples", "8", "--no-progress",
+    rc = main(["--model", str(model_dir), "--plan.task", "synthetic", "retrieval", "region_cls", "region_retrieval",
+               "grounding", "--plan.synth_dir", str(synth_dir), "--plan.max_samples", "8", "--plan.progress", "false",
                "--out", str(out)])
     assert rc == 0
     results = json.loads(out.read_text())["results"]
@@ -139,20 +153,20 @@ def test_a_bad_mask_stops_the_run_naming_the_file(model_dir: Path, ade: dict[str
     ("extra", "message"),
     [
         (["--task", "segmentation"],
-         "--task segmentation needs --seg-image-dir, --seg-mask-dir and --seg-classes, or --synth-dir"),
+         "task segmentation needs seg_image_dir, seg_mask_dir and seg_classes, or synth_dir"),
         (["--task", "segmentation", "--seg-classes", "{ade_classes}", "--synth-dir", "{tmp}"],
-         "--task segmentation needs --seg-image-dir and --seg-mask-dir"),
+         "task segmentation needs seg_image_dir and seg_mask_dir"),
         (["--task", "segmentation", "--seg-image-dir", "{ade_images}", "--seg-mask-dir", "{tmp}/nope",
-          "--seg-classes", "{ade_classes}"], "--seg-mask-dir: no such directory"),
+          "--seg-classes", "{ade_classes}"], "seg_mask_dir: no such directory"),
         (["--task", "segmentation", "--seg-image-dir", "{ade_images}", "--seg-mask-dir", "{ade_masks}",
-          "--seg-classes", "{tmp}/nope.txt"], "--seg-classes: no such file"),
+          "--seg-classes", "{tmp}/nope.txt"], "seg_classes: no such file"),
         (["--task", "segmentation", "--seg-image-dir", "{ade_images}", "--seg-mask-dir", "{ade_masks}",
           "--seg-classes", "{ade_classes}", "--seg-ignore-index", "2"],
-         "--seg-ignore-index 2 is also a class index (0..2 for 3 classes)"),
+         "seg_ignore_index 2 is also a class index (0..2 for 3 classes)"),
         (["--task", "segmentation", "--seg-image-dir", "{ade_images}", "--seg-mask-dir", "{tmp}",
           "--seg-classes", "{ade_classes}"], "has no images to evaluate (skipped: {{'missing_mask': 3}})"),
-        (["--task", "multilabel"], "--task multilabel needs --synth-dir"),
-        (["--task", "multilabel", "--instances-json", "{instances}"], "--task multilabel needs --image-dir"),
+        (["--task", "multilabel"], "task multilabel needs synth_dir"),
+        (["--task", "multilabel", "--instances-json", "{instances}"], "task multilabel needs image_dir"),
         (["--task", "multilabel", "--instances-json", "{captions}", "--image-dir", "{images}"],
          "instances_json: '{captions}' needs a 'categories' list"),
         (["--task", "segmentation", "--synth-dir", "{tmp}"], "no 'val' split"),
@@ -180,11 +194,11 @@ def test_unknown_label_set_is_an_argparse_error(capsys) -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--task", "retrieval"], "--task retrieval needs --synth-dir"),
-        (["--task", "zeroshot"], "--task zeroshot needs --zeroshot-dir"),
+        (["--task", "retrieval"], "task retrieval needs synth_dir"),
+        (["--plan.task", "zeroshot"], "task zeroshot needs zeroshot_dir"),
         (["--task", "retrieval", "--captions-json", "{tmp}/nope.json", "--image-dir", "{tmp}"],
          "captions_json: no such file"),
-        (["--task", "region_cls", "--instances-json", "{instances}"], "--task region_cls needs --image-dir"),
+        (["--task", "region_cls", "--instances-json", "{instances}"], "task region_cls needs image_dir"),
         (["--task", "grounding", "--refs-json", "{refs}", "--image-dir", "{tmp}/empty"],
          "image_dir: no such directory"),
         (["--task", "retrieval", "--captions-json", "{captions}", "--image-dir", "{tmp}"],
@@ -250,7 +264,7 @@ MODEL_DIR_ERRORS = {
                    "['logit_scale (3, 3) for (1,)']",
     "missing weight": "its weights do not fit the model its config.json describes: missing 1 ['logit_scale']",
     "mislabelled": "has model_type 'llama'; expected 'loclip' (a LoclipModel, from loclip-pretrain; score a loclip "
-                   "MLLM with --task mllm)",
+                   "MLLM with the mllm task)",
 }
 
 

@@ -50,7 +50,7 @@ def test_coco_stuff_style_json_class_list(tmp_path: Path) -> None:
     assert data.classnames == ("person", "train", "banner", "wood")
     assert load_mask(data.items[0].mask, (2, 3)).tolist() == [[0, 1, 2], [3, 255, 2]]
     write_mask(tmp_path / "masks" / "x.png", np.array([[0, 8, 92], [181, 255, 92]]))
-    with pytest.raises(ValueError, match=r"x\.png' holds value 8, which is neither a class of --seg-classes"):
+    with pytest.raises(ValueError, match=r"x\.png' holds value 8, which is neither a class of seg_classes"):
         load_mask(data.items[0].mask, (2, 3))
 
 
@@ -91,11 +91,11 @@ def test_bad_masks_name_the_file(ade: dict[str, Path]) -> None:
         ('{"one": "wall"}', ".json", {}, "key 'one' is not a mask value"),
         ("{not json", ".json", {}, "is not valid JSON"),
         ('{"-1": "wall"}', ".json", {}, "key '-1' is not a mask value"),
-        ('{"0": "wall", "255": "sky"}', ".json", {}, "--seg-ignore-index 255 is also a class value"),
-        ("a\nb\nc\n", ".txt", {"ignore_index": 1}, "--seg-ignore-index 1 is also a class"),
+        ('{"0": "wall", "255": "sky"}', ".json", {}, "seg_ignore_index 255 is also a class value"),
+        ("a\nb\nc\n", ".txt", {"ignore_index": 1}, "seg_ignore_index 1 is also a class"),
         # reduce_zero_label: values are 1..3, so ignore 0 is no class value, but class index 0 is "a"
         ("a\nb\nc\n", ".txt", {"ignore_index": 0, "reduce_zero_label": True}, "is also a class index"),
-        ('{"0": "wall", "5": "sky"}', ".json", {"reduce_zero_label": True}, "value 0 is a class of --seg-classes"),
+        ('{"0": "wall", "5": "sky"}', ".json", {"reduce_zero_label": True}, "value 0 is a class of seg_classes"),
         ("a\n", ".txt", {"ignore_index": None, "reduce_zero_label": True}, "needs an ignore index"),
     ],
 )
@@ -112,17 +112,17 @@ def test_sparse_ignore_index_cannot_hide_a_class(tmp_path: Path) -> None:
     classes = tmp_path / "c.json"
     classes.write_text(json.dumps({"0": "a", "10": "b", "20": "c"}))
     (tmp_path / "m").mkdir()
-    with pytest.raises(ValueError, match="--seg-ignore-index 1 is also a class index"):
+    with pytest.raises(ValueError, match="seg_ignore_index 1 is also a class index"):
         read_masks(tmp_path, tmp_path / "m", classes, ignore_index=1)
     assert read_class_list(classes) == (("a", "b", "c"), {0: 0, 10: 1, 20: 2})
 
 
 def test_missing_paths_name_the_flag(ade: dict[str, Path]) -> None:
-    with pytest.raises(ValueError, match="--seg-image-dir: no such directory"):
+    with pytest.raises(ValueError, match="seg_image_dir: no such directory"):
         read_masks(ade["root"] / "nope", ade["masks"], ade["classes"])
-    with pytest.raises(ValueError, match="--seg-mask-dir: no such directory"):
+    with pytest.raises(ValueError, match="seg_mask_dir: no such directory"):
         read_masks(ade["images"], ade["root"] / "nope", ade["classes"])
-    with pytest.raises(ValueError, match="--seg-classes: no such file"):
+    with pytest.raises(ValueError, match="seg_classes: no such file"):
         read_masks(ade["images"], ade["masks"], ade["root"] / "nope.txt")
 
 
@@ -134,7 +134,7 @@ def test_missing_paths_name_the_flag(ade: dict[str, Path]) -> None:
 def test_a_blank_line_inside_a_text_class_list_is_an_error(tmp_path: Path, text: str, message: str) -> None:
     classes = tmp_path / "c.txt"
     classes.write_text(text)
-    with pytest.raises(ValueError, match=rf"--seg-classes '.*c\.txt': {message}"):
+    with pytest.raises(ValueError, match=rf"seg_classes '.*c\.txt': {message}"):
         read_class_list(classes)
 
 
@@ -153,7 +153,7 @@ def test_a_blank_line_inside_a_text_class_list_is_an_error(tmp_path: Path, text:
 def test_a_json_class_list_gives_each_value_one_named_class(tmp_path: Path, text: str, message: str) -> None:
     classes = tmp_path / "c.json"
     classes.write_text(text)
-    with pytest.raises(ValueError, match=f"--seg-classes:? '.*c\\.json':? {message}"):
+    with pytest.raises(ValueError, match=f"seg_classes:? '.*c\\.json':? {message}"):
         read_class_list(classes)
 
 
