@@ -44,8 +44,8 @@ def build(llm_dir: Path) -> tuple[Any, dict[str, torch.Tensor]]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from loclip.encoder import LoclipVisionModel, tiny_config
-    from loclip.mllm import adapters
-    from loclip.mllm.builder import add_token_rows, compose, make_processor
+    from loclip.finetune import adapters
+    from loclip.finetune.builder import add_token_rows, compose, make_processor
     from loclip.mllm.conversation import encode_conversation, ensure_tokens
 
     torch.manual_seed(0)

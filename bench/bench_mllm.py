@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/bench_mllm.py                    # writes docs/benchmarks.md and docs/benchmarks.json
 
-loclip's ``LoclipLlavaForConditionalGeneration`` (``loclip.mllm.builder.compose`` of a tiny random loclip
+loclip's ``LoclipLlavaForConditionalGeneration`` (``loclip.finetune.builder.compose`` of a tiny random loclip
 encoder and a tiny Llama, ``tiny_llm``) against a plain ``LlavaForConditionalGeneration`` whose vision tower is
 a ``CLIPVisionModel`` of the same shape; the baseline gets loclip's trunk, projector and Llama weights, so
 both produce the same tokens (checked). Greedy ``generate`` on one image and a short question, batch 1:
@@ -24,7 +24,7 @@ import torch
 from transformers import LlavaConfig, LlavaForConditionalGeneration
 
 from loclip.encoder import LoclipVisionModel, tiny_config
-from loclip.mllm.builder import compose, tiny_llm
+from loclip.finetune.builder import compose, tiny_llm
 from loclip.mllm.conversation import IMAGE_TOKEN, REGION_TOKEN, encode_prompt, ensure_tokens
 from loclip.synth import build_tokenizer
 

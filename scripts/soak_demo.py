@@ -51,7 +51,7 @@ def build_random_chat_model(path: Path) -> Path:
     import torch
 
     from loclip.encoder import LoclipVisionModel, tiny_config
-    from loclip.mllm.builder import compose, make_processor, tiny_llm
+    from loclip.finetune.builder import compose, make_processor, tiny_llm
     from loclip.mllm.conversation import ensure_tokens
     from loclip.synth import build_tokenizer
 

@@ -74,7 +74,7 @@ def test_gpu_benchmark_refuses_without_cuda(tmp_path: Path) -> None:
 def test_llm_precision_benchmark_smoke_run_on_a_tiny_llm(tmp_path: Path) -> None:
     """bench_llm_precision in smoke mode on a tiny random Llama with a chat template writes its ratio; without
     an LLM directory it says how to make one."""
-    from loclip.mllm.builder import tiny_llm
+    from loclip.finetune.builder import tiny_llm
     from loclip.synth import build_tokenizer
 
     proc = subprocess.run([sys.executable, str(BENCH / "bench_llm_precision.py"), "--llm", str(tmp_path / "none"),

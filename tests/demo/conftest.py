@@ -19,7 +19,7 @@ import torch
 from PIL import Image
 
 from loclip.encoder import LoclipImageProcessor, LoclipModel, LoclipProcessor, LoclipVisionModel, tiny_config
-from loclip.mllm.builder import compose, make_processor, tiny_llm
+from loclip.finetune.builder import compose, make_processor, tiny_llm
 from loclip.mllm.conversation import encode_conversation, ensure_tokens
 from loclip.synth import build_tokenizer
 from loclip.training.distributed import free_port

@@ -17,7 +17,7 @@ from transformers.models.owlv2.image_processing_pil_owlv2 import Owlv2ImageProce
 
 from loclip.encoder import LoclipVisionModel, tiny_config
 from loclip.label import OwlDetector
-from loclip.mllm.builder import compose, make_processor, tiny_llm
+from loclip.finetune.builder import compose, make_processor, tiny_llm
 from loclip.mllm.conversation import ensure_tokens
 from loclip.synth import build_tokenizer
 from loclip.synth.tokenizer import SPECIAL_TOKENS, word_tokenizer

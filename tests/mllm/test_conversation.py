@@ -1,17 +1,11 @@
-"""The conversation format: token-by-token label masks, prompts as prefixes, chat templates, the dataset."""
+"""The conversation format: token-by-token label masks, prompts as prefixes, chat templates."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from PIL import Image
 
-from loclip.encoder import boxes
 from loclip.mllm.conversation import (
     IGNORE_INDEX,
     check_user_text,
@@ -22,7 +16,6 @@ from loclip.mllm.conversation import (
     special_texts,
     to_messages,
 )
-from loclip.mllm.data import BatchStream, ConversationDataset
 from loclip.synth import build_tokenizer
 
 TWO_TURNS = [
@@ -78,22 +71,6 @@ def test_turns_must_alternate() -> None:
         to_messages([{"from": "human", "value": "a"}, {"from": "human", "value": "b"}])
     with pytest.raises(ValueError, match=r"conversations\[0\] must be a human turn"):  # not a TypeError
         to_messages([{"from": ["human"], "value": "a"}])
-
-
-def test_dataset_batches_and_skips(tiny, tmp_path: Path) -> None:
-    _, processor = tiny
-    Image.new("RGB", (40, 60), (200, 0, 0)).save(tmp_path / "a.png")
-    good = {"image": "a.png", "conversations": TWO_TURNS, "boxes": [[5, 5, 20, 30]]}
-    records = [good, good, {**good, "boxes": []}, {"conversations": TWO_TURNS}, {**good, "conversations": []}]
-    (tmp_path / "data.json").write_text(json.dumps(records))
-    dataset = ConversationDataset(tmp_path / "data.json", processor, max_length=512)
-    assert len(dataset) == 2
-    assert dict(dataset.skip_counts) == {"region_count": 1, "no_image": 1, "bad_conversation": 1}
-    batch = next(iter(BatchStream(dataset, batch_size=2, seed=0)))
-    assert batch["pixel_values"].shape == (2, 3, 64, 64) and batch["box_mask"].all()
-    # the same geometry as the encoder's box conventions (letterbox of a 40x60 image into 64 px)
-    expected = boxes.pixel_to_model(torch.tensor([[5.0, 5, 20, 30]]), (60, 40), 64)[0].float()
-    torch.testing.assert_close(batch["boxes"][0, 0], expected)
 
 
 # ---------------------------------------------------------------------------------------------- fuzzing

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from loclip.finetune.data import ConversationDataset, collate
 from loclip.mllm import chat
-from loclip.mllm.data import ConversationDataset, collate
 
 # Frames of these modules are plumbing between the caller and the notice (decorators, nn.Module.__call__, the
 # warnings and logging machinery): the first frame outside them, innermost first, made the deprecated call.

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_mllm import GROUND_TURNS as TURNS
 
 from loclip.encoder.box_text import parse_boxes
 from loclip.encoder.modeling import VisionEncoding
 from loclip.mllm import LoclipLlavaForConditionalGeneration, LoclipLlavaProcessor, chat
-from loclip.mllm.adapters import set_trainable
 from loclip.mllm.conversation import (
     GROUND_TOKEN,
     IGNORE_INDEX,
@@ -19,15 +19,7 @@ from loclip.mllm.conversation import (
     ground_answers,
     token_id,
 )
-from loclip.mllm.data import ConversationDataset, collate
 from loclip.pretrain.losses.cloc import dense_grounding_loss
-
-TURNS = [
-    {"from": "human", "value": "<image>\nWhere is the red square?"},
-    {"from": "gpt", "value": "[100, 200, 300, 400]"},
-    {"from": "human", "value": "What is in <region>? Where else?"},
-    {"from": "gpt", "value": "a red square, also at [5, 6, 7, 8] and [1,2,3]"},  # the last group is malformed
-]
 
 
 def test_ground_answers_swap_box_text_in_gpt_turns_only() -> None:
@@ -51,29 +43,9 @@ def test_ground_token_is_one_target_token(tiny_ground) -> None:
     assert labels[where[0] - 1] == IGNORE_INDEX  # and it starts the first answer
 
 
-def _batch(tiny_ground, image, tmp_path: Path) -> dict[str, torch.Tensor]:
-    _, processor = tiny_ground
-    image.save(tmp_path / "a.png")
-    records = [
-        {"image": "a.png", "conversations": TURNS, "boxes": [[10, 10, 30, 30]]},
-        {"image": "a.png", "conversations": TURNS[:2]},
-        {"image": "a.png", "conversations": [{"from": "human", "value": "<image>\nsay hi"}, {"from": "gpt", "value": "hi"}]},
-        {"image": "a.png", "conversations": [{"from": "human", "value": "<image> <ground>"}, {"from": "gpt", "value": "no"}]},
-    ]
-    data = ConversationDataset(records, processor, tmp_path, box_answers="ground")
-    assert len(data) == 3 and data.skip_counts == {"ground_count": 1}  # a <ground> asked about has no box
-    return collate([data[i] for i in range(3)], processor.tokenizer.pad_token_id)
-
-
-def test_collate_pads_ground_boxes(tiny_ground, image, tmp_path: Path) -> None:
-    batch = _batch(tiny_ground, image, tmp_path)
-    assert batch["ground_mask"].tolist() == [[True, True], [True, False], [False, False]]
-    torch.testing.assert_close(batch["ground_boxes"][0], torch.tensor(parse_boxes("[100, 200, 300, 400] [5, 6, 7, 8]")))
-
-
-def test_ground_loss_matches_a_reference_built_by_hand(tiny_ground, image, tmp_path: Path) -> None:
-    model, processor = tiny_ground
-    batch = _batch(tiny_ground, image, tmp_path)
+def test_ground_loss_matches_a_reference_built_by_hand(tiny_ground, ground_batch) -> None:
+    model, _ = tiny_ground
+    batch = ground_batch
     out = model(**batch)
     plain = model(**{k: v for k, v in batch.items() if not k.startswith("ground_")})
     torch.testing.assert_close(out.logits, plain.logits)  # the head does not change what the LLM says
@@ -104,25 +76,14 @@ def one_image(enc: VisionEncoding, b: int) -> VisionEncoding:
     return VisionEncoding(enc.image_embeds[b : b + 1], enc.patch_tokens[b : b + 1], enc.grid, enc.trunk_output)
 
 
-def test_count_mismatch_and_text_models_are_named(tiny, tiny_ground, image, tmp_path: Path) -> None:
+def test_count_mismatch_and_text_models_are_named(tiny, tiny_ground, ground_batch) -> None:
     model, _ = tiny_ground
-    batch = _batch(tiny_ground, image, tmp_path)
+    batch = ground_batch
     with pytest.raises(ValueError, match=r"3 <ground> tokens .* but 2 boxes"):
         model(**{**batch, "ground_mask": batch["ground_mask"] & torch.tensor([True, False])})
     text_model, _ = tiny
     with pytest.raises(ValueError, match="box_answers='text'"):
         text_model(**batch)
-
-
-def test_stage_two_grounding_trains_projector_and_llm_not_the_frozen_encoder(tiny_ground, image, tmp_path) -> None:
-    model, _ = tiny_ground
-    batch = _batch(tiny_ground, image, tmp_path)
-    set_trainable(model.train(), stage=2, tune_encoder=False)
-    model(**batch).ground_loss.backward()
-    grads = {n: p.grad for n, p in model.named_parameters()}
-    assert grads["model.ground_projector.linear_1.weight"].abs().sum() > 0
-    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if "language_model" in n)
-    assert all(g is None for n, g in grads.items() if "vision_tower" in n)
 
 
 def test_chat_writes_the_heads_box_for_each_ground_token(tiny_ground, image, monkeypatch) -> None:

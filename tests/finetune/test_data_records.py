@@ -1,5 +1,6 @@
-"""One bad MLLM record never blocks a run: what the build can check is skipped and counted then, what only
-fails when the image is decoded is skipped and counted while training, and the batch fills from the next."""
+"""The conversation dataset and its batch stream. One bad MLLM record never blocks a run: what the build can
+check is skipped and counted then, what only fails when the image is decoded is skipped and counted while
+training, and the batch fills from the next."""
 
 from __future__ import annotations
 
@@ -8,9 +9,12 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
-from loclip.mllm.data import BatchStream, ConversationDataset
+from loclip.encoder import boxes
+from loclip.encoder.box_text import parse_boxes
+from loclip.finetune.data import BatchStream, ConversationDataset
 
 TURNS = [{"from": "human", "value": "<image>\nWhat is in <region>?"}, {"from": "gpt", "value": "a red square"}]
 
@@ -30,6 +34,28 @@ def folder(tmp_path: Path) -> Path:
     big = tmp_path / "big.png"
     Image.new("1", (9000, 9000)).save(big, optimize=True)
     return tmp_path
+
+
+def test_dataset_batches_and_skips(tiny, tmp_path: Path) -> None:
+    _, processor = tiny
+    Image.new("RGB", (40, 60), (200, 0, 0)).save(tmp_path / "a.png")
+    good = {"image": "a.png", "conversations": TURNS, "boxes": [[5, 5, 20, 30]]}
+    records = [good, good, {**good, "boxes": []}, {"conversations": TURNS}, {**good, "conversations": []}]
+    (tmp_path / "data.json").write_text(json.dumps(records))
+    dataset = ConversationDataset(tmp_path / "data.json", processor, max_length=512)
+    assert len(dataset) == 2
+    assert dict(dataset.skip_counts) == {"region_count": 1, "no_image": 1, "bad_conversation": 1}
+    batch = next(iter(BatchStream(dataset, batch_size=2, seed=0)))
+    assert batch["pixel_values"].shape == (2, 3, 64, 64) and batch["box_mask"].all()
+    # the same geometry as the encoder's box conventions (letterbox of a 40x60 image into 64 px)
+    expected = boxes.pixel_to_model(torch.tensor([[5.0, 5, 20, 30]]), (60, 40), 64)[0].float()
+    torch.testing.assert_close(batch["boxes"][0, 0], expected)
+
+
+def test_collate_pads_ground_boxes(ground_batch) -> None:
+    assert ground_batch["ground_mask"].tolist() == [[True, True], [True, False], [False, False]]
+    expected = torch.tensor(parse_boxes("[100, 200, 300, 400] [5, 6, 7, 8]"))
+    torch.testing.assert_close(ground_batch["ground_boxes"][0], expected)
 
 
 def test_every_checkable_fault_is_skipped_and_counted_when_the_dataset_is_built(tiny, folder: Path) -> None:

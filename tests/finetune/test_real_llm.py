@@ -16,12 +16,13 @@ from transformers import AutoConfig, AutoTokenizer
 
 from loclip.cli.finetune import ensure_llm
 from loclip.encoder import LoclipVisionModel, tiny_config
-from loclip.mllm import LoclipLlavaForConditionalGeneration, adapters
-from loclip.mllm.builder import check_tokenizer_fits, compose, make_processor
+from loclip.finetune import adapters
+from loclip.finetune.builder import check_tokenizer_fits, compose, make_processor
+from loclip.finetune.config import FinetuneRecipe
+from loclip.finetune.llm_prep import CHECK_FILE, PACKAGED, is_prepared, prepare_llm
+from loclip.mllm import LoclipLlavaForConditionalGeneration
 from loclip.mllm.chat import chat
-from loclip.mllm.config import FinetuneRecipe
 from loclip.mllm.conversation import IGNORE_INDEX, encode_conversation, ensure_tokens
-from loclip.mllm.llm_prep import CHECK_FILE, PACKAGED, is_prepared, prepare_llm
 
 pytest.importorskip("peft")
 TURNS = [
@@ -131,7 +132,7 @@ def test_short_lora_run_learns_to_emit_ground_where_a_box_is_asked(smollm2: Path
     with its rows training beside LoRA, a few steps make it the answer to a "where" question."""
     from transformers import AutoModelForCausalLM
 
-    from loclip.mllm.builder import add_token_rows
+    from loclip.finetune.builder import add_token_rows
     from loclip.mllm.conversation import GROUND_TOKEN, encode_prompt
 
     torch.manual_seed(0)
@@ -175,7 +176,7 @@ def test_qlora_on_the_real_llm_merges_exports_and_reloads_the_same(smollm2: Path
     pytest.importorskip("bitsandbytes")
     from transformers import AutoModelForCausalLM
 
-    from loclip.mllm.builder import add_token_rows
+    from loclip.finetune.builder import add_token_rows
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(smollm2)

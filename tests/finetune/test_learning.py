@@ -12,16 +12,16 @@ from pathlib import Path
 
 import torch
 
+from loclip.core.image_loading import open_image
 from loclip.encoder import LoclipVisionModel, tiny_config
 from loclip.encoder import boxes as bx
 from loclip.encoder.box_text import render_box
-from loclip.core.image_loading import open_image
-from loclip.mllm.adapters import set_trainable
-from loclip.mllm.builder import compose, make_processor, tiny_llm
+from loclip.eval.mllm_referring import questions
+from loclip.finetune.adapters import set_trainable
+from loclip.finetune.builder import compose, make_processor, tiny_llm
+from loclip.finetune.data import BatchStream, ConversationDataset
 from loclip.mllm.chat import chat
 from loclip.mllm.conversation import ensure_tokens
-from loclip.mllm.data import BatchStream, ConversationDataset
-from loclip.mllm.evaluate import questions
 from loclip.synth import SceneConfig, build_tokenizer, read_conversations, write_split
 
 COLOUR_CHANCE = 1 / 8

@@ -1,4 +1,5 @@
-"""`loclip-eval --task mllm` on a tiny random MLLM saved by the test (mechanics and output schema)."""
+"""The MLLM's evaluation (``loclip.eval.mllm_referring``): which turns it asks, and `loclip-eval --task mllm` on a
+tiny random MLLM saved by the test (mechanics and output schema)."""
 
 import json
 from pathlib import Path
@@ -6,12 +7,38 @@ from pathlib import Path
 import pytest
 
 from loclip.cli.evaluate import main
+from loclip.encoder.box_text import parse_boxes
+from loclip.eval.mllm_referring import normalise_phrase, questions
 from loclip.synth import SceneConfig, write_split
+
+
+def test_questions_take_referring_and_grounding_turns_with_their_own_boxes() -> None:
+    turns = [("<image>\nWhat is in <region>?", "a red square"),
+             ("Where is the blue star?", "[100, 200, 300, 400]"),
+             ("What is in <region>?", "a blue star at [1, 2, 3, 4]"),  # neither: its box is used up all the same
+             ("What is in <region>?", "a green ring")]
+    record = {"image": "a.png", "boxes": [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]],
+              "conversations": [{"from": who, "value": value} for ask, answer in turns
+                                for who, value in (("human", ask), ("gpt", answer))]}
+    refer = questions([record], "refer")
+    assert [(q.question, q.boxes, q.answer) for q in refer] == [
+        ("What is in <region>?", [[1, 2, 3, 4]], "a red square"),
+        ("What is in <region>?", [[9, 10, 11, 12]], "a green ring")]
+    (ground,) = questions([record], "ground")
+    assert (ground.question, ground.boxes, ground.answer) == ("Where is the blue star?", [], None)
+    assert ground.truth_box == parse_boxes("[100, 200, 300, 400]")[0]
+    with pytest.raises(ValueError, match="kind must be 'refer' or 'ground'"):
+        questions([record], "caption")
+
+
+def test_a_phrase_matches_whatever_its_case_spacing_and_final_punctuation() -> None:
+    assert normalise_phrase("  A  Red\tsquare. ") == normalise_phrase("a red square") == "a red square"
+    assert normalise_phrase("a red square") != normalise_phrase("a red circle")
 
 
 def test_mllm_task_scores_referring_and_rec(tmp_path: Path) -> None:
     from loclip.encoder import LoclipVisionModel, tiny_config
-    from loclip.mllm.builder import compose, make_processor, tiny_llm
+    from loclip.finetune.builder import compose, make_processor, tiny_llm
     from loclip.mllm.conversation import ensure_tokens
     from loclip.synth import build_tokenizer
 

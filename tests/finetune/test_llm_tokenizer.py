@@ -15,9 +15,9 @@ from transformers import LlamaConfig
 
 from loclip.cli.finetune import prepare_quickstart
 from loclip.encoder import LoclipModel, tiny_config
-from loclip.mllm.builder import VOCAB_PADDING, check_tokenizer_fits, tiny_llm
-from loclip.mllm.config import FinetuneRecipe
-from loclip.mllm.trainer import build
+from loclip.finetune.builder import VOCAB_PADDING, check_tokenizer_fits, tiny_llm
+from loclip.finetune.config import FinetuneRecipe
+from loclip.finetune.trainer import build
 from loclip.synth import build_tokenizer
 
 CHAT = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{{ eos_token }}{% endfor %}" \
@@ -90,8 +90,8 @@ def test_smollm2_recipe_prepares_what_is_missing_and_keeps_the_llms_tokenizer(tm
     """configs/mllm/smollm2.yaml through the CLI's parsing and ``configure``: the LLM directory is prepared only
     when it lacks its check record, the synthetic world is made, and the LLM keeps its own tokenizer."""
     from loclip.cli.finetune import FinetuneCommand, configure, parser
-    from loclip.mllm.llm_prep import CHECK_FILE, WRITER
     from loclip.core.recipe import load_recipe, parse_command
+    from loclip.finetune.llm_prep import CHECK_FILE, WRITER
 
     llm = llm_dir(tmp_path)
     config = Path(__file__).parents[2] / "configs" / "mllm" / "smollm2.yaml"
@@ -101,8 +101,7 @@ def test_smollm2_recipe_prepares_what_is_missing_and_keeps_the_llms_tokenizer(tm
     def configured(*extra: str) -> FinetuneRecipe:
         cmd, args = parse_command(parser(), FinetuneCommand,
                                   argv + list(extra))
-        recipe = load_recipe(FinetuneRecipe, cmd.config, args)
-        recipe.run.output_dir = cmd.output_dir
+        recipe = load_recipe(FinetuneRecipe, cmd.config, args)  # --output-dir sets run.output_dir
         configure(cmd, recipe)
         return recipe
 
@@ -122,7 +121,7 @@ def test_smollm2_recipe_prepares_what_is_missing_and_keeps_the_llms_tokenizer(tm
 
 
 def test_new_token_rows_start_at_the_mean_row_inside_a_padded_table_or_past_it() -> None:
-    from loclip.mllm.builder import add_token_rows
+    from loclip.finetune.builder import add_token_rows
 
     torch.manual_seed(0)
     llm = tiny_llm(build_tokenizer(), hidden_size=32, layers=1, heads=2)  # untied: the head's rows too

@@ -19,9 +19,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from loclip.cli.prepare_llm import main
-from loclip.mllm import llm_prep
-from loclip.mllm.builder import tiny_llm
-from loclip.mllm.llm_prep import CHECK_FILE, WRITER, check_gguf, is_prepared, prepare_llm
+from loclip.finetune import llm_prep
+from loclip.finetune.builder import tiny_llm
+from loclip.finetune.llm_prep import CHECK_FILE, WRITER, check_gguf, is_prepared, prepare_llm
 from loclip.synth import build_tokenizer
 
 gguf = pytest.importorskip("gguf")

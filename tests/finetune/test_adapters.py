@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from loclip.mllm import adapters
+from loclip.finetune import adapters
 
 pytest.importorskip("peft")
 
@@ -69,6 +69,16 @@ def test_tune_ground_head_trains_the_box_head_only_of_the_encoder(tiny_ground) -
     trained = {n for n, p in model.named_parameters() if p.requires_grad}
     assert any(".box_head." in n for n in trained)
     assert not any(s in n for n in trained for s in (".trunk.", ".prompter.", "language_model"))
+
+
+def test_stage_two_grounding_trains_projector_and_llm_not_the_frozen_encoder(tiny_ground, ground_batch) -> None:
+    model, _ = tiny_ground
+    adapters.set_trainable(model.train(), stage=2, tune_encoder=False)
+    model(**ground_batch).ground_loss.backward()
+    grads = {n: p.grad for n, p in model.named_parameters()}
+    assert grads["model.ground_projector.linear_1.weight"].abs().sum() > 0
+    assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if "language_model" in n)
+    assert all(g is None for n, g in grads.items() if "vision_tower" in n)
 
 
 def test_lora_ground_step_then_merge_keeps_the_ground_projector(tiny_ground, image) -> None:
