@@ -1,7 +1,10 @@
 """loclip.cli: the commands, one module per stage (``loclip-synth``, ``loclip-pretrain``, ``loclip-finetune``,
 ``loclip-eval``, ``loclip-label``; ``loclip-demo`` lives with the demo).
 
-Commands sit above every library package: they read their options (a flat dataclass) and, for the trainers,
-a recipe, through ``loclip.core.recipe``, so every flag is declared as a typed field, checked in one
-place and listed by ``--help`` with its default; then they call the library. Nothing imports them.
+Commands sit above every library package: they read their options and, for the trainers, a recipe (the
+quickstarts' are files under ``configs/``), through ``loclip.core.recipe``, so every flag is declared as a typed
+field, checked in one place and listed by ``--help`` with its default; then they call the library. A command's
+options are its own fields and the library's configs nested as sections (``--label.batch_size`` is
+``LabelConfig.batch_size``), never a copy of a library field; the flat flags those replaced live on as
+``FLAG_ALIASES``. Nothing imports them.
 """

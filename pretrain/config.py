@@ -23,7 +23,7 @@ Preset = Literal["tiny", "vit_b16"]
 Variant = Literal["clip", "clip_long", "dreamlip", "dreamlip_sgl", "cloc", "cloc_roialign"]  # the learning-proof sets
 PRESETS: tuple[str, ...] = get_args(Preset)
 VARIANTS: tuple[str, ...] = get_args(Variant)
-# The flags ``check_trunk_shape`` names for a tiny encoder's numbers.
+# The recipe fields (each also a flag) ``check_trunk_shape`` names for a tiny encoder's numbers.
 FLAG_NAMES = {"width": "model.width", "heads": "model.heads", "patch_size": "model.patch_size",
               "image_size": "data.image_size", "prompter_heads": "model.prompter_heads"}
 

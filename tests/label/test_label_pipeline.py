@@ -191,8 +191,25 @@ def test_cli_errors(world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[s
     train = world / "synth" / "train"
     code = label_main(["--shards", str(train), "--out", str(train), "--detector", str(world / "owl"), "--no-progress"])
     assert code == 2 and "holds the input shard" in capsys.readouterr().err
-    code = label_main(["--images", str(train), "--out", str(tmp_path / "o"), "--detector", "python:nowhere:x"])
+    code = label_main(["--images", str(train), "--label.output_dir", str(tmp_path / "o"), "--detector",
+                       "python:nowhere:x"])
     assert code == 2 and "python:nowhere:x" in capsys.readouterr().err
+
+
+def test_the_command_nests_label_config_under_both_spellings() -> None:
+    """loclip-label's output options are the library's LabelConfig (--label.*); the flags they replaced still work."""
+    from loclip.cli.label import LabelCommand, parser
+    from loclip.core.recipe import parse_command
+
+    common = ["--shards", "a.tar", "--detector", "owl"]
+    new = ["--label.output_dir", "o", "--label.batch_size", "3", "--label.max_queries", "5", "--label.regions_mode",
+           "fill", "--label.dedupe_iou", "0.5", "--label.phrases_from_existing", "--label.progress", "false"]
+    old = ["--out", "o", "--batch-size", "3", "--max-queries", "5", "--regions", "fill", "--dedupe-iou", "0.5",
+           "--phrases-from-existing", "--no-progress"]
+    commands = [parse_command(parser(), LabelCommand, common + argv)[0] for argv in (new, old)]
+    assert commands[0] == commands[1]
+    assert commands[0].label == LabelConfig("o", batch_size=3, max_queries=5, regions_mode="fill", dedupe_iou=0.5,
+                                            phrases_from_existing=True, progress=False)
 
 
 def test_owl_processor_pads_to_square() -> None:
