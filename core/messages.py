@@ -53,7 +53,8 @@ def _bounded_repr(value: Any, budget: int, depth: int) -> str:
 
 
 def _join(items: Any, opening: str, closing: str, budget: int, depth: int) -> str:
-    parts, used = [], 1
+    parts: list[str] = []
+    used = 1
     for prefix, item in items:
         if used > budget:
             parts.append("…")
@@ -61,4 +62,5 @@ def _join(items: Any, opening: str, closing: str, budget: int, depth: int) -> st
         part = prefix + _bounded_repr(item, budget - used, depth + 1)
         parts.append(part)
         used += len(part) + 2
-    return opening + ", ".join(parts) + closing
+    trailing = "," if opening == "(" and len(parts) == 1 else ""  # (5,) is a tuple, (5) is not
+    return opening + ", ".join(parts) + trailing + closing

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -16,8 +17,9 @@ def test_a_long_string_is_cut_and_its_length_said() -> None:
     assert text.endswith("(100,000 characters)")
 
 
-def test_a_short_value_is_its_repr() -> None:
-    assert shown({"lr": [1, 2.5, None]}) == repr({"lr": [1, 2.5, None]})
+@pytest.mark.parametrize("value", [{"lr": [1, 2.5, None]}, (5,), (), [()], {"a": (1, 2)}, "it's", b"\x00"])
+def test_a_short_value_is_its_repr(value: object) -> None:
+    assert shown(value) == repr(value)
 
 
 def test_a_huge_shared_structure_costs_what_is_printed() -> None:
@@ -41,7 +43,10 @@ def test_deep_nesting_and_cycles_do_not_recurse_without_bound() -> None:
 
 
 @given(st.recursive(st.none() | st.booleans() | st.floats() | st.text() | st.binary(),
-                    lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner), max_leaves=50))
-def test_any_value_gives_a_bounded_string(value: object) -> None:
+                    lambda inner: st.lists(inner) | st.tuples(inner) | st.dictionaries(st.text(), inner),
+                    max_leaves=50))
+def test_any_value_gives_a_bounded_string_and_a_short_one_its_repr(value: object) -> None:
     text = shown(value, limit=40)
     assert isinstance(text, str) and len(text) <= 40 + 30
+    if len(repr(value)) <= 40:
+        assert text == repr(value)
