@@ -39,7 +39,7 @@ import typing
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 from .messages import shown
 
@@ -100,7 +100,7 @@ def option(default: Any = dataclasses.MISSING, help: str = "", *, default_factor
 
 
 # A command's old flag spellings: flag -> the dotted field it sets, or (dotted field, the value it sets: no argument)
-FlagAliases = dict[str, Union[str, tuple[str, Any]]]
+FlagAliases = dict[str, str | tuple[str, Any]]
 
 
 # ---------------------------------------------------------------------------------------------- checks
@@ -265,7 +265,8 @@ def _has_default(f: dataclasses.Field) -> bool:
 
 def from_dict(cls: type[T], data: Any, where: str = "recipe") -> T:
     """A (nested) dataclass from a mapping; unknown keys, and a section that is not a mapping, are errors
-    naming where. Values are checked afterwards by ``check``."""
+    naming where. Values are checked afterwards by ``check`` (a ``CheckedConfig`` section checks itself as it is
+    built)."""
     if not isinstance(data, dict):
         raise ValueError(f"{where} must be a mapping of fields, got {type(data).__name__} {shown(data)}")
     types_, fields = hints(cls), {f.name: f for f in dataclasses.fields(cls)}
