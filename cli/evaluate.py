@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -103,6 +104,16 @@ def main(argv: list[str] | None = None) -> int:
                                     "results": [r.to_dict() for r in results]})
         Path(cmd.out).with_suffix(".md").write_text(table)
     return 0
+
+
+def __getattr__(name: str):
+    if name in ("Task", "TASKS"):  # until the next release
+        warnings.warn(f"loclip.cli.evaluate.{name} moved to loclip.eval.config.{name} (the plan owns its tasks)",
+                      DeprecationWarning, stacklevel=2)
+        from loclip.eval import config
+
+        return getattr(config, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 if __name__ == "__main__":

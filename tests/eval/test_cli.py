@@ -285,3 +285,10 @@ def test_a_broken_model_directory_is_one_line_and_exit_2(model_dir: Path, synth_
     assert rc == 2 and "Traceback" not in err and "LOAD REPORT" not in err
     last = err.strip().splitlines()[-1]  # above it, at most transformers' "Loading weights" progress bar
     assert last.startswith(f"loclip-eval: error: --model {str(broken)!r}") and MODEL_DIR_ERRORS[damage] in last
+
+
+def test_the_task_names_moved_to_the_plan_keep_their_old_path_with_a_warning() -> None:
+    import loclip.cli.evaluate as command
+
+    with pytest.warns(DeprecationWarning, match="moved to loclip.eval.config.TASKS"):
+        assert command.TASKS is TASKS
