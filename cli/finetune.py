@@ -71,7 +71,7 @@ def make_eval_fn(recipe: FinetuneRecipe):
     from loclip.mllm.records import load_records
 
     path = Path(recipe.eval.val_json)
-    records = load_records(path)
+    records = load_records(path, "eval.val_json")
 
     def eval_fn(model, processor):
         return evaluate_records(model, processor, records, path.parent, recipe.eval.max_questions,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from loclip.training.metrics_log import last_eval, print_table
+from loclip.core.json_input import InputRefused
 from loclip.core.recipe import build_parser, load_recipe, parse_command
 
 
@@ -44,6 +45,9 @@ def run_trainer_command(
 
     try:
         train()(recipe, eval_fn=make_eval_fn(recipe))  # train() imports the trainer (DeepSpeed) only now
+    except InputRefused as e:  # a folder or file the recipe names, found unreadable once the trainer opened it
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
     except (RunFolderError, CheckpointError, NonFiniteLossError) as e:  # the run folder or the run said no
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 1

@@ -7,14 +7,13 @@ unpickled) and every safetensors header must parse. ``load_model_dir`` then buil
 device (no memory) to refuse, before anything is allocated, a config that needs over twice as many parameters
 as the weights hold (a default 7B model from a small file), loads it with
 ``trust_remote_code=False`` and refuses missing, unexpected and wrongly shaped weights, which transformers
-would otherwise initialise at random with a warning. Every error is a one-line ``ValueError`` naming the flag
-and the directory. Registering loclip's Auto classes (``import loclip.encoder`` / ``loclip.mllm``) is the
+would otherwise initialise at random with a warning. Every error is a one-line ``InputRefused`` (a ``ValueError``)
+naming the flag and the directory. Registering loclip's Auto classes (``import loclip.encoder`` / ``loclip.mllm``) is the
 caller's job: this kernel module imports no other loclip package.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -23,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from .json_input import InputRefused, parse_json
 from .messages import shown
 
 CONFIG = "config.json"
@@ -45,11 +45,8 @@ def _first_line(error: BaseException, limit: int = 200) -> str:
 
 def _read_json(file: Path, where: str) -> Any:
     if file.stat().st_size > MAX_JSON_BYTES:
-        raise ValueError(f"{where}: {file.name} is {file.stat().st_size:,} bytes, over {MAX_JSON_BYTES:,}")
-    try:
-        return json.loads(file.read_bytes())
-    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise ValueError(f"{where}: {file.name} is not valid JSON: {_first_line(e)}") from None
+        raise InputRefused(f"{where}: {file.name} is {file.stat().st_size:,} bytes, over {MAX_JSON_BYTES:,}")
+    return parse_json(file.read_bytes(), f"{where}: {file.name}")
 
 
 def read_model_type(path: str | os.PathLike, expected: Mapping[str, str], flag: str) -> str:
@@ -57,17 +54,17 @@ def read_model_type(path: str | os.PathLike, expected: Mapping[str, str], flag: 
     is}``, for the message) → that type; ``ValueError`` naming ``flag`` and ``path`` otherwise."""
     where = _where(path, flag)
     if not Path(path).is_dir():
-        raise ValueError(f"{flag}: no such directory {shown(str(path))}")
+        raise InputRefused(f"{flag}: no such directory {shown(str(path))}")
     config = Path(path) / CONFIG
     if not config.is_file():
-        raise ValueError(f"{where} has no {CONFIG} (not a save_pretrained directory)")
+        raise InputRefused(f"{where} has no {CONFIG} (not a save_pretrained directory)")
     data = _read_json(config, where)
     if not isinstance(data, dict):
-        raise ValueError(f"{where}: {CONFIG} holds a JSON {type(data).__name__}, not an object of settings")
+        raise InputRefused(f"{where}: {CONFIG} holds a JSON {type(data).__name__}, not an object of settings")
     kind = data.get("model_type")
     if not isinstance(kind, str) or kind not in expected:
         wanted = " or ".join(f"{t!r} ({what})" for t, what in expected.items())
-        raise ValueError(f"{where} has model_type {shown(kind)}; expected {wanted}")
+        raise InputRefused(f"{where} has model_type {shown(kind)}; expected {wanted}")
     return kind
 
 
@@ -83,9 +80,9 @@ def check_weights(path: str | os.PathLike, flag: str) -> int:
     else:
         pickles = sorted(p.name for p in root.iterdir() if p.suffix in PICKLE_SUFFIXES)
         if pickles:
-            raise ValueError(f"{where} holds only pickle weights {shown(pickles)}; loclip loads safetensors only "
+            raise InputRefused(f"{where} holds only pickle weights {shown(pickles)}; loclip loads safetensors only "
                              "(unpickling a file can run code): save the model again with save_pretrained")
-        raise ValueError(f"{where} has no {WEIGHTS} (not a save_pretrained directory)")
+        raise InputRefused(f"{where} has no {WEIGHTS} (not a save_pretrained directory)")
     return sum(_read_header(file, where) for file in files)
 
 
@@ -93,12 +90,12 @@ def _shards(root: Path, where: str) -> list[Path]:
     index = _read_json(root / INDEX, where)
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not all(isinstance(v, str) for v in weight_map.values()):
-        raise ValueError(f"{where}: {INDEX} has no weight_map of tensor names to file names")
+        raise InputRefused(f"{where}: {INDEX} has no weight_map of tensor names to file names")
     files = []
     for name in dict.fromkeys(weight_map.values()):
         file = root / name
         if Path(name).name != name or not name.endswith(".safetensors") or not file.is_file():
-            raise ValueError(f"{where}: {INDEX} names {shown(name)}, not a .safetensors file in the directory")
+            raise InputRefused(f"{where}: {INDEX} names {shown(name)}, not a .safetensors file in the directory")
         files.append(file)
     return files
 
@@ -112,7 +109,7 @@ def _read_header(file: Path, where: str) -> int:
         with safe_open(file, framework="pt") as f:
             return sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())
     except Exception as e:  # safetensors raises its own SafetensorError (and OSError for a bad file)
-        raise ValueError(f"{where}: {file.name} is not a readable safetensors file: {_first_line(e)}") from None
+        raise InputRefused(f"{where}: {file.name} is not a readable safetensors file: {_first_line(e)}") from None
 
 
 def check_model_dir(path: str | os.PathLike, expected: Mapping[str, str], flag: str) -> str:
@@ -140,9 +137,9 @@ def load_model_dir(
             empty = model_class.from_config(config) if hasattr(model_class, "from_config") else model_class(config)
         needed = sum(p.numel() for p in empty.parameters())
     except Exception as e:  # transformers raises many kinds for a config it cannot build from
-        raise ValueError(f"{where}: cannot build a model from its {CONFIG}: {_first_line(e)}") from e
+        raise InputRefused(f"{where}: cannot build a model from its {CONFIG}: {_first_line(e)}") from e
     if needed > 2 * held:  # memory bounded by the files handed over; smaller gaps are named key by key below
-        raise ValueError(f"{where}: {CONFIG} describes a model of {needed:,} parameters but its weights hold "
+        raise InputRefused(f"{where}: {CONFIG} describes a model of {needed:,} parameters but its weights hold "
                          f"{held:,} values; they were not saved together")
     try:
         with _no_load_report():
@@ -150,7 +147,7 @@ def load_model_dir(
                 path, trust_remote_code=False, use_safetensors=True, output_loading_info=True,
                 ignore_mismatched_sizes=True, **kwargs)  # mismatches come back in info, refused below
     except Exception as e:
-        raise ValueError(f"{where}: cannot load the model: {_first_line(e)}") from e
+        raise InputRefused(f"{where}: cannot load the model: {_first_line(e)}") from e
     problems = []
     if info["missing_keys"]:
         problems.append(f"missing {len(info['missing_keys'])} {shown(sorted(info['missing_keys']))}")
@@ -160,7 +157,7 @@ def load_model_dir(
         shapes = [f"{k} {tuple(saved)} for {tuple(wanted)}" for k, saved, wanted in sorted(info["mismatched_keys"])]
         problems.append(f"{len(shapes)} of the wrong shape {shown(shapes)}")
     if problems:
-        raise ValueError(f"{where}: its weights do not fit the model its {CONFIG} describes: {'; '.join(problems)}")
+        raise InputRefused(f"{where}: its weights do not fit the model its {CONFIG} describes: {'; '.join(problems)}")
     return model
 
 
@@ -172,7 +169,7 @@ def load_processor_dir(path: str | os.PathLike, flag: str, processor_class: Any 
     try:
         return (processor_class or AutoProcessor).from_pretrained(path, trust_remote_code=False)
     except Exception as e:  # tokenizer and image processor files fail in many ways (tokenizers: plain Exception)
-        raise ValueError(f"{_where(path, flag)}: cannot load its processor: {_first_line(e)}") from e
+        raise InputRefused(f"{_where(path, flag)}: cannot load its processor: {_first_line(e)}") from e
 
 
 class _DropLoadReport(logging.Filter):

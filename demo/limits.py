@@ -6,7 +6,6 @@ message names the field, the value and the limit.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -16,6 +15,7 @@ from typing import Any, NamedTuple
 from PIL import Image
 
 from loclip.core.image_loading import ImageTooLarge, open_raster, to_rgb
+from loclip.core.json_input import InputRefused, parse_json
 from loclip.core.messages import shown
 from loclip.core.recipe import CheckedConfig, PositiveFloat, PositiveInt, option
 
@@ -129,11 +129,9 @@ def json_list(value: Any, field: str, expected: str) -> list | tuple:
         return []
     if isinstance(value, str):
         try:
-            value = json.loads(value)
-        except json.JSONDecodeError as e:
-            raise DemoInputError(f"{field} is not valid JSON ({e}); send {expected}") from e
-        except RecursionError:  # the decoder recurses per level: a deep nest of brackets exhausts the stack
-            raise DemoInputError(f"{field} nests its JSON too deeply; send {expected}") from None
+            value = parse_json(value, field)
+        except InputRefused as e:  # not JSON, or nested deeper than the parser recurses
+            raise DemoInputError(f"{e}; send {expected}") from None
     if not isinstance(value, (list, tuple)):
         raise DemoInputError(f"{field} must be {expected}, got {type(value).__name__}")
     return value

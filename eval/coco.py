@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 
+from loclip.core.json_input import read_json
 from loclip.core.messages import shown
 from loclip.encoder.boxes import clip_to_size, coco_to_xyxy
 
@@ -31,11 +32,10 @@ from .data import (
     MultiLabelImage,
     Region,
     RegionImage,
-    SkipCounter,
     check_dir,
     collect_images,
+    skip_counter,
 )
-from .input_files import read_json
 
 DEFAULT_MIN_BOX_SIZE = 8.0  # pixels, per side
 _ID_OF = {"images": "an image id", "categories": "a category id", "annotations": "an annotation id"}
@@ -133,17 +133,17 @@ def read_coco_instances(
     coco = coco_index(data)
     cat_ids = sorted(coco.cats, key=_id_order)
     label_of = {cid: i for i, cid in enumerate(cat_ids)}
-    skips = SkipCounter()
+    skips = skip_counter()
 
     def regions(img: dict[str, Any]) -> tuple[Region, ...]:
         out = []
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=img["id"])):
             if ann.get("iscrowd", 0):
-                skips.skip("crowd_box", f"annotation {ann['id']}")
+                skips.add("crowd_box", f"annotation {ann['id']}")
                 continue
             box = clip_to_image(coco_to_xyxy(ann["bbox"], f"annotation {ann['id']} bbox"), img)
             if min(box[2] - box[0], box[3] - box[1]) < min_box_size:
-                skips.skip("tiny_box", f"annotation {ann['id']} bbox {ann['bbox']}")
+                skips.add("tiny_box", f"annotation {ann['id']} bbox {ann['bbox']}")
                 continue
             out.append(Region(tuple(box.tolist()), label_of[ann["category_id"]]))
         return tuple(out)
@@ -151,7 +151,7 @@ def read_coco_instances(
     items = collect_images(coco.loadImgs(sorted(coco.imgs, key=_id_order)), root, regions, RegionImage, skips,
                            max_images)
     names = tuple(coco.cats[c]["name"] for c in cat_ids)
-    return Dataset(f"coco-instances:{os.path.basename(ann_file)}", items, names, dict(skips))
+    return Dataset(f"coco-instances:{os.path.basename(ann_file)}", items, names, skips.as_dict())
 
 
 def read_coco_captions(
@@ -168,18 +168,18 @@ def read_coco_captions(
         if not isinstance(ann["caption"], str) or not ann["caption"].strip():
             raise ValueError(f"captions_json: annotations[{i}].caption must be a non-empty string, "
                              f"got {shown(ann['caption'])}")
-    skips = SkipCounter()
+    skips = skip_counter()
 
     def captions(img: dict[str, Any]) -> tuple[str, ...]:
         anns = sorted(coco.imgToAnns[img["id"]], key=lambda a: _id_order(a["id"]))
         found = tuple(a["caption"].strip() for a in anns)
         if not found:
-            skips.skip("image_without_caption", f"image {img['id']}")
+            skips.add("image_without_caption", f"image {img['id']}")
         return found
 
     items = collect_images(coco.loadImgs(sorted(coco.imgs, key=_id_order)), root, captions, CaptionedImage, skips,
                            max_images)
-    return Dataset(f"coco-captions:{os.path.basename(ann_file)}", items, skipped=dict(skips))
+    return Dataset(f"coco-captions:{os.path.basename(ann_file)}", items, skipped=skips.as_dict())
 
 
 def read_coco_multilabel(
@@ -205,23 +205,23 @@ def read_coco_multilabel(
     anns: dict[Any, list[dict[str, Any]]] = {i: [] for i in images}
     for ann in data["annotations"]:
         anns[ann["image_id"]].append(ann)
-    skips = SkipCounter()
+    skips = skip_counter()
 
     def labels(img: dict[str, Any]) -> tuple[int, ...]:  # skips are counted for the images read only
         found = set()
         for ann in anns[img["id"]]:
             if ann.get("iscrowd", 0):
-                skips.skip("crowd_box", f"annotation {ann['id']}")
+                skips.add("crowd_box", f"annotation {ann['id']}")
             else:
                 found.add(label_of[ann["category_id"]])
         if not found:
-            skips.skip("image_without_label", f"image {img['id']}")
+            skips.add("image_without_label", f"image {img['id']}")
         return tuple(sorted(found))
 
     items = collect_images([images[i] for i in sorted(images, key=_id_order)], root, labels, MultiLabelImage, skips,
                            max_images)
     names = tuple(name_of[cid] for cid in cat_ids)
-    return Dataset(f"coco-multilabel:{os.path.basename(ann_file)}", items, names, dict(skips))
+    return Dataset(f"coco-multilabel:{os.path.basename(ann_file)}", items, names, skips.as_dict())
 
 
 def _id_order(value: int | str) -> tuple[bool, int | str]:

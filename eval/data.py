@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import sys
-from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -19,6 +18,7 @@ from PIL import Image
 
 from loclip.core.image_loading import ImageRefused, resolve_image_path
 from loclip.core.messages import shown
+from loclip.shards.skips import SkipCounter
 
 ImageInput = Union[str, "os.PathLike[str]", Image.Image]
 Box = tuple[float, float, float, float]  # pixel xyxy of the original image
@@ -110,21 +110,14 @@ class Dataset(Generic[ItemT]):
         return self
 
 
-class SkipCounter(Counter):
-    """Counts skipped samples by reason and warns once per reason on stderr (never silent)."""
-
-    def skip(self, reason: str, detail: str) -> None:
-        if self[reason] == 0:
-            print(f"loclip-eval: skipping {reason} (first: {detail}); counts are reported", file=sys.stderr)
-        self[reason] += 1
+def say_first_skip(reason: str, detail: str) -> None:
+    """Eval's readers say the first skip of each reason on stderr (never silent); the counts are reported."""
+    print(f"loclip-eval: skipping {reason} (first: {detail}); counts are reported", file=sys.stderr)
 
 
-def check_file(path: str | os.PathLike, field_name: str) -> Path:
-    """``path`` as a ``Path``, or ``ValueError`` naming the field when it is not an existing file."""
-    p = Path(path)
-    if not p.is_file():
-        raise ValueError(f"{field_name}: no such file {str(path)!r}")
-    return p
+def skip_counter() -> SkipCounter:
+    """The counter of what a reader skipped, by reason (``loclip.shards.skips``), saying each reason's first."""
+    return SkipCounter(on_first=say_first_skip)
 
 
 def check_dir(path: str | os.PathLike, field_name: str) -> Path:
@@ -144,7 +137,7 @@ def find_image(image_dir: Path, file_name: Any, skips: SkipCounter, name: str = 
     except ImageRefused as e:
         if e.reason != "image_missing":
             raise
-    skips.skip("missing_image", str(image_dir / file_name))
+    skips.add("missing_image", str(image_dir / file_name))
     return None
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 from itertools import zip_longest
 
+from loclip.core.json_input import read_json
 from loclip.core.messages import shown
 
 from .data import Dataset, LabelledImage, check_dir
-from .input_files import read_json
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 

@@ -26,10 +26,10 @@ import numpy as np
 from PIL import Image
 
 from loclip.core.image_loading import ImageRefused, ImageTooLarge, open_raster
+from loclip.core.json_input import read_json, read_text
 from loclip.core.messages import shown
 
-from .data import Dataset, SegmentedImage, SkipCounter, check_dir
-from .input_files import read_json, read_text
+from .data import Dataset, SegmentedImage, check_dir, skip_counter
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 UNMAPPED = -1  # lookup-table entry for a raw value that has no class
@@ -126,17 +126,17 @@ def read_masks(
         if 0 in values:  # a JSON list naming value 0 would lose that class silently
             raise ValueError(f"seg_reduce_zero_label: value 0 is a class of seg_classes {str(classes)!r}")
         lut[0] = ignore_index
-    skips = SkipCounter()
+    skips = skip_counter()
     items: list[SegmentedImage] = []
     for path in sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()):
         if max_images is not None and len(items) >= max_images:
             break
         mask = masks / f"{path.stem}.png"
         if not mask.is_file():
-            skips.skip("missing_mask", str(mask))
+            skips.add("missing_mask", str(mask))
             continue
         items.append(SegmentedImage(path, MaskFile(mask, lut)))
-    return Dataset(f"segmentation:{Path(mask_dir).name}", items, names, dict(skips), ignore_index=ignore_index)
+    return Dataset(f"segmentation:{Path(mask_dir).name}", items, names, skips.as_dict(), ignore_index=ignore_index)
 
 
 def load_mask(mask: Any, size: tuple[int, int]) -> np.ndarray:

@@ -150,9 +150,7 @@ def _mllm_runner(plan: EvalPlan) -> Runner:
     from .mllm_referring import evaluate_records
 
     path = Path(plan.conversations_json)
-    if not path.is_file():
-        raise ValueError(f"conversations_json: no such file {str(path)!r}")
-    records = load_records(path)
+    records = load_records(path, "conversations_json")  # no such file, not JSON: an error naming the field
     root = Path(plan.image_dir) if plan.image_dir else path.parent
     limit = plan.max_samples or 200
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from .data import check_file
+from loclip.core.json_input import read_text
 
 DEFAULT_TEMPLATES: tuple[str, ...] = (
     "a photo of a {}.",
@@ -35,6 +35,6 @@ def check_templates(templates: Sequence[str], field_name: str = "templates") -> 
 
 def read_templates(path: str | os.PathLike) -> tuple[str, ...]:
     """Templates from a text file: one per line; blank lines and lines starting with ``#`` are ignored."""
-    lines = check_file(path, "templates").read_text().splitlines()
+    lines = read_text(path, "templates").splitlines()
     return check_templates([s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")],
                            f"templates file {str(path)!r}: template")

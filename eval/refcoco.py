@@ -22,7 +22,7 @@ from loclip.core.messages import shown
 from loclip.encoder.boxes import coco_to_xyxy
 
 from .coco import check_ids, check_references, clip_to_image, is_id, load_json, require_keys
-from .data import Dataset, Region, RegionImage, SkipCounter, check_dir, collect_images
+from .data import Dataset, Region, RegionImage, check_dir, collect_images, skip_counter
 
 
 def _sentences(ref: dict[str, Any], where: str) -> list[str]:
@@ -76,7 +76,7 @@ def read_refs(
     def regions(img: dict[str, Any]) -> tuple[Region, ...]:
         return tuple(Region(tuple(box.tolist()), phrases=tuple(s)) for box, s in grouped[img["id"]].values())
 
-    skips = SkipCounter()
+    skips = skip_counter()
     items = collect_images((images[i] for i in grouped), root, regions, RegionImage, skips, max_images)
     name = f"refs:{os.path.basename(path)}" + (f":{split}" if split else "")
-    return Dataset(name, items, skipped=dict(skips))
+    return Dataset(name, items, skipped=skips.as_dict())

@@ -17,12 +17,14 @@ import torch
 import torch.distributed as dist
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from loclip.core.json_input import InputRefused
 from loclip.core.model_dir import load_model_dir, load_processor_dir
 from loclip.encoder import LoclipVisionModel
 from loclip.encoder.compat import enable_activation_checkpointing
 from loclip.mllm.conversation import ensure_tokens
 from loclip.mllm.modeling import LoclipLlavaForConditionalGeneration
 from loclip.mllm.processing import LoclipLlavaProcessor
+from loclip.mllm.records import load_records
 from loclip.training.distributed import teardown_distributed
 from loclip.training.engine import build_engine
 from loclip.training.export import export_atomic
@@ -90,6 +92,9 @@ def prepare_training(model: LoclipLlavaForConditionalGeneration, recipe: Finetun
 
 def train(recipe: FinetuneRecipe, eval_fn: EvalFn | None = None) -> Path:
     """Run finetuning; returns the output directory holding the exported model and processor."""
+    if not recipe.data.train_json:
+        raise InputRefused("data.train_json is required (a LLaVA conversation JSON)")
+    records = load_records(recipe.data.train_json, "data.train_json")  # a file that cannot be read: before the run
     ctx = open_run(recipe, recipe.run)
     seed_everything(recipe.run.seed)  # same seed on every rank: identical fresh projectors and LLM
     model, processor = build(recipe)
@@ -98,9 +103,8 @@ def train(recipe: FinetuneRecipe, eval_fn: EvalFn | None = None) -> Path:
     model = prepare_training(model, recipe, ctx.out)
     seed_everything(recipe.run.seed + ctx.rank)
 
-    if not recipe.data.train_json:
-        raise ValueError("data.train_json is required (a LLaVA conversation JSON)")
-    dataset = ConversationDataset(recipe.data.train_json, processor, recipe.data.image_root, recipe.data.max_length,
+    image_root = recipe.data.image_root or Path(recipe.data.train_json).parent
+    dataset = ConversationDataset(records, processor, image_root, recipe.data.max_length,
                                   box_answers=model.config.box_answers)
     if ctx.rank == 0 and dataset.skip_counts:
         log.warning("skipped records by reason: %s", dict(dataset.skip_counts))

@@ -17,7 +17,8 @@ from urllib.parse import urlparse
 
 from loclip.core.image_loading import RASTER_EXTENSIONS as IMAGE_EXTENSIONS
 from loclip.pretrain.data import DataConfig, RawSample, SkipCounter, build_specs, read_members
-from loclip.shards.skips import SAMPLE_DUPLICATE_KEY, SAMPLE_MISSING_IMAGE
+from loclip.shards.read import DEFAULT_MAX_MEMBER_BYTES
+from loclip.shards.skips import MEMBER_TOO_LARGE, SAMPLE_DUPLICATE_KEY, SAMPLE_MISSING_IMAGE
 
 IMAGE_SHARD_NAME = "images-{:06d}.tar"
 
@@ -46,8 +47,11 @@ def shard_units(shards: str | Sequence[str]) -> list[Unit]:
     return units
 
 
-def image_units(directory: str | os.PathLike, shard_size: int = 1000) -> list[Unit]:
-    """Units of ``shard_size`` images of ``directory`` (recursive, sorted by relative path)."""
+def image_units(
+    directory: str | os.PathLike, shard_size: int = 1000, max_bytes: int = DEFAULT_MAX_MEMBER_BYTES
+) -> list[Unit]:
+    """Units of ``shard_size`` images of ``directory`` (recursive, sorted by relative path). A file over
+    ``max_bytes`` is skipped and counted unread (``member/too_large``), as a shard member over the limit is."""
     if not isinstance(shard_size, int) or isinstance(shard_size, bool) or shard_size < 1:
         raise ValueError(f"shard_size must be an int >= 1, got {shard_size!r}")
     root = Path(directory)
@@ -63,11 +67,11 @@ def image_units(directory: str | os.PathLike, shard_size: int = 1000) -> list[Un
     for i in range(0, len(files), shard_size):
         chunk = files[i : i + shard_size]
         name = IMAGE_SHARD_NAME.format(i // shard_size)
-        units.append(Unit(name, f"{root}/{chunk[0]}…", len(chunk), lambda c, chunk=chunk: _read_images(root, chunk, c)))
+        units.append(Unit(name, f"{root}/{chunk[0]}…", len(chunk), lambda c, chunk=chunk: _read_images(root, chunk, c, max_bytes)))
     return units
 
 
-def _read_images(root: Path, files: list[str], counter: SkipCounter) -> list[RawSample]:
+def _read_images(root: Path, files: list[str], counter: SkipCounter, max_bytes: int) -> list[RawSample]:
     samples, keys = [], set()
     for rel in files:
         stem, ext = rel.rsplit(".", 1)
@@ -77,9 +81,15 @@ def _read_images(root: Path, files: list[str], counter: SkipCounter) -> list[Raw
             continue
         keys.add(key)
         try:
-            data = (root / rel).read_bytes()
+            with open(root / rel, "rb") as f:
+                # by its size first (never read), then bounded: a file that grew since it was listed stays so
+                size = os.fstat(f.fileno()).st_size
+                data = f.read(max_bytes + 1) if size <= max_bytes else None
         except OSError as e:
             counter.add(SAMPLE_MISSING_IMAGE, f"{rel}: {e}")
+            continue
+        if data is None or len(data) > max_bytes:
+            counter.add(MEMBER_TOO_LARGE, f"{rel}: over {max_bytes:,} bytes")
             continue
         samples.append(RawSample(key, {ext.lower(): data}, str(root / rel)))
     return samples

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from loclip.core.image_loading import RASTER_EXTENSIONS as IMAGE_EXTENSIONS
 from loclip.core.image_loading import ImageTooLarge, open_raster, to_rgb
+from loclip.core.json_input import InputRefused, parse_json
 from loclip.pretrain.data import RawSample, SkipCounter
 from loclip.shards import skips as S
 from loclip.shards.write import ShardWriter, atomic_write_json, json_bytes, remove_partial
@@ -104,9 +105,9 @@ def decode(raw: RawSample, counter: SkipCounter) -> _Item | None:
     record: Any = {}
     if "json" in raw.files:
         try:
-            record = json.loads(raw.files["json"])
-        except (UnicodeDecodeError, ValueError) as e:
-            counter.add(S.SAMPLE_BAD_JSON, f"{where}: {e}")
+            record = parse_json(raw.files["json"], where)
+        except InputRefused as e:  # not UTF-8, not JSON, or nested too deeply
+            counter.add(S.SAMPLE_BAD_JSON, str(e))
             return None
         if not isinstance(record, dict):
             counter.add(S.SAMPLE_BAD_JSON, f"{where}: JSON is a {type(record).__name__}")

@@ -9,36 +9,35 @@ evaluation needs nothing of the training side.
 
 from __future__ import annotations
 
-import json
 import os
-from pathlib import Path
 from typing import Any
 
+from loclip.core.json_input import InputRefused, parse_json, read_text, where_file
 from loclip.encoder.boxes import check_pixel_box
 
 BOX_TOLERANCE = 1.0  # pixels a box may reach past its image before it counts as bad (it is clipped), as in pretraining
 
 
-def load_records(path: str | os.PathLike) -> list[Any]:
-    """A LLaVA JSON file (a list of records) or JSONL (one record per line; a line that is not JSON becomes
-    ``None``, which the dataset skips and counts). A JSON file that does not parse is an error naming it."""
-    text = Path(path).read_text()
+def load_records(path: str | os.PathLike, field_name: str = "records") -> list[Any]:
+    """A LLaVA JSON file (a list of records) or JSONL (one record per line; a line that does not parse becomes
+    ``None``, which the dataset skips and counts), named by the field ``field_name`` (``data.train_json``). A file
+    that cannot be read, or a JSON file that does not parse, is an ``InputRefused`` naming the field and the file
+    (``loclip.core.json_input``: UTF-8, nesting too deep for the parser included)."""
+    text = read_text(path, field_name)
     if str(path).endswith(".jsonl"):
-        records = []
-        for line in text.splitlines():
-            if line.strip():
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    records.append(None)
-        return records
-    try:
-        records = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
+        return [_parsed_or_none(line, field_name) for line in text.splitlines() if line.strip()]
+    records = parse_json(text, where_file(path, field_name))
     if not isinstance(records, list):
-        raise ValueError(f"{path} must hold a JSON list of records, got {type(records).__name__}")
+        raise InputRefused(f"{where_file(path, field_name)} must hold a JSON list of records, "
+                           f"got {type(records).__name__}")
     return records
+
+
+def _parsed_or_none(line: str, where: str) -> Any:
+    try:
+        return parse_json(line, where)
+    except InputRefused:
+        return None
 
 
 _BOX_REASONS = {"not_a_box": "bad_boxes", "inverted": "box_inverted", "outside": "box_outside_image"}

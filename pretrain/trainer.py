@@ -15,6 +15,7 @@ from typing import Callable
 import torch
 from transformers import AutoTokenizer
 
+from loclip.core.model_dir import load_model_dir
 from loclip.encoder import LoclipConfig, LoclipModel, tiny_config, vit_b16_config
 from loclip.encoder.compat import enable_activation_checkpointing
 from loclip.encoder.image_processing import LoclipImageProcessor
@@ -30,6 +31,7 @@ from .data import build_train_loader
 from .objective import PretrainObjective
 
 log = logging.getLogger("loclip.pretrain")
+ENCODER_TYPE = {"loclip": "a loclip encoder, e.g. a loclip-pretrain export"}
 
 EvalFn = Callable[[LoclipModel, LoclipProcessor], dict[str, float]]  # held-out figures of an encoder
 
@@ -40,8 +42,8 @@ def load_tokenizer(recipe: PretrainRecipe):
 
 def build_model(recipe: PretrainRecipe, tokenizer) -> LoclipModel:
     m = recipe.model
-    if m.init_from:
-        model = LoclipModel.from_pretrained(m.init_from, dtype=torch.float32)
+    if m.init_from:  # a directory the user names: checked (type, safetensors, every weight present) first
+        model = load_model_dir(m.init_from, LoclipModel, ENCODER_TYPE, "model.init_from", dtype=torch.float32)
     elif m.from_clip:
         model = LoclipModel.from_clip(m.from_clip, grounding_head=m.grounding_head)
     elif m.config:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 logger = logging.getLogger(__name__)
 
@@ -38,14 +38,23 @@ REGION_ZERO_AREA = "region/zero_area"  # zero width or height (after clipping)
 
 
 class SkipCounter:
-    """``reason -> count``, with deltas for shipping counts out of worker processes."""
+    """``reason -> count``, with deltas for shipping counts out of worker processes.
 
-    def __init__(self, counts: Mapping[str, int] | None = None) -> None:
+    ``on_first(reason, detail)``: called for the first skip of each reason (e.g. to say it on stderr while a
+    command runs, as ``loclip-eval`` does); every skip is counted either way.
+    """
+
+    def __init__(
+        self, counts: Mapping[str, int] | None = None, on_first: Callable[[str, str], None] | None = None
+    ) -> None:
         self._total: Counter[str] = Counter(counts or {})
         self._delta: Counter[str] = Counter()
+        self._on_first = on_first
 
     def add(self, reason: str, detail: str = "", n: int = 1) -> None:
         """Count ``n`` skips for ``reason``; ``detail`` (which key, what value) goes to the debug log."""
+        if self._on_first is not None and not self._total[reason]:
+            self._on_first(reason, detail)
         self._total[reason] += n
         self._delta[reason] += n
         if detail:

@@ -10,7 +10,6 @@ scene. Images are decoded through ``loclip.core.image_loading.open_raster`` (ras
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from loclip.core.image_loading import open_raster
+from loclip.core.json_input import PATH_LIMIT, InputRefused, parse_json
 from loclip.core.messages import shown
 from loclip.shards.read import iter_samples
 from loclip.shards.streams import STREAM_ERRORS
@@ -94,9 +94,9 @@ def _scene(where: str, key: str, files: dict[str, bytes]) -> SceneRecord:
         raise ValueError(f"{where} has no {missing[0]!r} member (it has {sorted(files)}); {REWRITE}")
     image = open_raster(files["png"], f"{where} image", MAX_PIXELS).convert("RGB")
     try:
-        meta = json.loads(files["json"])
-    except (ValueError, RecursionError) as e:
-        raise ValueError(f"{where}: its JSON does not parse ({_why(e)}); {REWRITE}") from None
+        meta = parse_json(files["json"], f"{where}: its .json member")
+    except InputRefused as e:
+        raise ValueError(f"{e}; {REWRITE}") from None
     labels = _labels(where, files["seg.png"], image.size) if "seg.png" in files else None
     bad = _bad_field(meta, labels is not None)
     if bad is not None:
@@ -153,13 +153,11 @@ def _is_number(value: Any) -> bool:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_bytes())
-    except (OSError, ValueError, RecursionError) as e:
-        raise ValueError(f"{str(path)!r} cannot be read as JSON ({_why(e)}); {REWRITE}") from None
-
-
-def _why(error: Exception) -> str:
-    return "nested too deeply" if isinstance(error, RecursionError) else shown(str(error))
+        return parse_json(path.read_bytes(), shown(str(path), PATH_LIMIT))
+    except OSError as e:
+        raise ValueError(f"{shown(str(path), PATH_LIMIT)} cannot be read ({e.strerror or e}); {REWRITE}") from None
+    except InputRefused as e:
+        raise ValueError(f"{e}; {REWRITE}") from None
 
 
 def label_map(record: SceneRecord) -> np.ndarray:

@@ -8,7 +8,6 @@ the decoded image (after EXIF orientation, as ``LoclipProcessor`` expects them).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -24,6 +23,7 @@ from loclip.core.image_loading import (
     resolve_image_path,
     to_rgb,
 )
+from loclip.core.json_input import InputRefused, parse_json
 from loclip.core.messages import shown
 from loclip.shards import skips as S
 from loclip.shards.skips import SkipCounter
@@ -64,9 +64,9 @@ def decode_sample(
     if "json" not in raw.files:
         return _skip(counter, S.SAMPLE_MISSING_JSON, where)
     try:
-        record = json.loads(raw.files["json"])
-    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # RecursionError: nested thousands deep
-        return _skip(counter, S.SAMPLE_BAD_JSON, f"{where}: {e}")
+        record = parse_json(raw.files["json"], where)
+    except InputRefused as e:  # not UTF-8, not JSON, or nested too deeply
+        return _skip(counter, S.SAMPLE_BAD_JSON, str(e))
     if not isinstance(record, dict):
         return _skip(counter, S.SAMPLE_BAD_JSON, f"{where}: JSON is a {type(record).__name__}, not an object")
     caption = record.get("caption")

@@ -68,3 +68,14 @@ def test_mllm_task_bad_arguments(tmp_path: Path, capsys, extra, match) -> None:
         args += ["--conversations-json", str(tmp_path / "config.json"), "--synth-dir", str(tmp_path)]
     assert main(args) == 2
     assert match in capsys.readouterr().err
+
+
+def test_a_conversation_file_nested_too_deeply_ends_loclip_eval_with_one_line(tmp_path: Path, capsys) -> None:
+    """``json.loads`` of ``[[[[…]]]]`` 10^5 deep raised RecursionError: a traceback from ``--task mllm``."""
+    (tmp_path / "config.json").write_text("{}")
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    assert main(["--model", str(tmp_path), "--task", "mllm", "--conversations-json", str(deep)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("loclip-eval: error: conversations_json: '") and err.count("\n") == 1, err
+    assert "deep.json' nests its JSON too deeply to read" in err

@@ -284,3 +284,13 @@ def test_reader_errors_end_loclip_eval_with_one_line(
         assert main(["--model", str(model_dir), "--no-progress", *args]) == 2
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and err.startswith("loclip-eval: error: "), err
+
+
+def test_eval_readers_say_each_reason_once_on_stderr(capsys: pytest.CaptureFixture) -> None:
+    from loclip.eval.data import skip_counter
+
+    skips = skip_counter()
+    skips.add("missing_image", "a.png")
+    skips.add("missing_image", "b.png")
+    assert capsys.readouterr().err == ("loclip-eval: skipping missing_image (first: a.png); counts are reported\n")
+    assert skips.as_dict() == {"missing_image": 2}

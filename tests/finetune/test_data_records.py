@@ -15,6 +15,7 @@ from PIL import Image
 from loclip.encoder import boxes
 from loclip.encoder.box_text import parse_boxes
 from loclip.finetune.data import BatchStream, ConversationDataset
+from loclip.mllm.records import load_records
 
 TURNS = [{"from": "human", "value": "<image>\nWhat is in <region>?"}, {"from": "gpt", "value": "a red square"}]
 
@@ -84,8 +85,24 @@ def test_a_jsonl_line_that_is_not_json_is_skipped_not_fatal(tiny, folder: Path) 
     dataset = ConversationDataset(path, processor, max_length=512)
     assert len(dataset) == 2 and dict(dataset.skip_counts) == {"not_a_record": 1}
     (folder / "bad.json").write_text("[{oops")
-    with pytest.raises(ValueError, match=r"bad.json is not valid JSON"):
+    with pytest.raises(ValueError, match=r"bad.json' is not valid JSON"):
         ConversationDataset(folder / "bad.json", processor)
+
+
+def test_records_nested_too_deeply_are_refused_or_skipped_never_a_recursion_error(tiny, folder: Path) -> None:
+    """``json.loads`` of ``[[[[…]]]]`` 10^5 deep raised ``RecursionError``: a JSON file so nested is an error naming
+    the field and the file; a JSONL line so nested is one bad record, skipped and counted."""
+    _, processor = tiny
+    deep = "[" * 100_000 + "]" * 100_000
+    (folder / "deep.json").write_text(deep)
+    with pytest.raises(ValueError, match=r"^data\.train_json: '.*deep\.json' nests its JSON too deeply to read$"):
+        load_records(folder / "deep.json", "data.train_json")
+    (folder / "deep.jsonl").write_text(json.dumps(record()) + "\n" + deep + "\n")
+    assert load_records(folder / "deep.jsonl")[1] is None
+    dataset = ConversationDataset(folder / "deep.jsonl", processor, max_length=512)
+    assert len(dataset) == 1 and dict(dataset.skip_counts) == {"not_a_record": 1}
+    (folder / "bom.json").write_bytes(b"\xef\xbb\xbf" + json.dumps([record()]).encode())
+    assert load_records(folder / "bom.json") == [record()]
 
 
 def test_an_image_that_breaks_after_the_build_is_skipped_while_training(tiny, folder: Path) -> None:

@@ -80,3 +80,30 @@ def test_two_process_zero_on_cpu(setup: Path, tmp_path: Path, zero: str) -> None
     assert [("train/ground_loss" in m, "train/lm_loss" in m) for m in logged if "train/loss" in m] == [(True, True)] * 2
     (final,) = [m for m in logged if "eval/rec_acc@0.5" in m]
     assert final["step"] == 2 and 0 <= final["eval/referring_accuracy"] <= 1
+
+
+@pytest.mark.parametrize("fault", ["deep train_json", "deep val_json", "pickle-only init_from"])
+def test_a_file_or_folder_the_recipe_names_that_cannot_be_read_exits_2_with_one_line(
+    setup: Path, tmp_path: Path, fault: str
+) -> None:
+    """Found by the trainer after the command started (the conversations, ``model.init_from``), each used to end
+    in a traceback: now one line naming the field and the file, exit status 2."""
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)  # json.loads raised RecursionError
+    folder = tmp_path / "mllm"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "loclip_llava"}))
+    (folder / "pytorch_model.bin").write_bytes(b"never unpickled")
+    extra, message = {
+        "deep train_json": (["--data.train_json", str(deep)], "data.train_json: '"),
+        "deep val_json": (["--eval.val_json", str(deep)], "eval.val_json: '"),
+        "pickle-only init_from": (["--model.init_from", str(folder)], "model.init_from '"),
+    }[fault]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "loclip.cli.finetune", *_args(setup, tmp_path / "run", 1, *extra)],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"loclip-finetune: error: {message}"), done.stderr[-3000:]
+    assert ("nests its JSON too deeply to read" if "deep" in fault else "holds only pickle weights") in last

@@ -232,3 +232,27 @@ def test_a_bad_encoder_shape_exits_2_with_one_line_before_anything_is_written(
     err = capsys.readouterr().err
     assert err.startswith("loclip-pretrain: error: model.") and err.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("files", "message"), [
+    ({"pytorch_model.bin": b"not unpickled"}, "holds only pickle weights ['pytorch_model.bin']"),
+    ({"model.safetensors": b"\x08\x00\x00\x00\x00\x00\x00\x00{oops}"}, "model.safetensors is not a readable "
+                                                                         "safetensors file"),
+])  # fmt: skip
+def test_a_pickle_only_or_corrupt_init_from_folder_exits_2_with_one_line(
+    world: Path, tmp_path: Path, files: dict[str, bytes], message: str
+) -> None:
+    """``model.init_from`` is read through ``loclip.core.model_dir`` (as the finetune recipe's is): a folder of
+    pickle weights is never unpickled, a damaged one is named; before, either was a traceback."""
+    folder = tmp_path / "enc"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "loclip"}))
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    recipe = _recipe(world, tmp_path / "run", 1)
+    done = subprocess.run([*_command(recipe), "--model.init_from", str(folder)], env=ENV, capture_output=True,
+                          text=True)
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("loclip-pretrain: error: model.init_from ") and message in last, done.stderr
+    assert "Traceback" not in done.stderr

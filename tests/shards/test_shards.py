@@ -217,3 +217,14 @@ def test_every_member_is_read_once_or_reported(members: list[tuple[str, str]]) -
     assert counts.get("sample/duplicate_key", 0) == len(repeated)
     kept = sum(len(files) for _, files in samples)
     assert kept + counts.get("member/duplicate", 0) + sum(map(len, repeated)) == len(members)
+
+
+def test_a_counter_can_say_the_first_skip_of_each_reason() -> None:
+    """One counter for the data stream and eval's readers: eval says each reason's first skip on stderr."""
+    said: list[tuple[str, str]] = []
+    counter = SkipCounter(on_first=lambda reason, detail: said.append((reason, detail)))
+    for reason, detail in [("a", "first a"), ("a", "second a"), ("b", "first b"), ("a", "third a")]:
+        counter.add(reason, detail)
+    assert said == [("a", "first a"), ("b", "first b")] and counter.as_dict() == {"a": 3, "b": 1}
+    assert counter.pop_delta() == {"a": 3, "b": 1}
+

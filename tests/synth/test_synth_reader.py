@@ -125,8 +125,9 @@ def test_links_and_repeated_members_are_errors_not_skips(written: Path, tmp_path
 
 
 @pytest.mark.parametrize(("edit", "message"), [
-    (lambda meta: b"[" * 100_000, r"its JSON does not parse \(nested too deeply\)"),
-    (lambda meta: b"{oops", r"its JSON does not parse"),
+    (lambda meta: b"[" * 100_000, r"its \.json member nests its JSON too deeply to read; write the split again"),
+    (lambda meta: b"{oops", r"its \.json member is not valid JSON: Expecting property name"),
+    (lambda meta: b'{"caption": "\xff"}', r"its \.json member is not UTF-8 text \(byte 13\)"),
     (lambda meta: json.dumps({**meta, "long_captions": []}).encode(), r"its JSON's long_captions is not what"),
     (lambda meta: json.dumps({**meta, "objects": meta["objects"][1:]}).encode(), r"its JSON's objects is not what"),
     (lambda meta: json.dumps({**meta, "objects": [{**meta["objects"][0], "colour": "mauve"}, *meta["objects"][1:]]}
@@ -163,8 +164,8 @@ def test_index_files_that_do_not_parse_or_point_outside_the_split(written: Path,
     with pytest.raises(ValueError, match=r"sizes\.json' must map shard file names of its folder to counts"):
         read_all(tmp_path)
     sizes.write_text("[" * 100_000)
-    with pytest.raises(ValueError, match=r"sizes\.json' cannot be read as JSON \(nested too deeply\)"):
+    with pytest.raises(ValueError, match=r"sizes\.json' nests its JSON too deeply to read; write the split"):
         read_all(tmp_path)
     (tmp_path / "val" / "conversations.json").write_bytes(b"[" * 100_000)
-    with pytest.raises(ValueError, match=r"conversations\.json' cannot be read as JSON"):
+    with pytest.raises(ValueError, match=r"conversations\.json' nests its JSON too deeply"):
         read_conversations(tmp_path, "val")
