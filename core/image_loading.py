@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from .messages import shown, shown_path
+
 BACKGROUND = (255, 255, 255)  # transparent pixels are composited onto white, as transformers' convert_to_rgb does
 _SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N"}
 _CHANNELS = (1, 2, 3, 4)  # L, LA, RGB, RGBA
@@ -87,19 +89,19 @@ def resolve_image_path(root: str | os.PathLike, relative: Any, name: str) -> Pat
     resolved): no device (``/dev/zero``), FIFO or directory, nothing outside. ``ImageRefused`` with reason
     ``image_path`` / ``image_outside_root`` / ``image_missing`` / ``image_not_a_file`` otherwise."""
     if not isinstance(relative, str) or not relative.strip():
-        raise ImageRefused(f"{name}: image path must be a non-empty string, got {relative!r}", "image_path")
+        raise ImageRefused(f"{name}: image path must be a non-empty string, got {shown(relative)}", "image_path")
     base = Path(root).resolve()
     path = (base / relative).resolve()
     if not path.is_relative_to(base):
-        raise ImageRefused(f"{name}: image path {relative!r} leads outside the image folder {str(base)!r}",
-                           "image_outside_root")
+        raise ImageRefused(f"{name}: image path {shown_path(relative)} leads outside the image folder "
+                           f"{shown_path(base)}", "image_outside_root")
     try:
         mode = path.stat().st_mode  # never opens the file: a FIFO cannot block here
     except OSError:
-        raise ImageRefused(f"{name}: image file {relative!r} does not exist under {str(base)!r}",
+        raise ImageRefused(f"{name}: image file {shown_path(relative)} does not exist under {shown_path(base)}",
                            "image_missing") from None
     if not stat.S_ISREG(mode):
-        raise ImageRefused(f"{name}: image path {relative!r} is not a regular file", "image_not_a_file")
+        raise ImageRefused(f"{name}: image path {shown_path(relative)} is not a regular file", "image_not_a_file")
     return path
 
 

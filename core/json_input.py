@@ -15,10 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .messages import shown
+from .messages import shown_path
 
 PairsHook = Callable[[list[tuple[str, Any]]], Any]
-PATH_LIMIT = 240  # characters of a path quoted in a message: enough for the file's name to show
 
 
 class InputRefused(ValueError):
@@ -30,7 +29,7 @@ def check_file(path: str | os.PathLike, field_name: str) -> Path:
     """``path`` as a ``Path``, or ``InputRefused`` naming the field when it is not an existing file."""
     p = Path(path)
     if not p.is_file():
-        raise InputRefused(f"{field_name}: no such file {shown(str(path), PATH_LIMIT)}")
+        raise InputRefused(f"{field_name}: no such file {shown_path(path)}")
     return p
 
 
@@ -58,7 +57,7 @@ def parse_json(data: bytes | str, where: str, object_pairs_hook: PairsHook | Non
 
 def where_file(path: str | os.PathLike, field_name: str) -> str:
     """How a file a user named is called in messages: ``field: 'path'`` (the path cut short)."""
-    return f"{field_name}: {shown(str(path), PATH_LIMIT)}"
+    return f"{field_name}: {shown_path(path)}"
 
 
 def read_text(path: str | os.PathLike, field_name: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 LIMIT = 80  # characters of a value quoted in a message
+PATH_LIMIT = 240  # characters of a file path quoted in a message: enough for the file's own name to show
 
 
 def shown(value: Any, limit: int = LIMIT) -> str:
@@ -19,6 +20,11 @@ def shown(value: Any, limit: int = LIMIT) -> str:
     if len(text) <= limit:
         return text
     return text[: max(limit - 1, 1)] + "…" + _size_note(value)
+
+
+def shown_path(path: Any) -> str:
+    """A file path a user named, as a message quotes it: ``shown`` with room for a long folder and the name."""
+    return shown(str(path), PATH_LIMIT)
 
 
 def _size_note(value: Any) -> str:

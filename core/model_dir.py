@@ -7,9 +7,9 @@ unpickled) and every safetensors header must parse. ``load_model_dir`` then buil
 device (no memory) to refuse, before anything is allocated, a config that needs over twice as many parameters
 as the weights hold (a default 7B model from a small file), loads it with
 ``trust_remote_code=False`` and refuses missing, unexpected and wrongly shaped weights, which transformers
-would otherwise initialise at random with a warning. Every error is a one-line ``InputRefused`` (a ``ValueError``)
-naming the flag and the directory. Registering loclip's Auto classes (``import loclip.encoder`` / ``loclip.mllm``) is the
-caller's job: this kernel module imports no other loclip package.
+would otherwise initialise at random with a warning. Every error is a one-line ``InputRefused`` (a
+``ValueError``) naming the flag and the directory. Registering loclip's Auto classes (``import loclip.encoder``
+/ ``loclip.mllm``) is the caller's job: this kernel module imports no other loclip package.
 """
 
 from __future__ import annotations

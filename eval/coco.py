@@ -24,7 +24,7 @@ import torch
 
 from loclip.core.json_input import read_json
 from loclip.core.messages import shown
-from loclip.encoder.boxes import clip_to_size, coco_to_xyxy
+from loclip.encoder.boxes import MAX_SIDE, clip_to_size, coco_to_xyxy
 
 from .data import (
     CaptionedImage,
@@ -110,10 +110,25 @@ def coco_index(data: dict[str, Any]) -> Any:
     return coco
 
 
+def check_sizes(data: dict[str, Any], field_name: str) -> None:
+    """Every stated ``images[j].height`` / ``.width`` is a positive whole number (``480`` or ``480.0``; absent or
+    ``null``: not stated), or ``ValueError`` naming ``images[j].height`` and the value: boxes are clipped to them."""
+    for j, img in enumerate(data.get("images", [])):
+        for key in ("height", "width"):
+            value = img.get(key)
+            if value is None:
+                continue
+            whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+            if isinstance(value, bool) or not whole or not 0 < value <= MAX_SIDE:
+                raise ValueError(f"{field_name}: images[{j}].{key} = {shown(value)} is not a positive whole number "
+                                 "of pixels")
+
+
 def clip_to_image(box: torch.Tensor, img: dict[str, Any]) -> torch.Tensor:
-    """Pixel xyxy ``[4]`` clipped to the image's stated ``height``/``width`` (unchanged when not stated)."""
-    if img.get("height") and img.get("width"):
-        return clip_to_size(box, (img["height"], img["width"]))
+    """Pixel xyxy ``[4]`` clipped to the image's stated ``height``/``width`` (``check_sizes``; unchanged when
+    either is not stated)."""
+    if img.get("height") is not None and img.get("width") is not None:
+        return clip_to_size(box, (int(img["height"]), int(img["width"])))
     return box
 
 
@@ -128,6 +143,7 @@ def read_coco_instances(
     require_keys(data, "instances_json", {"images": ("id", "file_name"), "categories": ("id", "name"),
                                           "annotations": ("id", "image_id", "category_id", "bbox")})
     check_ids(data, "instances_json", ("images", "annotations", "categories"))
+    check_sizes(data, "instances_json")
     check_references(data, "instances_json", "annotations", {"image_id": "images", "category_id": "categories"})
     root = check_dir(image_dir, "image_dir")
     coco = coco_index(data)

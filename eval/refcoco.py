@@ -21,7 +21,7 @@ from typing import Any
 from loclip.core.messages import shown
 from loclip.encoder.boxes import coco_to_xyxy
 
-from .coco import check_ids, check_references, clip_to_image, is_id, load_json, require_keys
+from .coco import check_ids, check_references, check_sizes, clip_to_image, is_id, load_json, require_keys
 from .data import Dataset, Region, RegionImage, check_dir, collect_images, skip_counter
 
 
@@ -48,6 +48,7 @@ def read_refs(
     require_keys(data, "refs_json", {"images": ("id", "file_name"), "annotations": ("id", "bbox"),
                                      "refs": ("image_id",)})
     check_ids(data, "refs_json", ("images", "annotations"))
+    check_sizes(data, "refs_json")
     check_references(data, "refs_json", "refs", {"image_id": "images"})
     root = check_dir(image_dir, "image_dir")
     images = {img["id"]: img for img in data["images"]}

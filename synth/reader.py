@@ -20,8 +20,8 @@ import numpy as np
 from PIL import Image
 
 from loclip.core.image_loading import open_raster
-from loclip.core.json_input import PATH_LIMIT, InputRefused, parse_json
-from loclip.core.messages import shown
+from loclip.core.json_input import InputRefused, parse_json
+from loclip.core.messages import shown, shown_path
 from loclip.shards.read import iter_samples
 from loclip.shards.streams import STREAM_ERRORS
 
@@ -153,9 +153,9 @@ def _is_number(value: Any) -> bool:
 
 def _read_json(path: Path) -> Any:
     try:
-        return parse_json(path.read_bytes(), shown(str(path), PATH_LIMIT))
+        return parse_json(path.read_bytes(), shown_path(path))
     except OSError as e:
-        raise ValueError(f"{shown(str(path), PATH_LIMIT)} cannot be read ({e.strerror or e}); {REWRITE}") from None
+        raise ValueError(f"{shown_path(path)} cannot be read ({e.strerror or e}); {REWRITE}") from None
     except InputRefused as e:
         raise ValueError(f"{e}; {REWRITE}") from None
 

@@ -103,3 +103,15 @@ def test_image_paths_stay_regular_files_inside_their_folder(tmp_path: Path) -> N
         with pytest.raises(ImageRefused) as e:
             resolve_image_path(root, relative, "record 7")
         assert e.value.reason == reason and "record 7" in str(e.value), relative
+
+
+def test_a_refused_image_path_is_quoted_cut_short() -> None:
+    """A data file's image path is the user's value: quoted through ``shown_path``, so a megabyte-long one gives a
+    one-line message that still ends with what was refused."""
+    long = "a/" * 500_000 + "x.png"
+    with pytest.raises(ImageRefused) as e:
+        resolve_image_path("/nonexistent-root", long, "record 7")
+    message = str(e.value)
+    assert len(message) < 700 and "(1,000,005 characters)" in message and "\n" not in message
+    with pytest.raises(ImageRefused, match=r"got \[0, 1, 2, .*… \(1,000 items\)$"):
+        resolve_image_path("/", list(range(1000)), "record 7")

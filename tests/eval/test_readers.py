@@ -128,6 +128,19 @@ def test_templates(tmp_path: Path) -> None:
         check_templates([])
 
 
+def test_a_templates_file_is_utf8_whatever_the_locale(tmp_path: Path) -> None:
+    """Read through the one text reader: a byte-order mark is read past, and text that is not UTF-8 is refused
+    naming the field (the locale's encoding used to decide, and a BOM stuck to the first template)."""
+    path = tmp_path / "t.txt"
+    path.write_bytes("\ufeffune photo d'un {} à midi\n".encode())
+    assert read_templates(path) == ("une photo d'un {} à midi",)
+    path.write_bytes("une photo d'un {} à midi\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"^templates: '.*t\.txt' is not UTF-8 text \(byte 18\)$"):
+        read_templates(path)
+    with pytest.raises(ValueError, match=r"^templates: no such file '.*nope\.txt'$"):
+        read_templates(tmp_path / "nope.txt")
+
+
 def test_synthetic_datasets(synth_dir: Path) -> None:
     records = read_scenes(synth_dir, "val", 5)
     assert len(records) == 5
@@ -191,6 +204,21 @@ def edited(source: Path, tmp_path: Path, edit) -> Path:
 
 def append(key: str, entry: dict):
     return lambda d: d[key].append(entry)
+
+
+@pytest.mark.parametrize(("file", "value"), [("instances", 60.5), ("instances", "60"), ("instances", True),
+                                             ("instances", 0), ("refs", -3), ("refs", [60])])
+def test_a_stated_image_size_that_is_no_whole_number_names_the_image_entry(
+    coco: dict[str, Path], tmp_path: Path, file: str, value: object
+) -> None:
+    """Boxes are clipped to the size an image entry states: a value such as 60.5 used to raise a ``TypeError`` deep
+    in the box code that named no file or entry."""
+    reader = {"instances": read_coco_instances, "refs": read_refs}[file]
+    path = edited(coco[file], tmp_path, lambda d: d["images"][1].update(height=value))
+    with pytest.raises(ValueError, match=rf"^{file}_json: images\[1\]\.height = .* is not a positive whole number"):
+        reader(path, coco["images"])
+    whole = edited(coco[file], tmp_path, lambda d: d["images"][1].update(height=100.0, width=None))
+    assert len(reader(whole, coco["images"])) > 0  # 100.0 is whole; a null width is "not stated"
 
 
 @pytest.mark.parametrize(("file", "edit", "message"), [
