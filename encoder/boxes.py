@@ -358,6 +358,22 @@ def generalized_box_iou(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-9) -> 
     return iou - (hull - union) / hull.clamp(min=eps)
 
 
+def patch_coverage(boxes: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Share of each patch cell of a ``grid`` ``(h, w)`` over the model frame inside each normalised xyxy box:
+    ``[..., R, 4]`` → ``[..., R, h*w]`` in [0, 1], cells row-major like the trunk's tokens."""
+    h, w = grid
+    edges_x = torch.arange(w + 1, device=boxes.device, dtype=boxes.dtype) / w
+    edges_y = torch.arange(h + 1, device=boxes.device, dtype=boxes.dtype) / h
+
+    def overlap(lo: torch.Tensor, hi: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+        inter = torch.minimum(hi[..., None], edges[1:]) - torch.maximum(lo[..., None], edges[:-1])
+        return inter.clamp(min=0) * (edges.numel() - 1)  # [..., R, cells], as a share of one cell
+
+    ox = overlap(boxes[..., 0], boxes[..., 2], edges_x)  # [..., R, w]
+    oy = overlap(boxes[..., 1], boxes[..., 3], edges_y)  # [..., R, h]
+    return (oy[..., :, None] * ox[..., None, :]).flatten(-2)
+
+
 def round_pixel_boxes(boxes: torch.Tensor) -> list[list[int]]:
     """Pixel xyxy float boxes ``[N, 4]`` → lists of ints (for display and text output)."""
     _check_tensor(boxes, "boxes")

@@ -1,5 +1,6 @@
-"""Losses of the grounding heads (``BoxHead``, ``DenseBoxHead``), beside them so that a model that trains
-a head (the encoder in pretraining, the MLLM's ``<ground>`` answers) needs no trainer.
+"""Losses of the grounding heads: ``grounding_loss`` is ``BoxHead.loss``, ``dense_grounding_loss`` is
+``DenseBoxHead.loss``. A model that trains a head (the encoder in pretraining, the MLLM's ``<ground>`` answers)
+asks its head for the loss (``model.box_head.loss(output, ...)``) and needs no trainer.
 
 Distributed scaling as everywhere in loclip's losses: averaged over ranks, each loss is the global-batch
 loss (``collectives.global_mean``), and ranks may hold different numbers of boxes. No process group: plain
@@ -10,10 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from .boxes import generalized_box_iou
+from .boxes import generalized_box_iou, patch_coverage
 from .choices import BOX_LOSSES, BoxLoss, check_choice
 from .collectives import global_count, global_mean
-from .prompter import Prompter
 
 
 def as_float(x: torch.Tensor) -> torch.Tensor:
@@ -86,7 +86,7 @@ def dense_grounding_loss(
     check_same_shape(cell_boxes[:, :, 0], target_boxes, "cell_boxes[:, :, 0]", "target_boxes", "[B, M, 4]", last=4)
     valid = check_mask(box_mask, (b, m))
     target = as_float(target_boxes)[valid]  # [V, 4]
-    cover = Prompter.patch_coverage(target[None], grid)[0]  # [V, N]
+    cover = patch_coverage(target[None], grid)[0]  # [V, N]
     # A degenerate (zero-area) box covers nothing: it names the cell holding its centre instead.
     h, w = grid
     centre = (target[:, :2] + target[:, 2:]) / 2

@@ -5,18 +5,26 @@ outputs are pooled, and in a single layer those depend on the patch tokens only 
 and values, so the patch side is projected once per image and shared by all its prompts; every prompt
 attends to the patches and to its own tokens only (a block mask), which makes a box's embedding
 independent of the other boxes, the padding and the batch, and costs ``O(R * T * N)``, not ``O(R * N^2)``.
+
+The grounding heads (``BoxHead``, ``DenseBoxHead``) turn phrase-prompted outputs into boxes; each owns its loss
+(``head.loss(output, targets, mask, grid)``), so a trainer asks whichever head the model has.
 """
 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .boxes import cxcywh_to_xyxy
+from .boxes import cxcywh_to_xyxy, patch_coverage
+from .choices import BoxLoss
+from .grounding_loss import dense_grounding_loss, grounding_loss
+
+if TYPE_CHECKING:
+    from .modeling import GroundingOutput
 
 _MIN_COVERAGE = 1e-2  # floor of the attention prior: a patch outside the box gets locality * log(0.01)
 
@@ -121,24 +129,9 @@ class Prompter(nn.Module):
         """Patch-centre encodings ``[h*w, W]`` in the model frame (row-major like the trunk's tokens)."""
         return self.point_encoding(cell_centres(grid, device, torch.float32)).to(dtype)
 
-    @staticmethod
-    def patch_coverage(boxes: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
-        """Share of each patch cell inside each box: boxes ``[B, R, 4]`` → ``[B, R, h*w]`` in [0, 1]."""
-        h, w = grid
-        edges_x = torch.arange(w + 1, device=boxes.device, dtype=boxes.dtype) / w
-        edges_y = torch.arange(h + 1, device=boxes.device, dtype=boxes.dtype) / h
-
-        def overlap(lo: torch.Tensor, hi: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
-            inter = torch.minimum(hi[..., None], edges[1:]) - torch.maximum(lo[..., None], edges[:-1])
-            return inter.clamp(min=0) * (edges.numel() - 1)  # [B, R, cells], as a share of one cell
-
-        ox = overlap(boxes[..., 0], boxes[..., 2], edges_x)  # [B, R, w]
-        oy = overlap(boxes[..., 1], boxes[..., 3], edges_y)  # [B, R, h]
-        return (oy[..., :, None] * ox[..., None, :]).flatten(-2)
-
     def box_prior(self, boxes: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """Attention bias of box prompts over patches: ``[B, R, 4]`` → ``[B, R, N]``."""
-        return self.locality * self.patch_coverage(boxes, grid).clamp(min=_MIN_COVERAGE).log()
+        return self.locality * patch_coverage(boxes, grid).clamp(min=_MIN_COVERAGE).log()
 
     def context(self, patch_tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
         """What prompts attend to: normalised patch tokens plus their position codes, ``[B, N, W]``."""
@@ -225,6 +218,15 @@ class BoxHead(nn.Module):
         cxcywh = self.mlp(features).sigmoid()
         return cxcywh_to_xyxy(cxcywh)
 
+    def loss(
+        self, out: GroundingOutput, target_boxes: torch.Tensor, box_mask: torch.Tensor, grid: tuple[int, int],
+        kind: BoxLoss = "l2", giou_weight: float = 1.0,
+    ) -> dict[str, torch.Tensor]:
+        """This head's loss on its output for ``[B, M]`` phrases: ``grounding_loss`` of ``out.raw_boxes`` against
+        ``target_boxes`` ``[B, M, 4]`` (normalised xyxy) where ``box_mask`` ``[B, M]`` holds. ``grid`` is not
+        used (the signature is every head's, so a caller asks whichever head the model has)."""
+        return grounding_loss(out.raw_boxes, target_boxes, box_mask, kind, giou_weight)
+
 
 class DenseBoxHead(nn.Module):
     """Grounding by cells: a phrase-prompted embedding scores every patch cell and each cell regresses a box.
@@ -265,6 +267,15 @@ class DenseBoxHead(nn.Module):
         cxcy = (raw[..., :2] + torch.logit(centres)).sigmoid()
         wh = (raw[..., 2:] + self.size_bias).sigmoid()
         return logits, cxcywh_to_xyxy(torch.cat([cxcy, wh], dim=-1))
+
+    def loss(
+        self, out: GroundingOutput, target_boxes: torch.Tensor, box_mask: torch.Tensor, grid: tuple[int, int],
+        kind: BoxLoss = "l2", giou_weight: float = 1.0,
+    ) -> dict[str, torch.Tensor]:
+        """This head's loss on its output for ``[B, M]`` phrases over a ``grid`` ``(h, w)`` of cells:
+        ``dense_grounding_loss`` of ``out.cell_logits`` / ``out.cell_boxes`` against ``target_boxes`` ``[B, M, 4]``
+        (normalised xyxy) where ``box_mask`` ``[B, M]`` holds."""
+        return dense_grounding_loss(out.cell_logits, out.cell_boxes, target_boxes, box_mask, grid, kind, giou_weight)
 
     @staticmethod
     def select(cell_logits: torch.Tensor, cell_boxes: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,6 @@ from transformers.models.llava.modeling_llava import (
     LlavaPreTrainedModel,
 )
 
-from loclip.encoder.grounding_loss import dense_grounding_loss, grounding_loss
 from loclip.encoder.modeling import GroundingOutput, VisionEncoding
 
 from .configuration import LoclipLlavaConfig
@@ -280,11 +279,7 @@ class LoclipLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         # gather_rows left-aligns the tokens as the targets are: same [B, G] layout, G padded to >= 1
         targets = ground_boxes.new_zeros(*mask.shape, 4)
         targets[mask] = ground_boxes[ground_mask].to(targets.dtype)
-        kind = self.config.ground_box_loss
-        if grounded.cell_logits is not None:
-            terms = dense_grounding_loss(grounded.cell_logits, grounded.cell_boxes, targets, mask, grid, kind)
-        else:
-            terms = grounding_loss(grounded.raw_boxes, targets, mask, kind)
+        terms = self.model.vision_tower.box_head.loss(grounded, targets, mask, grid, self.config.ground_box_loss)
         ground_loss = sum(terms.values())
         loss = ground_loss * self.config.ground_loss_weight + (lm_loss if lm_loss is not None else 0)
         # Llava's causal-LM output carries the inner model's fields (cache, hidden states, image outputs) under

@@ -16,8 +16,6 @@ from loclip.encoder.trunks import TEXT_TOWERS
 from .config import LossRecipe
 from .losses import (
     clip_loss,
-    dense_grounding_loss,
-    grounding_loss,
     grouping_loss,
     multi_positive_loss,
     region_text_loss,
@@ -168,11 +166,7 @@ class PretrainObjective(nn.Module):
             weights.update({k: lam for k in rt})
             if cfg.grounding:
                 out = vision.grounding(enc, phrases)
-                if out.cell_logits is None:
-                    gr = grounding_loss(out.raw_boxes, boxes, box_mask, kind=cfg.grounding_kind)
-                else:
-                    gr = dense_grounding_loss(out.cell_logits, out.cell_boxes, boxes, box_mask, enc.grid,
-                                              kind=cfg.grounding_kind)
+                gr = vision.box_head.loss(out, boxes, box_mask, enc.grid, kind=cfg.grounding_kind)
                 terms.update(gr)
                 weights.update({k: lam * cfg.grounding_weight for k in gr})
 

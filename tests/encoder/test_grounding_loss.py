@@ -140,3 +140,29 @@ def test_a_box_past_the_edge_is_clamped_for_output_but_the_loss_sees_it_whole() 
     assert grad[0] < 0 and abs(grad[2]) < 1e-6  # move the centre right; the width is right already
     (clamped,) = torch.autograd.grad(grounding_loss(out.boxes, target, mask)["ground_l2"], [last.bias])
     assert clamped[2] < -1e-3  # what clamping did: widen the box
+
+
+@pytest.mark.parametrize(("head", "kind"), [("pooled", "l2"), ("pooled", "l1_giou"), ("dense", "l2"),
+                                            ("dense", "l1_giou")])
+def test_each_head_owns_its_loss(head: str, kind: str) -> None:
+    """A trainer asks the model's head (``box_head.loss``) instead of telling the heads apart by their outputs:
+    the pooled head's is ``grounding_loss`` of its unclamped boxes, the dense head's ``dense_grounding_loss`` of
+    its cells, the same numbers either way."""
+    from loclip.encoder import LoclipModel, tiny_config
+    from loclip.encoder.prompter import BoxHead, DenseBoxHead
+
+    torch.manual_seed(0)
+    config = tiny_config(image_size=32, patch_size=8)
+    config.vision_config.grounding_head = head
+    vision = LoclipModel(config).vision_model
+    enc = vision.encode(torch.randn(2, 3, 32, 32))
+    out = vision.grounding(enc, torch.randn(2, 3, config.projection_dim))
+    target, mask = random_boxes(2, 3), torch.tensor([[True, True, False], [True, False, False]])
+    got = vision.box_head.loss(out, target, mask, enc.grid, kind, giou_weight=2.0)
+    if head == "pooled":
+        assert isinstance(vision.box_head, BoxHead) and out.cell_logits is None
+        want = grounding_loss(out.raw_boxes, target, mask, kind, giou_weight=2.0)
+    else:
+        assert isinstance(vision.box_head, DenseBoxHead)
+        want = dense_grounding_loss(out.cell_logits, out.cell_boxes, target, mask, enc.grid, kind, giou_weight=2.0)
+    assert got.keys() == want.keys() and all(torch.equal(got[k], want[k]) for k in want)

@@ -364,11 +364,11 @@ def test_encoder_imports_without_optional_dependencies() -> None:
 
 
 def test_patch_coverage_matches_pixel_counting() -> None:
-    from loclip.encoder.prompter import Prompter
+    from loclip.encoder.boxes import patch_coverage
 
     grid, px = (3, 4), 60  # 3 rows x 4 columns of cells on a 60 x 60 raster (cells of 20 x 15 px)
     boxes = torch.tensor([[[0.0, 0.0, 1.0, 1.0], [0.1, 0.2, 0.55, 0.5], [0.3, 0.3, 0.3, 0.9]]])
-    got = Prompter.patch_coverage(boxes, grid)[0]  # [R, 12]
+    got = patch_coverage(boxes, grid)[0]  # [R, 12]
     ys, xs = torch.meshgrid((torch.arange(px) + 0.5) / px, (torch.arange(px) + 0.5) / px, indexing="ij")
     for r, (x1, y1, x2, y2) in enumerate(boxes[0].tolist()):
         inside = ((xs >= x1) & (xs < x2) & (ys >= y1) & (ys < y2)).float()
