@@ -206,12 +206,12 @@ def will_send(backend: ChatBackend, value: dict | None, text: str, unused: str) 
     drawn = len((value or {}).get("boxes") or [])
     if not (text or "").strip():
         return f"Type a question. Boxes drawn: {drawn}."
-    try:
-        question, boxes = backend.place_boxes(text, [[0.0, 0.0, 1.0, 1.0]] * drawn, UNUSED_CHOICES[unused])
+    try:  # the request's own checks, on stand-ins for the drawn boxes (the image is not read here)
+        prompt = backend.prompt((1, 1), text, [[0.0, 0.0, 1.0, 1.0]] * drawn, (), UNUSED_CHOICES[unused])
     except ValueError as e:
         return f"Cannot send: {e}"
-    have = text.count(REGION)
-    sent = f"Sends `{question}` with {len(boxes)} box{'es' if len(boxes) != 1 else ''}"
+    have, n = text.count(REGION), len(prompt.boxes)
+    sent = f"Sends `{prompt.question}` with {n} box{'es' if n != 1 else ''}"
     if drawn > have and UNUSED_CHOICES[unused] == "append":
         return f"{sent}: {drawn - have} drawn box(es) had no `{REGION}` in the question, so one was appended for each."
     if drawn > have:
@@ -256,12 +256,13 @@ def _chat_ui(backend: ChatBackend, example: Example, limits: Limits, concurrency
         turns = list(conversation["turns"]) if conversation.get("image") == key else []
         if conversation["turns"] and not turns:
             gr.Info("A new image: the conversation starts over.")
-        sent, _ = backend.place_boxes(text, boxes, UNUSED_CHOICES[choice])
+        prompt = backend.prompt((image.height, image.width), text, boxes, turns, UNUSED_CHOICES[choice])  # checked once
+        sent = prompt.question
         keep = (gr.skip(),) * 5
         yield (chat_messages(turns, (sent, "…")), *keep)
         result = None
         # closing: when gradio closes this generator (the request went away), generation stops too
-        with contextlib.closing(backend.ask_stream(image, text, boxes, turns, UNUSED_CHOICES[choice])) as stream:
+        with contextlib.closing(backend.ask_stream(image, prompt)) as stream:
             for item in stream:
                 if isinstance(item, str):
                     yield (chat_messages(turns, (sent, item)), *keep)

@@ -18,9 +18,11 @@ import torch
 from PIL import Image
 
 from loclip.core.messages import shown
-from loclip.mllm.chat import PromptTooLong, Turn
+from loclip.encoder.boxes import pixel_box_in_image
+from loclip.mllm.chat import PromptTooLong
 from loclip.mllm.conversation import IMAGE_TOKEN as IMAGE
 from loclip.mllm.conversation import REGION_TOKEN as REGION
+from loclip.mllm.prompt import ChatPrompt, Turn
 
 from .limits import DemoInputError, Limits, check_boxes, check_text
 
@@ -42,15 +44,11 @@ def with_regions(question: str, num_boxes: int) -> str:
     """Put one ``<region>`` per box into ``question``: the k-th ``<region>`` stands for the k-th box drawn.
 
     Placeholders the question already has are used first, in order; missing ones are appended at the end,
-    separated by spaces. More placeholders than boxes is an error.
+    separated by spaces. (More placeholders than boxes is the prompt's to refuse: ``ChatPrompt.build``.)
     """
     if IMAGE in question:
         raise DemoInputError(f"question must not contain {IMAGE}: the image is placed in front of it for you")
-    have = question.count(REGION)
-    if have > num_boxes:
-        raise DemoInputError(f"question has {have} {REGION} placeholders but {num_boxes} boxes were drawn: "
-                             f"draw one box per {REGION}")
-    return " ".join([question, *[REGION] * (num_boxes - have)])
+    return " ".join([question, *[REGION] * max(num_boxes - question.count(REGION), 0)])
 
 
 @dataclass(frozen=True)
@@ -140,27 +138,31 @@ class ChatBackend(_ModelBackend):
             boxes = boxes[: question.count(REGION)]
         return with_regions(question, len(boxes)), boxes
 
-    def _turns(self, image: Image.Image, history: Sequence[ChatAnswer]) -> list[Turn]:
+    def prompt(
+        self, size: tuple[int, int], question: str, boxes: list[list[float]], history: Sequence[ChatAnswer] = (),
+        unused_boxes: UnusedBoxes = "append",
+    ) -> ChatPrompt:  # fmt: skip
+        """The request as the ``ChatPrompt`` that ``chat`` asks, built (and so checked) once for an image of
+        ``size=(height, width)``: the demo's limits here (turns, boxes, text), the prompt's own rules in
+        ``ChatPrompt.build`` (one box per ``<region>``, boxes on the image, no special tokens)."""
         if len(history) + 1 > self.limits.max_turns:
             raise DemoInputError(f"this would be question {len(history) + 1} of the conversation; the limit is "
                                  f"{self.limits.max_turns}: start over")
-        turns = []
-        for i, turn in enumerate(history):
-            boxes = check_boxes(list(turn.question_boxes), image.width, image.height, self.limits)
-            if turn.question.count(REGION) != len(boxes):
-                raise DemoInputError(f"history[{i}].question has {turn.question.count(REGION)} {REGION} "
-                                     f"placeholders but {len(boxes)} question_boxes")
-            turns.append(Turn(turn.question, turn.answer, boxes))
-        return turns
+        question, boxes = self.place_boxes(question, check_boxes(list(boxes), self.limits), unused_boxes)
+        turns = [Turn(t.question, t.answer, check_boxes(list(t.question_boxes), self.limits,
+                                                        f"history[{i}].question_boxes"))
+                 for i, t in enumerate(history)]  # fmt: skip
+        return ChatPrompt.build(self.processor, size, question, boxes, turns)
 
     def ask_stream(
-        self, image: Image.Image, question: str, boxes: list[list[float]] | None = None,
+        self, image: Image.Image, question: str | ChatPrompt, boxes: list[list[float]] | None = None,
         history: Sequence[ChatAnswer] = (), unused_boxes: UnusedBoxes = "append", stop: threading.Event | None = None,
     ) -> Iterator[str | ChatAnswer]:  # fmt: skip
         """Answer ``question`` about ``image`` after the conversation's earlier turns ``history``: yields the
         answer text so far after each token, then the finished ``ChatAnswer``. ``boxes`` (pixels, drawing
         order) fill the question's ``<region>``s; the boxes left over are appended as ``<region>``s
-        (``unused_boxes="append"``) or dropped (``"ignore"``).
+        (``unused_boxes="append"``) or dropped (``"ignore"``). ``question`` may be the request's ``prompt(...)``
+        already built (its boxes and history inside it).
 
         Generation stops at its next token when ``stop`` is set (from another thread) or when this generator is
         closed before it ends (gradio closes it when its request is cancelled); a request still waiting for the
@@ -168,9 +170,12 @@ class ChatBackend(_ModelBackend):
         """
         from loclip.mllm.chat import AnswerStreamer, chat
 
-        boxes = check_boxes(list(boxes or []), image.width, image.height, self.limits)
-        question, boxes = self.place_boxes(question, boxes, unused_boxes)
-        turns = self._turns(image, history)
+        if isinstance(question, ChatPrompt):
+            if boxes or history:
+                raise ValueError("a ChatPrompt holds its boxes and history: build it with them (prompt(...))")
+            prompt = question
+        else:
+            prompt = self.prompt((image.height, image.width), question, list(boxes or []), history, unused_boxes)
         stop = stop or threading.Event()
         streamer = AnswerStreamer(self.tokenizer, getattr(self.model.config, "ground_token_index", None))
         outcome: dict[str, Any] = {}
@@ -180,8 +185,8 @@ class ChatBackend(_ModelBackend):
                 if not self._acquire(stop):
                     raise DemoInputError("the request was cancelled")
                 try:
-                    outcome["answer"] = chat(self.model, self.processor, image, question, boxes,
-                                             max_new_tokens=self.max_new_tokens, history=turns, streamer=streamer,
+                    outcome["answer"] = chat(self.model, self.processor, image, prompt,
+                                             max_new_tokens=self.max_new_tokens, streamer=streamer,
                                              max_prompt_tokens=self.limits.max_prompt_tokens, stop=stop)
                 finally:
                     self._lock.release()
@@ -201,10 +206,10 @@ class ChatBackend(_ModelBackend):
         if "error" in outcome:
             raise outcome["error"]
         answer, answer_boxes = outcome["answer"]
-        yield ChatAnswer(question, boxes, answer, answer_boxes)
+        yield ChatAnswer(prompt.question, [list(b) for b in prompt.boxes], answer, answer_boxes)
 
     def ask(
-        self, image: Image.Image, question: str, boxes: list[list[float]] | None = None,
+        self, image: Image.Image, question: str | ChatPrompt, boxes: list[list[float]] | None = None,
         history: Sequence[ChatAnswer] = (), unused_boxes: UnusedBoxes = "append", stop: threading.Event | None = None,
     ) -> ChatAnswer:  # fmt: skip
         """``ask_stream``'s finished answer."""
@@ -220,9 +225,11 @@ class EncoderBackend(_ModelBackend):
     @torch.no_grad()
     def rank(self, image: Image.Image, boxes: list[list[float]], labels: list[str]) -> list[RegionRanking]:
         """For each box, ``labels`` ranked by a softmax over the model's scaled cosine similarities."""
-        boxes = check_boxes(list(boxes or []), image.width, image.height, self.limits)
+        boxes = check_boxes(list(boxes or []), self.limits)
         if not boxes:
             raise DemoInputError("no boxes: draw at least one box to rank the labels for")
+        size = (image.height, image.width)  # the one box rule, as the chat prompt applies it
+        boxes = [list(pixel_box_in_image(box, size, f"boxes[{k}]")) for k, box in enumerate(boxes)]
         if not labels:
             raise DemoInputError("no candidate labels given")
         inputs = self.processor(images=image, boxes=[boxes], text=labels, padding=True)

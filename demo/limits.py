@@ -161,20 +161,17 @@ def parse_boxes(value: Any, field: str = "boxes") -> list[list[float]]:
     return boxes
 
 
-def check_boxes(boxes: list[list[float]], width: int, height: int, limits: Limits) -> list[list[float]]:
-    """Refuse too many boxes, and boxes that are empty, inverted, not finite or reach outside the image."""
+def check_boxes(boxes: list[list[float]], limits: Limits, field: str = "boxes") -> list[list[float]]:
+    """Refuse too many boxes (``limits.max_boxes``) and a box drawn without area (x1 < x2 and y1 < y2 needed).
+    Whether each lies on its image is the one box rule (``loclip.encoder.boxes.check_pixel_box``), checked where
+    the image is known: by the chat prompt (``ChatPrompt.build``) or ``EncoderBackend.rank``."""
     if len(boxes) > limits.max_boxes:
-        raise DemoInputError(f"{len(boxes)} boxes given; the limit is {limits.max_boxes}")
+        raise DemoInputError(f"{field}: {len(boxes)} boxes given; the limit is {limits.max_boxes}")
     for i, (x1, y1, x2, y2) in enumerate(boxes):
-        values = [round(v, 2) for v in (x1, y1, x2, y2)]
-        if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
-            raise DemoInputError(f"box {i + 1} {values} has a coordinate that is not a finite number")
-        if not (x2 > x1 and y2 > y1):
-            raise DemoInputError(f"box {i + 1} {values} is empty or inverted: need x1 < x2 and y1 < y2")
-        if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
-            raise DemoInputError(
-                f"box {i + 1} {values} reaches outside the {width}x{height} (width x height) image"
-            )
+        finite = all(math.isfinite(v) for v in (x1, y1, x2, y2))  # a box that is not: the box rule names it
+        if finite and not (x2 > x1 and y2 > y1):
+            raise DemoInputError(f"{field}[{i}] = {[round(v, 2) for v in (x1, y1, x2, y2)]} is empty or inverted: "
+                                 "need x1 < x2 and y1 < y2")
     return boxes
 
 

@@ -10,6 +10,10 @@ Other forms, each with a converter here and nowhere else:
 - ``cxcywh`` normalised (what the box head regresses).
 
 Sizes are always ``(height, width)`` like transformers' ``target_sizes``.
+
+One rule for a pixel box someone hands over (``check_pixel_box``): four finite numbers in xyxy order, inside its
+image give or take ``EDGE_TOLERANCE`` (1 px): within it the box is clipped to the image, beyond it is refused
+(a data loader skips and counts it). The processors, ``chat``'s prompt, the demo and the data loaders all use it.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ import torch
 from loclip.core.messages import shown
 
 NUM_BINS = 1000  # text boxes use integers 0..NUM_BINS-1
+EDGE_TOLERANCE = 1.0  # pixels a pixel box may reach past its image's edge (rounding, EXIF, an annotator's last
+# pixel): such a box is clipped to the image; one reaching further is refused (skipped and counted in data)
 MAX_SIDE = 2**31 - 1  # the longest image side: PIL holds sizes in a C int (and float32 geometry stays finite)
 
 
@@ -43,7 +49,7 @@ def _side(value: Any, name: str) -> int:
     return side
 
 
-def _height_width(size: Any) -> tuple[int, int]:
+def height_width(size: Any) -> tuple[int, int]:
     """``size`` (height, width) as two ints; a clear error naming ``size`` otherwise."""
     try:
         h, w = size
@@ -189,7 +195,7 @@ def pixel_to_model(
     holds no longer every pixel coordinate), float64 boxes for any side up to ``MAX_SIDE``.
     """
     t = as_float_boxes(boxes, name)
-    fx, fy = Letterbox(*_height_width(size), image_size).axis_factors()
+    fx, fy = Letterbox(*height_width(size), image_size).axis_factors()
     scale = t.new_tensor([fx, fy, fx, fy])
     return t * scale
 
@@ -202,7 +208,7 @@ def model_to_pixel(
     Coordinates are clamped to the original image (a prediction may land in the padding).
     """
     t = as_float_boxes(boxes, name)
-    h, w = _height_width(size)
+    h, w = height_width(size)
     fx, fy = Letterbox(h, w, image_size).axis_factors()
     out = t / t.new_tensor([fx, fy, fx, fy])
     return clip_to_size(out, (h, w))
@@ -211,19 +217,22 @@ def model_to_pixel(
 def clip_to_size(boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Clamp pixel xyxy boxes ``[..., 4]`` to ``[0, width] x [0, height]``."""
     _check_tensor(boxes, "boxes")
-    h, w = _height_width(size)
+    h, w = height_width(size)
     lo = boxes.new_zeros(4)
     hi = boxes.new_tensor([w, h, w, h])
     return torch.minimum(torch.maximum(boxes, lo), hi)
 
 
-def check_pixel_box(box: Any, size: tuple[int, int], tolerance: float = 1.0) -> tuple[float, float, float, float] | str:
-    """One pixel xyxy box of a data record, in plain Python floats → the box clipped to ``size=(height, width)``,
-    or why it cannot be used: ``"not_a_box"`` (not 4 finite numbers), ``"inverted"`` (x2 < x1 or y2 < y1) or
-    ``"outside"`` (past the image by more than ``tolerance`` pixels).
+def check_pixel_box(
+    box: Any, size: tuple[int, int], tolerance: float = EDGE_TOLERANCE
+) -> tuple[float, float, float, float] | str:
+    """The one rule for a pixel xyxy box someone handed over (a data record's, a user's, a processor call's): the
+    box, in plain Python floats, clipped to ``size=(height, width)``, or why it cannot be used: ``"not_a_box"``
+    (not 4 finite numbers), ``"inverted"`` (x2 < x1 or y2 < y1) or ``"outside"`` (past an edge of the image by
+    more than ``tolerance`` pixels; ``EDGE_TOLERANCE`` everywhere but where a recipe widens it for its data).
 
-    The same rules as ``check_xyxy_order`` / ``check_in_image`` / ``clip_to_size``, without tensors: the data
-    loaders check every region of every sample, where torch calls on ``[1, 4]`` tensors cost more than this.
+    Plain Python, no tensors: the data loaders check every region of every sample, where torch calls on
+    ``[1, 4]`` tensors cost more than this. ``pixel_box_in_image`` and ``check_in_image`` raise by it.
     """
     if not (isinstance(box, (list, tuple)) and len(box) == 4 and all(_finite_number(v) for v in box)):
         return "not_a_box"
@@ -238,6 +247,25 @@ def check_pixel_box(box: Any, size: tuple[int, int], tolerance: float = 1.0) -> 
     return x1, y1, x2, y2
 
 
+def pixel_box_in_image(
+    box: Any, size: tuple[int, int], name: str, hint: str = ""
+) -> tuple[float, float, float, float]:
+    """``check_pixel_box``'s rule for one box a caller must not skip: the box clipped to the image of
+    ``size=(height, width)``, or ``ValueError`` naming ``name`` and the box (``hint`` ends the message of a box
+    outside the image)."""
+    checked = check_pixel_box(box, size)
+    if not isinstance(checked, str):
+        return checked
+    if checked == "not_a_box":
+        raise ValueError(f"{name} must be four finite numbers [x1, y1, x2, y2], got {shown(box)}")
+    values = [round(float(v), 2) for v in box]
+    if checked == "inverted":
+        raise ValueError(f"{name} = {values} has x2 < x1 or y2 < y1 (expected xyxy)")
+    h, w = size
+    raise ValueError(f"{name} = {values} reaches more than {EDGE_TOLERANCE:g} px outside the {w}x{h} (width x height) "
+                     f"image{hint}")
+
+
 def _finite_number(value: Any) -> bool:
     """An int or float (not a bool) that is finite as a float: an int past float's range (a JSON ``1`` and 400
     zeros) is not, where ``math.isfinite`` would raise ``OverflowError``."""
@@ -249,20 +277,17 @@ def _finite_number(value: Any) -> bool:
         return False
 
 
-def check_in_image(boxes: torch.Tensor, size: tuple[int, int], name: str = "boxes", atol: float = 1e-3) -> None:
-    """Raise ``ValueError`` for a pixel xyxy box outside ``size=(height, width)`` or with x2 < x1."""
+def check_in_image(
+    boxes: torch.Tensor, size: tuple[int, int], name: str = "boxes", hint: str = ""
+) -> torch.Tensor:
+    """Pixel xyxy boxes ``[..., 4]`` of an image of ``size=(height, width)`` by the one rule (``check_pixel_box``)
+    → the boxes clipped to the image, same shape and dtype; ``ValueError`` naming the first box that is inverted
+    (or NaN) or past an edge by more than ``EDGE_TOLERANCE`` pixels."""
     check_xyxy_order(boxes, name)
-    if boxes.numel() == 0:
-        return
-    h, w = _height_width(size)
+    h, w = height_width(size)
     flat = boxes.reshape(-1, 4)
-    bad = (flat[:, :2] < -atol).any(-1) | (flat[:, 2] > w + atol) | (flat[:, 3] > h + atol)
-    if bad.any():
-        row = int(bad.nonzero()[0])
-        raise ValueError(
-            f"{name}: box {shown(flat[row].tolist())} lies outside the image of (height, width) = ({h}, {w}); "
-            "pass clip_boxes=True to clip boxes to the image instead"
-        )
+    rows = [pixel_box_in_image(box, (h, w), f"{name}[{i}]", hint) for i, box in enumerate(flat.tolist())]
+    return flat.new_tensor(rows).reshape(boxes.shape) if rows else boxes
 
 
 def coco_to_xyxy(boxes: torch.Tensor | Sequence, name: str = "boxes") -> torch.Tensor:

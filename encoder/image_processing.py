@@ -143,7 +143,8 @@ class LoclipImageProcessor(BaseImageProcessor):
             boxes: one list (or ``[R_i, 4]`` array) of pixel xyxy boxes per image, in the image after EXIF
                 orientation; or one ``[B, R, 4]`` array.
             original_sizes: ``[B, 2]`` (height, width), e.g. ``preprocess(...)["original_sizes"]``.
-            clip_boxes: clip boxes to the image instead of rejecting those that reach outside it.
+            clip_boxes: clip every box to the image instead of refusing those more than ``boxes.EDGE_TOLERANCE``
+                pixels outside it (boxes within it are clipped either way).
         Returns:
             ``boxes`` float32 ``[B, R, 4]`` normalised xyxy (zero rows where padded) and ``box_mask`` bool ``[B, R]``.
         """
@@ -183,11 +184,11 @@ class LoclipImageProcessor(BaseImageProcessor):
 
 
 def _inside(boxes: torch.Tensor, size: tuple[int, int], clip: bool, name: str) -> torch.Tensor:
-    """Pixel xyxy ``[R, 4]`` checked to lie in the image of ``size`` (h, w), or clipped to it if ``clip``."""
-    bx.check_xyxy_order(boxes, name)
+    """Pixel xyxy ``[R, 4]`` of the image of ``size`` (h, w) by the one box rule (``boxes.check_in_image``: within
+    ``EDGE_TOLERANCE`` of the image clipped to it, beyond refused), or all clipped to it if ``clip``."""
     if not clip:
-        bx.check_in_image(boxes, size, name)
-        return boxes
+        return bx.check_in_image(boxes, size, name, "; pass clip_boxes=True to clip boxes to the image instead")
+    bx.check_xyxy_order(boxes, name)
     clipped = bx.clip_to_size(boxes, size)
     empty = bx.box_area(clipped) <= 0
     if empty.any():

@@ -45,8 +45,9 @@ class LoclipProcessor(ProcessorMixin):
             text: a string or list of strings → ``input_ids``, ``attention_mask`` ``[T, L]``.
             boxes: one list of pixel xyxy boxes per image, in the original image after EXIF orientation →
                 ``boxes`` float32 ``[B, R, 4]`` normalised model-frame xyxy, zero-padded, and ``box_mask``
-                bool ``[B, R]``. Boxes reaching outside their image raise ``ValueError``.
-            clip_boxes: clip such boxes to the image instead (a box left with zero area still raises).
+                bool ``[B, R]``. A box within 1 px of its image (``boxes.EDGE_TOLERANCE``) is clipped to it; one
+                reaching further outside raises ``ValueError``.
+            clip_boxes: clip every box to the image instead (a box left with zero area still raises).
             padding, truncation, max_length: passed to the tokenizer.
         """
         if images is None and text is None:

@@ -33,7 +33,14 @@ from loclip.core.image_loading import (
     open_raster,
     resolve_image_path,
 )
-from loclip.mllm.conversation import GROUND_TOKEN, IGNORE_INDEX, REGION_TOKEN, encode_conversation, ground_answers
+from loclip.mllm.conversation import (
+    GROUND_TOKEN,
+    IGNORE_INDEX,
+    REGION_TOKEN,
+    encode_conversation,
+    ground_answers,
+    region_count_problem,
+)
 from loclip.mllm.processing import LoclipLlavaProcessor
 from loclip.mllm.records import check_boxes, load_records
 
@@ -104,9 +111,11 @@ class ConversationDataset(Dataset):
             )
         except ValueError:
             return "bad_conversation"
-        if sum(turn["value"].count(REGION_TOKEN) for turn in turns) != len(boxes):
+        regions = sum(turn["value"].count(REGION_TOKEN) for turn in turns)
+        if region_count_problem(regions, len(boxes), f"record {index}") is not None:
             return "region_count"
-        if self.ground and sum(turn["value"].count(GROUND_TOKEN) for turn in turns) != len(ground):
+        grounds = sum(turn["value"].count(GROUND_TOKEN) for turn in turns)
+        if self.ground and region_count_problem(grounds, len(ground), f"record {index}", GROUND_TOKEN) is not None:
             return "ground_count"  # a literal <ground> in a human turn would have no box
         if len(ids) > max_length:
             return "too_long"

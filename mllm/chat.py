@@ -10,7 +10,6 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -18,10 +17,12 @@ from transformers import StoppingCriteria, StoppingCriteriaList
 from transformers.generation.streamers import BaseStreamer
 
 from loclip.encoder.box_text import boxes_to_placeholder, fill_placeholders, parse_boxes, render_box
+from loclip.encoder.boxes import pixel_to_model
 from loclip.encoder.modeling import found_boxes
 
-from .conversation import GROUND_TOKEN, IMAGE_TOKEN, REGION_TOKEN, check_user_text, encode_prompt
+from .conversation import GROUND_TOKEN, IMAGE_TOKEN, encode_prompt
 from .processing import LoclipLlavaProcessor
+from .prompt import ChatPrompt, Turn
 
 GROUND_MARK = "[…]"  # how a streamed <ground> token shows until the grounding head has drawn its box
 NOT_FOUND = "(not found)"  # written where a box answer has no area: the model found nothing there
@@ -46,45 +47,23 @@ class StopWhenSet(StoppingCriteria):
         return torch.full((input_ids.shape[0],), self.event.is_set(), dtype=torch.bool, device=input_ids.device)
 
 
-@dataclass(frozen=True)
-class Turn:
-    """An earlier exchange of the conversation: ``question`` as it was asked (one ``<region>`` per box),
-    ``boxes`` in pixels of the conversation's image, and ``answer`` as ``chat`` returned it."""
-
-    question: str
-    answer: str
-    boxes: list[list[float]] = field(default_factory=list)
-
-
-def to_prompt_messages(
-    turns: Sequence[Turn], question: str, ground: bool
-) -> tuple[list[dict[str, str]], list[list[float]]]:
-    """Earlier ``turns`` and the new ``question`` → (chat messages ending with the question, every turn's
-    boxes in ``<region>`` order). The image goes in front of the first question unless that question places it.
+def to_prompt_messages(prompt: ChatPrompt, ground: bool) -> list[dict[str, str]]:
+    """A checked prompt → chat messages: its earlier turns, then its question. The image goes in front of the first
+    question unless that question places it.
 
     A grounding-token model (``ground``) wrote its boxes as ``<ground>`` tokens, so the box texts of earlier
     answers become ``<ground>`` again, as in training (``conversation.ground_answers``).
     """
-    asked = [(t.question, list(t.boxes)) for t in turns] + [(question, None)]
-    messages, boxes = [], []
-    for i, (text, mine) in enumerate(asked):
-        where = "question" if i == len(turns) else f"history[{i}].question"
-        if IMAGE_TOKEN in text and i > 0:
-            raise ValueError(f"{where} has {IMAGE_TOKEN}: the image belongs to the first question only")
-        if text.count(IMAGE_TOKEN) > 1:
-            raise ValueError(f"{where} has {text.count(IMAGE_TOKEN)} {IMAGE_TOKEN} tokens: there is one image")
+    messages = []
+    for i, text in enumerate([t.question for t in prompt.history] + [prompt.question]):
         if i == 0 and IMAGE_TOKEN not in text:
             text = f"{IMAGE_TOKEN}\n{text}"
-        if mine is not None:
-            if text.count(REGION_TOKEN) != len(mine):
-                raise ValueError(f"{where} has {text.count(REGION_TOKEN)} {REGION_TOKEN} placeholders but "
-                                 f"{len(mine)} boxes")
-            boxes += mine
         messages.append({"role": "user", "content": text})
-        if i < len(turns):
-            answer = boxes_to_placeholder(turns[i].answer, GROUND_TOKEN)[0] if ground else turns[i].answer
-            messages.append({"role": "assistant", "content": answer})
-    return messages, boxes
+        if i < len(prompt.history):
+            answer = prompt.history[i].answer
+            messages.append({"role": "assistant", "content": boxes_to_placeholder(answer, GROUND_TOKEN)[0]
+                             if ground else answer})  # fmt: skip
+    return messages
 
 
 @torch.no_grad()
@@ -92,7 +71,7 @@ def chat(
     model: Any,
     processor: LoclipLlavaProcessor,
     image: Any,
-    question: str,
+    question: str | ChatPrompt,
     boxes: list[list[float]] | None = None,
     max_new_tokens: int = 64,
     history: Sequence[Turn] = (),
@@ -106,9 +85,10 @@ def chat(
         model: a ``LoclipLlavaForConditionalGeneration`` (or a peft model wrapping one).
         processor: its ``LoclipLlavaProcessor``.
         image: a PIL image, array or path.
-        question: text; ``<image>`` is put in front of the first question if absent; one ``<region>`` per box.
-        boxes: pixel xyxy boxes of ``image`` for the ``<region>`` placeholders, in order.
-        history: earlier turns of this conversation about the same image, oldest first.
+        question: text (``<image>`` is put in front of the first question if absent; one ``<region>`` per box),
+            or a ``ChatPrompt`` already built (and checked) for this image, holding its boxes and history.
+        boxes: pixel xyxy boxes of ``image`` for the ``<region>`` placeholders, in order (text questions only).
+        history: earlier turns of this conversation about the same image, oldest first (text questions only).
         streamer: handed to ``generate`` (e.g. ``AnswerStreamer``) to see the answer as it is written.
         max_prompt_tokens: refuse (``PromptTooLong``) a prompt longer than this, image tokens included.
         stop: once set (from another thread), generation ends at the next token; the answer so far is returned.
@@ -118,34 +98,38 @@ def chat(
         draws, written as box text, so the answer reads the same for both kinds of model. A box with no area
         is written ``NOT_FOUND`` and left out of ``answer_boxes`` (module docstring).
     Raises:
-        ValueError: naming ``question`` or ``history[i].question``/``.answer`` when a ``<region>`` count differs
-        from its boxes or the text holds a special token (``conversation.check_user_text``).
+        ValueError: from ``ChatPrompt.build`` for a text question (naming ``question``, ``boxes[k]`` or
+        ``history[i]...``): a ``<region>`` count that differs from its boxes, a box off the image, a special token.
     """
     ground = getattr(model.config, "box_answers", "text") == "ground"
-    boxes = list(boxes or [])
-    history = list(history)
     tokenizer = processor.tokenizer
-    for i, turn in enumerate(history):  # text a user typed (or sent back) may not speak the format's markers
-        check_user_text(tokenizer, turn.question, f"history[{i}].question", processor.template,
-                        (REGION_TOKEN, IMAGE_TOKEN))  # fmt: skip
-        check_user_text(tokenizer, turn.answer, f"history[{i}].answer", processor.template)
-    check_user_text(tokenizer, question, "question", processor.template, (REGION_TOKEN, IMAGE_TOKEN))
-    if question.count(REGION_TOKEN) != len(boxes):
-        raise ValueError(f"question has {question.count(REGION_TOKEN)} <region> placeholders but {len(boxes)} boxes "
-                         "were given")
-    messages, all_boxes = to_prompt_messages(history, question, ground)
-    all_boxes += boxes
-    prompt = encode_prompt(tokenizer, messages, processor.num_image_tokens, processor.template)
-    if max_prompt_tokens is not None and len(prompt) > max_prompt_tokens:
-        raise PromptTooLong(len(prompt), max_prompt_tokens)
-    inputs = processor(images=image, boxes=[all_boxes] if all_boxes else None, return_original_sizes=True)
+    inputs = processor(images=image, return_original_sizes=True)
+    size = tuple(int(v) for v in inputs["original_sizes"][0])
+    if isinstance(question, ChatPrompt):
+        if boxes or history:
+            raise ValueError("a ChatPrompt holds its boxes and history: give them to ChatPrompt.build, not to chat")
+        if question.size != size:
+            raise ValueError(f"the ChatPrompt was built for an image of (height, width) = {question.size}, but "
+                             f"this image is {size}")
+        prompt = question
+    else:
+        prompt = ChatPrompt.build(processor, size, question, list(boxes or []), list(history))
+    ids = encode_prompt(tokenizer, to_prompt_messages(prompt, ground), processor.num_image_tokens, processor.template)
+    if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
+        raise PromptTooLong(len(ids), max_prompt_tokens)
     device = model.device
-    input_ids = torch.tensor([prompt], device=device)
-    extra = {"boxes": inputs["boxes"].to(device), "box_mask": inputs["box_mask"].to(device)} if all_boxes else {}
+    pixel_values = inputs["pixel_values"].to(device, model.dtype)
+    all_boxes = prompt.all_boxes()
+    extra = {}
+    if all_boxes:  # checked and clipped by the prompt: only mapped into the model frame here
+        mapped = pixel_to_model(all_boxes, size, processor.image_processor.image_size)
+        extra = {"boxes": mapped[None].to(device), "box_mask": torch.ones(1, len(all_boxes), dtype=torch.bool,
+                                                                           device=device)}  # fmt: skip
+    input_ids = torch.tensor([ids], device=device)
     out = model.generate(
         input_ids=input_ids,
         attention_mask=torch.ones_like(input_ids),
-        pixel_values=inputs["pixel_values"].to(device, model.dtype),
+        pixel_values=pixel_values,
         max_new_tokens=max_new_tokens,
         do_sample=False,
         eos_token_id=tokenizer.eos_token_id,
@@ -154,13 +138,12 @@ def chat(
         stopping_criteria=StoppingCriteriaList([StopWhenSet(stop)] if stop is not None else []),
         **extra,
     )
-    answer_ids = out[0, len(prompt):]
+    answer_ids = out[0, len(ids):]
     ground_id = getattr(model.config, "ground_token_index", None)
     new_grounds = int((answer_ids == ground_id).sum()) if ground else 0
     if new_grounds:
         base = model.get_base_model() if hasattr(model, "get_base_model") else model  # peft wraps it
-        (drawn,) = base.ground_boxes(out, inputs["pixel_values"].to(device, model.dtype), torch.ones_like(out),
-                                     **extra)
+        (drawn,) = base.ground_boxes(out, pixel_values, torch.ones_like(out), **extra)
         drawn = drawn[-new_grounds:]  # the earlier answers' <ground> tokens come first
         cuts = [-1, *(answer_ids == ground_id).nonzero()[:, 0].tolist(), len(answer_ids)]
         pieces = [tokenizer.decode(answer_ids[a + 1 : b], skip_special_tokens=True) for a, b in zip(cuts, cuts[1:])]

@@ -13,7 +13,7 @@ number of image tokens here, after tokenization, so no tokenizer ever sees hundr
 Text a user typed may hold no special token (``check_user_text``): a typed ``<|im_start|>``, ``ASSISTANT:`` or
 ``<eos>`` would otherwise be read as the format's own markers, and a typed ``<image>`` or ``<ground>`` would ask
 for image features or boxes nobody gave. Only ``<region>`` (in a question) and the first question's ``<image>``
-are the user's to write.
+are the user's to write, one box per ``<region>`` (``check_region_count``).
 """
 
 from __future__ import annotations
@@ -205,6 +205,22 @@ def check_user_text(
     if found:
         raise ValueError(f"{where} contains {found[0]!r}, which the conversation format reserves (a special token "
                          f"or role marker): remove it; {where} = {shown(text)}")
+
+
+def region_count_problem(placeholders: int, boxes: int, where: str, token: str = REGION_TOKEN) -> str | None:
+    """The rule that each ``token`` placeholder (``<region>``, or ``<ground>`` in a training answer) stands for one
+    box, in order: a message naming ``where`` and both counts when ``placeholders`` and ``boxes`` disagree, else
+    ``None``. Every check of the rule calls it (the chat prompt, the processor, the model, the dataset)."""
+    if placeholders == boxes:
+        return None
+    return f"{where} has {placeholders} {token} placeholders but {boxes} boxes: give one box per {token}, in order"
+
+
+def check_region_count(placeholders: int, boxes: int, where: str, token: str = REGION_TOKEN) -> None:
+    """``ValueError`` with ``region_count_problem``'s message when the counts disagree."""
+    problem = region_count_problem(placeholders, boxes, where, token)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def token_id(tokenizer: Any, token: str) -> int:

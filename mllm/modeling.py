@@ -34,6 +34,7 @@ from transformers.models.llava.modeling_llava import (
 from loclip.encoder.modeling import GroundingOutput, VisionEncoding
 
 from .configuration import LoclipLlavaConfig
+from .conversation import GROUND_TOKEN, REGION_TOKEN, check_region_count
 from .signatures import extends
 
 
@@ -84,15 +85,12 @@ def select_image_features(
     return torch.cat(picked, dim=-1)
 
 
-def count_mismatch(tokens_per_row: torch.Tensor, boxes_per_row: torch.Tensor, token: str = "<region>") -> str | None:
-    """A message when the ``token`` tokens per row ``[B]`` and valid boxes per row ``[B]`` disagree."""
-    if torch.equal(tokens_per_row, boxes_per_row):
-        return None
-    return (
-        f"{token} tokens and boxes disagree: {int(tokens_per_row.sum())} {token} tokens in input_ids "
-        f"(per row {tokens_per_row.tolist()}) but {int(boxes_per_row.sum())} boxes "
-        f"(per row {boxes_per_row.tolist()}); give one box per {token}, in order"
-    )
+def check_row_counts(tokens_per_row: torch.Tensor, boxes_per_row: torch.Tensor, token: str = REGION_TOKEN) -> None:
+    """``forward`` is a boundary of its own: the ``token`` tokens of each row ``[B]`` and its valid boxes ``[B]``
+    must agree (``conversation.check_region_count``, naming the first row that differs)."""
+    if not torch.equal(tokens_per_row, boxes_per_row):
+        row = int((tokens_per_row != boxes_per_row).nonzero()[0])
+        check_region_count(int(tokens_per_row[row]), int(boxes_per_row[row]), f"input_ids[{row}]", token)
 
 
 def gather_rows(hidden: torch.Tensor, where: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,9 +177,7 @@ class LoclipLlavaModel(LlavaModel):
             if box_mask is None:
                 box_mask = torch.ones(boxes.shape[:2], dtype=torch.bool, device=boxes.device)
             boxes_per_row = box_mask.to(torch.bool).sum(dim=1).to(region_tokens.device)
-        message = count_mismatch(region_tokens, boxes_per_row)
-        if message is not None:
-            raise ValueError(message)
+        check_row_counts(region_tokens, boxes_per_row)
         if int(region_tokens.sum()) == 0 and vision_encoding is None:  # exactly plain Llava
             return super().forward(input_ids=input_ids, pixel_values=pixel_values, **kwargs)
         if pixel_values is None and vision_encoding is None:
@@ -268,9 +264,7 @@ class LoclipLlavaForConditionalGeneration(LlavaForConditionalGeneration):
             ground_mask = torch.ones(ground_boxes.shape[:2], dtype=torch.bool, device=ground_boxes.device)
         ground_mask = ground_mask.to(torch.bool)
         tokens = (input_ids == self.config.ground_token_index).sum(dim=1)
-        message = count_mismatch(tokens, ground_mask.sum(dim=1).to(tokens.device), "<ground>")
-        if message is not None:
-            raise ValueError(message)
+        check_row_counts(tokens, ground_mask.sum(dim=1).to(tokens.device), GROUND_TOKEN)
         outputs, grounded, mask, grid = self._ground_pass(input_ids, pixel_values, **kwargs)
         logits = self.lm_head(outputs.last_hidden_state)
         lm_loss = None

@@ -12,7 +12,7 @@ from transformers.processing_utils import ProcessorMixin
 from loclip.encoder import LoclipImageProcessor
 from loclip.encoder.processing import load_processor_parts
 
-from .conversation import IMAGE_TOKEN, REGION_TOKEN
+from .conversation import IMAGE_TOKEN, REGION_TOKEN, check_region_count
 
 
 class LoclipLlavaProcessor(ProcessorMixin):
@@ -75,7 +75,8 @@ class LoclipLlavaProcessor(ProcessorMixin):
                 ``input_ids``, ``attention_mask`` ``[B, L]``.
             boxes: per image, pixel xyxy boxes of the original image, one per ``<region>`` in its text, in
                 order → ``boxes`` ``[B, R, 4]`` normalised model-frame xyxy and ``box_mask`` ``[B, R]``.
-            clip_boxes: clip boxes reaching outside their image instead of raising.
+            clip_boxes: clip every box to its image instead of refusing those more than 1 px outside it (boxes
+                within 1 px, ``boxes.EDGE_TOLERANCE``, are clipped either way).
             return_original_sizes: also return ``original_sizes`` ``[B, 2]`` (height, width) for
                 ``post_process_boxes`` (off by default: ``generate`` rejects unknown keys).
         """
@@ -114,8 +115,7 @@ class LoclipLlavaProcessor(ProcessorMixin):
 
 
 def check_region_counts(texts: list[str], box_mask: torch.Tensor) -> None:
-    """``ValueError`` naming both counts when a text's ``<region>`` placeholders and its boxes disagree."""
+    """The processor is a boundary of its own: each text's ``<region>`` placeholders and its boxes must agree
+    (``conversation.check_region_count``, naming ``text[i]`` and both counts)."""
     for i, (t, row) in enumerate(zip(texts, box_mask)):
-        n_tokens, n_boxes = t.count(REGION_TOKEN), int(row.sum())
-        if n_tokens != n_boxes:
-            raise ValueError(f"text[{i}] has {n_tokens} <region> placeholders but {n_boxes} boxes were given for it")
+        check_region_count(t.count(REGION_TOKEN), int(row.sum()), f"text[{i}]")

@@ -15,8 +15,6 @@ from typing import Any
 from loclip.core.json_input import InputRefused, parse_json, read_text, where_file
 from loclip.encoder.boxes import check_pixel_box
 
-BOX_TOLERANCE = 1.0  # pixels a box may reach past its image before it counts as bad (it is clipped), as in pretraining
-
 
 def load_records(path: str | os.PathLike, field_name: str = "records") -> list[Any]:
     """A LLaVA JSON file (a list of records) or JSONL (one record per line; a line that does not parse becomes
@@ -45,14 +43,14 @@ _BOX_REASONS = {"not_a_box": "bad_boxes", "inverted": "box_inverted", "outside":
 
 def check_boxes(boxes: Any, size: tuple[int, int]) -> tuple[list[list[float]] | None, str | None]:
     """A record's ``boxes`` → (pixel boxes clipped to the image, None), or (None, the skip reason): not a list of
-    4 finite numbers each (``bad_boxes``), x2 < x1 or y2 < y1 (``box_inverted``), or past the image by more
-    than ``BOX_TOLERANCE`` pixels (``box_outside_image``), by ``loclip.encoder.boxes.check_pixel_box``.
+    4 finite numbers each (``bad_boxes``), x2 < x1 or y2 < y1 (``box_inverted``), or past the image by more than
+    1 px (``box_outside_image``): the one box rule, ``loclip.encoder.boxes.check_pixel_box``.
     ``size`` is (height, width)."""
     if not isinstance(boxes, list):
         return None, "bad_boxes"
     out = []
     for box in boxes:
-        checked = check_pixel_box(box, size, BOX_TOLERANCE)
+        checked = check_pixel_box(box, size)
         if isinstance(checked, str):
             return None, _BOX_REASONS[checked]
         out.append(list(checked))

@@ -124,7 +124,7 @@ def bad_requests(limits: dict, width: int, height: int) -> list[tuple[str, dict,
     """(name, /ask arguments, the documented refusal's message pattern) for each bad input the soak sends."""
     deep = "[" * 20_000 + "]" * 20_000
     return [
-        ("box outside", dict(boxes=[[0, 0, width + 1, 5]], question="What?"), "reaches outside"),
+        ("box outside", dict(boxes=[[0, 0, width + 2, 5]], question="What?"), "reaches more than 1 px outside"),
         ("too many boxes", dict(boxes=[[0, 0, 5, 5]] * (limits["max_boxes"] + 1), question="What?"),
          "boxes given; the limit is"),
         ("too long", dict(boxes=[], question="why " * limits["max_text_chars"]), "characters; the limit is"),

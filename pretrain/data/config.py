@@ -7,6 +7,7 @@ from typing import Annotated, Literal, get_args
 
 from loclip.core.image_loading import DEFAULT_MAX_PIXELS
 from loclip.core.recipe import CheckedConfig, NonNegativeFloat, NonNegativeInt, PositiveInt, at_least
+from loclip.encoder.boxes import EDGE_TOLERANCE
 from loclip.shards.read import DEFAULT_MAX_MEMBER_BYTES
 
 FillMode = Literal["mask", "repeat"]
@@ -37,7 +38,8 @@ class DataConfig(CheckedConfig):
     (cut at ``max_text_length`` tokens like any text: CLIP trained on long captions), ``"pool"`` a random pool
     entry (all but ``"raw"`` fall back to the raw caption when they have nothing to draw from).
     ``num_regions`` (M) CLOC regions per image per step, drawn from the image's valid regions.
-    Boxes may reach ``box_tolerance`` pixels outside their image before they count as bad; they are clipped.
+    Boxes may reach ``box_tolerance`` pixels outside their image before they count as bad; they are clipped (the
+    one box rule, ``loclip.encoder.boxes.check_pixel_box``, whose ``EDGE_TOLERANCE`` is the default).
     An image whose header says more than ``max_image_pixels`` (width x height) is skipped before decoding; a
     shard member (image, JSON, anything) over ``max_member_bytes`` by its tar header is skipped before it is read
     (64 MiB by default, ``loclip.shards.read.DEFAULT_MAX_MEMBER_BYTES``: a reader's memory stays bounded
@@ -62,7 +64,7 @@ class DataConfig(CheckedConfig):
     caption_source: CaptionSource = "raw"
     seed: NonNegativeInt = 0
     jsonl_chunk_size: PositiveInt = 1000
-    box_tolerance: NonNegativeFloat = 1.0
+    box_tolerance: NonNegativeFloat = EDGE_TOLERANCE
     max_image_pixels: PositiveInt = DEFAULT_MAX_PIXELS
     max_member_bytes: PositiveInt = DEFAULT_MAX_MEMBER_BYTES
     prefetch_factor: PositiveInt = 2

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 
 from PIL import Image
 
-from loclip.encoder.boxes import check_pixel_box
+from loclip.encoder.boxes import EDGE_TOLERANCE, check_pixel_box
 from loclip.core.image_loading import (
     DEFAULT_MAX_PIXELS,
     RASTER_EXTENSIONS,
@@ -51,7 +51,8 @@ class Sample:
 
 
 def decode_sample(
-    raw: RawSample, counter: SkipCounter, box_tolerance: float = 1.0, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    raw: RawSample, counter: SkipCounter, box_tolerance: float = EDGE_TOLERANCE,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Sample | None:
     """``raw`` → ``Sample``, or ``None`` after counting why it was skipped.
 

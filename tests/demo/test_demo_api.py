@@ -91,15 +91,15 @@ def test_ask_continues_a_conversation_from_the_history_it_returned(
     assert [t["question"] for t in second["history"]] == ["What is <region>?", "Where is it?"]
     assert second["history"][0] == first["history"][0]  # what the client sent back comes back unchanged
     assert second["history"][0]["answer_boxes"]  # (the fixture model answers with a box)
-    with pytest.raises(AppError, match=r"history\[0\].question has 1 <region> placeholders but 0 question_boxes"):
+    with pytest.raises(AppError, match=r"history\[0\].question has 1 <region> placeholders but 0 boxes"):
         chat_client.predict(image=handle_file(image_file), boxes=[], question="Next?",
                             history=[{**first, "question_boxes": []}], api_name="/ask")  # fmt: skip
 
 
 BAD_ASKS = [
     ("no image", dict(image=None, boxes=[], question="What?"), "no image"),
-    ("box outside", dict(boxes=[[0, 0, 97, 10]], question="What?"),
-     r"box 1 \[0.0, 0.0, 97.0, 10.0\] reaches outside the 96x72"),
+    ("box outside", dict(boxes=[[0, 0, 98, 10]], question="What?"),
+     r"boxes\[0\] = \[0.0, 0.0, 98.0, 10.0\] reaches more than 1 px outside the 96x72"),
     ("too many boxes", dict(boxes=[[0, 0, 9, 9]] * 4, question="What?"), "4 boxes given; the limit is 3"),
     ("too long text", dict(boxes=[], question="why " * 30), "question has 119 characters; the limit is 80"),
     ("empty question", dict(boxes=[], question="  "), "question is empty"),
@@ -109,7 +109,7 @@ BAD_ASKS = [
     ("not an image", dict(file="text", boxes=[], question="What?"), "cannot read 'notes.png' as an image"),
     ("too many pixels", dict(file="huge", boxes=[], question="What?"), "301x300 = 90,300 pixels; the limit is 90,000"),
     ("huge integer", dict(boxes=[[1, 2, 3, 10**400]], question="What?"), r"boxes\[0\] has a coordinate too large"),
-    ("overflowing number", dict(boxes="[[1, 2, 3, 1e400]]", question="What?"), "box 1 .* not a finite number"),
+    ("overflowing number", dict(boxes="[[1, 2, 3, 1e400]]", question="What?"), r"boxes\[0\] must be four finite"),
     ("deep boxes", dict(boxes="[" * 50_000 + "]" * 50_000, question="What?"), "boxes nests its JSON too deeply"),
     ("deep history", dict(boxes=[], question="What?", history="[" * 50_000 + "]" * 50_000),
      "history nests its JSON too deeply"),
@@ -218,7 +218,7 @@ def test_ground_says_not_found_for_a_box_without_area(encoder_client: Client, en
 BAD_RANKS = [
     ("no image", dict(image=None, boxes=[[0, 0, 9, 9]], labels="a, b"), "no image"),
     ("no boxes", dict(boxes=[], labels="a, b"), "no boxes"),
-    ("box outside", dict(boxes=[[0, 0, 9, 73]], labels="a, b"), "reaches outside the 96x72"),
+    ("box outside", dict(boxes=[[0, 0, 9, 74]], labels="a, b"), r"boxes\[0\] = .* more than 1 px outside the 96x72"),
     ("too many boxes", dict(boxes=[[0, 0, 9, 9]] * 4, labels="a, b"), "4 boxes given; the limit is 3"),
     ("too many labels", dict(boxes=[[0, 0, 9, 9]], labels="a,b,c,d,e,f,g"), "7 candidate labels given; the limit is 6"),
     ("too long text", dict(boxes=[[0, 0, 9, 9]], labels="x" * 81), "labels has 81 characters; the limit is 80"),

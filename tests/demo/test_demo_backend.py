@@ -6,6 +6,7 @@ import json
 import math
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -26,7 +27,9 @@ from loclip.demo.limits import (
     parse_history,
     parse_labels,
 )
+from loclip.encoder.boxes import pixel_box_in_image
 from loclip.mllm.chat import Turn, chat
+from loclip.mllm.conversation import ensure_tokens
 from loclip.synth import build_tokenizer
 
 LIMITS = Limits(max_pixels=100 * 100, max_boxes=2, max_text_chars=20, max_labels=3)
@@ -40,9 +43,8 @@ def test_with_regions_appends_missing_placeholders_in_order() -> None:
     assert with_regions("Describe the image.", 0) == "Describe the image."
 
 
-def test_with_regions_refuses_extra_placeholders_and_image_token() -> None:
-    with pytest.raises(DemoInputError, match="2 <region> placeholders but 1 boxes"):
-        with_regions("<region> or <region>?", 1)
+def test_with_regions_leaves_extra_placeholders_to_the_prompt_and_refuses_the_image_token() -> None:
+    assert with_regions("<region> or <region>?", 1) == "<region> or <region>?"  # ChatPrompt.build refuses it
     with pytest.raises(DemoInputError, match="must not contain <image>"):
         with_regions("<image> what?", 0)
 
@@ -95,29 +97,30 @@ def test_parse_boxes_quotes_a_deep_or_huge_value_short() -> None:
         with pytest.raises(DemoInputError, match=r"boxes\[0\] must be four numbers") as err:
             parse_boxes(value)
         assert len(str(err.value)) < 200
-    huge = parse_boxes("[[1, 2, 3, 1e400]]")  # JSON text: the number overflows to inf, which check_boxes refuses
-    with pytest.raises(DemoInputError, match="box 1 .* has a coordinate that is not a finite number"):
-        check_boxes(huge, 100, 50, LIMITS)
+    huge = parse_boxes("[[1, 2, 3, 1e400]]")  # JSON text: the number overflows to inf, which the box rule refuses
+    assert check_boxes(huge, LIMITS) == huge
+    with pytest.raises(ValueError, match=r"^boxes\[0\] must be four finite numbers \[x1, y1, x2, y2\], got \[1.0"):
+        pixel_box_in_image(huge[0], (50, 100), "boxes[0]")
 
 
 @pytest.mark.parametrize(
     "boxes, message",
     [
-        ([[0, 0, 10, 10]] * 3, "3 boxes given; the limit is 2"),
-        ([[0, 0, 101, 10]], r"box 1 \[0, 0, 101, 10\] reaches outside the 100x50"),
-        ([[0, 0, 10, 10], [0, -1, 10, 10]], "box 2 .* reaches outside"),
-        ([[10, 0, 5, 10]], "empty or inverted"),
-        ([[0, 0, 0, 10]], "empty or inverted"),
-        ([[0, 0, math.nan, 10]], "not a finite number"),
+        ([[0, 0, 10, 10]] * 3, "boxes: 3 boxes given; the limit is 2"),
+        ([[10, 0, 5, 10]], r"^boxes\[0\] = \[10, 0, 5, 10\] is empty or inverted"),
+        ([[0, 0, 10, 10], [0, 0, 0, 10]], r"^boxes\[1\] = \[0, 0, 0, 10\] is empty or inverted"),
     ],
 )
-def test_check_boxes_refuses_bad_boxes(boxes, message) -> None:
+def test_check_boxes_refuses_too_many_boxes_and_boxes_without_area(boxes, message) -> None:
     with pytest.raises(DemoInputError, match=message):
-        check_boxes(boxes, 100, 50, LIMITS)
+        check_boxes(boxes, LIMITS)
 
 
-def test_check_boxes_accepts_boxes_touching_the_border() -> None:
-    assert check_boxes([[0, 0, 100, 50]], 100, 50, LIMITS) == [[0, 0, 100, 50]]
+def test_check_boxes_leaves_the_image_to_the_one_box_rule() -> None:
+    """Whether a box lies on its image is ``check_pixel_box``'s rule (within 1 px: clipped), applied where the image
+    is known (the chat prompt, ``EncoderBackend.rank``); the demo's own check holds the limits and the area."""
+    far = [[0, -2, 101.5, 10], [0, 0, math.nan, 10]]
+    assert check_boxes(far, LIMITS) == far
 
 
 def test_text_and_label_checks() -> None:
@@ -191,8 +194,11 @@ def test_chat_backend_answers_like_chat(chat_model_dir: Path, make_image) -> Non
     assert result.question == "What is here? <region>" and result.question_boxes == [[10, 5, 40, 30]]
     # the fixture model was trained to answer with one box; it must come back in pixels of this image
     assert len(boxes) == 1 and 0 <= boxes[0][0] < boxes[0][2] <= 80 and 0 <= boxes[0][1] < boxes[0][3] <= 60
-    with pytest.raises(DemoInputError, match="reaches outside the 80x60"):
-        backend.ask(image, "What?", [[0, 0, 81, 10]])
+    with pytest.raises(ValueError, match=r"^boxes\[0\] = \[0.0, 0.0, 82.0, 10.0\] reaches more than 1 px outside the "
+                                         r"80x60"):
+        backend.ask(image, "What?", [[0, 0, 82, 10]])
+    near = backend.ask(image, "What?", [[-1, 5, 81, 30]])  # within 1 px of the edge: clipped, as everywhere
+    assert near.question_boxes == [[0.0, 5.0, 80.0, 30.0]]
 
 
 def test_chat_backend_places_leftover_boxes_as_asked(chat_model_dir: Path) -> None:
@@ -227,10 +233,10 @@ def test_chat_backend_streams_and_continues_a_conversation(chat_model_dir: Path,
     assert list_turn_boxes([first, second]).splitlines()[:2] == [
         f"turn 1 · answer 1: {[round(v, 1) for v in first.answer_boxes[0]]}",
         "turn 1 · region 1: [10.0, 5.0, 40.0, 30.0]"]
-    with pytest.raises(DemoInputError, match=r"history\[0\].question has 1 <region> placeholders but 0 question_boxes"):
+    with pytest.raises(ValueError, match=r"^history\[0\].question has 1 <region> placeholders but 0 boxes"):
         backend.ask(image, "Next?", [], history=[ChatAnswer("What is <region>?", [], "a ring", [])])
-    with pytest.raises(DemoInputError, match="reaches outside the 80x60"):
-        backend.ask(image, "Next?", [], history=[ChatAnswer("What is <region>?", [[0, 0, 81, 9]], "a ring", [])])
+    with pytest.raises(ValueError, match=r"^history\[0\].boxes\[0\] = \[0.0, 0.0, 82.0, 9.0\] reaches more than 1 px"):
+        backend.ask(image, "Next?", [], history=[ChatAnswer("What is <region>?", [[0, 0, 82, 9]], "a ring", [])])
     full = [first] * (backend.limits.max_turns - 1)
     backend.ask(image, "Last one?", [], history=full)
     with pytest.raises(DemoInputError, match=f"question {backend.limits.max_turns + 1} of the conversation"):
@@ -360,9 +366,12 @@ def test_encoder_backend_says_not_found_for_a_box_without_area(encoder_model_dir
 
 
 def test_the_demo_deletes_old_uploads() -> None:
-    backend = ChatBackend.__new__(ChatBackend)  # build_demo only reads the mode and the limits
+    backend = ChatBackend.__new__(ChatBackend)  # build_demo reads the mode, the limits and (to preview) the tokenizer
+    tokenizer = build_tokenizer()
+    ensure_tokens(tokenizer, "plain")
     backend.limits, backend.max_new_tokens = LIMITS, 4
-    example = default_example(build_tokenizer(), 64)
+    backend.processor = SimpleNamespace(tokenizer=tokenizer, template="plain")
+    example = default_example(tokenizer, 64)
     assert build_demo(backend, example, "m").delete_cache == (CACHE_SWEEP_S, CACHE_MAX_AGE_S)
     assert 0 < CACHE_SWEEP_S <= CACHE_MAX_AGE_S <= 24 * 3600
 
@@ -409,7 +418,9 @@ def test_default_example_follows_the_models_language() -> None:
     photo = default_example(_Vocab({"hello": 0}), 224)
     assert photo.image.size == (512, 512) and "astronaut" in photo.source
     for example in (synthetic, photo):
-        check_boxes(example.boxes, *example.image.size, Limits())
+        check_boxes(example.boxes, Limits())
+        width, height = example.image.size
+        assert [list(pixel_box_in_image(b, (height, width), "box")) for b in example.boxes] == example.boxes
         assert example.question.count("<region>") == len(example.boxes)
 
 

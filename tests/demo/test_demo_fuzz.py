@@ -1,13 +1,15 @@
 """Property-based tests of what ``/ask`` checks before the model runs: for any JSON a client can send (random,
-malformed, huge numbers, deep nesting), each check returns a result or raises ``DemoInputError``, never another
-exception, and what it returns is what the next step expects."""
+malformed, huge numbers, deep nesting), each check returns a result or raises ``DemoInputError`` (or, for the chat
+prompt's own rules, another ``ValueError`` of one short line), never another exception, and what it returns is what
+the next step expects."""
 
 from __future__ import annotations
 
 import json
 import math
+from types import SimpleNamespace
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from loclip.demo.backend import ChatAnswer, ChatBackend
@@ -21,6 +23,8 @@ from loclip.demo.limits import (
     parse_boxes,
     parse_history,
 )
+from loclip.mllm.conversation import ensure_tokens
+from loclip.synth import build_tokenizer
 
 LIMITS = Limits(max_pixels=200 * 200, max_boxes=3, max_text_chars=40, max_turns=4)
 WIDTH, HEIGHT = 120, 90
@@ -70,14 +74,14 @@ def test_json_list_gives_a_list_or_a_demo_error(value) -> None:
 @given((boxes_like | json_values).flatmap(as_sent) | st.integers(100, 3000).map(nested))
 def test_parse_boxes_then_check_boxes_give_boxes_or_a_demo_error(value) -> None:
     try:
-        boxes = check_boxes(parse_boxes(value), WIDTH, HEIGHT, LIMITS)
+        boxes = check_boxes(parse_boxes(value), LIMITS)
     except DemoInputError as e:
         assert len(str(e)) < 400  # the value is quoted cut short
     else:
         assert len(boxes) <= LIMITS.max_boxes
         for x1, y1, x2, y2 in boxes:
-            assert all(math.isfinite(v) for v in (x1, y1, x2, y2))
-            assert 0 <= x1 < x2 <= WIDTH and 0 <= y1 < y2 <= HEIGHT
+            finite = all(math.isfinite(v) for v in (x1, y1, x2, y2))
+            assert not finite or (x1 < x2 and y1 < y2)  # a box that is not finite is the box rule's to refuse
 
 
 @given(texts | json_values)
@@ -90,29 +94,35 @@ def test_check_text_gives_bounded_text_or_a_demo_error(value) -> None:
 
 
 def stub_backend() -> ChatBackend:
-    """A chat backend without a model: its checks before generating need only its limits."""
+    """A chat backend without a model: what it checks before generating needs its limits and its processor's
+    tokenizer and template (the special tokens no user text may hold)."""
+    tokenizer = build_tokenizer()
+    ensure_tokens(tokenizer, "plain")
     backend = ChatBackend.__new__(ChatBackend)
-    backend.limits = LIMITS
+    backend.limits, backend.processor = LIMITS, SimpleNamespace(tokenizer=tokenizer, template="plain")
     return backend
 
 
-class Image:  # what the checks read of an image
-    width, height = WIDTH, HEIGHT
+BACKEND = stub_backend()
 
 
+def inside(box: tuple[float, ...] | list[float]) -> bool:
+    return 0 <= box[0] <= box[2] <= WIDTH and 0 <= box[1] <= box[3] <= HEIGHT
+
+
+@settings(deadline=None)  # the tokenizer reads each text
 @given(history_like.flatmap(as_sent), texts | json_values, boxes_like, st.sampled_from(["append", "ignore", "drop"]))
 def test_history_question_and_boxes_are_checked_before_generating(history, question, boxes, unused) -> None:
-    backend = stub_backend()
+    """What ``chat`` receives is one ``ChatPrompt``, built once: one box per ``<region>``, each on the image."""
     try:
         turns = parse_history(history, LIMITS)
         earlier = [ChatAnswer(*turn) for turn in turns]
-        drawn = check_boxes(parse_boxes(boxes), WIDTH, HEIGHT, LIMITS)
-        sent, used = backend.place_boxes(question, drawn, unused)
-        prompt_turns = backend._turns(Image(), earlier)
-    except DemoInputError:
+        prompt = BACKEND.prompt((HEIGHT, WIDTH), question, parse_boxes(boxes), earlier, unused)
+    except ValueError as e:  # DemoInputError, or the prompt's own rules (also ValueErrors): one short line
+        assert len(str(e)) < 400 and "\n" not in str(e)
         return
     assert all(isinstance(t, HistoryTurn) for t in turns) and len(turns) < LIMITS.max_turns
-    assert sent.count("<region>") == len(used) and "<image>" not in sent
-    for turn in prompt_turns:  # what chat() receives: one box per <region>, each inside the image
-        assert turn.question.count("<region>") == len(turn.boxes)
-        assert all(0 <= b[0] < b[2] <= WIDTH and 0 <= b[1] < b[3] <= HEIGHT for b in turn.boxes)
+    assert prompt.question.count("<region>") == len(prompt.boxes) and "<image>" not in prompt.question
+    assert all(inside(b) for b in prompt.boxes)
+    for turn in prompt.history:
+        assert turn.question.count("<region>") == len(turn.boxes) and all(inside(b) for b in turn.boxes)

@@ -115,10 +115,21 @@ def test_pixel_model_round_trip_and_frame() -> None:
     assert torch.allclose(whole, torch.tensor([[0.0, 0.0, 37.0, 500.0]]))
 
 
-def test_check_in_image_names_box_and_size() -> None:
-    B.check_in_image(torch.tensor([[0.0, 0.0, 50.0, 20.0]]), (20, 50))
-    with pytest.raises(ValueError, match=r"\[0.0, 0.0, 51.0, 20.0\].*\(20, 50\).*clip_boxes"):
-        B.check_in_image(torch.tensor([[0.0, 0.0, 51.0, 20.0]]), (20, 50))
+def test_check_in_image_clips_within_one_pixel_and_names_box_and_size_beyond() -> None:
+    """The one box rule: a box up to ``EDGE_TOLERANCE`` (1 px) past an edge is clipped, one further is refused."""
+    inside = torch.tensor([[0.0, 0.0, 50.0, 20.0]])
+    assert torch.equal(B.check_in_image(inside, (20, 50)), inside)
+    near = torch.tensor([[-1.0, 0.5, 51.0, 21.0]], dtype=torch.float64)
+    clipped = B.check_in_image(near, (20, 50))
+    assert clipped.dtype == torch.float64 and clipped.tolist() == [[0.0, 0.5, 50.0, 20.0]]
+    with pytest.raises(ValueError, match=r"^boxes\[0\] = \[0.0, 0.0, 51.5, 20.0\] reaches more than 1 px outside the "
+                                         r"50x20 \(width x height\) image; hint$"):
+        B.check_in_image(torch.tensor([[0.0, 0.0, 51.5, 20.0]]), (20, 50), hint="; hint")
+    assert B.check_pixel_box([-1.01, 0, 5, 5], (20, 50)) == "outside" and B.EDGE_TOLERANCE == 1.0
+    with pytest.raises(ValueError, match=r"^box 3 must be four finite numbers \[x1, y1, x2, y2\], got \[1, 2\]$"):
+        B.pixel_box_in_image([1, 2], (20, 50), "box 3")
+    with pytest.raises(ValueError, match=r"^box 3 = \[5.0, 0.0, 1.0, 5.0\] has x2 < x1 or y2 < y1"):
+        B.pixel_box_in_image([5, 0, 1, 5], (20, 50), "box 3")
 
 
 def test_round_pixel_boxes() -> None:
@@ -136,7 +147,7 @@ def test_round_pixel_boxes() -> None:
 def test_check_pixel_box_follows_the_tensor_rules(box, expected) -> None:
     from loclip.encoder.boxes import check_pixel_box
 
-    assert check_pixel_box(box, (16, 20), tolerance=1.0) == expected  # size is (height, width)
+    assert check_pixel_box(box, (16, 20)) == expected  # size is (height, width); 1 px: EDGE_TOLERANCE
     if isinstance(expected, tuple):  # the same box as check_in_image accepts and clip_to_size returns
         clipped = B.clip_to_size(torch.tensor([box], dtype=torch.float64), (16, 20))
         assert clipped[0].tolist() == list(expected)

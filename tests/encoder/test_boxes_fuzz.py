@@ -134,11 +134,11 @@ def test_to_bins_gives_bins_or_a_named_error(boxes: Any) -> None:
 
 
 @given(boxes=box_inputs, size=st.one_of(sizes(), st.tuples(st.integers(1, 50), st.integers(1, 50))),
-       tolerance=st.sampled_from([0.0, 0.5, 1.0, 3.0]))
+       tolerance=st.sampled_from([0.0, 0.5, B.EDGE_TOLERANCE, 3.0]))
 @example(boxes=[[0, 0, 10**400, 5]], size=(10, 10), tolerance=1.0).via("OverflowError stopped the data loader")
 def test_check_pixel_box_gives_a_reason_or_a_clipped_box(boxes: Any, size: tuple[int, int], tolerance: float) -> None:
     """The data loaders' check never raises: a reason, or the box clipped to the image, as the tensor rules
-    (``check_xyxy_order``, ``check_in_image``, ``clip_to_size`` on a float64 tensor) say."""
+    (``check_xyxy_order``, ``clip_to_size`` on a float64 tensor, and ``check_in_image`` at the one tolerance) say."""
     box = boxes[0] if isinstance(boxes, list) and boxes else boxes
     out = B.check_pixel_box(box, size, tolerance)
     if not _four_numbers(box):
@@ -148,12 +148,16 @@ def test_check_pixel_box_gives_a_reason_or_a_clipped_box(boxes: Any, size: tuple
     if out == "inverted":
         with pytest.raises(ValueError, match="x2 < x1"):
             B.check_xyxy_order(t)
-    elif out == "outside":
-        with pytest.raises(ValueError, match="outside the image"):
-            B.check_in_image(t, size, atol=tolerance)
-    else:
-        B.check_in_image(t, size, atol=tolerance)
+        return
+    far = (t[0, :2] < -tolerance).any() or t[0, 2] > size[1] + tolerance or t[0, 3] > size[0] + tolerance
+    assert (out == "outside") == bool(far)
+    if out != "outside":
         assert all(isinstance(v, float) for v in out) and list(out) == B.clip_to_size(t, size)[0].tolist()
+    if tolerance == B.EDGE_TOLERANCE and out == "outside":
+        with pytest.raises(ValueError, match="px outside the"):
+            B.check_in_image(t, size)
+    elif tolerance == B.EDGE_TOLERANCE:
+        assert B.check_in_image(t, size)[0].tolist() == list(out)
 
 
 def _four_numbers(box: Any) -> bool:

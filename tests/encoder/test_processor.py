@@ -207,6 +207,13 @@ def test_empty_box_lists(processor: LoclipProcessor) -> None:
     assert [b.shape for b in processor.post_process_boxes(out["boxes"], out["original_sizes"])] == [(0, 4)] * 2
 
 
+def test_a_box_within_one_pixel_of_the_image_is_clipped_without_clip_boxes(processor: LoclipProcessor) -> None:
+    """The one box rule (``boxes.check_pixel_box``): up to 1 px past an edge is clipped, as in the data loaders."""
+    image = Image.new("RGB", (50, 20))
+    out = processor(images=image, boxes=[[[-1, 0.5, 51, 21]]])
+    assert torch.equal(out["boxes"][0], B.pixel_to_model([[0, 0.5, 50, 20]], (20, 50), 32))
+
+
 def test_clip_boxes(processor: LoclipProcessor) -> None:
     image = Image.new("RGB", (50, 20))
     out = processor(images=image, boxes=[[[-5, 2, 60, 30]]], clip_boxes=True)
@@ -218,8 +225,9 @@ def test_clip_boxes(processor: LoclipProcessor) -> None:
 @pytest.mark.parametrize(
     ("boxes", "error", "match"),
     [
-        ([[], [[0, 0, 51, 10]]], ValueError, r"boxes\[1\]: box \[0.0, 0.0, 51.0, 10.0\].*\(20, 50\).*clip_boxes"),
-        ([[], [[-1, 0, 5, 5]]], ValueError, r"boxes\[1\].*outside the image"),
+        ([[], [[0, 0, 51.5, 10]]], ValueError, r"boxes\[1\]\[0\] = \[0.0, 0.0, 51.5, 10.0\] reaches more than 1 px "
+                                                r"outside the 50x20 \(width x height\) image; pass clip_boxes=True"),
+        ([[], [[-1.5, 0, 5, 5]]], ValueError, r"boxes\[1\]\[0\].*outside the 50x20"),
         ([[[10, 0, 5, 5]], []], ValueError, r"boxes\[0\].*x2 < x1"),
         ([[0, 0, 5, 5], []], ValueError, r"boxes\[0\] must be a list of \[x1, y1, x2, y2\] boxes.*\(4,\)"),
         ([[[0, 0, 5]], []], ValueError, r"boxes\[0\] must have shape \[\.\.\., 4\]"),
