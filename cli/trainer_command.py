@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from loclip.training.metrics_log import last_eval, print_table
 from loclip.core.json_input import InputRefused
 from loclip.core.recipe import build_parser, load_recipe, parse_command
+from loclip.training.metrics_log import last_eval, print_table
 
 
 def quickstart_recipe(stage: str) -> Path:

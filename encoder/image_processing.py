@@ -19,9 +19,10 @@ from transformers.image_processing_utils import BaseImageProcessor, BatchFeature
 from transformers.image_utils import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD, PILImageResampling
 from transformers.processing_utils import ImagesKwargs
 
+from loclip.core.image_loading import flatten_images, open_image, to_rgb
+
 from . import boxes as bx
 from .boxes import as_float_boxes
-from loclip.core.image_loading import flatten_images, open_image, to_rgb
 
 _SAVED_KEYS = {"image_processor_type", "processor_class", "feature_extractor_type"}  # written by to_dict, not options
 

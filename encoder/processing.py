@@ -1,4 +1,5 @@
-"""``LoclipProcessor``: images (+ boxes in image pixels) and text → model inputs, and boxes back to pixels."""
+"""``LoclipProcessor``: images (+ boxes in image pixels) and text → model inputs, and boxes back to pixels; what it
+shares with the MLLM's processor is ``PixelBoxProcessor``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,52 @@ from transformers.processing_utils import ProcessorMixin
 from .image_processing import LoclipImageProcessor
 
 
-class LoclipProcessor(ProcessorMixin):
+class PixelBoxProcessor(ProcessorMixin):
+    """What loclip's processors share (``LoclipProcessor``, ``loclip.mllm.LoclipLlavaProcessor``): a
+    ``LoclipImageProcessor`` (boxes are mapped with its geometry, so no other one will do) and a tokenizer; images
+    and pixel boxes in, boxes back to pixels out; loading by class (``load_processor_parts``)."""
+
+    @staticmethod
+    def check_image_processor(image_processor: Any) -> None:
+        if not isinstance(image_processor, LoclipImageProcessor):
+            raise TypeError(f"image_processor must be a LoclipImageProcessor, got {type(image_processor).__name__}")
+
+    def image_inputs(
+        self, images: Any, text: Any, boxes: Any, clip_boxes: bool, return_tensors: str | None
+    ) -> dict[str, Any]:
+        """The images' ``pixel_values`` ``[B, 3, S, S]`` and ``original_sizes`` ``[B, 2]``, and for ``boxes`` (one
+        list of pixel xyxy boxes per image) ``boxes`` ``[B, R, 4]`` in the model frame and ``box_mask`` ``[B, R]``
+        (``LoclipImageProcessor.preprocess_boxes``); ``{}`` without images. ``ValueError`` for neither images nor
+        ``text``, or boxes without images."""
+        if images is None and text is None:
+            raise ValueError(f"{type(self).__name__} needs images, text or both; got neither")
+        if boxes is not None and images is None:
+            raise ValueError("boxes were given without images: boxes are pixel coordinates of the images")
+        if images is None:
+            return {}
+        data = dict(self.image_processor(images, return_tensors=return_tensors, return_original_sizes=True))
+        if boxes is not None:
+            data["boxes"], data["box_mask"] = self.image_processor.preprocess_boxes(
+                boxes, data["original_sizes"], clip_boxes=clip_boxes
+            )
+        return data
+
+    def post_process_boxes(
+        self, boxes: Any, original_sizes: Any, box_mask: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """Normalised model-frame xyxy (``[B, R, 4]`` or list of ``[R_i, 4]``) → list of ``[R_i, 4]`` float
+        tensors in original-image pixels; ``original_sizes`` is ``[B, 2]`` (height, width). See
+        ``LoclipImageProcessor.post_process_boxes``."""
+        return self.image_processor.post_process_boxes(boxes, original_sizes, box_mask=box_mask)
+
+    @classmethod
+    def _get_arguments_from_pretrained(
+        cls, pretrained_model_name_or_path: str | os.PathLike, processor_dict: dict | None = None, **kwargs: Any
+    ) -> list[Any]:
+        return load_processor_parts(pretrained_model_name_or_path, **kwargs)
+
+
+class LoclipProcessor(PixelBoxProcessor):
     """A ``LoclipImageProcessor`` plus any transformers tokenizer.
 
     ``save_pretrained`` writes the tokenizer files and ``processor_config.json`` (which nests the image
@@ -21,9 +67,7 @@ class LoclipProcessor(ProcessorMixin):
     """
 
     def __init__(self, image_processor: LoclipImageProcessor, tokenizer: Any, chat_template: str | None = None) -> None:
-        if not isinstance(image_processor, LoclipImageProcessor):
-            # boxes are mapped with this image processor's geometry, so no other one will do
-            raise TypeError(f"image_processor must be a LoclipImageProcessor, got {type(image_processor).__name__}")
+        self.check_image_processor(image_processor)
         super().__init__(image_processor, tokenizer, chat_template=chat_template)
 
     def __call__(
@@ -50,10 +94,7 @@ class LoclipProcessor(ProcessorMixin):
             clip_boxes: clip every box to the image instead (a box left with zero area still raises).
             padding, truncation, max_length: passed to the tokenizer.
         """
-        if images is None and text is None:
-            raise ValueError("LoclipProcessor needs images, text or both; got neither")
-        if boxes is not None and images is None:
-            raise ValueError("boxes were given without images: boxes are pixel coordinates of the images")
+        pixels = self.image_inputs(images, text, boxes, clip_boxes, return_tensors)
         data: dict[str, Any] = {}
         if text is not None:
             data.update(
@@ -61,27 +102,7 @@ class LoclipProcessor(ProcessorMixin):
                     text, padding=padding, truncation=truncation, max_length=max_length, return_tensors=return_tensors
                 )
             )
-        if images is not None:
-            data.update(self.image_processor(images, return_tensors=return_tensors, return_original_sizes=True))
-            if boxes is not None:
-                data["boxes"], data["box_mask"] = self.image_processor.preprocess_boxes(
-                    boxes, data["original_sizes"], clip_boxes=clip_boxes
-                )
-        return BatchFeature(data=data, tensor_type=return_tensors)
-
-    def post_process_boxes(
-        self, boxes: Any, original_sizes: Any, box_mask: torch.Tensor | None = None
-    ) -> list[torch.Tensor]:
-        """Normalised model-frame xyxy (``[B, R, 4]`` or list of ``[R_i, 4]``) → list of ``[R_i, 4]`` float
-        tensors in original-image pixels; ``original_sizes`` is ``[B, 2]`` (height, width). See
-        ``LoclipImageProcessor.post_process_boxes``."""
-        return self.image_processor.post_process_boxes(boxes, original_sizes, box_mask=box_mask)
-
-    @classmethod
-    def _get_arguments_from_pretrained(
-        cls, pretrained_model_name_or_path: str | os.PathLike, processor_dict: dict | None = None, **kwargs: Any
-    ) -> list[Any]:
-        return load_processor_parts(pretrained_model_name_or_path, **kwargs)
+        return BatchFeature(data={**data, **pixels}, tensor_type=return_tensors)
 
 
 def load_processor_parts(path: str | os.PathLike, **kwargs: Any) -> list[Any]:

@@ -26,10 +26,10 @@ from tqdm import tqdm
 from loclip.core.image_loading import RASTER_EXTENSIONS as IMAGE_EXTENSIONS
 from loclip.core.image_loading import ImageTooLarge, open_raster, to_rgb
 from loclip.core.json_input import InputRefused, parse_json
+from loclip.core.recipe import CheckedConfig, PositiveInt, between, option
 from loclip.pretrain.data import RawSample, SkipCounter
 from loclip.shards import skips as S
 from loclip.shards.write import ShardWriter, atomic_write_json, json_bytes, remove_partial
-from loclip.core.recipe import CheckedConfig, PositiveInt, between, option
 
 from .inputs import Unit, check_not_inside
 from .phrases import DEFAULT_MAX_QUERIES, select_queries

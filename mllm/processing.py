@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
 from transformers.feature_extraction_utils import BatchFeature
-from transformers.processing_utils import ProcessorMixin
 
 from loclip.encoder import LoclipImageProcessor
-from loclip.encoder.processing import load_processor_parts
+from loclip.encoder.processing import PixelBoxProcessor
 
 from .conversation import IMAGE_TOKEN, REGION_TOKEN, check_region_count
 
 
-class LoclipLlavaProcessor(ProcessorMixin):
+class LoclipLlavaProcessor(PixelBoxProcessor):
     """A ``LoclipImageProcessor`` and the LLM's tokenizer.
 
     Args:
@@ -36,8 +34,7 @@ class LoclipLlavaProcessor(ProcessorMixin):
         chat_template: str | None = None,
         **kwargs: Any,
     ) -> None:
-        if not isinstance(image_processor, LoclipImageProcessor):
-            raise TypeError(f"image_processor must be a LoclipImageProcessor, got {type(image_processor).__name__}")
+        self.check_image_processor(image_processor)
         if vision_feature_select_strategy not in ("default", "full"):
             raise ValueError(f"vision_feature_select_strategy must be 'default' or 'full', got "
                              f"{vision_feature_select_strategy!r}")
@@ -80,38 +77,18 @@ class LoclipLlavaProcessor(ProcessorMixin):
             return_original_sizes: also return ``original_sizes`` ``[B, 2]`` (height, width) for
                 ``post_process_boxes`` (off by default: ``generate`` rejects unknown keys).
         """
-        if images is None and text is None:
-            raise ValueError("LoclipLlavaProcessor needs images, text or both; got neither")
-        if boxes is not None and images is None:
-            raise ValueError("boxes were given without images: boxes are pixel coordinates of the images")
+        pixels = self.image_inputs(images, text, boxes, clip_boxes, return_tensors)
+        if not return_original_sizes:
+            pixels.pop("original_sizes", None)
         data: dict[str, Any] = {}
         texts = [text] if isinstance(text, str) else text
         if texts is not None:
             expanded = [t.replace(IMAGE_TOKEN, IMAGE_TOKEN * self.num_image_tokens) for t in texts]
             data.update(self.tokenizer(expanded, padding=padding, add_special_tokens=add_special_tokens,
                                        return_tensors=return_tensors))
-        if images is not None:
-            pixels = self.image_processor(images, return_tensors=return_tensors, return_original_sizes=True)
-            data["pixel_values"] = pixels["pixel_values"]
-            if return_original_sizes:
-                data["original_sizes"] = pixels["original_sizes"]
-            if boxes is not None:
-                data["boxes"], data["box_mask"] = self.image_processor.preprocess_boxes(
-                    boxes, pixels["original_sizes"], clip_boxes=clip_boxes
-                )
-                if texts is not None:
-                    check_region_counts(texts, data["box_mask"])
-        return BatchFeature(data=data, tensor_type=return_tensors)
-
-    def post_process_boxes(self, boxes: Any, original_sizes: Any, box_mask: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """Normalised model-frame xyxy → list of ``[R_i, 4]`` pixel boxes of the original images."""
-        return self.image_processor.post_process_boxes(boxes, original_sizes, box_mask=box_mask)
-
-    @classmethod
-    def _get_arguments_from_pretrained(
-        cls, pretrained_model_name_or_path: str | os.PathLike, processor_dict: dict | None = None, **kwargs: Any
-    ) -> list[Any]:
-        return load_processor_parts(pretrained_model_name_or_path, **kwargs)
+            if "box_mask" in pixels:
+                check_region_counts(texts, pixels["box_mask"])
+        return BatchFeature(data={**data, **pixels}, tensor_type=return_tensors)
 
 
 def check_region_counts(texts: list[str], box_mask: torch.Tensor) -> None:

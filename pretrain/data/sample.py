@@ -13,7 +13,6 @@ from typing import Any, NamedTuple
 
 from PIL import Image
 
-from loclip.encoder.boxes import EDGE_TOLERANCE, check_pixel_box
 from loclip.core.image_loading import (
     DEFAULT_MAX_PIXELS,
     RASTER_EXTENSIONS,
@@ -25,6 +24,7 @@ from loclip.core.image_loading import (
 )
 from loclip.core.json_input import InputRefused, parse_json
 from loclip.core.messages import shown
+from loclip.encoder.boxes import EDGE_TOLERANCE, check_pixel_box
 from loclip.shards import skips as S
 from loclip.shards.skips import SkipCounter
 
