@@ -49,6 +49,15 @@ def check_trunk_shape(
         raise ValueError(f"{named('patch_size', patch_size)}: larger than {named('image_size', image_size)}")
 
 
+def trunk_view(name: str) -> property:
+    """A read-only property giving the trunk config's int ``name`` (``config.trunk_config.<name>``)."""
+
+    def read(config: LoclipVisionConfig) -> int:
+        return getattr(config.trunk_config, name)
+
+    return property(read, doc=f"``trunk_config.{name}`` (read-only).")
+
+
 class LoclipVisionConfig(PreTrainedConfig):
     r"""Vision half: a transformers CLIP or SigLIP vision trunk and the CLOC region modules.
 
@@ -108,25 +117,11 @@ class LoclipVisionConfig(PreTrainedConfig):
                           self.prompter_num_heads, CONFIG_NAMES)
 
     # Read-only views of the trunk that MLLM code (e.g. Llava's projector) expects on a vision config.
-    @property
-    def hidden_size(self) -> int:
-        return self.trunk_config.hidden_size
-
-    @property
-    def image_size(self) -> int:
-        return self.trunk_config.image_size
-
-    @property
-    def patch_size(self) -> int:
-        return self.trunk_config.patch_size
-
-    @property
-    def num_attention_heads(self) -> int:
-        return self.trunk_config.num_attention_heads
-
-    @property
-    def num_hidden_layers(self) -> int:
-        return self.trunk_config.num_hidden_layers
+    hidden_size = trunk_view("hidden_size")
+    image_size = trunk_view("image_size")
+    patch_size = trunk_view("patch_size")
+    num_attention_heads = trunk_view("num_attention_heads")
+    num_hidden_layers = trunk_view("num_hidden_layers")
 
     @property
     def grid_size(self) -> int:
