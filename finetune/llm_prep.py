@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from loclip.core.json_input import InputRefused, parse_json
 from loclip.core.messages import shown
 from loclip.training.export import ordinary_permissions
 
@@ -105,9 +106,9 @@ def read_record(directory: str | Path) -> dict[str, Any] | None:
     try:
         if (directory / CHECK_FILE).stat().st_size > MAX_RECORD_BYTES:
             return None
-        record = json.loads((directory / CHECK_FILE).read_text())
+        record = parse_json((directory / CHECK_FILE).read_bytes(), CHECK_FILE)
         held = sorted(p.name for p in directory.iterdir())
-    except (OSError, ValueError):
+    except (OSError, InputRefused):  # unreadable, not UTF-8 JSON, or nested too deeply: not a record of ours
         return None
     if not isinstance(record, dict) or record.get("written_by") != WRITER:
         return None

@@ -161,8 +161,9 @@ def test_a_prepared_folder_is_recognised_only_by_a_record_listing_exactly_its_fi
     for forged in ({**record, "written_by": "me"}, {k: v for k, v in record.items() if k != "files"}, [record]):
         (llm / CHECK_FILE).write_text(json.dumps(forged))
         assert not is_prepared(llm)
-    (llm / CHECK_FILE).write_text("{")
-    assert not is_prepared(llm)
+    for broken in ("{", "[" * 100_000, b"\xff{}"):  # not JSON, nested too deeply (was a RecursionError), not UTF-8
+        (llm / CHECK_FILE).write_bytes(broken.encode() if isinstance(broken, str) else broken)
+        assert not is_prepared(llm)
     assert not is_prepared(tmp_path / "absent")
 
 
