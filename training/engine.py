@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from loclip.core.json_input import InputRefused, read_json, where_file
 
 from .config import OptimRecipe, RunRecipe
 from .optim import build_optimizer, cosine_with_warmup
@@ -16,11 +16,11 @@ from .optim import build_optimizer, cosine_with_warmup
 def build_deepspeed_config(run: RunRecipe, optim: OptimRecipe, micro_batch_size: int) -> dict:
     """``run.deepspeed_config`` (a JSON, e.g. from ``configs/deepspeed/``) or a minimal one of stage
     ``run.zero_stage``, with batch size, accumulation, clipping and precision filled in from the recipe."""
-    if run.deepspeed_config:
-        path = Path(run.deepspeed_config)
-        if not path.is_file():
-            raise ValueError(f"run.deepspeed_config: no such file {str(path)!r}")
-        config = json.loads(path.read_text())
+    if run.deepspeed_config:  # a file the user names: missing, not UTF-8 JSON or not an object is InputRefused
+        config = read_json(run.deepspeed_config, "run.deepspeed_config")
+        if not isinstance(config, dict):
+            raise InputRefused(f"{where_file(run.deepspeed_config, 'run.deepspeed_config')} must hold a JSON object "
+                               f"of DeepSpeed settings, got {type(config).__name__}")
     else:
         config = {"zero_optimization": {"stage": run.zero_stage}}
     config.update(
