@@ -146,7 +146,8 @@ def embed_images(
 
 
 def _region_inputs(processor: LoclipProcessor, chunk: Sequence[RegionImage], device: torch.device) -> dict:
-    # clip_boxes: dataset boxes may overshoot the decoded image by a pixel (EXIF, rounding); clip, don't fail
+    # clip_boxes: a benchmark's boxes are clipped to the decoded image whatever they overshoot it by (the size a
+    # file states may not be the decoded one's); the one box rule alone would refuse past 1 px and stop the run
     boxes = [[r.box for r in item.regions] for item in chunk]
     return processor(images=[item.image for item in chunk], boxes=boxes, clip_boxes=True).to(device)
 
