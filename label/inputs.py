@@ -9,6 +9,7 @@ dots replaced by ``_`` (a webdataset key has none).
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -67,7 +68,8 @@ def image_units(
     for i in range(0, len(files), shard_size):
         chunk = files[i : i + shard_size]
         name = IMAGE_SHARD_NAME.format(i // shard_size)
-        units.append(Unit(name, f"{root}/{chunk[0]}…", len(chunk), lambda c, chunk=chunk: _read_images(root, chunk, c, max_bytes)))
+        read = functools.partial(_read_images, root, chunk, max_bytes=max_bytes)  # read(counter)
+        units.append(Unit(name, f"{root}/{chunk[0]}…", len(chunk), read))
     return units
 
 
