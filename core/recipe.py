@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
+from .json_input import read_json, read_text
 from .messages import shown
 
 T = TypeVar("T")
@@ -313,17 +314,17 @@ def read_file(path: str | Path) -> dict[str, Any]:
     size = path.stat().st_size
     if size > MAX_RECIPE_BYTES:
         raise ValueError(f"{where} is {size:,} bytes; a recipe file is at most {MAX_RECIPE_BYTES:,} bytes")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise ValueError(f"{where}: not UTF-8 text (byte {e.start})") from None
-    try:
-        data = _load_yaml(text, where) if path.suffix in (".yaml", ".yml") else json.loads(text)
-    except _AliasError:
-        raise
-    except Exception as e:  # a parse error of either format (PyYAML and json raise several kinds)
-        detail = shown(str(e).splitlines()[0] if str(e) else type(e).__name__)
-        raise ValueError(f"{where}: not valid {path.suffix.lstrip('.') or 'JSON'}: {detail}") from None
+    if path.suffix not in (".yaml", ".yml"):
+        data = read_json(path, "--config")
+    else:
+        text = read_text(path, "--config")
+        try:
+            data = _load_yaml(text, where)
+        except _AliasError:
+            raise
+        except Exception as e:  # a parse error (PyYAML raises several kinds)
+            detail = shown(str(e).splitlines()[0] if str(e) else type(e).__name__)
+            raise ValueError(f"{where}: not valid yaml: {detail}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from loclip.mllm.conversation import (
 )
 from loclip.mllm.processing import LoclipLlavaProcessor
 from loclip.mllm.records import check_boxes, load_records
+from loclip.shards.skips import SkipCounter
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +77,16 @@ class ConversationDataset(Dataset):
         self.processor, self.image_root, self.max_pixels = processor, Path(image_root or "."), max_pixels
         self.ground = box_answers == "ground"
         self.items: list[tuple[list[int], list[int], str, list, list]] = []
-        self.skip_counts: Counter[str] = Counter()
+        self.skips = SkipCounter()
         for i, record in enumerate(records):
             reason = self._add(record, max_length, i)
             if reason:
-                self.skip_counts[reason] += 1
+                self.skips.add(reason, f"record {i}")
+
+    @property
+    def skip_counts(self) -> dict[str, int]:
+        """Records skipped so far, by reason (at the build, and while training)."""
+        return self.skips.as_dict()
 
     def _add(self, record: Any, max_length: int, index: int) -> str | None:
         """Encode one record into ``items``; return why it was skipped, if it was."""
@@ -205,7 +210,7 @@ class BatchStream:
                 try:
                     samples.append(self.dataset[index])
                 except ImageRefused as e:
-                    self.dataset.skip_counts[e.reason] += 1
+                    self.dataset.skips.add(e.reason, f"record {index}")
                     logger.warning("record %d skipped while training: %s", index, e)
                     continue
                 if len(samples) == self.batch_size:

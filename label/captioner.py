@@ -15,7 +15,6 @@ Decoding is greedy (deterministic), which a resumed run relies on to reproduce t
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -24,6 +23,9 @@ from typing import Any, Literal, get_args
 
 import torch
 from PIL import Image
+
+from loclip.core.json_input import read_json
+from loclip.core.messages import shown_path
 
 from .stages import Captions
 
@@ -137,10 +139,11 @@ class PlainCaptioner(_GenerativeCaptioner):
 def _model_type(path: str | os.PathLike) -> str:
     config = Path(path) / "config.json"
     if not config.is_file():
-        raise ValueError(f"captioner: {str(path)!r} is not a model directory (no config.json)")
-    model_type = json.loads(config.read_text()).get("model_type")
+        raise ValueError(f"captioner: {shown_path(path)} is not a model directory (no config.json)")
+    settings = read_json(config, "captioner")
+    model_type = settings.get("model_type") if isinstance(settings, dict) else None
     if not isinstance(model_type, str):
-        raise ValueError(f"captioner: {config} has no model_type")
+        raise ValueError(f"captioner: {shown_path(config)} has no model_type")
     return model_type
 
 

@@ -16,8 +16,7 @@ MOVED = [("loclip.training.recipe", "loclip.core.recipe"),
          ("loclip.mllm.adapters", "loclip.finetune.adapters"),
          ("loclip.mllm.builder", "loclip.finetune.builder"),
          ("loclip.mllm.llm_prep", "loclip.finetune.llm_prep"),
-         ("loclip.mllm.evaluate", "loclip.eval.mllm_referring"),
-         ("loclip.eval.input_files", "loclip.core.json_input")]
+         ("loclip.mllm.evaluate", "loclip.eval.mllm_referring")]
 
 
 @pytest.mark.parametrize("old, new", MOVED)

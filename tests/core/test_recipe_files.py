@@ -82,7 +82,7 @@ def test_a_huge_recipe_file_is_refused_unread(tmp_path: Path) -> None:
 def test_a_file_that_is_not_text_names_the_file(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     path.write_bytes(b"optim:\n  lr: \xff\xfe\n")
-    with pytest.raises(ValueError, match=rf"--config '.*{name}': not UTF-8 text"):
+    with pytest.raises(ValueError, match=rf"--config: '.*{name}' is not UTF-8 text"):
         read_file(path)
 
 

@@ -141,7 +141,7 @@ def test_load_recipe_of_any_written_structure(data: Any, suffix: str) -> None:
 @given(st.text(max_size=200) | st.text(alphabet="[]{}:-&*!|>'\"#%@`,? \n\tab1.", max_size=200),
        st.sampled_from([".yaml", ".json"]))
 @example("a: &a [*a]\n", ".yaml")
-@example("[" * 5000 + "]" * 5000, ".json")  # json's recursion limit: RecursionError, now "not valid json"
+@example("[" * 5000 + "]" * 5000, ".json")  # json's recursion limit: RecursionError, now "nests its JSON too deeply"
 @example("optim: !!python/object/apply:os.system ['true']\n", ".yaml")
 @example("name: !!binary aGVsbG8=\n", ".yaml")
 @example("? [a, b]\n: c\n", ".yaml")
