@@ -74,3 +74,16 @@ def read_json(path: str | os.PathLike, field_name: str, object_pairs_hook: Pairs
     """The JSON value in the file ``path`` that the field ``field_name`` names (``object_pairs_hook`` as in
     ``json.loads``)."""
     return parse_json(read_text(path, field_name), where_file(path, field_name), object_pairs_hook)
+
+
+def read_json_lines(path: str | os.PathLike) -> list[Any]:
+    """The values of a JSONL log that loclip appends to (``metrics.jsonl``): each whole line, parsed; a line that
+    is not a whole JSON value (a write cut short by a kill, bytes that are not UTF-8) is passed over, as a reader
+    of a log that may be written while it reads must."""
+    values = []
+    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            values.append(json.loads(line))
+        except (json.JSONDecodeError, RecursionError):
+            continue
+    return values

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from loclip.core.json_input import read_json_lines
 from loclip.synth import COLOURS
 
 BACKGROUND_RGB = (255, 170, 210)  # pink: no object colour and no background colour of the world comes near it
@@ -24,12 +25,10 @@ def _pyplot():
 
 def plot_curves(runs: dict[str, Path], path: Path) -> None:
     """Every loss term per variant (``runs``: variant → run folder with ``metrics.jsonl``)."""
-    from loclip.training.metrics_log import read_metrics
-
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(TERMS), figsize=(3.6 * len(TERMS), 3.2))
     for i, (variant, run) in enumerate(runs.items()):
-        rows = [r for r in read_metrics(run / "metrics.jsonl") if "train/loss" in r]
+        rows = [r for r in read_json_lines(run / "metrics.jsonl") if isinstance(r, dict) and "train/loss" in r]
         for ax, term in zip(axes, TERMS):
             pts = [(r["step"], r[term]) for r in rows if term in r]
             if pts:  # one colour per variant across panels (not every variant has every term)

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from loclip.core.json_input import read_json_lines
+
 
 class MetricLog:
     """Rank-0 scalar sink. ``truncate_after(step)`` drops lines past a resumed step so a resumed run's
@@ -50,15 +52,7 @@ class MetricLog:
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     """The records of a ``metrics.jsonl``; a line that is not a whole record (a write cut by a kill) is skipped."""
-    records = []
-    for line in Path(path).read_text(errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int):
-            records.append(record)
-    return records
+    return [r for r in read_json_lines(path) if isinstance(r, dict) and isinstance(r.get("step"), int)]
 
 
 def last_eval(out_dir: str | Path) -> dict[str, float]:

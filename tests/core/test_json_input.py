@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from loclip.core.json_input import InputRefused, parse_json, read_json, read_text
+from loclip.core.json_input import InputRefused, parse_json, read_json, read_json_lines, read_text
 
 DEEP = "[" * 100_000 + "]" * 100_000  # json.loads raises RecursionError on it
 
@@ -51,3 +51,9 @@ def test_a_file_is_named_by_its_field_and_path(tmp_path: Path) -> None:
 
 def test_object_pairs_hook_is_passed_through() -> None:
     assert parse_json('{"a": 1, "a": 2}', "x", object_pairs_hook=list) == [("a", 1), ("a", 2)]
+
+
+def test_a_log_read_while_written_passes_over_torn_lines(tmp_path: Path) -> None:
+    log = tmp_path / "metrics.jsonl"
+    log.write_bytes(b'{"step": 1}\n[1, 2]\n{"step": 2, "tr\n\xff\xfe\n' + b"[" * 5000 + b"\n")
+    assert read_json_lines(log) == [{"step": 1}, [1, 2]]
