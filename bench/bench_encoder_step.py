@@ -36,10 +36,11 @@ def loss_sets() -> dict[str, Any]:
         "clip": plain,
         "+ sub-captions": dataclasses.replace(plain, subcaptions=True),
         "+ grouping": dataclasses.replace(plain, subcaptions=True, grouping_weight=0.1),
-        "+ regions": dataclasses.replace(plain, subcaptions=True, grouping_weight=0.1, regions=True,
-                                         text_filter_by="exact"),
+        "+ regions": dataclasses.replace(
+            plain, subcaptions=True, grouping_weight=0.1, regions=True, text_filter_by="exact"
+        ),
         "+ grounding (all)": bm.all_losses(),
-    }  # fmt: skip
+    }
 
 
 def measure_size(size: bm.Size, repeats: int, warmup: int, profile_rows: int) -> dict[str, Any]:
@@ -48,7 +49,9 @@ def measure_size(size: bm.Size, repeats: int, warmup: int, profile_rows: int) ->
         batch = bl.first_batch(data, size.batch)
     loclip, clip = bm.build_pair(size, data.tokenizer, data.max_text_length)
     longest = int(batch["attention_mask"].sum(dim=1).max())
-    trimmed = dict(batch, input_ids=batch["input_ids"][:, :longest], attention_mask=batch["attention_mask"][:, :longest])
+    trimmed = dict(
+        batch, input_ids=batch["input_ids"][:, :longest], attention_mask=batch["attention_mask"][:, :longest]
+    )
     fns = {"baseline": bm.clip_step(clip, batch), "baseline_equal_text": bm.clip_step(clip, trimmed)}
     sets = loss_sets()
     fns.update({name: bm.loclip_step(loclip, recipe, batch) for name, recipe in sets.items()})
@@ -64,12 +67,18 @@ def measure_size(size: bm.Size, repeats: int, warmup: int, profile_rows: int) ->
         "clip_step_ratio_equal_text": round(med["clip"] / med["baseline_equal_text"], 3),
         "full_step_ratio": round(full / base, 3),
         "loss_set_ratio": {k: round(med[k] / base, 3) for k in sets},
-        "samples_per_s": {"baseline": round(size.batch / base, 1), "loclip_clip": round(size.batch / med["clip"], 1),
-                          "loclip_full": round(size.batch / full, 1)},
-        "peak_tensor_mib": {"baseline": bl.mib(peaks["baseline"]), "loclip_clip": bl.mib(peaks["clip"]),
-                            "loclip_full": bl.mib(peaks["+ grounding (all)"])},
+        "samples_per_s": {
+            "baseline": round(size.batch / base, 1),
+            "loclip_clip": round(size.batch / med["clip"], 1),
+            "loclip_full": round(size.batch / full, 1),
+        },
+        "peak_tensor_mib": {
+            "baseline": bl.mib(peaks["baseline"]),
+            "loclip_clip": bl.mib(peaks["clip"]),
+            "loclip_full": bl.mib(peaks["+ grounding (all)"]),
+        },
         "top_ops_full": bl.top_ops(fns["+ grounding (all)"], rows=profile_rows, calls=2) if profile_rows else [],
-    }  # fmt: skip
+    }
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -92,26 +101,46 @@ def markdown(r: dict[str, Any]) -> str:
             f"{s['full_step_ratio']:.3f} | {bl.verdict(s['full_step_ratio'], GOALS['full_step_ratio'])} | "
             f"{s['clip_step_ratio_equal_text']:.3f} |"
         )
-    lines += ["", "What each loss set costs (step time / baseline step time; terms switched on one after the other):", ""]
+    lines += [
+        "",
+        "What each loss set costs (step time / baseline step time; terms switched on one after the other):",
+        "",
+    ]
     names = list(next(iter(r["sizes"].values()))["loss_set_ratio"])
     lines += ["| size | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
     for name, s in r["sizes"].items():
         lines.append(f"| {name} | " + " | ".join(f"{s['loss_set_ratio'][k]:.3f}" for k in names) + " |")
-    lines += ["", "Peak tensor memory of one step (torch.profiler allocation events, above what was live before "
-              "the step; MiB):", "", "| size | baseline | loclip CLIP loss | loclip all losses |", "| --- | ---: | ---: | ---: |"]  # fmt: skip
+    lines += [
+        "",
+        "Peak tensor memory of one step (torch.profiler allocation events, above what was live before the step; MiB):",
+        "",
+        "| size | baseline | loclip CLIP loss | loclip all losses |",
+        "| --- | ---: | ---: | ---: |",
+    ]
     for name, s in r["sizes"].items():
         p = s["peak_tensor_mib"]
         lines.append(f"| {name} | {p['baseline']:.1f} | {p['loclip_clip']:.1f} | {p['loclip_full']:.1f} |")
     for name, s in r["sizes"].items():
         if s["top_ops_full"]:
-            lines += ["", f"Where the all-losses step's time goes ({name}; torch.profiler, self CPU time):", "",
-                      bl.ops_table(s["top_ops_full"])]  # fmt: skip
+            lines += [
+                "",
+                f"Where the all-losses step's time goes ({name}; torch.profiler, self CPU time):",
+                "",
+                bl.ops_table(s["top_ops_full"]),
+            ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = bl.bench_parser(__doc__, "tiny,small", bm.SIZES, 15, "timed steps per workload (tiny; small: half)",
-                             2, "tiny size, 2 repeats, 1 warm-up, no profile")  # fmt: skip
+    parser = bl.bench_parser(
+        __doc__,
+        "tiny,small",
+        bm.SIZES,
+        15,
+        "timed steps per workload (tiny; small: half)",
+        2,
+        "tiny size, 2 repeats, 1 warm-up, no profile",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.repeats, args.warmup = "tiny", 2, 1

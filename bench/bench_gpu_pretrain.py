@@ -74,11 +74,17 @@ def random_batch(batch: int, image_size: int, vocab: int, device: torch.device, 
     xy = (1 - wh) * torch.rand(batch, m, 2, generator=g)
     out = {
         "pixel_values": torch.randn(batch, 3, image_size, image_size, generator=g),
-        "input_ids": ids, "attention_mask": mask, "sub_input_ids": sub_ids, "sub_attention_mask": sub_mask_t,
-        "sub_mask": torch.ones(batch, k, dtype=torch.bool), "boxes": torch.cat([xy, xy + wh], dim=-1),
-        "box_mask": torch.ones(batch, m, dtype=torch.bool), "region_input_ids": reg_ids,
-        "region_attention_mask": reg_mask_t, "has_regions": torch.ones(batch, dtype=torch.bool),
-    }  # fmt: skip
+        "input_ids": ids,
+        "attention_mask": mask,
+        "sub_input_ids": sub_ids,
+        "sub_attention_mask": sub_mask_t,
+        "sub_mask": torch.ones(batch, k, dtype=torch.bool),
+        "boxes": torch.cat([xy, xy + wh], dim=-1),
+        "box_mask": torch.ones(batch, m, dtype=torch.bool),
+        "region_input_ids": reg_ids,
+        "region_attention_mask": reg_mask_t,
+        "has_regions": torch.ones(batch, dtype=torch.bool),
+    }
     return {key: v.to(device) for key, v in out.items()}
 
 
@@ -101,8 +107,11 @@ def run_variant(name: str, args: argparse.Namespace, device: torch.device, dtype
     from loclip.training.engine import build_engine
 
     vocab = 49408 if args.preset == "vit_b16" else 64
-    config = vit_b16_config(vocab_size=vocab) if args.preset == "vit_b16" else tiny_config(
-        vocab_size=vocab, max_text_length=77, eos_token_id=vocab - 1)  # fmt: skip
+    config = (
+        vit_b16_config(vocab_size=vocab)
+        if args.preset == "vit_b16"
+        else tiny_config(vocab_size=vocab, max_text_length=77, eos_token_id=vocab - 1)
+    )
     torch.manual_seed(0)
     model = LoclipModel(config).to(device)
     if args.compile:
@@ -113,8 +122,9 @@ def run_variant(name: str, args: argparse.Namespace, device: torch.device, dtype
     batch = random_batch(args.batch, config.vision_config.image_size, vocab, device)
     flops = count_flops(objective, batch, dtype) if not args.compile else None
     precision = "bf16" if dtype == torch.bfloat16 else "fp32"
-    engine, _ = build_engine(objective, RunRecipe(zero_stage=2, precision=precision), OptimRecipe(warmup_steps=0),
-                             args.batch)  # fmt: skip
+    engine, _ = build_engine(
+        objective, RunRecipe(zero_stage=2, precision=precision), OptimRecipe(warmup_steps=0), args.batch
+    )
     batch = {k: v.to(engine.device) for k, v in batch.items()}
     times = []
     for i in range(args.warmup + args.steps):
@@ -128,8 +138,12 @@ def run_variant(name: str, args: argparse.Namespace, device: torch.device, dtype
             times.append(time.perf_counter() - start)
     step = statistics.median(times)
     peak_mem = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
-    result = {"images_per_s": round(args.batch / step, 1), "step_ms": round(step * 1e3, 2),
-              "flops_per_step": flops, "peak_memory_gib": round(peak_mem / 2**30, 2) if peak_mem else None}  # fmt: skip
+    result = {
+        "images_per_s": round(args.batch / step, 1),
+        "step_ms": round(step * 1e3, 2),
+        "flops_per_step": flops,
+        "peak_memory_gib": round(peak_mem / 2**30, 2) if peak_mem else None,
+    }
     del engine, objective, model
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -148,7 +162,9 @@ def markdown(r: dict[str, Any]) -> str:
     ]
     for name, v in r["variants"].items():
         mfu = f"{v['mfu']:.1%}" if v.get("mfu") is not None else "—"
-        lines.append(f"| {name} | {v['images_per_s']:.0f} | {v['step_ms']:.1f} | {mfu} | {v['peak_memory_gib'] or '—'} |")
+        lines.append(
+            f"| {name} | {v['images_per_s']:.0f} | {v['step_ms']:.1f} | {mfu} | {v['peak_memory_gib'] or '—'} |"
+        )
     return "\n".join(lines)
 
 
@@ -167,15 +183,20 @@ def main(argv: list[str] | None = None) -> int:
     elif args.allow_cpu:
         device, dtype = torch.device("cpu"), torch.float32
     else:
-        print("bench_gpu_pretrain: no CUDA device: this benchmark measures GPU throughput and MFU and does not run "
-              "on a CPU (--allow-cpu --preset tiny runs its code path as a smoke test)", file=sys.stderr)  # fmt: skip
+        print(
+            "bench_gpu_pretrain: no CUDA device: this benchmark measures GPU throughput and MFU and does not run "
+            "on a CPU (--allow-cpu --preset tiny runs its code path as a smoke test)",
+            file=sys.stderr,
+        )
         return 2
 
     from loclip.training.distributed import setup_distributed, teardown_distributed
 
     setup_distributed()
     try:
-        peak = matmul_peak_flops(device, dtype, n=8192 if device.type == "cuda" else 512, reps=20 if device.type == "cuda" else 3)
+        peak = matmul_peak_flops(
+            device, dtype, n=8192 if device.type == "cuda" else 512, reps=20 if device.type == "cuda" else 3
+        )
         variants = {}
         for name in ("clip", "all losses"):
             v = run_variant(name, args, device, dtype)
@@ -187,13 +208,21 @@ def main(argv: list[str] | None = None) -> int:
         teardown_distributed()
     results = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu (smoke test)",
-        "batch": args.batch, "precision": "bf16" if dtype == torch.bfloat16 else "fp32", "steps": args.steps,
-        "warmup": args.warmup, "compile": args.compile, "preset": args.preset,
-        "matmul_peak_tflops": round(peak / 1e12, 2), "variants": variants, "torch": torch.__version__,
+        "batch": args.batch,
+        "precision": "bf16" if dtype == torch.bfloat16 else "fp32",
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "compile": args.compile,
+        "preset": args.preset,
+        "matmul_peak_tflops": round(peak / 1e12, 2),
+        "variants": variants,
+        "torch": torch.__version__,
         "command": COMMAND + (" --compile" if args.compile else ""),
-    }  # fmt: skip
+    }
     key = "gpu_pretrain_compile" if args.compile else "gpu_pretrain"
-    bl.update_docs(args.docs, SECTION + (" with torch.compile" if args.compile else ""), markdown(results), key, results)
+    bl.update_docs(
+        args.docs, SECTION + (" with torch.compile" if args.compile else ""), markdown(results), key, results
+    )
     print(markdown(results))
     return 0
 

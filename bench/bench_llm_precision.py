@@ -60,8 +60,12 @@ def build(llm_dir: Path) -> tuple[Any, dict[str, torch.Tensor]]:
     turns = [t for q, a in CONVERSATION for t in ({"from": "human", "value": q}, {"from": "gpt", "value": a})]
     ids, labels = encode_conversation(tokenizer, turns, processor.num_image_tokens, "auto")
     inputs = processor(images=Image.new("RGB", (64, 64), (90, 40, 90)), boxes=[BOXES])
-    batch = {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
-             "attention_mask": torch.ones(1, len(ids), dtype=torch.long), **inputs}  # fmt: skip
+    batch = {
+        "input_ids": torch.tensor([ids]),
+        "labels": torch.tensor([labels]),
+        "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+        **inputs,
+    }
     return model.train(), batch
 
 
@@ -81,33 +85,38 @@ def measure(llm_dir: Path, batch_size: int, repeats: int, warmup: int) -> dict[s
     med = bl.interleaved_medians({"fp32": step_fn(model, batch), "bf16": step_fn(half, half_batch)}, repeats, warmup)
     tokens = int(batch["attention_mask"].sum())
     return {
-        "llm": str(llm_dir), "batch": batch_size, "tokens_per_step": tokens,
+        "llm": str(llm_dir),
+        "batch": batch_size,
+        "tokens_per_step": tokens,
         "step_s": {"fp32": round(med["fp32"], 3), "bf16": round(med["bf16"], 3)},
         "tokens_per_s": {"fp32": round(tokens / med["fp32"], 1), "bf16": round(tokens / med["bf16"], 1)},
         "llm_bf16_speedup": round(med["fp32"] / med["bf16"], 3),
-    }  # fmt: skip
+    }
 
 
 def markdown(r: dict[str, Any]) -> str:
     m, s = r["machine"], r["step"]
-    return "\n".join([
-        f"`{r['command']}` — LoRA step (forward + backward) of the MLLM on `{s['llm']}`, batch {s['batch']} "
-        f"({s['tokens_per_step']} tokens), median of {r['repeats']} interleaved steps after {r['warmup']} warm-up "
-        f"steps, {m['torch_threads']} torch thread(s), {m['cpu']} ({m['cores']} cores), torch {m['torch']}, "
-        f"{m['date']}; other loclip training processes running: {m['other_training_processes']}.",
-        "",
-        "| precision | step s | tokens/s |",
-        "| --- | ---: | ---: |",
-        f"| fp32 | {s['step_s']['fp32']:.2f} | {s['tokens_per_s']['fp32']:.0f} |",
-        f"| bf16 | {s['step_s']['bf16']:.2f} | {s['tokens_per_s']['bf16']:.0f} |",
-        "",
-        f"`llm_bf16_speedup` = {r['llm_bf16_speedup']:.2f} (fp32 step / bf16 step): the recipe trains in bf16.",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"`{r['command']}` — LoRA step (forward + backward) of the MLLM on `{s['llm']}`, batch {s['batch']} "
+            f"({s['tokens_per_step']} tokens), median of {r['repeats']} interleaved steps after {r['warmup']} warm-up "
+            f"steps, {m['torch_threads']} torch thread(s), {m['cpu']} ({m['cores']} cores), torch {m['torch']}, "
+            f"{m['date']}; other loclip training processes running: {m['other_training_processes']}.",
+            "",
+            "| precision | step s | tokens/s |",
+            "| --- | ---: | ---: |",
+            f"| fp32 | {s['step_s']['fp32']:.2f} | {s['tokens_per_s']['fp32']:.0f} |",
+            f"| bf16 | {s['step_s']['bf16']:.2f} | {s['tokens_per_s']['bf16']:.0f} |",
+            "",
+            f"`llm_bf16_speedup` = {r['llm_bf16_speedup']:.2f} (fp32 step / bf16 step): the recipe trains in bf16.",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = bl.bench_parser(__doc__, "smollm2", ["smollm2"], 5, "timed steps per precision", 1,
-                             "batch 1, 1 repeat, no warm-up")  # fmt: skip
+    parser = bl.bench_parser(
+        __doc__, "smollm2", ["smollm2"], 5, "timed steps per precision", 1, "batch 1, 1 repeat, no warm-up"
+    )
     parser.add_argument("--llm", type=Path, default=Path("runs/llm/smollm2"), help="a prepared causal-LM directory")
     parser.add_argument("--batch", type=int, default=4, help="conversations per step (the recipe's batch)")
     args = parser.parse_args(argv)

@@ -67,8 +67,13 @@ def loader_rate(data: bl.SynthData, batch: int, batches: int, skip: int) -> dict
     batch_bytes = sum(v.numel() * v.element_size() for v in b.values() if isinstance(v, torch.Tensor))
     loader.close()
     median = statistics.median(intervals)
-    return {"samples_per_s_per_worker": round(batch / median, 1), "batch_interval_ms": round(median * 1e3, 2),
-            "batches_timed": len(intervals), "worker_peak_rss_mib": rss, "batch_mib": bl.mib(batch_bytes)}  # fmt: skip
+    return {
+        "samples_per_s_per_worker": round(batch / median, 1),
+        "batch_interval_ms": round(median * 1e3, 2),
+        "batches_timed": len(intervals),
+        "worker_peak_rss_mib": rss,
+        "batch_mib": bl.mib(batch_bytes),
+    }
 
 
 def loader_profile(data: bl.SynthData, batch: int, batches: int, rows: int) -> list[dict[str, Any]]:
@@ -97,9 +102,15 @@ def loader_profile(data: bl.SynthData, batch: int, batches: int, rows: int) -> l
     out = []
     for (file, line, name), (_, calls, own, cum, _) in top:
         where = file.replace(root + "/", "").split("site-packages/")[-1]
-        out.append({"function": f"{where}:{line}({name})" if line else name, "own_ms_per_batch": round(own / batches * 1e3, 2),
-                    "cum_ms_per_batch": round(cum / batches * 1e3, 2), "share": round(own / total, 3),
-                    "calls_per_batch": calls // batches})  # fmt: skip
+        out.append(
+            {
+                "function": f"{where}:{line}({name})" if line else name,
+                "own_ms_per_batch": round(own / batches * 1e3, 2),
+                "cum_ms_per_batch": round(cum / batches * 1e3, 2),
+                "share": round(own / total, 3),
+                "calls_per_batch": calls // batches,
+            }
+        )
     return out
 
 
@@ -130,7 +141,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"median of {r['repeats']} all-losses steps, {m['torch_threads']} torch thread(s); {m['cpu']} "
         f"({m['cores']} cores), torch {m['torch']}, {m['date']}.",
         "",
-        "| size | shape | loader samples/s per worker | all-losses step samples/s | `loader_headroom` (goal ≥ 3) | met? "
+        "| size | shape | loader samples/s per worker | all-losses step samples/s "
+        "| `loader_headroom` (goal ≥ 3) | met? "
         "| worker peak RSS MiB | one batch MiB |",
         "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: |",
     ]
@@ -144,17 +156,26 @@ def markdown(r: dict[str, Any]) -> str:
         )
     for name, s in r["sizes"].items():
         if s.get("top_functions_loader"):
-            lines += ["", f"Where the loader's time goes ({name}; in-process, cProfile own time, per batch of "
-                      f"{s['shape']['batch']}; the profiler itself slows Python-heavy code):", "",
-                      "| function | own ms | cumulative ms | share | calls |", "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
-            lines += [f"| `{f['function']}` | {f['own_ms_per_batch']:.2f} | {f['cum_ms_per_batch']:.2f} | "
-                      f"{f['share']:.0%} | {f['calls_per_batch']} |" for f in s["top_functions_loader"]]  # fmt: skip
+            lines += [
+                "",
+                f"Where the loader's time goes ({name}; in-process, cProfile own time, per batch of "
+                f"{s['shape']['batch']}; the profiler itself slows Python-heavy code):",
+                "",
+                "| function | own ms | cumulative ms | share | calls |",
+                "| --- | ---: | ---: | ---: | ---: |",
+            ]
+            lines += [
+                f"| `{f['function']}` | {f['own_ms_per_batch']:.2f} | {f['cum_ms_per_batch']:.2f} | "
+                f"{f['share']:.0%} | {f['calls_per_batch']} |"
+                for f in s["top_functions_loader"]
+            ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = bl.bench_parser(__doc__, "tiny,small", bm.SIZES, 9, "timed training steps", None,
-                             "tiny size, 2 steps, 3 batches")  # fmt: skip
+    parser = bl.bench_parser(
+        __doc__, "tiny,small", bm.SIZES, 9, "timed training steps", None, "tiny size, 2 steps, 3 batches"
+    )
     parser.add_argument("--batches", type=int, default=20, help="timed loader batches")
     args = parser.parse_args(argv)
     if args.quick:

@@ -42,18 +42,23 @@ SHAPES = {
 def build_pair(shape: dict[str, int], tokenizer: Any) -> tuple[Any, LlavaForConditionalGeneration]:
     """loclip's MLLM and a plain transformers Llava with a same-size CLIP tower and the same weights."""
     torch.manual_seed(0)
-    vision = tiny_config(image_size=shape["image_size"], patch_size=shape["patch_size"], width=shape["width"],
-                         layers=shape["layers"]).vision_config  # fmt: skip
+    vision = tiny_config(
+        image_size=shape["image_size"], patch_size=shape["patch_size"], width=shape["width"], layers=shape["layers"]
+    ).vision_config
     llm = tiny_llm(tokenizer, hidden_size=shape["llm_hidden"], layers=shape["llm_layers"], heads=4)
     loclip = compose(LoclipVisionModel(vision), llm, tokenizer).eval()
     c = loclip.config
     config = LlavaConfig(
-        vision_config=vision.trunk_config.to_dict(), text_config=llm.config.to_dict(),
-        image_token_index=c.image_token_index, vision_feature_layer=c.vision_feature_layer,
-        vision_feature_select_strategy=c.vision_feature_select_strategy, image_seq_length=c.image_seq_length,
-        projector_hidden_act=c.projector_hidden_act, multimodal_projector_bias=c.multimodal_projector_bias,
+        vision_config=vision.trunk_config.to_dict(),
+        text_config=llm.config.to_dict(),
+        image_token_index=c.image_token_index,
+        vision_feature_layer=c.vision_feature_layer,
+        vision_feature_select_strategy=c.vision_feature_select_strategy,
+        image_seq_length=c.image_seq_length,
+        projector_hidden_act=c.projector_hidden_act,
+        multimodal_projector_bias=c.multimodal_projector_bias,
         tie_word_embeddings=c.tie_word_embeddings,
-    )  # fmt: skip
+    )
     base = LlavaForConditionalGeneration(config).eval()
     base.model.vision_tower.load_state_dict(loclip.model.vision_tower.trunk.state_dict())
     base.model.multi_modal_projector.load_state_dict(loclip.model.multi_modal_projector.state_dict())
@@ -76,8 +81,11 @@ def measure_shape(name: str, repeats: int, warmup: int, decode_tokens: int) -> d
         return {"input_ids": ids, "attention_mask": torch.ones_like(ids), "pixel_values": pixels}
 
     plain = prompt(f"{IMAGE_TOKEN}\nwhat is in the image ?")
-    region = dict(prompt(f"{IMAGE_TOKEN}\nwhat is in {REGION_TOKEN} ?"), boxes=torch.tensor([[[0.1, 0.2, 0.5, 0.6]]]),
-                  box_mask=torch.ones(1, 1, dtype=torch.bool))  # fmt: skip
+    region = dict(
+        prompt(f"{IMAGE_TOKEN}\nwhat is in {REGION_TOKEN} ?"),
+        boxes=torch.tensor([[[0.1, 0.2, 0.5, 0.6]]]),
+        box_mask=torch.ones(1, 1, dtype=torch.bool),
+    )
     common = dict(do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
 
     def gen(model: Any, inputs: dict[str, torch.Tensor], new: int):
@@ -89,9 +97,13 @@ def measure_shape(name: str, repeats: int, warmup: int, decode_tokens: int) -> d
 
     same = torch.equal(gen(loclip, plain, 8)(), gen(base, plain, 8)())
     n = decode_tokens
-    fns = {"loclip_ttft": gen(loclip, plain, 1), "baseline_ttft": gen(base, plain, 1),
-           "loclip_region_ttft": gen(loclip, region, 1),
-           "loclip_gen": gen(loclip, plain, 1 + n), "baseline_gen": gen(base, plain, 1 + n)}  # fmt: skip
+    fns = {
+        "loclip_ttft": gen(loclip, plain, 1),
+        "baseline_ttft": gen(base, plain, 1),
+        "loclip_region_ttft": gen(loclip, region, 1),
+        "loclip_gen": gen(loclip, plain, 1 + n),
+        "baseline_gen": gen(base, plain, 1 + n),
+    }
     med = bl.interleaved_medians(fns, repeats, warmup)
     lo_tps = n / (med["loclip_gen"] - med["loclip_ttft"])
     base_tps = n / (med["baseline_gen"] - med["baseline_ttft"])
@@ -102,14 +114,17 @@ def measure_shape(name: str, repeats: int, warmup: int, decode_tokens: int) -> d
         "image_tokens": n_image,
         "decode_tokens": n,
         "same_tokens_as_baseline": same,
-        "ttft_ms": {"loclip": round(med["loclip_ttft"] * 1e3, 2), "baseline": round(med["baseline_ttft"] * 1e3, 2),
-                    "loclip_one_region": round(med["loclip_region_ttft"] * 1e3, 2)},
+        "ttft_ms": {
+            "loclip": round(med["loclip_ttft"] * 1e3, 2),
+            "baseline": round(med["baseline_ttft"] * 1e3, 2),
+            "loclip_one_region": round(med["loclip_region_ttft"] * 1e3, 2),
+        },
         "decode_tokens_per_s": {"loclip": round(lo_tps, 1), "baseline": round(base_tps, 1)},
         "mllm_ttft_ratio": round(med["loclip_ttft"] / med["baseline_ttft"], 3),
         "mllm_decode_ratio": round(base_tps / lo_tps, 3),
         "ttft_region_ratio": round(med["loclip_region_ttft"] / med["baseline_ttft"], 3),
         "peak_tensor_mib_generate": {"loclip": peaks["loclip_gen"], "baseline": peaks["baseline_gen"]},
-    }  # fmt: skip
+    }
 
 
 def markdown(r: dict[str, Any]) -> str:
@@ -119,7 +134,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"runs, {m['torch_threads']} torch thread(s), {m['cpu']} ({m['cores']} cores), torch {m['torch']}, "
         f"transformers {m['transformers']}, {m['date']}.",
         "",
-        "| size | image tokens / prompt tokens | TTFT baseline ms | TTFT loclip ms | `mllm_ttft_ratio` (goal ≤ 1.05) | met? "
+        "| size | image tokens / prompt tokens | TTFT baseline ms | TTFT loclip ms "
+        "| `mllm_ttft_ratio` (goal ≤ 1.05) | met? "
         "| decode tok/s baseline | decode tok/s loclip | `mllm_decode_ratio` (goal ≤ 1.05) | met? "
         "| TTFT loclip, one `<region>` (ratio) | same tokens |",
         "| --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | --- | ---: | --- |",
@@ -131,10 +147,16 @@ def markdown(r: dict[str, Any]) -> str:
             f"{s['mllm_ttft_ratio']:.3f} | {bl.verdict(s['mllm_ttft_ratio'], GOALS['mllm_ttft_ratio'])} | "
             f"{d['baseline']:.0f} | {d['loclip']:.0f} | {s['mllm_decode_ratio']:.3f} | "
             f"{bl.verdict(s['mllm_decode_ratio'], GOALS['mllm_decode_ratio'])} | "
-            f"{t['loclip_one_region']:.2f} ({s['ttft_region_ratio']:.3f}) | {'yes' if s['same_tokens_as_baseline'] else 'no'} |"
+            f"{t['loclip_one_region']:.2f} ({s['ttft_region_ratio']:.3f}) | "
+            f"{'yes' if s['same_tokens_as_baseline'] else 'no'} |"
         )
-    lines += ["", "Peak tensor memory of one `generate` of 1 + D tokens (torch.profiler allocation events; MiB):", "",
-              "| size | baseline | loclip |", "| --- | ---: | ---: |"]  # fmt: skip
+    lines += [
+        "",
+        "Peak tensor memory of one `generate` of 1 + D tokens (torch.profiler allocation events; MiB):",
+        "",
+        "| size | baseline | loclip |",
+        "| --- | ---: | ---: |",
+    ]
     for name, s in r["sizes"].items():
         p = s["peak_tensor_mib_generate"]
         lines.append(f"| {name} | {p['baseline']:.1f} | {p['loclip']:.1f} |")
@@ -142,8 +164,9 @@ def markdown(r: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = bl.bench_parser(__doc__, "tiny,small", SHAPES, 15, "timed generate calls", 2,
-                             "tiny size, 2 repeats, 1 warm-up, 4 tokens")  # fmt: skip
+    parser = bl.bench_parser(
+        __doc__, "tiny,small", SHAPES, 15, "timed generate calls", 2, "tiny size, 2 repeats, 1 warm-up, 4 tokens"
+    )
     parser.add_argument("--decode-tokens", type=int, default=32)
     args = parser.parse_args(argv)
     if args.quick:

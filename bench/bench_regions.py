@@ -31,8 +31,9 @@ def random_boxes(batch: int, count: int, seed: int = 0) -> torch.Tensor:
 
 
 def measure_size(size: bm.Size, repeats: int, warmup: int, profile_rows: int) -> dict[str, Any]:
-    tokenizer = type("Vocab", (), {"__len__": lambda self: 64, "pad_token_id": 0, "bos_token_id": 2,
-                                   "eos_token_id": 3})()  # fmt: skip
+    tokenizer = type(
+        "Vocab", (), {"__len__": lambda self: 64, "pad_token_id": 0, "bos_token_id": 2, "eos_token_id": 3}
+    )()
     model, _ = bm.build_pair(size, tokenizer, 24)
     model.eval()
     g = torch.Generator().manual_seed(0)
@@ -78,24 +79,40 @@ def markdown(r: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {bm.Size(**s['shape']).describe()} | {ms['image']:.2f} | {ms['region1']:.2f} | "
             f"{ms['region16']:.2f} | {ms['region64']:.2f} | {s['region1_overhead']:+.3f} | "
-            f"{s['region16_overhead']:+.3f} | {bl.verdict(s['region16_overhead'], GOAL)} | {s['region64_overhead']:+.3f} |"
+            f"{s['region16_overhead']:+.3f} | {bl.verdict(s['region16_overhead'], GOAL)} | "
+            f"{s['region64_overhead']:+.3f} |"
         )
-    lines += ["", "Peak tensor memory of one call (torch.profiler allocation events; MiB):", "",
-              "| size | image | 1 box | 16 boxes | 64 boxes |", "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    lines += [
+        "",
+        "Peak tensor memory of one call (torch.profiler allocation events; MiB):",
+        "",
+        "| size | image | 1 box | 16 boxes | 64 boxes |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for name, s in r["sizes"].items():
         p = s["peak_tensor_mib"]
         lines.append(f"| {name} | {p['image']:.1f} | {p['region1']:.1f} | {p['region16']:.1f} | {p['region64']:.1f} |")
     for name, s in r["sizes"].items():
         if s["top_ops_region16"]:
-            lines += ["", f"Where a 16-box call's time goes ({name}; torch.profiler, self CPU time):", "",
-                      bl.ops_table(s["top_ops_region16"])]  # fmt: skip
+            lines += [
+                "",
+                f"Where a 16-box call's time goes ({name}; torch.profiler, self CPU time):",
+                "",
+                bl.ops_table(s["top_ops_region16"]),
+            ]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = bl.bench_parser(__doc__, "tiny,small,vit_b16", bm.SIZES, 31,
-                             "timed calls per workload (tiny; larger sizes: half)", 3,
-                             "tiny size, 2 repeats, 1 warm-up, no profile")  # fmt: skip
+    parser = bl.bench_parser(
+        __doc__,
+        "tiny,small,vit_b16",
+        bm.SIZES,
+        31,
+        "timed calls per workload (tiny; larger sizes: half)",
+        3,
+        "tiny size, 2 repeats, 1 warm-up, no profile",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.repeats, args.warmup = "tiny", 2, 1

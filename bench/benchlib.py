@@ -28,8 +28,14 @@ import torch
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-TRAINING_PROCESSES = ("loclip.cli.pretrain", "loclip-pretrain", "loclip.eval.learning_proof", "loclip-finetune",
-                      "loclip.cli.finetune", "loclip-label")  # fmt: skip
+TRAINING_PROCESSES = (
+    "loclip.cli.pretrain",
+    "loclip-pretrain",
+    "loclip.eval.learning_proof",
+    "loclip-finetune",
+    "loclip.cli.finetune",
+    "loclip-label",
+)
 
 
 # ------------------------------------------------------------------------------------------------ timing
@@ -85,10 +91,14 @@ def top_ops(fn: Callable[[], Any], rows: int = 12, calls: int = 3) -> list[dict[
     averages = sorted(prof.key_averages(), key=lambda a: a.self_cpu_time_total, reverse=True)
     total = sum(a.self_cpu_time_total for a in averages) or 1.0
     return [
-        {"op": a.key, "self_ms_per_call": round(a.self_cpu_time_total / 1e3 / calls, 3),
-         "share": round(a.self_cpu_time_total / total, 3), "calls": a.count // calls}
+        {
+            "op": a.key,
+            "self_ms_per_call": round(a.self_cpu_time_total / 1e3 / calls, 3),
+            "share": round(a.self_cpu_time_total / total, 3),
+            "calls": a.count // calls,
+        }
         for a in averages[:rows]
-    ]  # fmt: skip
+    ]
 
 
 def ops_table(ops: list[dict[str, Any]]) -> str:
@@ -129,16 +139,21 @@ def machine(threads: int) -> dict[str, Any]:
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     return {
-        "cpu": cpu_name(), "cores": cores, "torch_threads": threads, "torch": torch.__version__,
-        "transformers": transformers.__version__, "python": platform.python_version(),
+        "cpu": cpu_name(),
+        "cores": cores,
+        "torch_threads": threads,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
         "date": datetime.date.today().isoformat(),
         "load_avg_1min_at_start": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
         "other_training_processes": len(other_training_processes()),
-    }  # fmt: skip
+    }
 
 
-def bench_parser(doc: str, sizes: str, size_names: Any, repeats: int, repeats_help: str,
-                 warmup: int | None, quick_help: str) -> argparse.ArgumentParser:
+def bench_parser(
+    doc: str, sizes: str, size_names: Any, repeats: int, repeats_help: str, warmup: int | None, quick_help: str
+) -> argparse.ArgumentParser:
     """The options every script shares: ``--sizes --repeats [--warmup] --threads --quick --docs``."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--sizes", default=sizes, help="comma-separated: " + ", ".join(size_names))
@@ -189,10 +204,14 @@ def data_config(data: SynthData, batch_size: int, num_workers: int, k: int = 4, 
     from loclip.synth import shard_paths
 
     return DataConfig(
-        train_shards=[str(p) for p in shard_paths(data.root, "train")], batch_size=batch_size,
-        num_workers=num_workers, image_size=data.image_size, max_text_length=data.max_text_length,
-        num_subcaptions=k, num_regions=m,
-    )  # fmt: skip
+        train_shards=[str(p) for p in shard_paths(data.root, "train")],
+        batch_size=batch_size,
+        num_workers=num_workers,
+        image_size=data.image_size,
+        max_text_length=data.max_text_length,
+        num_subcaptions=k,
+        num_regions=m,
+    )
 
 
 def first_batch(data: SynthData, batch_size: int) -> dict[str, Any]:
@@ -238,8 +257,14 @@ def update_docs(docs: Path, section: str, markdown: str, key: str, results: dict
     json_path.write_text(json.dumps(data, indent=2) + "\n")
 
 
-def report(args: argparse.Namespace, section: str, key: str, command: str, results: dict[str, Any],
-           markdown: Callable[[dict[str, Any]], str]) -> dict[str, Any]:
+def report(
+    args: argparse.Namespace,
+    section: str,
+    key: str,
+    command: str,
+    results: dict[str, Any],
+    markdown: Callable[[dict[str, Any]], str],
+) -> dict[str, Any]:
     """Add what every script records (``sizes`` stay in ``results``; repeats, warm-up or batches, the machine,
     the command), write the docs section and JSON key, print the table. Returns the full results."""
     extra = {k: getattr(args, k) for k in ("repeats", "warmup", "batches") if getattr(args, k, None) is not None}

@@ -29,8 +29,10 @@ class Size:
     batch: int
 
     def describe(self) -> str:
-        return (f"{self.image_size} px, patch {self.patch_size}, width {self.width}, {self.layers}+{self.layers} "
-                f"layers, batch {self.batch}")  # fmt: skip
+        return (
+            f"{self.image_size} px, patch {self.patch_size}, width {self.width}, {self.layers}+{self.layers} "
+            f"layers, batch {self.batch}"
+        )
 
 
 SIZES = {
@@ -51,10 +53,18 @@ def build_pair(size: Size, tokenizer: Any, max_text_length: int, seed: int = 0) 
     """A ``LoclipModel`` and a transformers ``CLIPModel`` built from the same CLIP vision/text configs, with the
     loclip towers' weights copied into the CLIP model (so both compute the same image/text embeddings)."""
     config = tiny_config(
-        vocab_size=len(tokenizer), image_size=size.image_size, patch_size=size.patch_size, width=size.width,
-        layers=size.layers, heads=size.heads, projection_dim=size.projection_dim, max_text_length=max_text_length,
-        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        image_size=size.image_size,
+        patch_size=size.patch_size,
+        width=size.width,
+        layers=size.layers,
+        heads=size.heads,
+        projection_dim=size.projection_dim,
+        max_text_length=max_text_length,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     torch.manual_seed(seed)
     loclip = LoclipModel(config)
     clip_config = CLIPConfig(

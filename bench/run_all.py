@@ -55,10 +55,13 @@ def summary(data: dict[str, Any]) -> tuple[str, list[tuple[str, float, float | N
         lines.append(f"| `{figure}` | {value:.3f} | {goal_text} | {met} | {what} |")
     machine = next((data[k]["machine"] for k in ("encoder_step", "regions", "mllm", "loader") if k in data), None)
     if machine:
-        lines += ["", f"Measured on {machine['cpu']} ({machine['cores']} cores), {machine['torch_threads']} torch "
-                      f"thread(s), torch {machine['torch']}, transformers {machine['transformers']}, "
-                      f"Python {machine['python']}, {machine['date']}; other loclip training processes running at the "
-                      f"time: {machine['other_training_processes']}."]  # fmt: skip
+        lines += [
+            "",
+            f"Measured on {machine['cpu']} ({machine['cores']} cores), {machine['torch_threads']} torch "
+            f"thread(s), torch {machine['torch']}, transformers {machine['transformers']}, "
+            f"Python {machine['python']}, {machine['date']}; other loclip training processes running at the "
+            f"time: {machine['other_training_processes']}.",
+        ]
     return "\n".join(lines), rows
 
 
@@ -94,8 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke mode of every script")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (recorded)")
     parser.add_argument("--synth", action="store_true", help="also rerun bench_synth.py")
-    parser.add_argument("--scripts", help="comma-separated subset to rerun (e.g. bench_loader.py); the summary "
-                        "and plot are rebuilt from the JSON either way")
+    parser.add_argument(
+        "--scripts",
+        help="comma-separated subset to rerun (e.g. bench_loader.py); the summary "
+        "and plot are rebuilt from the JSON either way",
+    )
     parser.add_argument("--docs", type=Path, default=bl.DOCS, help="where benchmarks.md/.json live")
     args = parser.parse_args(argv)
     busy = bl.other_training_processes()

@@ -12,10 +12,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from loclip.core.recipe import FlagAliases, build_parser, option, parse_command
 from loclip.eval.config import EvalPlan
 from loclip.eval.plan import check_model_dir, load_mllm, load_model, plan_tasks
 from loclip.eval.report import markdown_table, write_json_atomic
-from loclip.core.recipe import FlagAliases, build_parser, option, parse_command
 
 EPILOG = """\
 every field of the plan (loclip.eval.config.EvalPlan) is a flag --plan.FIELD; the spellings before it became
@@ -63,8 +63,11 @@ examples:
 class EvalCommand:
     # every field of the plan was a flat flag (--synth-dir) before it became the library's EvalPlan
     FLAG_ALIASES: ClassVar[FlagAliases] = {
-        **{f"--{f.name.replace('_', '-')}": f"plan.{f.name}" for f in dataclasses.fields(EvalPlan)
-           if f.name != "progress"},
+        **{
+            f"--{f.name.replace('_', '-')}": f"plan.{f.name}"
+            for f in dataclasses.fields(EvalPlan)
+            if f.name != "progress"
+        },
         "--no-progress": ("plan.progress", False),
     }
 
@@ -76,9 +79,13 @@ class EvalCommand:
 
 def parser():
     return build_parser(
-        "loclip-eval", "Evaluate a saved LoclipModel: zero-shot classification, image-text retrieval, region "
+        "loclip-eval",
+        "Evaluate a saved LoclipModel: zero-shot classification, image-text retrieval, region "
         "classification, region retrieval, text-to-box grounding, zero-shot semantic segmentation, multi-label "
-        "classification, synthetic-world summary; or a loclip MLLM (task mllm).", EvalCommand, epilog=EPILOG)
+        "classification, synthetic-world summary; or a loclip MLLM (task mllm).",
+        EvalCommand,
+        epilog=EPILOG,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,16 +107,20 @@ def main(argv: list[str] | None = None) -> int:
     if cmd.out:
         plan = {k: v for k, v in asdict(cmd.plan).items() if k != "progress"}
         settings = {"model": cmd.model, "out": cmd.out, "device": cmd.device, **plan}
-        write_json_atomic(cmd.out, {"model": cmd.model, "settings": settings,
-                                    "results": [r.to_dict() for r in results]})
+        write_json_atomic(
+            cmd.out, {"model": cmd.model, "settings": settings, "results": [r.to_dict() for r in results]}
+        )
         Path(cmd.out).with_suffix(".md").write_text(table)
     return 0
 
 
 def __getattr__(name: str):
     if name in ("Task", "TASKS"):  # until the next release
-        warnings.warn(f"loclip.cli.evaluate.{name} moved to loclip.eval.config.{name} (the plan owns its tasks)",
-                      DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"loclip.cli.evaluate.{name} moved to loclip.eval.config.{name} (the plan owns its tasks)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         from loclip.eval import config
 
         return getattr(config, name)

@@ -34,10 +34,12 @@ class FinetuneCommand:
 
     FLAG_ALIASES: ClassVar[FlagAliases] = {"--output-dir": "run.output_dir"}
 
-    config: str | None = option(None, "YAML recipe (see configs/mllm/); omitted: the quickstart, "
-                                "configs/mllm/quickstart.yaml")
-    quickstart_scenes: PositiveInt = option(QUICKSTART_SCENES["train"],
-                                            "training scenes of the synthetic world (data.synthetic_world)")
+    config: str | None = option(
+        None, "YAML recipe (see configs/mllm/); omitted: the quickstart, configs/mllm/quickstart.yaml"
+    )
+    quickstart_scenes: PositiveInt = option(
+        QUICKSTART_SCENES["train"], "training scenes of the synthetic world (data.synthetic_world)"
+    )
 
 
 def prepare_quickstart(recipe: FinetuneRecipe, out: Path, train_scenes: int) -> None:
@@ -48,12 +50,19 @@ def prepare_quickstart(recipe: FinetuneRecipe, out: Path, train_scenes: int) -> 
 
     encoder = Path(recipe.model.encoder)
     if not (encoder / "config.json").is_file():
-        raise ValueError(f"no encoder at {str(encoder)!r}; make the quickstart encoder with "
-                         f"`loclip-pretrain --output-dir {encoder}` or pass --model.encoder DIR")
+        raise ValueError(
+            f"no encoder at {str(encoder)!r}; make the quickstart encoder with "
+            f"`loclip-pretrain --output-dir {encoder}` or pass --model.encoder DIR"
+        )
     image_size = LoclipVisionConfig.from_pretrained(encoder).image_size
     synth = out / "synth"
-    tok_dir = ensure_world(synth, dict(QUICKSTART_SCENES, train=train_scenes), recipe.run.seed,
-                           SceneConfig(image_size=image_size), recipe.data.max_length)
+    tok_dir = ensure_world(
+        synth,
+        dict(QUICKSTART_SCENES, train=train_scenes),
+        recipe.run.seed,
+        SceneConfig(image_size=image_size),
+        recipe.data.max_length,
+    )
     if recipe.model.llm is None:  # the tiny LLM speaks the world's tokenizer, in the plain template
         recipe.model.tokenizer = recipe.model.tokenizer or str(tok_dir)
         if recipe.data.template == "auto":
@@ -74,8 +83,9 @@ def make_eval_fn(recipe: FinetuneRecipe):
     records = load_records(path, "eval.val_json")
 
     def eval_fn(model, processor):
-        return evaluate_records(model, processor, records, path.parent, recipe.eval.max_questions,
-                                recipe.eval.max_new_tokens)
+        return evaluate_records(
+            model, processor, records, path.parent, recipe.eval.max_questions, recipe.eval.max_new_tokens
+        )
 
     return eval_fn
 
@@ -93,8 +103,9 @@ def ensure_llm(recipe: FinetuneRecipe) -> None:
         raise ValueError("model.llm_gguf needs model.llm: the directory to prepare the LLM in")
     if not is_prepared(m.llm):
         logging.getLogger("loclip.mllm").info("preparing the LLM in %s from %s", m.llm, m.llm_gguf)
-        prepare_llm(m.llm, None if m.llm_gguf == PACKAGED else m.llm_gguf, out_name="model.llm",
-                    gguf_name="model.llm_gguf")
+        prepare_llm(
+            m.llm, None if m.llm_gguf == PACKAGED else m.llm_gguf, out_name="model.llm", gguf_name="model.llm_gguf"
+        )
 
 
 def configure(cmd: FinetuneCommand, recipe: FinetuneRecipe) -> None:
@@ -113,8 +124,18 @@ def trainer():
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_trainer_command("loclip-finetune", __doc__, FinetuneCommand, FinetuneRecipe, "mllm", argv,
-                               configure, trainer, make_eval_fn, "model")
+    return run_trainer_command(
+        "loclip-finetune",
+        __doc__,
+        FinetuneCommand,
+        FinetuneRecipe,
+        "mllm",
+        argv,
+        configure,
+        trainer,
+        make_eval_fn,
+        "model",
+    )
 
 
 if __name__ == "__main__":

@@ -19,13 +19,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
+from loclip.core.recipe import FlagAliases, NonNegativeInt, PositiveInt, UnitFloat, build_parser, option, parse_command
 from loclip.label.captioner import LONG_PROMPT, SHORT_PROMPT, CaptionerKind, load_captioner
 from loclip.label.detector import NmsMode, OwlDetector
 from loclip.label.inputs import check_not_inside, image_units, shard_units
 from loclip.label.phrases import load_phrase_extractor
 from loclip.label.pipeline import LabelConfig, label
 from loclip.label.stages import PYTHON_PREFIX, load_python_stage
-from loclip.core.recipe import FlagAliases, NonNegativeInt, PositiveInt, UnitFloat, build_parser, option, parse_command
 
 INPUT, CAPTIONS, DETECTION = "input", "captions (stage 1)", "phrases and detection (stages 2-3)"
 
@@ -33,34 +33,52 @@ INPUT, CAPTIONS, DETECTION = "input", "captions (stage 1)", "phrases and detecti
 @dataclass(kw_only=True)
 class LabelCommand:
     FLAG_ALIASES: ClassVar[FlagAliases] = {
-        "--out": "label.output_dir", "--batch-size": "label.batch_size", "--max-queries": "label.max_queries",
-        "--regions": "label.regions_mode", "--dedupe-iou": "label.dedupe_iou",
-        "--phrases-from-existing": "label.phrases_from_existing", "--no-progress": ("label.progress", False),
+        "--out": "label.output_dir",
+        "--batch-size": "label.batch_size",
+        "--max-queries": "label.max_queries",
+        "--regions": "label.regions_mode",
+        "--dedupe-iou": "label.dedupe_iou",
+        "--phrases-from-existing": "label.phrases_from_existing",
+        "--no-progress": ("label.progress", False),
     }
 
-    shards: list[str] | None = option(None, "input webdataset shards: paths, brace patterns, globs, a directory, "
-                                      "pipe:/URLs (as the pretraining loader); or --images", group=INPUT)
-    images: str | None = option(None, "input image folder (recursive); cut into shards of --shard-size images",
-                                group=INPUT)
+    shards: list[str] | None = option(
+        None,
+        "input webdataset shards: paths, brace patterns, globs, a directory, "
+        "pipe:/URLs (as the pretraining loader); or --images",
+        group=INPUT,
+    )
+    images: str | None = option(
+        None, "input image folder (recursive); cut into shards of --shard-size images", group=INPUT
+    )
     shard_size: PositiveInt = option(1000, "images per output shard for --images", group=INPUT)
     label: LabelConfig = option(help="output (loclip.label.LabelConfig)")
-    captioner: str = option("none", "captioner model directory (transformers image-to-text, LLaVA family or loclip "
-                            "MLLM), python:module:factory, or 'none' to take phrases from existing captions",
-                            group=CAPTIONS)
-    captioner_kind: CaptionerKind = option("auto", "how to prompt it (auto: loclip MLLM, chat template, or "
-                                           "prompt-free)", group=CAPTIONS)
+    captioner: str = option(
+        "none",
+        "captioner model directory (transformers image-to-text, LLaVA family or loclip "
+        "MLLM), python:module:factory, or 'none' to take phrases from existing captions",
+        group=CAPTIONS,
+    )
+    captioner_kind: CaptionerKind = option(
+        "auto", "how to prompt it (auto: loclip MLLM, chat template, or prompt-free)", group=CAPTIONS
+    )
     long_prompt: str = option(LONG_PROMPT, "prompt for the long caption", group=CAPTIONS)
     short_prompt: str = option(SHORT_PROMPT, "prompt for the short caption", group=CAPTIONS)
     long_tokens: PositiveInt = option(256, "max new tokens of a long caption", group=CAPTIONS)
     short_tokens: PositiveInt = option(48, "max new tokens of a short caption", group=CAPTIONS)
-    detector: str = option(help="OWLv2 / OWL-ViT model directory or hub name, or python:module:factory",
-                           group=DETECTION)
+    detector: str = option(
+        help="OWLv2 / OWL-ViT model directory or hub name, or python:module:factory", group=DETECTION
+    )
     threshold: UnitFloat = option(0.1, "detection score threshold", group=DETECTION)
     nms: NmsMode = option("global", "global: one phrase per object; class: per phrase; none", group=DETECTION)
     nms_iou: UnitFloat = option(0.5, "NMS IoU threshold", group=DETECTION)
     max_detections: PositiveInt = option(50, "regions kept per image", group=DETECTION)
-    phrases: str = option("auto", "auto (spaCy en_core_web_sm if installed, else the rule-based chunker), rules, a "
-                          "spaCy pipeline name, or python:module:factory", group=DETECTION)
+    phrases: str = option(
+        "auto",
+        "auto (spaCy en_core_web_sm if installed, else the rule-based chunker), rules, a "
+        "spaCy pipeline name, or python:module:factory",
+        group=DETECTION,
+    )
     device: str | None = option(None, "torch device (default: cuda if available, else cpu)")
     dtype: Literal["float32", "bfloat16", "float16"] = option("float32", "model weights dtype")
     threads: NonNegativeInt = option(0, "torch CPU threads (0: torch's default)")
@@ -93,9 +111,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             captioner = None
         else:
             captioner = load_captioner(
-                cmd.captioner, cmd.captioner_kind, device=device, dtype=dtype, long_prompt=cmd.long_prompt,
-                short_prompt=cmd.short_prompt, long_tokens=cmd.long_tokens, short_tokens=cmd.short_tokens,
-            )  # fmt: skip
+                cmd.captioner,
+                cmd.captioner_kind,
+                device=device,
+                dtype=dtype,
+                long_prompt=cmd.long_prompt,
+                short_prompt=cmd.short_prompt,
+                long_tokens=cmd.long_tokens,
+                short_tokens=cmd.short_tokens,
+            )
         if cmd.phrases.startswith(PYTHON_PREFIX):
             phrases = load_python_stage(cmd.phrases, "phrases")
         else:
@@ -104,15 +128,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             detector = load_python_stage(cmd.detector, "detector")
         else:
             detector = OwlDetector.from_pretrained(
-                cmd.detector, device=device, dtype=dtype, threshold=cmd.threshold, nms=cmd.nms,
-                nms_iou=cmd.nms_iou, max_detections=cmd.max_detections,
-            )  # fmt: skip
+                cmd.detector,
+                device=device,
+                dtype=dtype,
+                threshold=cmd.threshold,
+                nms=cmd.nms,
+                nms_iou=cmd.nms_iou,
+                max_detections=cmd.max_detections,
+            )
     except ValueError as e:
         print(f"loclip-label: error: {e}", file=sys.stderr)
         return 2
     summary = label(units, cmd.label, captioner, phrases, detector)
-    print(json.dumps({k: summary[k] for k in ("complete", "shards", "images", "generated_regions", "skipped",
-                                               "throughput_this_run")}, indent=2))  # fmt: skip
+    print(
+        json.dumps(
+            {
+                k: summary[k]
+                for k in ("complete", "shards", "images", "generated_regions", "skipped", "throughput_this_run")
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

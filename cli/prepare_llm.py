@@ -15,8 +15,9 @@ from loclip.core.recipe import build_parser, option, parse_command
 class PrepareLlmCommand:
     out: str = option(help="directory to write (then: loclip-finetune --model.llm OUT)")
     gguf: str | None = option(None, "a GGUF file to convert instead of the packaged SmolLM2-135M-Instruct")
-    overwrite: bool = option(False, "replace OUT when it holds an LLM this command prepared (no other folder is "
-                                    "ever replaced)")
+    overwrite: bool = option(
+        False, "replace OUT when it holds an LLM this command prepared (no other folder is ever replaced)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

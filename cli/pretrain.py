@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import ClassVar
 
 from loclip.core.messages import shown
-from loclip.pretrain.config import PretrainRecipe, Variant, apply_variant
 from loclip.core.recipe import FlagAliases, PositiveInt, build_parser, option
+from loclip.pretrain.config import PretrainRecipe, Variant, apply_variant
 
 from .trainer_command import run_trainer_command
 
@@ -27,8 +27,9 @@ class PretrainCommand:
 
     FLAG_ALIASES: ClassVar[FlagAliases] = {"--output-dir": "run.output_dir"}
 
-    config: str | None = option(None, "YAML recipe (see configs/pretrain/); omitted: the quickstart, "
-                                "configs/pretrain/quickstart.yaml")
+    config: str | None = option(
+        None, "YAML recipe (see configs/pretrain/); omitted: the quickstart, configs/pretrain/quickstart.yaml"
+    )
     variant: Variant | None = option(None, "loss set of the learning-proof benchmark (applied over the recipe)")
     quickstart_scenes: PositiveInt = option(QUICKSTART_SCENES["train"], "training scenes the quickstart generates")
     synth_dir: str | None = option(None, "where the quickstart's synthetic world lives (default OUTPUT_DIR/synth)")
@@ -40,8 +41,9 @@ def prepare_quickstart(recipe: PretrainRecipe, synth: Path, train_scenes: int) -
     from loclip.synth.quickstart import ensure_world
 
     counts = dict(QUICKSTART_SCENES, train=train_scenes)
-    tokenizer = ensure_world(synth, counts, recipe.run.seed, SceneConfig(image_size=recipe.data.image_size),
-                             recipe.data.max_text_length)
+    tokenizer = ensure_world(
+        synth, counts, recipe.run.seed, SceneConfig(image_size=recipe.data.image_size), recipe.data.max_text_length
+    )
     recipe.data.train_shards = [str(p) for p in shard_paths(synth, "train")]
     recipe.model.tokenizer = recipe.model.tokenizer or str(tokenizer)
     recipe.eval.synth_dir = recipe.eval.synth_dir or str(synth)
@@ -57,8 +59,9 @@ def make_eval_fn(recipe: PretrainRecipe):
     method = recipe.loss.region_method if recipe.loss.regions else "roialign"
 
     def eval_fn(model, processor):
-        return evaluate_synthetic(model, processor, recipe.eval.synth_dir, recipe.eval.max_scenes, method,
-                                  recipe.eval.batch_size)
+        return evaluate_synthetic(
+            model, processor, recipe.eval.synth_dir, recipe.eval.max_scenes, method, recipe.eval.batch_size
+        )
 
     return eval_fn
 
@@ -82,8 +85,10 @@ def configure(cmd: PretrainCommand, recipe: PretrainRecipe) -> None:
     if cmd.config is None:
         given = [name for name in QUICKSTART_OWNS if getattr(recipe.data, name.split(".")[1]) is not None]
         if given:
-            raise ValueError(f"--{given[0]} needs --config: without one, the quickstart trains on its synthetic "
-                             "world (write a recipe for your data, see configs/pretrain/)")
+            raise ValueError(
+                f"--{given[0]} needs --config: without one, the quickstart trains on its synthetic "
+                "world (write a recipe for your data, see configs/pretrain/)"
+            )
         synth = Path(cmd.synth_dir) if cmd.synth_dir else Path(recipe.run.output_dir) / "synth"
         prepare_quickstart(recipe, synth, cmd.quickstart_scenes)
         return
@@ -102,8 +107,19 @@ def trainer():
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_trainer_command("loclip-pretrain", __doc__, PretrainCommand, PretrainRecipe, "pretrain", argv,
-                               configure, trainer, make_eval_fn, "encoder", adjust)
+    return run_trainer_command(
+        "loclip-pretrain",
+        __doc__,
+        PretrainCommand,
+        PretrainRecipe,
+        "pretrain",
+        argv,
+        configure,
+        trainer,
+        make_eval_fn,
+        "encoder",
+        adjust,
+    )
 
 
 if __name__ == "__main__":

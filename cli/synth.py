@@ -8,24 +8,28 @@ from typing import ClassVar, Literal
 
 from tqdm import tqdm
 
+from loclip.core.recipe import FlagAliases, NonNegativeInt, PositiveInt, build_parser, option, parse_command
 from loclip.synth import SceneConfig, build_tokenizer, write_split
 from loclip.synth.ownership import check_may_write, entries, mark_world, world_info
 from loclip.synth.shards import prepare_directory, replaced_files
 from loclip.synth.world import Split
-from loclip.core.recipe import FlagAliases, NonNegativeInt, PositiveInt, build_parser, option, parse_command
 
 
 @dataclass(kw_only=True)
 class SynthCommand:
-    FLAG_ALIASES: ClassVar[FlagAliases] = {"--image-size": "scene.image_size", "--min-objects": "scene.min_objects",
-                                           "--max-objects": "scene.max_objects"}
+    FLAG_ALIASES: ClassVar[FlagAliases] = {
+        "--image-size": "scene.image_size",
+        "--min-objects": "scene.min_objects",
+        "--max-objects": "scene.max_objects",
+    }
 
     out: str = option(help="output directory (created; DIR/{split}/ and DIR/tokenizer/)")
     scenes: PositiveInt = option(help="scenes to write (train scenes for --split all)")
     seed: NonNegativeInt = option(0, "world seed")
     split: Split | Literal["all"] = option("all", "which split to write")
     eval_scenes: PositiveInt | None = option(
-        None, "with --split all: scenes for each of val, test and novel (default: --scenes // 10, at least 1)")
+        None, "with --split all: scenes for each of val, test and novel (default: --scenes // 10, at least 1)"
+    )
     shard_size: PositiveInt = option(1000, "scenes per tar shard")
     scene: SceneConfig = option(default_factory=SceneConfig, help="scenes (loclip.synth.SceneConfig)")
     no_progress: bool = option(False, "hide the progress bar")
@@ -39,8 +43,11 @@ class SynthCommand:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = build_parser("loclip-synth", "Generate the synthetic world: webdataset shards + LLaVA conversations + "
-                          "tokenizer under --out.", SynthCommand)
+    parser = build_parser(
+        "loclip-synth",
+        "Generate the synthetic world: webdataset shards + LLaVA conversations + tokenizer under --out.",
+        SynthCommand,
+    )
     cmd, _ = parse_command(parser, SynthCommand, argv)
     out = Path(cmd.out)
     try:

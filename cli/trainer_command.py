@@ -21,9 +21,17 @@ def quickstart_recipe(stage: str) -> Path:
 
 
 def run_trainer_command(
-    prog: str, description: str | None, command: type, recipe_cls: type, quickstart: str,
-    argv: list[str] | None, configure: Callable[[Any, Any], None], train: Callable[[Any], Callable[..., Path]],
-    make_eval_fn: Callable[[Any], Any], exported: str, adjust: Callable[[Any, Any], None] | None = None,
+    prog: str,
+    description: str | None,
+    command: type,
+    recipe_cls: type,
+    quickstart: str,
+    argv: list[str] | None,
+    configure: Callable[[Any, Any], None],
+    train: Callable[[Any], Callable[..., Path]],
+    make_eval_fn: Callable[[Any], Any],
+    exported: str,
+    adjust: Callable[[Any, Any], None] | None = None,
 ) -> int:
     """Parse ``command`` options and the ``recipe_cls`` flags, read the ``--config`` file (or the ``quickstart``
     stage's recipe, ``quickstart_recipe``), with ``adjust(options, recipe)`` applied before the recipe is
@@ -32,8 +40,12 @@ def run_trainer_command(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     options, args = parse_command(build_parser(prog, description, command, recipe_cls), command, argv)
     try:
-        recipe = load_recipe(recipe_cls, options.config or quickstart_recipe(quickstart), args,
-                             adjust=None if adjust is None else lambda r: adjust(options, r))
+        recipe = load_recipe(
+            recipe_cls,
+            options.config or quickstart_recipe(quickstart),
+            args,
+            adjust=None if adjust is None else lambda r: adjust(options, r),
+        )
         configure(options, recipe)
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"{prog}: error: {e}", file=sys.stderr)

@@ -53,8 +53,9 @@ class ImageTooLarge(ImageRefused):
         self.size = size
 
 
-def open_raster(source: str | os.PathLike | bytes | IO[bytes], name: str,
-                max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+def open_raster(
+    source: str | os.PathLike | bytes | IO[bytes], name: str, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> Image.Image:
     """Decode an image file (path or open file) or bytes with PIL's raster decoders only → a loaded PIL image.
 
     ``ImageTooLarge`` when the header says more than ``max_pixels`` (``None``: no limit); ``ImageRefused``
@@ -69,16 +70,20 @@ def open_raster(source: str | os.PathLike | bytes | IO[bytes], name: str,
         with image:
             width, height = image.size
             if max_pixels is not None and width * height > max_pixels:
-                raise ImageTooLarge(f"{name}: {width} x {height} = {width * height:,} pixels, over the limit of "
-                                    f"{max_pixels:,} (checked before decoding)", (width, height))
+                raise ImageTooLarge(
+                    f"{name}: {width} x {height} = {width * height:,} pixels, over the limit of "
+                    f"{max_pixels:,} (checked before decoding)",
+                    (width, height),
+                )
             image.load()
     except ImageRefused:
         raise
     except Image.DecompressionBombError as e:  # over twice PIL's own limit: refused before our check
         raise ImageTooLarge(f"{name}: {e} (checked before decoding)", None) from e
     except Image.UnidentifiedImageError as e:
-        raise ImageRefused(f"{name}: not an image in an allowed format ({', '.join(RASTER_FORMATS)})",
-                           "image_format") from e
+        raise ImageRefused(
+            f"{name}: not an image in an allowed format ({', '.join(RASTER_FORMATS)})", "image_format"
+        ) from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageRefused(f"{name}: cannot decode the image (corrupt or truncated): {e}", "image_unreadable") from e
     return image
@@ -93,13 +98,16 @@ def resolve_image_path(root: str | os.PathLike, relative: Any, name: str) -> Pat
     base = Path(root).resolve()
     path = (base / relative).resolve()
     if not path.is_relative_to(base):
-        raise ImageRefused(f"{name}: image path {shown_path(relative)} leads outside the image folder "
-                           f"{shown_path(base)}", "image_outside_root")
+        raise ImageRefused(
+            f"{name}: image path {shown_path(relative)} leads outside the image folder {shown_path(base)}",
+            "image_outside_root",
+        )
     try:
         mode = path.stat().st_mode  # never opens the file: a FIFO cannot block here
     except OSError:
-        raise ImageRefused(f"{name}: image file {shown_path(relative)} does not exist under {shown_path(base)}",
-                           "image_missing") from None
+        raise ImageRefused(
+            f"{name}: image file {shown_path(relative)} does not exist under {shown_path(base)}", "image_missing"
+        ) from None
     if not stat.S_ISREG(mode):
         raise ImageRefused(f"{name}: image path {shown_path(relative)} is not a regular file", "image_not_a_file")
     return path

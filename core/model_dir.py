@@ -80,8 +80,10 @@ def check_weights(path: str | os.PathLike, flag: str) -> int:
     else:
         pickles = sorted(p.name for p in root.iterdir() if p.suffix in PICKLE_SUFFIXES)
         if pickles:
-            raise InputRefused(f"{where} holds only pickle weights {shown(pickles)}; loclip loads safetensors only "
-                             "(unpickling a file can run code): save the model again with save_pretrained")
+            raise InputRefused(
+                f"{where} holds only pickle weights {shown(pickles)}; loclip loads safetensors only "
+                "(unpickling a file can run code): save the model again with save_pretrained"
+            )
         raise InputRefused(f"{where} has no {WEIGHTS} (not a save_pretrained directory)")
     return sum(_read_header(file, where) for file in files)
 
@@ -139,13 +141,20 @@ def load_model_dir(
     except Exception as e:  # transformers raises many kinds for a config it cannot build from
         raise InputRefused(f"{where}: cannot build a model from its {CONFIG}: {_first_line(e)}") from e
     if needed > 2 * held:  # memory bounded by the files handed over; smaller gaps are named key by key below
-        raise InputRefused(f"{where}: {CONFIG} describes a model of {needed:,} parameters but its weights hold "
-                         f"{held:,} values; they were not saved together")
+        raise InputRefused(
+            f"{where}: {CONFIG} describes a model of {needed:,} parameters but its weights hold "
+            f"{held:,} values; they were not saved together"
+        )
     try:
         with _no_load_report():
             model, info = model_class.from_pretrained(
-                path, trust_remote_code=False, use_safetensors=True, output_loading_info=True,
-                ignore_mismatched_sizes=True, **kwargs)  # mismatches come back in info, refused below
+                path,
+                trust_remote_code=False,
+                use_safetensors=True,
+                output_loading_info=True,
+                ignore_mismatched_sizes=True,
+                **kwargs,
+            )  # mismatches come back in info, refused below
     except Exception as e:
         raise InputRefused(f"{where}: cannot load the model: {_first_line(e)}") from e
     problems = []

@@ -92,8 +92,9 @@ NonNegativeFloat = Annotated[float, at_least(0)]
 UnitFloat = Annotated[float, between(0, 1)]
 
 
-def option(default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Any = dataclasses.MISSING,
-           **metadata: Any) -> Any:
+def option(
+    default: Any = dataclasses.MISSING, help: str = "", *, default_factory: Any = dataclasses.MISSING, **metadata: Any
+) -> Any:
     """A dataclass field with ``--help`` text (and optionally ``group=``, the ``--help`` section it is listed
     under); no default makes the flag required. On a nested section of a command, ``help`` titles the ``--help``
     section of its flags."""
@@ -351,8 +352,10 @@ def _load_yaml(text: str, where: str) -> Any:
         if node is None:
             return None
         if _tree_size(node, where) > MAX_RECIPE_VALUES:
-            raise _AliasError(f"{where}: its aliases (*name) expand to more than {MAX_RECIPE_VALUES:,} values; "
-                              "write the values out or use fewer aliases")
+            raise _AliasError(
+                f"{where}: its aliases (*name) expand to more than {MAX_RECIPE_VALUES:,} values; "
+                "write the values out or use fewer aliases"
+            )
         return loader.construct_document(node)
     finally:
         loader.dispose()
@@ -427,7 +430,9 @@ def _spellings(*flags: str) -> list[str]:
 
 
 def add_arguments(
-    parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type, dest: str = "recipe",
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    cls: type,
+    dest: str = "recipe",
     aliases: FlagAliases | None = None,
 ) -> None:
     """One flag per leaf field of ``cls`` (see the module docstring), all defaulting to 'not given', with the
@@ -435,8 +440,11 @@ def add_arguments(
     section (unless a leaf names its ``group``)."""
     aliases = aliases or {}
     types_ = hints(cls)
-    titles = {f.name: f.metadata.get("help") or None for f in dataclasses.fields(cls)
-              if dataclasses.is_dataclass(types_[f.name])}
+    titles = {
+        f.name: f.metadata.get("help") or None
+        for f in dataclasses.fields(cls)
+        if dataclasses.is_dataclass(types_[f.name])
+    }
     groups: dict[str, Any] = {}
     for name, tp, f in iter_leaves(cls):
         title = f.metadata.get("group") or (titles.get(name.split(".")[0]) if "." in name else None)
@@ -457,12 +465,19 @@ def add_arguments(
         old = [flag for flag, to in aliases.items() if to == name]
         required = default_of(f) is dataclasses.MISSING
         key = f"{dest}:{name}"
-        target.add_argument(*_spellings(own, *old), dest=key, default=None, required=required,
-                            help=_flag_help(tp, f), **kind)
-        for flag, (to, value) in ((k, v) for k, v in aliases.items() if isinstance(v, tuple) and v[0] == name):
+        target.add_argument(
+            *_spellings(own, *old), dest=key, default=None, required=required, help=_flag_help(tp, f), **kind
+        )
+        for flag, (_, value) in ((k, v) for k, v in aliases.items() if isinstance(v, tuple) and v[0] == name):
             shown_value = str(value).lower() if isinstance(value, bool) else value
-            target.add_argument(*_spellings(flag), dest=key, action="store_const", const=value, default=None,
-                                help=f"the same as {own} {shown_value}".replace("%", "%%"))
+            target.add_argument(
+                *_spellings(flag),
+                dest=key,
+                action="store_const",
+                const=value,
+                default=None,
+                help=f"the same as {own} {shown_value}".replace("%", "%%"),
+            )
 
 
 def parse_flag(raw: str | list[str], tp: Any, name: str) -> Any:
@@ -525,8 +540,12 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_recipe(
-    cls: type[T], path: str | Path | None, args: argparse.Namespace | None = None,
-    base: dict[str, Any] | None = None, dest: str = "recipe", adjust: Callable[[T], Any] | None = None,
+    cls: type[T],
+    path: str | Path | None,
+    args: argparse.Namespace | None = None,
+    base: dict[str, Any] | None = None,
+    dest: str = "recipe",
+    adjust: Callable[[T], Any] | None = None,
 ) -> T:
     """Dataclass defaults ← ``base`` ← YAML/JSON file ← flags, then ``check``, ``adjust(recipe)`` (what a command
     changes on top, e.g. a loss variant) and the recipe's ``validate``: each rule runs once, on the final recipe."""
@@ -573,26 +592,30 @@ def _leaf_names(cls: type | None) -> set[str]:
 
 
 def build_parser(
-    prog: str, description: str | None, command: type | None = None, recipe: type | None = None,
+    prog: str,
+    description: str | None,
+    command: type | None = None,
+    recipe: type | None = None,
     epilog: str | None = None,
 ) -> argparse.ArgumentParser:
     """A parser for a command: its own options (``command``: its fields and the library configs it nests) with
     the old spellings of its ``FLAG_ALIASES`` and, for trainers, every field of its ``recipe`` as a flag (an
     alias may name a recipe field: ``--output-dir`` → ``run.output_dir``)."""
-    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
-                                     formatter_class=_HelpFormatter)
+    parser = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog, formatter_class=_HelpFormatter)
     aliases: FlagAliases = dict(getattr(command, "FLAG_ALIASES", {}))
     own, fields_ = _leaf_names(command), _leaf_names(recipe)
     for flag, to in aliases.items():
         name = _target(to)
         if name not in own | fields_ or (name in own and name in fields_):
-            raise ValueError(f"{prog}: FLAG_ALIASES[{flag!r}] must name one field of the command or its recipe, "
-                             f"not {name!r}")
+            raise ValueError(
+                f"{prog}: FLAG_ALIASES[{flag!r}] must name one field of the command or its recipe, not {name!r}"
+            )
     if command is not None:
         add_arguments(parser, command, "command", {k: v for k, v in aliases.items() if _target(v) in own})
     if recipe is not None:
-        group = parser.add_argument_group("recipe fields (override the --config file; lists: several values or "
-                                          "comma-separated)")
+        group = parser.add_argument_group(
+            "recipe fields (override the --config file; lists: several values or comma-separated)"
+        )
         add_arguments(group, recipe, "recipe", {k: v for k, v in aliases.items() if _target(v) in fields_})
     # The `deepspeed` launcher passes --local_rank; the rank is read from the environment (LOCAL_RANK).
     parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)

@@ -120,8 +120,10 @@ def to_annotator(image: Image.Image, groups: list[tuple[list[list[float]], list[
 
 
 def _input_annotator(example: Example) -> image_annotator:
-    first = [dict(zip(("xmin", "ymin", "xmax", "ymax"), box), label=f"region {i + 1}", color=css_rgb(QUESTION_COLOUR))
-             for i, box in enumerate(example.boxes)]  # fmt: skip
+    first = [
+        dict(zip(("xmin", "ymin", "xmax", "ymax"), box), label=f"region {i + 1}", color=css_rgb(QUESTION_COLOUR))
+        for i, box in enumerate(example.boxes)
+    ]
     return image_annotator(
         value={"image": example.image, "boxes": first},
         label="Image: upload, pick the box tool (or press C) and drag to draw boxes; drawing order = <region> order",
@@ -137,7 +139,11 @@ def _input_annotator(example: Example) -> image_annotator:
 
 def _output_annotator() -> image_annotator:
     return image_annotator(
-        label="Result", interactive=False, image_type="pil", show_clear_button=False, boxes_alpha=BOX_ALPHA,
+        label="Result",
+        interactive=False,
+        image_type="pil",
+        show_clear_button=False,
+        boxes_alpha=BOX_ALPHA,
         handle_size=0,  # read-only: no resize handles around the drawn boxes
         elem_id="output-annotator",
     )
@@ -151,8 +157,11 @@ def _header(backend: Backend, model_name: str, example: Example, limits: Limits)
         f"Limits: {limits.max_pixels:,} pixels per image, {limits.max_boxes} boxes, "
         f"{limits.max_text_chars} characters of text, {limits.max_labels} candidate labels, "
         f"{limits.max_file_mb:g} MB per upload"
-        + (f", {limits.max_turns} questions and {limits.max_prompt_tokens:,} tokens per conversation."
-           if backend.mode == "chat" else ".")
+        + (
+            f", {limits.max_turns} questions and {limits.max_prompt_tokens:,} tokens per conversation."
+            if backend.mode == "chat"
+            else "."
+        )
     )
 
 
@@ -193,10 +202,12 @@ def draw_turns(image: Image.Image, turns: list[ChatAnswer]) -> dict:
     """The result annotator's value: every turn's question and answer boxes on the conversation's image."""
     groups = []
     for t, turn in enumerate(turns, start=1):
-        groups.append((turn.question_boxes, [f"T{t} region {k}" for k in range(1, len(turn.question_boxes) + 1)],
-                       QUESTION_COLOUR))
-        groups.append((turn.answer_boxes, [f"T{t} answer {k}" for k in range(1, len(turn.answer_boxes) + 1)],
-                       ANSWER_COLOUR))
+        groups.append(
+            (turn.question_boxes, [f"T{t} region {k}" for k in range(1, len(turn.question_boxes) + 1)], QUESTION_COLOUR)
+        )
+        groups.append(
+            (turn.answer_boxes, [f"T{t} answer {k}" for k in range(1, len(turn.answer_boxes) + 1)], ANSWER_COLOUR)
+        )
     return to_annotator(image, groups)
 
 
@@ -227,27 +238,45 @@ def _chat_ui(backend: ChatBackend, example: Example, limits: Limits, concurrency
     with gr.Row():
         with gr.Column():
             annotated = _input_annotator(example)
-            question = gr.Textbox(example.question, label="Question", max_length=limits.max_text_chars,
-                                  elem_id="question")  # fmt: skip
-            unused = gr.Radio(list(UNUSED_CHOICES), value=next(iter(UNUSED_CHOICES)), elem_id="unused-boxes",
-                              label="Drawn boxes the question has no <region> for")  # fmt: skip
-            preview = gr.Markdown(will_send(backend, {"boxes": example.boxes}, example.question,
-                                            next(iter(UNUSED_CHOICES))), elem_id="will-send")  # fmt: skip
+            question = gr.Textbox(
+                example.question, label="Question", max_length=limits.max_text_chars, elem_id="question"
+            )
+            unused = gr.Radio(
+                list(UNUSED_CHOICES),
+                value=next(iter(UNUSED_CHOICES)),
+                elem_id="unused-boxes",
+                label="Drawn boxes the question has no <region> for",
+            )
+            preview = gr.Markdown(
+                will_send(backend, {"boxes": example.boxes}, example.question, next(iter(UNUSED_CHOICES))),
+                elem_id="will-send",
+            )
             with gr.Row():
                 ask = gr.Button("Send", variant="primary", elem_id="ask")
                 restart = gr.Button("Start over", elem_id="start-over")
         with gr.Column():
             chatbot = gr.Chatbot(label="Conversation", elem_id="chatbot", height=440, sanitize_html=True)
             shown = _output_annotator()
-            listed = gr.Textbox(label="Boxes of every turn, in pixels [x1, y1, x2, y2]", interactive=False,
-                                lines=3, elem_id="answer-boxes")  # fmt: skip
+            listed = gr.Textbox(
+                label="Boxes of every turn, in pixels [x1, y1, x2, y2]",
+                interactive=False,
+                lines=3,
+                elem_id="answer-boxes",
+            )
 
     def ui_preview(value: dict | None, text: str, choice: str) -> str:
         return will_send(backend, value, text, choice)
 
     # one listener for the three triggers, so a slow answer to an older change never overwrites a newer one
-    gr.on([annotated.change, question.change, unused.change], ui_preview, [annotated, question, unused], preview,
-          queue=False, api_visibility="private", trigger_mode="always_last")
+    gr.on(
+        [annotated.change, question.change, unused.change],
+        ui_preview,
+        [annotated, question, unused],
+        preview,
+        queue=False,
+        api_visibility="private",
+        trigger_mode="always_last",
+    )
 
     @user_errors
     def ui_ask(value: dict | None, text: str, choice: str, conversation: dict) -> Iterator[tuple]:
@@ -272,11 +301,22 @@ def _chat_ui(backend: ChatBackend, example: Example, limits: Limits, concurrency
         # The boxes and the question were used: clear them. The image goes back as a PNG file: the annotator
         # would re-encode a PIL image as lossy WebP, and the next turn would find a "new" image.
         same_image = {"image": image_utils.save_image(image, annotated.GRADIO_CACHE, format="png"), "boxes": []}
-        yield (chat_messages(turns), draw_turns(image, turns), list_turn_boxes(turns), {"image": key, "turns": turns},
-               same_image, "")
+        yield (
+            chat_messages(turns),
+            draw_turns(image, turns),
+            list_turn_boxes(turns),
+            {"image": key, "turns": turns},
+            same_image,
+            "",
+        )
 
-    ask.click(ui_ask, [annotated, question, unused, state], [chatbot, shown, listed, state, annotated, question],
-              api_visibility="private", **queue)  # fmt: skip
+    ask.click(
+        ui_ask,
+        [annotated, question, unused, state],
+        [chatbot, shown, listed, state, annotated, question],
+        api_visibility="private",
+        **queue,
+    )
 
     def ui_restart() -> tuple:
         return [], None, "", dict(new_conversation)
@@ -312,8 +352,7 @@ def _chat_ui(backend: ChatBackend, example: Example, limits: Limits, concurrency
             stop.set()
             raise
 
-    api_ask.click(ask_api, [image_file, boxes_json, question_text, history_json], result_json, api_name="ask",
-                  **queue)  # fmt: skip
+    api_ask.click(ask_api, [image_file, boxes_json, question_text, history_json], result_json, api_name="ask", **queue)
 
 
 def _ranking_markdown(rankings: list[dict], top: int = 5) -> str:
@@ -330,8 +369,13 @@ def _encoder_ui(backend: EncoderBackend, example: Example, limits: Limits, concu
     with gr.Row():
         with gr.Column():
             annotated = _input_annotator(example)
-            labels = gr.Textbox(example.labels, label="Candidate labels (comma or newline separated)", lines=2,
-                                max_length=limits.max_text_chars, elem_id="labels")  # fmt: skip
+            labels = gr.Textbox(
+                example.labels,
+                label="Candidate labels (comma or newline separated)",
+                lines=2,
+                max_length=limits.max_text_chars,
+                elem_id="labels",
+            )
             rank = gr.Button("Rank labels", variant="primary", elem_id="rank")
             phrase = gr.Textbox(example.phrase, label="Phrase", max_length=limits.max_text_chars, elem_id="phrase")
             ground = gr.Button("Ground", elem_id="ground")
@@ -380,18 +424,24 @@ def _encoder_ui(backend: EncoderBackend, example: Example, limits: Limits, concu
         """The box (pixels) the model predicts for a phrase in an image file; ``found`` is false (and ``box``
         null) when the model found nothing."""
         box = backend.ground(load_image(image, limits), phrase or "")
-        return {"phrase": (phrase or "").strip(), "found": box is not None,
-                "box": None if box is None else round_boxes([box])[0]}  # fmt: skip
+        return {
+            "phrase": (phrase or "").strip(),
+            "found": box is not None,
+            "box": None if box is None else round_boxes([box])[0],
+        }
 
-    api_rank.click(rank_labels_api, [image_file, boxes_json, labels_text], result_json, api_name="rank_labels",
-                   **queue)  # fmt: skip
+    api_rank.click(rank_labels_api, [image_file, boxes_json, labels_text], result_json, api_name="rank_labels", **queue)
     api_ground.click(ground_api, [image_file, phrase_text], result_json, api_name="ground", **queue)
 
 
 def build_demo(
-    backend: Backend, example: Example, model_name: str, limits: Limits | None = None, concurrency: int = 1,
+    backend: Backend,
+    example: Example,
+    model_name: str,
+    limits: Limits | None = None,
+    concurrency: int = 1,
     max_queue: int = 64,
-) -> gr.Blocks:  # fmt: skip
+) -> gr.Blocks:
     """The demo's ``gr.Blocks`` for ``backend`` (chat or encoder mode), queued.
 
     Args:
@@ -421,9 +471,16 @@ def build_demo(
             """The demo's mode, model, endpoints and limits."""
             endpoints = ["/ask"] if backend.mode == "chat" else ["/rank_labels", "/ground"]
             fields = {k: getattr(limits, k) for k in limits.__dataclass_fields__}
-            return {"mode": backend.mode, "model": model_name, "endpoints": endpoints,
-                    "limits": {**fields, "max_request_bytes": limits.max_request_bytes,
-                               "max_upload_bytes": limits.max_upload_bytes}}  # fmt: skip
+            return {
+                "mode": backend.mode,
+                "model": model_name,
+                "endpoints": endpoints,
+                "limits": {
+                    **fields,
+                    "max_request_bytes": limits.max_request_bytes,
+                    "max_upload_bytes": limits.max_upload_bytes,
+                },
+            }
 
         gr.api(info, api_name="info")
     return demo.queue(max_size=max_queue, default_concurrency_limit=concurrency)
@@ -444,9 +501,19 @@ def launch_options(limits: Limits) -> dict[str, Any]:
     every request body, applied before gradio reads it (``http_limits.BodyLimit``)."""
     from starlette.middleware import Middleware
 
-    return {"max_file_size": int(limits.max_file_mb * 1024 * 1024),
-            "app_kwargs": {"middleware": [Middleware(BodyLimit, limit_for=body_limit(limits))]}}  # fmt: skip
+    return {
+        "max_file_size": int(limits.max_file_mb * 1024 * 1024),
+        "app_kwargs": {"middleware": [Middleware(BodyLimit, limit_for=body_limit(limits))]},
+    }
 
 
-__all__ = ["build_demo", "chat_messages", "from_annotator", "launch_options", "list_turn_boxes", "to_annotator",
-           "user_errors", "will_send"]
+__all__ = [
+    "build_demo",
+    "chat_messages",
+    "from_annotator",
+    "launch_options",
+    "list_turn_boxes",
+    "to_annotator",
+    "user_errors",
+    "will_send",
+]

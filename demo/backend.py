@@ -36,8 +36,14 @@ def model_type(path: str | os.PathLike) -> str:
     checked its config.json and safetensors headers (``ValueError`` naming ``--model`` otherwise)."""
     from loclip.core.model_dir import check_model_dir
 
-    return check_model_dir(path, {CHAT_MODEL_TYPE: "chat mode, an MLLM from loclip-finetune",
-                                  ENCODER_MODEL_TYPE: "encoder mode, from loclip-pretrain"}, "--model")
+    return check_model_dir(
+        path,
+        {
+            CHAT_MODEL_TYPE: "chat mode, an MLLM from loclip-finetune",
+            ENCODER_MODEL_TYPE: "encoder mode, from loclip-pretrain",
+        },
+        "--model",
+    )
 
 
 def with_regions(question: str, num_boxes: int) -> str:
@@ -139,25 +145,37 @@ class ChatBackend(_ModelBackend):
         return with_regions(question, len(boxes)), boxes
 
     def prompt(
-        self, size: tuple[int, int], question: str, boxes: list[list[float]], history: Sequence[ChatAnswer] = (),
+        self,
+        size: tuple[int, int],
+        question: str,
+        boxes: list[list[float]],
+        history: Sequence[ChatAnswer] = (),
         unused_boxes: UnusedBoxes = "append",
-    ) -> ChatPrompt:  # fmt: skip
+    ) -> ChatPrompt:
         """The request as the ``ChatPrompt`` that ``chat`` asks, built (and so checked) once for an image of
         ``size=(height, width)``: the demo's limits here (turns, boxes, text), the prompt's own rules in
         ``ChatPrompt.build`` (one box per ``<region>``, boxes on the image, no special tokens)."""
         if len(history) + 1 > self.limits.max_turns:
-            raise DemoInputError(f"this would be question {len(history) + 1} of the conversation; the limit is "
-                                 f"{self.limits.max_turns}: start over")
+            raise DemoInputError(
+                f"this would be question {len(history) + 1} of the conversation; the limit is "
+                f"{self.limits.max_turns}: start over"
+            )
         question, boxes = self.place_boxes(question, check_boxes(list(boxes), self.limits), unused_boxes)
-        turns = [Turn(t.question, t.answer, check_boxes(list(t.question_boxes), self.limits,
-                                                        f"history[{i}].question_boxes"))
-                 for i, t in enumerate(history)]  # fmt: skip
+        turns = [
+            Turn(t.question, t.answer, check_boxes(list(t.question_boxes), self.limits, f"history[{i}].question_boxes"))
+            for i, t in enumerate(history)
+        ]
         return ChatPrompt.build(self.processor, size, question, boxes, turns)
 
     def ask_stream(
-        self, image: Image.Image, question: str | ChatPrompt, boxes: list[list[float]] | None = None,
-        history: Sequence[ChatAnswer] = (), unused_boxes: UnusedBoxes = "append", stop: threading.Event | None = None,
-    ) -> Iterator[str | ChatAnswer]:  # fmt: skip
+        self,
+        image: Image.Image,
+        question: str | ChatPrompt,
+        boxes: list[list[float]] | None = None,
+        history: Sequence[ChatAnswer] = (),
+        unused_boxes: UnusedBoxes = "append",
+        stop: threading.Event | None = None,
+    ) -> Iterator[str | ChatAnswer]:
         """Answer ``question`` about ``image`` after the conversation's earlier turns ``history``: yields the
         answer text so far after each token, then the finished ``ChatAnswer``. ``boxes`` (pixels, drawing
         order) fill the question's ``<region>``s; the boxes left over are appended as ``<region>``s
@@ -185,9 +203,16 @@ class ChatBackend(_ModelBackend):
                 if not self._acquire(stop):
                     raise DemoInputError("the request was cancelled")
                 try:
-                    outcome["answer"] = chat(self.model, self.processor, image, prompt,
-                                             max_new_tokens=self.max_new_tokens, streamer=streamer,
-                                             max_prompt_tokens=self.limits.max_prompt_tokens, stop=stop)
+                    outcome["answer"] = chat(
+                        self.model,
+                        self.processor,
+                        image,
+                        prompt,
+                        max_new_tokens=self.max_new_tokens,
+                        streamer=streamer,
+                        max_prompt_tokens=self.limits.max_prompt_tokens,
+                        stop=stop,
+                    )
                 finally:
                     self._lock.release()
             except BaseException as e:  # handed to the caller below
@@ -209,9 +234,14 @@ class ChatBackend(_ModelBackend):
         yield ChatAnswer(prompt.question, [list(b) for b in prompt.boxes], answer, answer_boxes)
 
     def ask(
-        self, image: Image.Image, question: str | ChatPrompt, boxes: list[list[float]] | None = None,
-        history: Sequence[ChatAnswer] = (), unused_boxes: UnusedBoxes = "append", stop: threading.Event | None = None,
-    ) -> ChatAnswer:  # fmt: skip
+        self,
+        image: Image.Image,
+        question: str | ChatPrompt,
+        boxes: list[list[float]] | None = None,
+        history: Sequence[ChatAnswer] = (),
+        unused_boxes: UnusedBoxes = "append",
+        stop: threading.Event | None = None,
+    ) -> ChatAnswer:
         """``ask_stream``'s finished answer."""
         *_, result = self.ask_stream(image, question, boxes, history, unused_boxes, stop)
         return result
@@ -252,8 +282,9 @@ class EncoderBackend(_ModelBackend):
         phrase = check_text(phrase, "phrase", self.limits)
         inputs = self.processor(images=image, text=[phrase], padding=True)
         with self._lock:
-            box, found = self.model.ground(inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"],
-                                           return_found=True)  # fmt: skip
+            box, found = self.model.ground(
+                inputs["pixel_values"], inputs["input_ids"], inputs["attention_mask"], return_found=True
+            )
         if not bool(found[0]):
             return None
         (pixels,) = self.processor.post_process_boxes(box[:, None], inputs["original_sizes"])
@@ -271,7 +302,7 @@ def load_backend(path: str | os.PathLike, limits: Limits | None = None) -> Backe
 
     kind = model_type(path)
     if kind == CHAT_MODEL_TYPE:
-        import loclip.mllm  # noqa: F401  (registers the Auto classes)
+        import loclip.mllm
 
         auto_class, backend = AutoModelForImageTextToText, ChatBackend
     else:

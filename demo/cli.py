@@ -19,8 +19,9 @@ LIMITS = "request limits"
 @dataclass(kw_only=True)
 class DemoCommand:
     # each request limit was a flat flag (--max-turns) before it became the library's Limits (--limits.max_turns)
-    FLAG_ALIASES: ClassVar[FlagAliases] = {f"--{f.name.replace('_', '-')}": f"limits.{f.name}"
-                                           for f in dataclasses.fields(Limits)}
+    FLAG_ALIASES: ClassVar[FlagAliases] = {
+        f"--{f.name.replace('_', '-')}": f"limits.{f.name}" for f in dataclasses.fields(Limits)
+    }
 
     model: str | None = option(None, "saved model directory (default: runs/mllm_quickstart, else runs/quickstart)")
     host: str = option("127.0.0.1", "address to bind (127.0.0.1: this machine only)")
@@ -29,16 +30,19 @@ class DemoCommand:
     concurrency: PositiveInt = option(1, "model requests processed at once", group=LIMITS)
     max_queue: PositiveInt = option(64, "requests waiting beyond those; more are refused", group=LIMITS)
     example: Literal["auto", "synthetic", "photo"] = option(
-        "auto", "image the page opens on: a synthetic scene for synthetic-world models, else a photo (auto)")
+        "auto", "image the page opens on: a synthetic scene for synthetic-world models, else a photo (auto)"
+    )
     threads: PositiveInt | None = option(None, "torch CPU threads (default: torch's choice)")
 
 
 def parse_args(argv: list[str] | None = None) -> DemoCommand:
     """The command line (see ``--help``)."""
     parser = build_parser(
-        "loclip-demo", "Referring and grounding demo. Chat mode for an MLLM checkpoint (loclip-finetune), encoder "
+        "loclip-demo",
+        "Referring and grounding demo. Chat mode for an MLLM checkpoint (loclip-finetune), encoder "
         "mode for an encoder (loclip-pretrain). Without --model: runs/mllm_quickstart, else runs/quickstart.",
-        DemoCommand)
+        DemoCommand,
+    )
     return parse_command(parser, DemoCommand, argv)[0]
 
 

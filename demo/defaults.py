@@ -119,7 +119,8 @@ def default_example(
     if kind not in ("auto", "synthetic", "photo"):
         raise ValueError(f"example must be 'auto', 'synthetic' or 'photo', got {kind!r}")
     if kind == "auto":
-        synthetic = speaks_synthetic_world(tokenizer) or (model_path is not None
-                                                          and trained_on_synthetic_world(model_path))
+        synthetic = speaks_synthetic_world(tokenizer) or (
+            model_path is not None and trained_on_synthetic_world(model_path)
+        )
         kind = "synthetic" if synthetic else "photo"
     return synthetic_example(image_size) if kind == "synthetic" else photo_example()

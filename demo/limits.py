@@ -43,8 +43,9 @@ class Limits(CheckedConfig):
     max_labels: PositiveInt = option(32, "candidate labels per request")
     max_file_mb: PositiveFloat = option(20.0, "largest upload in MB")
     max_turns: PositiveInt = option(8, "questions in one chat conversation")
-    max_prompt_tokens: PositiveInt = option(2048, "tokens the chat model reads for one answer (image, earlier "
-                                            "turns and question)")
+    max_prompt_tokens: PositiveInt = option(
+        2048, "tokens the chat model reads for one answer (image, earlier turns and question)"
+    )
 
     @property
     def max_request_bytes(self) -> int:
@@ -83,13 +84,12 @@ def load_image(path: str | os.PathLike | None, limits: Limits) -> Image.Image:
     except ImageTooLarge as e:
         if e.size is not None:
             check_image_size(*e.size, limits)
-        raise DemoInputError(f"{shown(name)} has more than {limits.max_pixels:,} pixels; the limit is "
-                             f"{limits.max_pixels:,} pixels") from e
+        raise DemoInputError(
+            f"{shown(name)} has more than {limits.max_pixels:,} pixels; the limit is {limits.max_pixels:,} pixels"
+        ) from e
     except ValueError as e:  # ImageRefused: not an allowed raster format, corrupt or truncated
         reason = str(e).replace(str(path), name)  # the server's temporary path means nothing to the sender
-        raise DemoInputError(
-            f"cannot read {shown(name)} as an image (corrupt or not an image file): {reason}"
-        ) from e
+        raise DemoInputError(f"cannot read {shown(name)} as an image (corrupt or not an image file): {reason}") from e
 
 
 def check_loaded_image(image: Image.Image | None, limits: Limits) -> Image.Image:
@@ -170,8 +170,10 @@ def check_boxes(boxes: list[list[float]], limits: Limits, field: str = "boxes") 
     for i, (x1, y1, x2, y2) in enumerate(boxes):
         finite = all(math.isfinite(v) for v in (x1, y1, x2, y2))  # a box that is not: the box rule names it
         if finite and not (x2 > x1 and y2 > y1):
-            raise DemoInputError(f"{field}[{i}] = {[round(v, 2) for v in (x1, y1, x2, y2)]} is empty or inverted: "
-                                 "need x1 < x2 and y1 < y2")
+            raise DemoInputError(
+                f"{field}[{i}] = {[round(v, 2) for v in (x1, y1, x2, y2)]} is empty or inverted: "
+                "need x1 < x2 and y1 < y2"
+            )
     return boxes
 
 
@@ -195,24 +197,29 @@ def parse_history(value: Any, limits: Limits) -> list[HistoryTurn]:
     """
     value = json_list(value, "history", "a list of earlier turns (the history /ask returned)")
     if len(value) >= limits.max_turns:
-        raise DemoInputError(f"history has {len(value)} turns; a conversation holds at most {limits.max_turns} "
-                             "questions: start a new one")
+        raise DemoInputError(
+            f"history has {len(value)} turns; a conversation holds at most {limits.max_turns} "
+            "questions: start a new one"
+        )
     turns = []
     for i, turn in enumerate(value):
-        if not isinstance(turn, dict) or not isinstance(turn.get("question"), str) \
-                or not isinstance(turn.get("answer"), str):
-            raise DemoInputError(
-                f"history[{i}] must be an object with text 'question' and 'answer', got {shown(turn)}"
-            )
+        if (
+            not isinstance(turn, dict)
+            or not isinstance(turn.get("question"), str)
+            or not isinstance(turn.get("answer"), str)
+        ):
+            raise DemoInputError(f"history[{i}] must be an object with text 'question' and 'answer', got {shown(turn)}")
         if len(turn["answer"]) > 4 * limits.max_text_chars:
-            raise DemoInputError(f"history[{i}].answer has {len(turn['answer'])} characters; the limit is "
-                                 f"{4 * limits.max_text_chars}")
+            raise DemoInputError(
+                f"history[{i}].answer has {len(turn['answer'])} characters; the limit is {4 * limits.max_text_chars}"
+            )
         question = check_text(turn["question"], f"history[{i}].question", limits)
         boxes = parse_boxes(turn.get("question_boxes"), f"history[{i}].question_boxes")
         answer_boxes = parse_boxes(turn.get("answer_boxes"), f"history[{i}].answer_boxes")
         for k, box in enumerate(answer_boxes):
             if not all(math.isfinite(v) for v in box):
-                raise DemoInputError(f"history[{i}].answer_boxes[{k}] has a coordinate that is not a finite number: "
-                                     f"{shown(box)}")
+                raise DemoInputError(
+                    f"history[{i}].answer_boxes[{k}] has a coordinate that is not a finite number: {shown(box)}"
+                )
         turns.append(HistoryTurn(question, boxes, turn["answer"], answer_boxes))
     return turns

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -95,10 +96,21 @@ class Letterbox:
 
 # The real dtypes boxes may come in. The narrow floats are computed in float32: 999 is no bfloat16 (a box edge at
 # 1.0 became bin 1000), 70,000 px is past float16's range, and float8 has no arithmetic at all.
-_INT_DTYPES = frozenset({torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16, torch.uint32,
-                         torch.uint64})
-_FLOAT_DTYPES = frozenset({torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.float8_e4m3fn,
-                           torch.float8_e4m3fnuz, torch.float8_e5m2, torch.float8_e5m2fnuz})
+_INT_DTYPES = frozenset(
+    {torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16, torch.uint32, torch.uint64}
+)
+_FLOAT_DTYPES = frozenset(
+    {
+        torch.float16,
+        torch.bfloat16,
+        torch.float32,
+        torch.float64,
+        torch.float8_e4m3fn,
+        torch.float8_e4m3fnuz,
+        torch.float8_e5m2,
+        torch.float8_e5m2fnuz,
+    }
+)
 
 
 def as_float_boxes(boxes: torch.Tensor | Sequence, name: str) -> torch.Tensor:
@@ -125,8 +137,10 @@ def as_float_boxes(boxes: torch.Tensor | Sequence, name: str) -> torch.Tensor:
         raise ValueError(f"{name} must have shape [..., 4], got {tuple(t.shape)}")
     finite = torch.isfinite(t).all(-1)
     if not finite.all():
-        raise ValueError(f"{name}: box {shown(t[~finite][0].tolist())} has a NaN or infinite coordinate "
-                         "(or one past float32's range)")
+        raise ValueError(
+            f"{name}: box {shown(t[~finite][0].tolist())} has a NaN or infinite coordinate "
+            "(or one past float32's range)"
+        )
     return t
 
 
@@ -143,16 +157,18 @@ def _holds_bool(value: list | tuple) -> bool:
 
 
 # What the tensor helpers compute with (model outputs, checked boxes). Unsigned ints wrap around below zero.
-_TENSOR_DTYPES = frozenset({torch.int8, torch.int16, torch.int32, torch.int64, torch.float16, torch.bfloat16,
-                            torch.float32, torch.float64})
+_TENSOR_DTYPES = frozenset(
+    {torch.int8, torch.int16, torch.int32, torch.int64, torch.float16, torch.bfloat16, torch.float32, torch.float64}
+)
 
 
 def _check_tensor(boxes: Any, name: str) -> None:
     """Refuse what is not a real tensor ``[..., 4]``: the helpers below would broadcast a wrong shape into a wrong
     answer, or fail deep inside torch."""
     if not isinstance(boxes, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor [..., 4] (as_float_boxes converts lists), "
-                        f"got {type(boxes).__name__}")
+        raise TypeError(
+            f"{name} must be a torch.Tensor [..., 4] (as_float_boxes converts lists), got {type(boxes).__name__}"
+        )
     if boxes.dtype not in _TENSOR_DTYPES:
         raise TypeError(f"{name} must be a floating-point or signed integer tensor, got dtype {boxes.dtype}")
     if boxes.dim() == 0 or boxes.shape[-1] != 4:
@@ -247,9 +263,7 @@ def check_pixel_box(
     return x1, y1, x2, y2
 
 
-def pixel_box_in_image(
-    box: Any, size: tuple[int, int], name: str, hint: str = ""
-) -> tuple[float, float, float, float]:
+def pixel_box_in_image(box: Any, size: tuple[int, int], name: str, hint: str = "") -> tuple[float, float, float, float]:
     """``check_pixel_box``'s rule for one box a caller must not skip: the box clipped to the image of
     ``size=(height, width)``, or ``ValueError`` naming ``name`` and the box (``hint`` ends the message of a box
     outside the image)."""
@@ -262,8 +276,9 @@ def pixel_box_in_image(
     if checked == "inverted":
         raise ValueError(f"{name} = {values} has x2 < x1 or y2 < y1 (expected xyxy)")
     h, w = size
-    raise ValueError(f"{name} = {values} reaches more than {EDGE_TOLERANCE:g} px outside the {w}x{h} (width x height) "
-                     f"image{hint}")
+    raise ValueError(
+        f"{name} = {values} reaches more than {EDGE_TOLERANCE:g} px outside the {w}x{h} (width x height) image{hint}"
+    )
 
 
 def _finite_number(value: Any) -> bool:
@@ -277,9 +292,7 @@ def _finite_number(value: Any) -> bool:
         return False
 
 
-def check_in_image(
-    boxes: torch.Tensor, size: tuple[int, int], name: str = "boxes", hint: str = ""
-) -> torch.Tensor:
+def check_in_image(boxes: torch.Tensor, size: tuple[int, int], name: str = "boxes", hint: str = "") -> torch.Tensor:
     """Pixel xyxy boxes ``[..., 4]`` of an image of ``size=(height, width)`` by the one rule (``check_pixel_box``)
     → the boxes clipped to the image, same shape and dtype; ``ValueError`` naming the first box that is inverted
     (or NaN) or past an edge by more than ``EDGE_TOLERANCE`` pixels."""
@@ -356,8 +369,9 @@ def _inter_union(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.
     try:
         torch.broadcast_shapes(a.shape, b.shape)
     except RuntimeError:
-        raise ValueError(f"a {tuple(a.shape)} and b {tuple(b.shape)} do not broadcast; "
-                         "for all pairs pass a[:, None] and b[None]") from None
+        raise ValueError(
+            f"a {tuple(a.shape)} and b {tuple(b.shape)} do not broadcast; for all pairs pass a[:, None] and b[None]"
+        ) from None
     lt = torch.maximum(a[..., :2], b[..., :2])
     rb = torch.minimum(a[..., 2:], b[..., 2:])
     wh = (rb - lt).clamp(min=0)

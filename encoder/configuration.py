@@ -16,15 +16,22 @@ from loclip.core.messages import shown
 from .choices import GROUNDING_HEADS, check_choice
 from .trunks import TEXT_TOWERS, VISION_TRUNKS
 
-
 # What ``check_trunk_shape`` calls each number when a config is checked; a recipe passes its own flag names.
-CONFIG_NAMES = {"width": "trunk_config.hidden_size", "heads": "trunk_config.num_attention_heads",
-                "patch_size": "trunk_config.patch_size", "image_size": "trunk_config.image_size",
-                "prompter_heads": "prompter_num_heads"}
+CONFIG_NAMES = {
+    "width": "trunk_config.hidden_size",
+    "heads": "trunk_config.num_attention_heads",
+    "patch_size": "trunk_config.patch_size",
+    "image_size": "trunk_config.image_size",
+    "prompter_heads": "prompter_num_heads",
+}
 
 
 def check_trunk_shape(
-    width: int, heads: int, patch_size: int, image_size: int, prompter_heads: int | None = None,
+    width: int,
+    heads: int,
+    patch_size: int,
+    image_size: int,
+    prompter_heads: int | None = None,
     names: Mapping[str, str] = CONFIG_NAMES,
 ) -> None:
     """The numbers a vision trunk and its prompter must agree on, checked before any layer is built (a
@@ -32,11 +39,17 @@ def check_trunk_shape(
 
     Attention splits ``width`` over ``heads`` (the trunk's and the prompter's); the sinusoidal box encoding
     splits it in four; a patch must fit in the image (a larger one leaves no patch to embed)."""
+
     def named(key: str, value: object) -> str:
         return f"{names[key]} = {shown(value)}"
 
-    for key, value in (("width", width), ("heads", heads), ("patch_size", patch_size), ("image_size", image_size),
-                       ("prompter_heads", prompter_heads)):
+    for key, value in (
+        ("width", width),
+        ("heads", heads),
+        ("patch_size", patch_size),
+        ("image_size", image_size),
+        ("prompter_heads", prompter_heads),
+    ):
         if value is not None and value < 1:
             raise ValueError(f"{named(key, value)}: must be >= 1")
     if width % 4:
@@ -113,8 +126,14 @@ class LoclipVisionConfig(PreTrainedConfig):
                 f"({self.trunk_config.hidden_size}): that trunk has no projection layer"
             )
         check_choice("grounding_head", self.grounding_head, GROUNDING_HEADS)
-        check_trunk_shape(self.hidden_size, self.num_attention_heads, self.patch_size, self.image_size,
-                          self.prompter_num_heads, CONFIG_NAMES)
+        check_trunk_shape(
+            self.hidden_size,
+            self.num_attention_heads,
+            self.patch_size,
+            self.image_size,
+            self.prompter_num_heads,
+            CONFIG_NAMES,
+        )
 
     # Read-only views of the trunk that MLLM code (e.g. Llava's projector) expects on a vision config.
     hidden_size = trunk_view("hidden_size")

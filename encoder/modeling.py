@@ -347,7 +347,10 @@ class LoclipModel(LoclipPreTrainedModel):
         return self.vision_model.get_region_features(pixel_values, boxes, box_mask, method)
 
     def ground(
-        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+        self,
+        pixel_values: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
         return_found: bool = False,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """One phrase per image → its predicted box. ``[B, 3, S, S]``, ``[B, L]`` → ``[B, 4]`` normalised xyxy.
@@ -357,8 +360,9 @@ class LoclipModel(LoclipPreTrainedModel):
         enc = self.vision_model.encode(pixel_values)
         phrases = self.get_text_features(input_ids, attention_mask)
         if phrases.shape[0] != enc.image_embeds.shape[0]:
-            raise ValueError(f"ground needs one phrase per image: {phrases.shape[0]} phrases, "
-                             f"{enc.image_embeds.shape[0]} images")
+            raise ValueError(
+                f"ground needs one phrase per image: {phrases.shape[0]} phrases, {enc.image_embeds.shape[0]} images"
+            )
         boxes = self.vision_model.grounding(enc, phrases[:, None]).boxes[:, 0]
         return (boxes, found_boxes(boxes)) if return_found else boxes
 

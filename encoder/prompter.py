@@ -219,8 +219,13 @@ class BoxHead(nn.Module):
         return cxcywh_to_xyxy(cxcywh)
 
     def loss(
-        self, out: GroundingOutput, target_boxes: torch.Tensor, box_mask: torch.Tensor, grid: tuple[int, int],
-        kind: BoxLoss = "l2", giou_weight: float = 1.0,
+        self,
+        out: GroundingOutput,
+        target_boxes: torch.Tensor,
+        box_mask: torch.Tensor,
+        grid: tuple[int, int],
+        kind: BoxLoss = "l2",
+        giou_weight: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         """This head's loss on its output for ``[B, M]`` phrases: ``grounding_loss`` of ``out.raw_boxes`` against
         ``target_boxes`` ``[B, M, 4]`` (normalised xyxy) where ``box_mask`` ``[B, M]`` holds. ``grid`` is not
@@ -269,8 +274,13 @@ class DenseBoxHead(nn.Module):
         return logits, cxcywh_to_xyxy(torch.cat([cxcy, wh], dim=-1))
 
     def loss(
-        self, out: GroundingOutput, target_boxes: torch.Tensor, box_mask: torch.Tensor, grid: tuple[int, int],
-        kind: BoxLoss = "l2", giou_weight: float = 1.0,
+        self,
+        out: GroundingOutput,
+        target_boxes: torch.Tensor,
+        box_mask: torch.Tensor,
+        grid: tuple[int, int],
+        kind: BoxLoss = "l2",
+        giou_weight: float = 1.0,
     ) -> dict[str, torch.Tensor]:
         """This head's loss on its output for ``[B, M]`` phrases over a ``grid`` ``(h, w)`` of cells:
         ``dense_grounding_loss`` of ``out.cell_logits`` / ``out.cell_boxes`` against ``target_boxes`` ``[B, M, 4]``

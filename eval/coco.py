@@ -77,8 +77,10 @@ def check_ids(data: dict[str, Any], field_name: str, lists: tuple[str, ...]) -> 
             if not is_id(value):
                 raise ValueError(f"{field_name}: {list_name}[{i}].id = {shown(value)} is not an integer or a string")
             if value in first:
-                raise ValueError(f"{field_name}: {list_name}[{i}].id = {shown(value)} repeats "
-                                 f"{list_name}[{first[value]}].id; ids must be unique")
+                raise ValueError(
+                    f"{field_name}: {list_name}[{i}].id = {shown(value)} repeats "
+                    f"{list_name}[{first[value]}].id; ids must be unique"
+                )
             first[value] = i
 
 
@@ -120,8 +122,9 @@ def check_sizes(data: dict[str, Any], field_name: str) -> None:
                 continue
             whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
             if isinstance(value, bool) or not whole or not 0 < value <= MAX_SIDE:
-                raise ValueError(f"{field_name}: images[{j}].{key} = {shown(value)} is not a positive whole number "
-                                 "of pixels")
+                raise ValueError(
+                    f"{field_name}: images[{j}].{key} = {shown(value)} is not a positive whole number of pixels"
+                )
 
 
 def clip_to_image(box: torch.Tensor, img: dict[str, Any]) -> torch.Tensor:
@@ -140,8 +143,15 @@ def read_coco_instances(
 ) -> Dataset[RegionImage]:
     """COCO instances JSON + image folder → images with labelled pixel-xyxy regions (see module docstring)."""
     data = load_json(ann_file, "instances_json", ("images", "annotations", "categories"))
-    require_keys(data, "instances_json", {"images": ("id", "file_name"), "categories": ("id", "name"),
-                                          "annotations": ("id", "image_id", "category_id", "bbox")})
+    require_keys(
+        data,
+        "instances_json",
+        {
+            "images": ("id", "file_name"),
+            "categories": ("id", "name"),
+            "annotations": ("id", "image_id", "category_id", "bbox"),
+        },
+    )
     check_ids(data, "instances_json", ("images", "annotations", "categories"))
     check_sizes(data, "instances_json")
     check_references(data, "instances_json", "annotations", {"image_id": "images", "category_id": "categories"})
@@ -164,8 +174,9 @@ def read_coco_instances(
             out.append(Region(tuple(box.tolist()), label_of[ann["category_id"]]))
         return tuple(out)
 
-    items = collect_images(coco.loadImgs(sorted(coco.imgs, key=_id_order)), root, regions, RegionImage, skips,
-                           max_images)
+    items = collect_images(
+        coco.loadImgs(sorted(coco.imgs, key=_id_order)), root, regions, RegionImage, skips, max_images
+    )
     names = tuple(coco.cats[c]["name"] for c in cat_ids)
     return Dataset(f"coco-instances:{os.path.basename(ann_file)}", items, names, skips.as_dict())
 
@@ -182,8 +193,9 @@ def read_coco_captions(
     coco = coco_index(data)
     for i, ann in enumerate(data["annotations"]):
         if not isinstance(ann["caption"], str) or not ann["caption"].strip():
-            raise ValueError(f"captions_json: annotations[{i}].caption must be a non-empty string, "
-                             f"got {shown(ann['caption'])}")
+            raise ValueError(
+                f"captions_json: annotations[{i}].caption must be a non-empty string, got {shown(ann['caption'])}"
+            )
     skips = skip_counter()
 
     def captions(img: dict[str, Any]) -> tuple[str, ...]:
@@ -193,8 +205,9 @@ def read_coco_captions(
             skips.add("image_without_caption", f"image {img['id']}")
         return found
 
-    items = collect_images(coco.loadImgs(sorted(coco.imgs, key=_id_order)), root, captions, CaptionedImage, skips,
-                           max_images)
+    items = collect_images(
+        coco.loadImgs(sorted(coco.imgs, key=_id_order)), root, captions, CaptionedImage, skips, max_images
+    )
     return Dataset(f"coco-captions:{os.path.basename(ann_file)}", items, skipped=skips.as_dict())
 
 
@@ -209,8 +222,11 @@ def read_coco_multilabel(
     """
     field_name = "instances_json"
     data = load_json(ann_file, field_name, ("images", "annotations", "categories"))
-    require_keys(data, field_name, {"images": ("id", "file_name"), "categories": ("id", "name"),
-                                    "annotations": ("id", "image_id", "category_id")})
+    require_keys(
+        data,
+        field_name,
+        {"images": ("id", "file_name"), "categories": ("id", "name"), "annotations": ("id", "image_id", "category_id")},
+    )
     check_ids(data, field_name, ("images", "annotations", "categories"))
     check_references(data, field_name, "annotations", {"image_id": "images", "category_id": "categories"})
     root = check_dir(image_dir, "image_dir")
@@ -234,8 +250,9 @@ def read_coco_multilabel(
             skips.add("image_without_label", f"image {img['id']}")
         return tuple(sorted(found))
 
-    items = collect_images([images[i] for i in sorted(images, key=_id_order)], root, labels, MultiLabelImage, skips,
-                           max_images)
+    items = collect_images(
+        [images[i] for i in sorted(images, key=_id_order)], root, labels, MultiLabelImage, skips, max_images
+    )
     names = tuple(name_of[cid] for cid in cat_ids)
     return Dataset(f"coco-multilabel:{os.path.basename(ann_file)}", items, names, skips.as_dict())
 

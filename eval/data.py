@@ -98,11 +98,11 @@ class Dataset(Generic[ItemT]):
     def __len__(self) -> int:
         return len(self.items)
 
-    def head(self, max_items: int | None) -> "Dataset[ItemT]":
+    def head(self, max_items: int | None) -> Dataset[ItemT]:
         """The first ``max_items`` items (all when ``None``)."""
         return self if max_items is None else replace(self, items=self.items[:max_items])
 
-    def require_items(self, what: str) -> "Dataset[ItemT]":
+    def require_items(self, what: str) -> Dataset[ItemT]:
         """``ValueError`` naming the dataset when it holds no ``what`` (nothing to evaluate)."""
         if not self.items:
             skipped = f" (skipped: {self.skipped})" if self.skipped else ""
@@ -142,8 +142,12 @@ def find_image(image_dir: Path, file_name: Any, skips: SkipCounter, name: str = 
 
 
 def collect_images(
-    images: Iterable[dict[str, Any]], image_dir: Path, content: Callable[[dict[str, Any]], tuple | None],
-    item_type: Callable[[Path, tuple], ItemT], skips: SkipCounter, max_images: int | None = None,
+    images: Iterable[dict[str, Any]],
+    image_dir: Path,
+    content: Callable[[dict[str, Any]], tuple | None],
+    item_type: Callable[[Path, tuple], ItemT],
+    skips: SkipCounter,
+    max_images: int | None = None,
 ) -> list[ItemT]:
     """COCO-style image entries (``file_name``) → ``item_type(path, content(entry))``, up to ``max_images``.
 

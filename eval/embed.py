@@ -46,7 +46,10 @@ def text_context(model: LoclipModel, processor: LoclipProcessor) -> int:
 
 @torch.no_grad()
 def embed_texts(
-    model: LoclipModel, processor: LoclipProcessor, texts: Sequence[str], batch_size: int = 256,
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    texts: Sequence[str],
+    batch_size: int = 256,
     progress: bool = False,
 ) -> torch.Tensor:
     """Normalised text embeddings ``[len(texts), D]``, each text truncated to ``text_context``."""
@@ -64,8 +67,12 @@ def token_lengths(processor: LoclipProcessor, texts: Sequence[str]) -> list[int]
 
 
 def embed_captions(
-    model: LoclipModel, processor: LoclipProcessor, captions: Sequence[str], mode: LongCaptionMode = "subcaption",
-    batch_size: int = 256, progress: bool = False,
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    captions: Sequence[str],
+    mode: LongCaptionMode = "subcaption",
+    batch_size: int = 256,
+    progress: bool = False,
 ) -> tuple[torch.Tensor, int]:
     """Caption embeddings ``[N, D]`` with long captions handled by ``mode`` (module docstring), and the
     number of captions longer than the context."""
@@ -86,8 +93,12 @@ def embed_captions(
 
 
 def classifier_weights(
-    model: LoclipModel, processor: LoclipProcessor, classnames: Sequence[str], templates: Sequence[str],
-    batch_size: int = 256, progress: bool = False,
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    classnames: Sequence[str],
+    templates: Sequence[str],
+    batch_size: int = 256,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Zero-shot classifier ``[C, D]``: per class, the renormalised mean over templates of the normalised
     embeddings of ``template.format(name)``."""
@@ -109,8 +120,11 @@ def prompt_groups(
 
 
 def class_text_weights(
-    model: LoclipModel, processor: LoclipProcessor, groups: Sequence[Sequence[Sequence[str]]],
-    batch_size: int = 256, progress: bool = False,
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    groups: Sequence[Sequence[Sequence[str]]],
+    batch_size: int = 256,
+    progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Embeddings of every prompt group (renormalised mean of its normalised prompt embeddings) ``[G, D]`` and
     the class each group belongs to, long ``[G]``."""
@@ -134,7 +148,10 @@ def class_scores(features: torch.Tensor, weights: torch.Tensor, owner: torch.Ten
 
 @torch.no_grad()
 def embed_images(
-    model: LoclipModel, processor: LoclipProcessor, images: Sequence[ImageInput], batch_size: int = 64,
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    images: Sequence[ImageInput],
+    batch_size: int = 64,
     progress: bool = False,
 ) -> torch.Tensor:
     """Normalised image embeddings ``[len(images), D]`` (trunk + projection only)."""
@@ -154,7 +171,9 @@ def _region_inputs(processor: LoclipProcessor, chunk: Sequence[RegionImage], dev
 
 @torch.no_grad()
 def embed_patches(
-    model: LoclipModel, processor: LoclipProcessor, images: Sequence[ImageInput],
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    images: Sequence[ImageInput],
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised patch embeddings ``[B, h, w, D]`` (``get_patch_features``) of one batch of images, and their
     ``original_sizes`` ``[B, 2]`` (height, width)."""
@@ -165,8 +184,12 @@ def embed_patches(
 
 @torch.no_grad()
 def embed_regions(
-    model: LoclipModel, processor: LoclipProcessor, items: Sequence[RegionImage], method: str = "prompter",
-    batch_size: int = 32, progress: bool = False,
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    items: Sequence[RegionImage],
+    method: str = "prompter",
+    batch_size: int = 32,
+    progress: bool = False,
 ) -> torch.Tensor:
     """Normalised region embeddings ``[sum of regions, D]``, in image order then region order.
 
@@ -185,7 +208,10 @@ def embed_regions(
 
 @torch.no_grad()
 def ground_phrases(
-    model: LoclipModel, processor: LoclipProcessor, items: Sequence[RegionImage], batch_size: int = 32,
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    items: Sequence[RegionImage],
+    batch_size: int = 32,
     progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The box head's box for every (region, phrase) pair, and the region's box: both ``[Q, 4]`` pixel xyxy

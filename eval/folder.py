@@ -21,12 +21,14 @@ def read_classnames(path: str | os.PathLike) -> dict[str, str]:
     """A JSON object mapping class folder → class name, checked (``ValueError`` naming the file and the entry)."""
     names = read_json(path, "classnames")
     if not isinstance(names, dict):
-        raise ValueError(f"classnames: {str(path)!r} must be a JSON object {{folder: non-empty name}}, got "
-                         f"{type(names).__name__}")
+        raise ValueError(
+            f"classnames: {str(path)!r} must be a JSON object {{folder: non-empty name}}, got {type(names).__name__}"
+        )
     for folder, name in names.items():
         if not isinstance(name, str) or not name.strip():
-            raise ValueError(f"classnames: {str(path)!r}: the name of {shown(folder)} must be a non-empty string, "
-                             f"got {shown(name)}")
+            raise ValueError(
+                f"classnames: {str(path)!r}: the name of {shown(folder)} must be a non-empty string, got {shown(name)}"
+            )
     return names
 
 

@@ -20,7 +20,10 @@ IOU_THRESHOLD = 0.5
 
 
 def evaluate_grounding(
-    model: LoclipModel, processor: LoclipProcessor, data: Dataset[RegionImage], batch_size: int = 32,
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    data: Dataset[RegionImage],
+    batch_size: int = 32,
     progress: bool = False,
 ) -> TaskResult:
     """One query per (region, phrase): the phrase's predicted box against the region's box."""
@@ -29,6 +32,10 @@ def evaluate_grounding(
     if len(target) == 0:
         raise ValueError(f"dataset {data.name!r} has regions but no phrases to ground")
     metrics = {"acc@0.5": iou_accuracy(pred, target, IOU_THRESHOLD), "mean_iou": box_iou(pred, target).mean().item()}
-    info = {"num_images": len(data), "num_queries": len(target), "frame": "original-image pixels",
-            "skipped": data.skipped}
+    info = {
+        "num_images": len(data),
+        "num_queries": len(target),
+        "frame": "original-image pixels",
+        "skipped": data.skipped,
+    }
     return TaskResult("grounding", data.name, metrics, info)

@@ -33,8 +33,15 @@ from loclip.encoder.boxes import box_iou
 
 from .proof_stats import Claim, Figures, claims_table, results_table, summarize
 
-METRICS = ("region_acc", "region_acc_novel", "grounding_acc50", "long_retrieval_r1", "retrieval_r1", "object_map",
-           "seg_miou")
+METRICS = (
+    "region_acc",
+    "region_acc_novel",
+    "grounding_acc50",
+    "long_retrieval_r1",
+    "retrieval_r1",
+    "object_map",
+    "seg_miou",
+)
 VARIANTS = ("clip", "clip_long", "dreamlip", "dreamlip_sgl", "cloc", "cloc_roialign")
 HAS_BOX_HEAD = {"cloc"}
 REGION_METHOD = {v: "prompter" if v == "cloc" else "roialign" for v in VARIANTS}
@@ -90,9 +97,30 @@ def train_variant(variant: str, run: Path, synth: Path, seed: int, extra: list[s
         done = json.loads(record.read_text())
         if done.get("extra") == extra:
             return float(done["seconds"])
-    cmd = [sys.executable, "-m", "loclip.cli.pretrain", "--variant", variant, "--output-dir", str(run),
-           "--synth-dir", str(synth), "--run.progress", "false", "--run.resume", "false", "--run.overwrite", "true",
-           "--optim.steps", str(PROOF_STEPS), "--run.seed", str(seed), "--data.seed", str(seed), *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "loclip.cli.pretrain",
+        "--variant",
+        variant,
+        "--output-dir",
+        str(run),
+        "--synth-dir",
+        str(synth),
+        "--run.progress",
+        "false",
+        "--run.resume",
+        "false",
+        "--run.overwrite",
+        "true",
+        "--optim.steps",
+        str(PROOF_STEPS),
+        "--run.seed",
+        str(seed),
+        "--data.seed",
+        str(seed),
+        *extra,
+    ]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     seconds = time.perf_counter() - start
@@ -147,8 +175,11 @@ def write_outputs(target: Path, payload: dict, text: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loclip.eval.learning_proof", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m loclip.eval.learning_proof",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--out", default="runs/learning_proof", help="runs go to OUT/s<seed>/<variant>")
     parser.add_argument("--docs", default=None, help="also write results.json/.md and the plots here")
     parser.add_argument("--variants", default=",".join(VARIANTS))
@@ -195,15 +226,25 @@ def main(argv: list[str] | None = None) -> int:
     table = results_table(METRICS, stats)
     directions = claims_table([c for c in CLAIMS if c.better in stats and c.worse in stats], stats)
     train_s = ", ".join(f"{v} {sum(s.values()) / len(s):.0f}" for v, s in seconds.items())
-    text = (f"{len(args.seeds)} seed(s) {args.seeds}, {steps} steps, mean ± sd over seeds:\n\n{table}\n\n"
-            f"{directions}\n\nMean training wall time per run (s): {train_s}. Training and evaluation of "
-            f"every run: {total / 60:.1f} min.")
+    text = (
+        f"{len(args.seeds)} seed(s) {args.seeds}, {steps} steps, mean ± sd over seeds:\n\n{table}\n\n"
+        f"{directions}\n\nMean training wall time per run (s): {train_s}. Training and evaluation of "
+        f"every run: {total / 60:.1f} min."
+    )
     print(text)
     first = args.seeds[0]
-    payload = {"encoder": {v: figures[first] for v, figures in per_seed.items()}, "encoder_seeds": stats,
-               "encoder_per_seed": {v: {str(s): f for s, f in figures.items()} for v, figures in per_seed.items()},
-               "encoder_protocol": {"seeds": args.seeds, "steps": steps, "extra": args.extra,
-                                    "seg_labels": SEG_LABELS, "minutes": round(total / 60, 1)}}
+    payload = {
+        "encoder": {v: figures[first] for v, figures in per_seed.items()},
+        "encoder_seeds": stats,
+        "encoder_per_seed": {v: {str(s): f for s, f in figures.items()} for v, figures in per_seed.items()},
+        "encoder_protocol": {
+            "seeds": args.seeds,
+            "steps": steps,
+            "extra": args.extra,
+            "seg_labels": SEG_LABELS,
+            "minutes": round(total / 60, 1),
+        },
+    }
     from .proof_plots import plot_curves, plot_segmentation
     from .synth_data import synthetic_segmentation
 
@@ -212,9 +253,14 @@ def main(argv: list[str] | None = None) -> int:
     for target in [out] + ([Path(args.docs)] if args.docs else []):
         write_outputs(target, payload, text)
         plot_curves({v: out / f"s{first}" / v for v in variants}, target / "img" / "learning_curves.png")
-        plot_segmentation(np.asarray(shown.image), truth.items[0].mask, maps, truth.classnames,
-                          target / "img" / "segmentation_maps.png",
-                          f"zero-shot segmentation ({SEG_LABELS} classes), val scene {scene}, seed {first}")
+        plot_segmentation(
+            np.asarray(shown.image),
+            truth.items[0].mask,
+            maps,
+            truth.classnames,
+            target / "img" / "segmentation_maps.png",
+            f"zero-shot segmentation ({SEG_LABELS} classes), val scene {scene}, seed {first}",
+        )
     return 0
 
 

@@ -66,8 +66,10 @@ def read_class_list(path: str | os.PathLike, reduce_zero_label: bool = False) ->
         while lines and not lines[-1]:
             lines.pop()
         if "" in lines:
-            raise ValueError(f"{where}: line {lines.index('') + 1} is blank; line i names mask value i, so every "
-                             "later class would shift: name the class or remove the line")
+            raise ValueError(
+                f"{where}: line {lines.index('') + 1} is blank; line i names mask value i, so every "
+                "later class would shift: name the class or remove the line"
+            )
         pairs = [(i + int(reduce_zero_label), name) for i, name in enumerate(lines)]
     if not pairs:
         raise ValueError(f"{where} names no class")
@@ -87,8 +89,10 @@ def _unique_keys(pairs: list[tuple[str, Any]], where: str) -> dict[str, Any]:
 def _json_class(key: str, name: Any, where: str) -> tuple[int, str]:
     """One ``"value": "name"`` entry of a JSON class list, checked → ``(value, stripped name)``."""
     if not _MASK_VALUE.fullmatch(key) or int(key) > MAX_MASK_VALUE:
-        raise ValueError(f"{where}: key {shown(key)} is not a mask value: expected a plain decimal integer "
-                         f"0..{MAX_MASK_VALUE} (\"1\", not \" 1\" or \"01\")")
+        raise ValueError(
+            f"{where}: key {shown(key)} is not a mask value: expected a plain decimal integer "
+            f'0..{MAX_MASK_VALUE} ("1", not " 1" or "01")'
+        )
     if not isinstance(name, str) or not name.strip():
         raise ValueError(f"{where}: the name of value {key} must be a non-empty string, got {shown(name)}")
     return int(key), name.strip()
@@ -108,8 +112,12 @@ def lookup_table(values: dict[int, int], ignore_index: int | None, size: int = 6
 
 
 def read_masks(
-    image_dir: str | os.PathLike, mask_dir: str | os.PathLike, classes: str | os.PathLike,
-    ignore_index: int | None = 255, reduce_zero_label: bool = False, max_images: int | None = None,
+    image_dir: str | os.PathLike,
+    mask_dir: str | os.PathLike,
+    classes: str | os.PathLike,
+    ignore_index: int | None = 255,
+    reduce_zero_label: bool = False,
+    max_images: int | None = None,
 ) -> Dataset[SegmentedImage]:
     """Images of ``image_dir`` paired by stem with ``mask_dir/<stem>.png`` (sorted by name), classes from
     ``classes``. Images without a mask are skipped and counted (``missing_mask``)."""
@@ -117,8 +125,10 @@ def read_masks(
     names, values = read_class_list(classes, reduce_zero_label)
     # the ignore value also marks pixels after the lookup (class-index space): it must not be a class index
     if ignore_index is not None and 0 <= ignore_index < len(names):
-        raise ValueError(f"seg_ignore_index {ignore_index} is also a class index (0..{len(names) - 1} for "
-                         f"{len(names)} classes): use a value >= {len(names)}, e.g. 255")
+        raise ValueError(
+            f"seg_ignore_index {ignore_index} is also a class index (0..{len(names) - 1} for "
+            f"{len(names)} classes): use a value >= {len(names)}, e.g. 255"
+        )
     lut = lookup_table(values, ignore_index)
     if reduce_zero_label:  # ADE20K: 0 is "other", not scored
         if ignore_index is None:
@@ -150,8 +160,10 @@ def load_mask(mask: Any, size: tuple[int, int]) -> np.ndarray:
         except ImageTooLarge as e:
             if e.size is None:
                 raise ValueError(f"{where} cannot be read: {e}") from e
-            raise ValueError(f"{where} is {e.size[0]}x{e.size[1]} pixels but its image is {width}x{height} pixels "
-                             "(from its header, not decoded)") from None
+            raise ValueError(
+                f"{where} is {e.size[0]}x{e.size[1]} pixels but its image is {width}x{height} pixels "
+                "(from its header, not decoded)"
+            ) from None
         except ImageRefused as e:
             raise ValueError(f"{where} cannot be read: {e}") from e
         if image.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
@@ -163,8 +175,9 @@ def load_mask(mask: Any, size: tuple[int, int]) -> np.ndarray:
         array = mask.lut[raw]
         if (array == UNMAPPED).any():
             value = int(raw[array == UNMAPPED][0])
-            raise ValueError(f"{where} holds value {value}, which is neither a class of seg_classes nor "
-                             "the ignore index")
+            raise ValueError(
+                f"{where} holds value {value}, which is neither a class of seg_classes nor the ignore index"
+            )
     else:
         where, array = "mask array", np.asarray(mask, dtype=np.int64)
     if array.shape != tuple(size):

@@ -20,8 +20,9 @@ def positive_rank(similarity: torch.Tensor, positives: torch.Tensor) -> torch.Te
     similarity: ``[Q, C]``; positives: bool ``[Q, C]`` with at least one True per row → long ``[Q]``.
     """
     if similarity.shape != positives.shape or similarity.dim() != 2:
-        raise ValueError(f"similarity {tuple(similarity.shape)} and positives {tuple(positives.shape)} "
-                         "must be the same [Q, C] shape")
+        raise ValueError(
+            f"similarity {tuple(similarity.shape)} and positives {tuple(positives.shape)} must be the same [Q, C] shape"
+        )
     positives = positives.to(device=similarity.device, dtype=torch.bool)
     has_positive = positives.any(1)
     if not has_positive.all():
@@ -122,8 +123,10 @@ def confusion_matrix(
         pred, target = pred[keep], target[keep]
     bad = (target < 0) | (target >= num_classes)
     if bad.any():
-        raise ValueError(f"target label {int(target[bad][0])} is not one of the {num_classes} classes "
-                         f"(0..{num_classes - 1}) nor the ignore index {ignore_index}")
+        raise ValueError(
+            f"target label {int(target[bad][0])} is not one of the {num_classes} classes "
+            f"(0..{num_classes - 1}) nor the ignore index {ignore_index}"
+        )
     if ((pred < 0) | (pred >= num_classes)).any():
         raise ValueError(f"pred holds a label outside 0..{num_classes - 1}")
     return torch.bincount(target * num_classes + pred, minlength=num_classes**2).reshape(num_classes, num_classes)

@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
+from loclip.core.image_loading import open_image
 from loclip.encoder import boxes as bx
 from loclip.encoder.box_text import parse_boxes
-from loclip.core.image_loading import open_image
 from loclip.mllm.chat import chat
 from loclip.mllm.conversation import REGION_TOKEN, to_messages
 from loclip.mllm.processing import LoclipLlavaProcessor
@@ -60,7 +60,10 @@ def normalise_phrase(text: str) -> str:
 
 
 def referring_accuracy(
-    model: Any, processor: LoclipLlavaProcessor, items: list[Question], image_root: str | os.PathLike,
+    model: Any,
+    processor: LoclipLlavaProcessor,
+    items: list[Question],
+    image_root: str | os.PathLike,
     max_new_tokens: int = 24,
 ) -> float:
     """Share of referring questions whose answer equals the truth phrase (``normalise_phrase``)."""
@@ -73,8 +76,12 @@ def referring_accuracy(
 
 
 def rec_accuracy(
-    model: Any, processor: LoclipLlavaProcessor, items: list[Question], image_root: str | os.PathLike,
-    iou_threshold: float = 0.5, max_new_tokens: int = 24,
+    model: Any,
+    processor: LoclipLlavaProcessor,
+    items: list[Question],
+    image_root: str | os.PathLike,
+    iou_threshold: float = 0.5,
+    max_new_tokens: int = 24,
 ) -> float:
     """Referring-expression comprehension: share of grounding questions whose first answered box has
     IoU >= ``iou_threshold`` with the truth (both in original-image pixels; no box counts as a miss)."""
@@ -92,8 +99,12 @@ def rec_accuracy(
 
 @torch.no_grad()
 def evaluate_records(
-    model: Any, processor: LoclipLlavaProcessor, records: list[dict[str, Any]], image_root: str | os.PathLike,
-    max_questions: int = 200, max_new_tokens: int = 24,
+    model: Any,
+    processor: LoclipLlavaProcessor,
+    records: list[dict[str, Any]],
+    image_root: str | os.PathLike,
+    max_questions: int = 200,
+    max_new_tokens: int = 24,
 ) -> dict[str, float]:
     """``{"referring_accuracy", "rec_acc@0.5", "n_refer", "n_ground"}`` over the first ``max_questions`` of each."""
     was_training = model.training

@@ -33,8 +33,12 @@ def label_matrix(items: Sequence[MultiLabelImage], num_classes: int, dataset: st
 
 
 def evaluate_multilabel(
-    model: LoclipModel, processor: LoclipProcessor, data: Dataset[MultiLabelImage],
-    templates: Sequence[str] = DEFAULT_TEMPLATES, batch_size: int = 64, progress: bool = False,
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    data: Dataset[MultiLabelImage],
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    batch_size: int = 64,
+    progress: bool = False,
 ) -> TaskResult:
     """``mAP`` of zero-shot multi-label classification on ``data``; prompts from ``data.class_prompts`` when set,
     else ``templates`` × class names."""
@@ -44,6 +48,10 @@ def evaluate_multilabel(
     weights, owner = class_text_weights(model, processor, groups, progress=progress)
     images = embed_images(model, processor, [item.image for item in data.items], batch_size, progress)
     scores = class_scores(images, weights, owner, len(data.classnames))
-    info = {"num_images": len(data), "num_classes": len(data.classnames),
-            "classes_present": int(positives.any(0).sum()), "skipped": data.skipped}
+    info = {
+        "num_images": len(data),
+        "num_classes": len(data.classnames),
+        "classes_present": int(positives.any(0).sum()),
+        "skipped": data.skipped,
+    }
     return TaskResult("multilabel", data.name, {"mAP": mean_average_precision(scores, positives)}, info)

@@ -78,8 +78,9 @@ def plan_tasks(plan: EvalPlan) -> list[Runner]:
                 sets = [read_coco_captions(plan.captions_json, plan.image_dir, n).require_items("images")]
             else:
                 sets = [synthetic_captions(synth(task)), synthetic_captions(synth(task), long=True)]
-            runners.append(lambda m, p, s=sets: [
-                evaluate_retrieval(m, p, d, plan.long_captions, match, **kw) for d in s])
+            runners.append(
+                lambda m, p, s=sets: [evaluate_retrieval(m, p, d, plan.long_captions, match, **kw) for d in s]
+            )
         elif task == "region_cls":
             if plan.instances_json:
                 _need(plan, task, "image_dir")
@@ -93,7 +94,7 @@ def plan_tasks(plan: EvalPlan) -> list[Runner]:
             data = (refs(task) if plan.refs_json else synthetic_regions(synth(task))).require_items("regions")
             runners.append(lambda m, p, d=data: [evaluate_region_retrieval(m, p, d, method, match, **kw)])
         elif task == "grounding":
-            data = (refs(task) if plan.refs_json else synthetic_regions(synth(task), unique_only=True))
+            data = refs(task) if plan.refs_json else synthetic_regions(synth(task), unique_only=True)
             data.require_items("regions")
             runners.append(lambda m, p, d=data: [evaluate_grounding(m, p, d, **kw)])
         elif task == "segmentation":
@@ -126,20 +127,24 @@ def _segmentation_data(plan: EvalPlan, synth: Callable[[str], list]) -> Dataset[
     label maps with the ``labels`` classes."""
     if any(getattr(plan, f) is not None for f in SEG_FILES):
         _need(plan, "segmentation", *SEG_FILES)
-        return read_masks(plan.seg_image_dir, plan.seg_mask_dir, plan.seg_classes,
-                          plan.seg_ignore_index, plan.seg_reduce_zero_label, plan.max_samples)
+        return read_masks(
+            plan.seg_image_dir,
+            plan.seg_mask_dir,
+            plan.seg_classes,
+            plan.seg_ignore_index,
+            plan.seg_reduce_zero_label,
+            plan.max_samples,
+        )
     if plan.synth_dir is None:
         raise ValueError(f"task segmentation needs {', '.join(SEG_FILES[:2])} and {SEG_FILES[2]}, or synth_dir")
     return synthetic_segmentation(synth("segmentation"), plan.labels)
 
 
-def _synthetic(
-    model: Any, processor: Any, plan: EvalPlan, batch_size: int, progress: bool
-) -> list[TaskResult]:
-    results = synthetic_results(model, processor, plan.synth_dir, plan.synth_split, plan.max_samples,
-                                batch_size, plan.region_method, progress)
-    info = {"split": plan.synth_split, "num_scenes": results[0].info["num_images"],
-            "region_method": plan.region_method}
+def _synthetic(model: Any, processor: Any, plan: EvalPlan, batch_size: int, progress: bool) -> list[TaskResult]:
+    results = synthetic_results(
+        model, processor, plan.synth_dir, plan.synth_split, plan.max_samples, batch_size, plan.region_method, progress
+    )
+    info = {"split": plan.synth_split, "num_scenes": results[0].info["num_images"], "region_method": plan.region_method}
     return [TaskResult("synthetic", f"synthetic:{plan.synth_split}", summarize(results), info)]
 
 

@@ -36,5 +36,7 @@ def check_templates(templates: Sequence[str], field_name: str = "templates") -> 
 def read_templates(path: str | os.PathLike) -> tuple[str, ...]:
     """Templates from a text file: one per line; blank lines and lines starting with ``#`` are ignored."""
     lines = read_text(path, "templates").splitlines()
-    return check_templates([s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")],
-                           f"templates file {str(path)!r}: template")
+    return check_templates(
+        [s.strip() for s in lines if s.strip() and not s.lstrip().startswith("#")],
+        f"templates file {str(path)!r}: template",
+    )

@@ -10,8 +10,14 @@ from loclip.core.json_input import read_json_lines
 from loclip.synth import COLOURS
 
 BACKGROUND_RGB = (255, 170, 210)  # pink: no object colour and no background colour of the world comes near it
-TERMS = ("train/clip", "train/multi_positive", "train/grouping", "train/region_text", "train/ground_cell",
-         "train/ground_l2")
+TERMS = (
+    "train/clip",
+    "train/multi_positive",
+    "train/grouping",
+    "train/region_text",
+    "train/ground_cell",
+    "train/ground_l2",
+)
 
 
 def _pyplot():
@@ -52,8 +58,14 @@ def class_colours(classnames: tuple[str, ...]) -> np.ndarray:
     return np.array(out, dtype=np.uint8)
 
 
-def plot_segmentation(image: np.ndarray, truth: np.ndarray, predictions: dict[str, np.ndarray],
-                      classnames: tuple[str, ...], path: Path, title: str) -> None:
+def plot_segmentation(
+    image: np.ndarray,
+    truth: np.ndarray,
+    predictions: dict[str, np.ndarray],
+    classnames: tuple[str, ...],
+    path: Path,
+    title: str,
+) -> None:
     """The image, its true class map and each variant's predicted map (class indices ``[H, W]``) side by side."""
     plt = _pyplot()
     colours = class_colours(classnames)

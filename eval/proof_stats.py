@@ -28,8 +28,11 @@ def summarize(per_seed: dict[int, Figures]) -> dict[str, dict[str, float]]:
     for m in metrics:
         values = [f[m] for f in per_seed.values() if f.get(m) is not None]
         if values:
-            out[m] = {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-                      "n": len(values)}
+            out[m] = {
+                "mean": statistics.fmean(values),
+                "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+                "n": len(values),
+            }
     return out
 
 

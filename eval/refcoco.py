@@ -45,8 +45,9 @@ def read_refs(
     ``split`` keeps only refs whose ``"split"`` equals it (e.g. ``"val"``, ``"testA"``); ``None`` keeps all.
     """
     data = load_json(path, "refs_json", ("images", "refs"))
-    require_keys(data, "refs_json", {"images": ("id", "file_name"), "annotations": ("id", "bbox"),
-                                     "refs": ("image_id",)})
+    require_keys(
+        data, "refs_json", {"images": ("id", "file_name"), "annotations": ("id", "bbox"), "refs": ("image_id",)}
+    )
     check_ids(data, "refs_json", ("images", "annotations"))
     check_sizes(data, "refs_json")
     check_references(data, "refs_json", "refs", {"image_id": "images"})
@@ -64,15 +65,18 @@ def read_refs(
         elif is_id(ref.get("ann_id")) and ref["ann_id"] in anns:
             key, xywh = ref["ann_id"], anns[ref["ann_id"]]["bbox"]
         else:
-            raise ValueError(f"refs_json: {where}.ann_id = {shown(ref.get('ann_id'))} is not an annotation id "
-                             "(and the ref has no 'bbox' of its own)")
+            raise ValueError(
+                f"refs_json: {where}.ann_id = {shown(ref.get('ann_id'))} is not an annotation id "
+                "(and the ref has no 'bbox' of its own)"
+            )
         box = clip_to_image(coco_to_xyxy(xywh, f"{where} bbox"), images[ref["image_id"]])
         entry = grouped.setdefault(ref["image_id"], {}).setdefault(key, (box, []))
         entry[1].extend(_sentences(ref, where))
     if split is not None and not grouped:
         found = sorted({str(r.get("split")) for r in data["refs"]})
-        raise ValueError(f"refs_split: no refs with split {shown(split)} in {str(path)!r} (splits there: "
-                         f"{shown(found)})")
+        raise ValueError(
+            f"refs_split: no refs with split {shown(split)} in {str(path)!r} (splits there: {shown(found)})"
+        )
 
     def regions(img: dict[str, Any]) -> tuple[Region, ...]:
         return tuple(Region(tuple(box.tolist()), phrases=tuple(s)) for box, s in grouped[img["id"]].values())

@@ -21,8 +21,13 @@ from .zeroshot import check_labels
 
 
 def evaluate_region_classification(
-    model: LoclipModel, processor: LoclipProcessor, data: Dataset[RegionImage], method: str = "prompter",
-    templates: Sequence[str] = DEFAULT_TEMPLATES, batch_size: int = 32, progress: bool = False,
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    data: Dataset[RegionImage],
+    method: str = "prompter",
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    batch_size: int = 32,
+    progress: bool = False,
 ) -> TaskResult:
     """Classify every region of ``data`` among ``data.classnames``; ``method`` is ``"prompter"`` or ``"roialign"``."""
     data.require_items("regions")
@@ -32,6 +37,12 @@ def evaluate_region_classification(
     weights = classifier_weights(model, processor, data.classnames, templates, progress=progress)
     scores = embed_regions(model, processor, data.items, method, batch_size, progress) @ weights.t()
     metrics = {"top1": top1_accuracy(scores, targets), "mean_per_class": mean_per_class_accuracy(scores, targets)}
-    info = {"num_images": len(data), "num_regions": len(targets), "num_classes": len(data.classnames),
-            "region_method": method, "num_templates": len(templates), "skipped": data.skipped}
+    info = {
+        "num_images": len(data),
+        "num_regions": len(targets),
+        "num_classes": len(data.classnames),
+        "region_method": method,
+        "num_templates": len(templates),
+        "skipped": data.skipped,
+    }
     return TaskResult("region_cls", data.name, metrics, info)

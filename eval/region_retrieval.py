@@ -16,8 +16,13 @@ from .retrieval import caption_incidence, retrieval_metrics
 
 
 def evaluate_region_retrieval(
-    model: LoclipModel, processor: LoclipProcessor, data: Dataset[RegionImage], method: str = "prompter",
-    match_identical: bool = True, batch_size: int = 32, progress: bool = False,
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    data: Dataset[RegionImage],
+    method: str = "prompter",
+    match_identical: bool = True,
+    batch_size: int = 32,
+    progress: bool = False,
 ) -> TaskResult:
     """Regions (``method``: ``"prompter"``/``"roialign"``) against the phrases naming them; every region
     needs at least one phrase (``ValueError`` otherwise)."""
@@ -28,6 +33,11 @@ def evaluate_region_retrieval(
     owns, key = caption_incidence(phrases, match_identical)
     regions = embed_regions(model, processor, data.items, method, batch_size, progress)
     texts = embed_texts(model, processor, [p for group in phrases for p in group], progress=progress)
-    info = {"num_regions": len(phrases), "num_phrases": len(key), "region_method": method,
-            "match_identical": match_identical, "skipped": data.skipped}
+    info = {
+        "num_regions": len(phrases),
+        "num_phrases": len(key),
+        "region_method": method,
+        "match_identical": match_identical,
+        "skipped": data.skipped,
+    }
     return TaskResult("region_retrieval", data.name, retrieval_metrics(regions, texts, owns, key, ("r2t", "t2r")), info)

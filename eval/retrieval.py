@@ -40,8 +40,10 @@ def caption_incidence(
     """
     keys: dict[str, int] = {}
     flat = [c for group in captions for c in group]
-    key = torch.tensor([keys.setdefault(caption_key(c) if match_identical else str(j), len(keys))
-                        for j, c in enumerate(flat)], dtype=torch.long)
+    key = torch.tensor(
+        [keys.setdefault(caption_key(c) if match_identical else str(j), len(keys)) for j, c in enumerate(flat)],
+        dtype=torch.long,
+    )
     owner = torch.repeat_interleave(torch.arange(len(captions)), torch.tensor([len(g) for g in captions]))
     owns = torch.zeros(len(captions), len(keys), dtype=torch.bool)
     owns[owner, key] = True
@@ -49,8 +51,12 @@ def caption_incidence(
 
 
 def retrieval_metrics(
-    item_emb: torch.Tensor, text_emb: torch.Tensor, owns: torch.Tensor, key: torch.Tensor,
-    names: tuple[str, str] = ("i2t", "t2i"), ks: tuple[int, ...] = KS,
+    item_emb: torch.Tensor,
+    text_emb: torch.Tensor,
+    owns: torch.Tensor,
+    key: torch.Tensor,
+    names: tuple[str, str] = ("i2t", "t2i"),
+    ks: tuple[int, ...] = KS,
 ) -> dict[str, float]:
     """R@K item → text and text → item. item_emb ``[N, D]`` and text_emb ``[M, D]`` normalised; ``owns``/``key``
     from ``caption_incidence``. Keys ``{names[0]}_R@k`` and ``{names[1]}_R@k``."""
@@ -68,9 +74,14 @@ def retrieval_metrics(
 
 
 def evaluate_retrieval(
-    model: LoclipModel, processor: LoclipProcessor, data: Dataset[CaptionedImage],
-    long_captions: LongCaptionMode = "subcaption", match_identical: bool = True, batch_size: int = 64,
-    progress: bool = False, image_emb: torch.Tensor | None = None,
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    data: Dataset[CaptionedImage],
+    long_captions: LongCaptionMode = "subcaption",
+    match_identical: bool = True,
+    batch_size: int = 64,
+    progress: bool = False,
+    image_emb: torch.Tensor | None = None,
 ) -> TaskResult:
     """Retrieval over the whole dataset (module docstring); ``image_emb`` ``[N, D]`` reuses embeddings already
     computed for these images."""
@@ -79,8 +90,15 @@ def evaluate_retrieval(
     owns, key = caption_incidence(captions, match_identical)
     if image_emb is None:
         image_emb = embed_images(model, processor, [item.image for item in data.items], batch_size, progress)
-    text_emb, overlong = embed_captions(model, processor, [c for g in captions for c in g], long_captions,
-                                        progress=progress)
-    info = {"num_images": len(data), "num_captions": len(key), "num_overlong_captions": overlong,
-            "long_captions": long_captions, "match_identical": match_identical, "skipped": data.skipped}
+    text_emb, overlong = embed_captions(
+        model, processor, [c for g in captions for c in g], long_captions, progress=progress
+    )
+    info = {
+        "num_images": len(data),
+        "num_captions": len(key),
+        "num_overlong_captions": overlong,
+        "long_captions": long_captions,
+        "match_identical": match_identical,
+        "skipped": data.skipped,
+    }
     return TaskResult("retrieval", data.name, retrieval_metrics(image_emb, text_emb, owns, key), info)

@@ -46,7 +46,11 @@ def upsample_scores(scores: torch.Tensor, original_size: tuple[int, int], image_
 
 @torch.no_grad()
 def predict_masks(
-    model: LoclipModel, processor: LoclipProcessor, images: Sequence, weights: torch.Tensor, owner: torch.Tensor,
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    images: Sequence,
+    weights: torch.Tensor,
+    owner: torch.Tensor,
     num_classes: int,
 ) -> list[torch.Tensor]:
     """Predicted class maps (long ``[H, W]``, original pixels) of a batch of images."""
@@ -57,8 +61,11 @@ def predict_masks(
 
 
 def segmentation_classifier(
-    model: LoclipModel, processor: LoclipProcessor, data: Dataset[SegmentedImage],
-    templates: Sequence[str] = DEFAULT_TEMPLATES, progress: bool = False,
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    data: Dataset[SegmentedImage],
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    progress: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The class text embeddings of ``data`` (``embed.class_text_weights``): prompts from ``data.class_prompts``
     when set, else ``templates`` × class names."""
@@ -67,8 +74,12 @@ def segmentation_classifier(
 
 
 def evaluate_segmentation(
-    model: LoclipModel, processor: LoclipProcessor, data: Dataset[SegmentedImage],
-    templates: Sequence[str] = DEFAULT_TEMPLATES, batch_size: int = 16, progress: bool = False,
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    data: Dataset[SegmentedImage],
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    batch_size: int = 16,
+    progress: bool = False,
     classifier: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> TaskResult:
     """mIoU, pixel_acc and mean_acc of zero-shot segmentation on ``data`` (module docstring); the per-class IoU
@@ -83,6 +94,10 @@ def evaluate_segmentation(
             target = torch.from_numpy(np.asarray(load_mask(item.mask, tuple(pred.shape)), dtype=np.int64))
             confusion += confusion_matrix(pred, target, num_classes, data.ignore_index)
     ious = per_class_iou(confusion)
-    info = {"num_images": len(data), "num_classes": num_classes, "skipped": data.skipped,
-            "class_iou": {name: iou for name, iou in zip(data.classnames, ious) if not math.isnan(iou)}}
+    info = {
+        "num_images": len(data),
+        "num_classes": num_classes,
+        "skipped": data.skipped,
+        "class_iou": {name: iou for name, iou in zip(data.classnames, ious) if not math.isnan(iou)},
+    }
     return TaskResult("segmentation", data.name, segmentation_metrics(confusion), info)

@@ -97,8 +97,10 @@ def synthetic_multilabel(records: list[SceneRecord], labels: LabelSet = "phrase"
     """Each scene with the classes of its objects (``labels``: phrases, colours or shapes)."""
     names, prompts = world_prompts(labels, background=False)
     index = {n: i for i, n in enumerate(names)}
-    items = [MultiLabelImage(r.image, tuple(sorted({index[_class_of(o, labels)] for o in r.meta["objects"]})))
-             for r in records]
+    items = [
+        MultiLabelImage(r.image, tuple(sorted({index[_class_of(o, labels)] for o in r.meta["objects"]})))
+        for r in records
+    ]
     return Dataset(f"synthetic-multilabel-{labels}", items, names, class_prompts=prompts)
 
 

@@ -24,8 +24,14 @@ from .synth_data import read_scenes, synthetic_captions, synthetic_regions
 
 
 def synthetic_results(
-    model: LoclipModel, processor: LoclipProcessor, synth_dir: str, split: str, max_scenes: int | None = 200,
-    batch_size: int = 64, region_method: str = "prompter", progress: bool = False,
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    synth_dir: str,
+    split: str,
+    max_scenes: int | None = 200,
+    batch_size: int = 64,
+    region_method: str = "prompter",
+    progress: bool = False,
 ) -> list[TaskResult]:
     """The full results on one split: region classification, grounding, short and long retrieval."""
     model.eval()
@@ -33,8 +39,9 @@ def synthetic_results(
     short, long = synthetic_captions(records), synthetic_captions(records, long=True)
     images = embed_images(model, processor, [item.image for item in short.items], batch_size, progress)
     return [
-        evaluate_region_classification(model, processor, synthetic_regions(records), region_method, BARE,
-                                       batch_size, progress),
+        evaluate_region_classification(
+            model, processor, synthetic_regions(records), region_method, BARE, batch_size, progress
+        ),
         evaluate_grounding(model, processor, synthetic_regions(records, unique_only=True), batch_size, progress),
         evaluate_retrieval(model, processor, short, batch_size=batch_size, progress=progress, image_emb=images),
         evaluate_retrieval(model, processor, long, batch_size=batch_size, progress=progress, image_emb=images),
@@ -44,8 +51,12 @@ def synthetic_results(
 def summarize(results: list[TaskResult]) -> dict[str, float]:
     """``synthetic_results`` → the four headline figures (module docstring)."""
     region, ground, short, long = results
-    return {"region_acc": region.metrics["top1"], "grounding_acc50": ground.metrics["acc@0.5"],
-            "retrieval_r1": _both_r1(short), "long_retrieval_r1": _both_r1(long)}
+    return {
+        "region_acc": region.metrics["top1"],
+        "grounding_acc50": ground.metrics["acc@0.5"],
+        "retrieval_r1": _both_r1(short),
+        "long_retrieval_r1": _both_r1(long),
+    }
 
 
 def _both_r1(result: TaskResult) -> float:
@@ -53,21 +64,29 @@ def _both_r1(result: TaskResult) -> float:
 
 
 def evaluate_split(
-    model: LoclipModel, processor: LoclipProcessor, synth_dir: str, split: str, max_scenes: int = 200,
-    batch_size: int = 64, region_method: str = "prompter",
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    synth_dir: str,
+    split: str,
+    max_scenes: int = 200,
+    batch_size: int = 64,
+    region_method: str = "prompter",
 ) -> dict[str, float]:
     """Metrics on one split: region_acc, grounding_acc50, retrieval_r1, long_retrieval_r1."""
     return summarize(synthetic_results(model, processor, synth_dir, split, max_scenes, batch_size, region_method))
 
 
 def evaluate_synthetic(
-    model: LoclipModel, processor: LoclipProcessor, synth_dir: str, max_scenes: int = 200,
-    region_method: str = "prompter", batch_size: int = 64,
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    synth_dir: str,
+    max_scenes: int = 200,
+    region_method: str = "prompter",
+    batch_size: int = 64,
 ) -> dict[str, float]:
     """val metrics plus region accuracy on the composition split (``region_acc_novel``)."""
     metrics = evaluate_split(model, processor, synth_dir, "val", max_scenes, batch_size, region_method)
     novel = read_scenes(synth_dir, "novel", max_scenes)
-    result = evaluate_region_classification(model, processor, synthetic_regions(novel), region_method, BARE,
-                                            batch_size)
+    result = evaluate_region_classification(model, processor, synthetic_regions(novel), region_method, BARE, batch_size)
     metrics["region_acc_novel"] = result.metrics["top1"]
     return metrics

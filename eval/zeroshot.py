@@ -28,13 +28,19 @@ def check_labels(targets: torch.Tensor, num_classes: int, dataset: str) -> None:
     """``ValueError`` naming the dataset and label when a label is outside ``0..num_classes-1``."""
     bad = (targets < 0) | (targets >= num_classes)
     if bad.any():
-        raise ValueError(f"dataset {dataset!r}: label {int(targets[bad][0])} is outside the "
-                         f"{num_classes} class names (0..{num_classes - 1})")
+        raise ValueError(
+            f"dataset {dataset!r}: label {int(targets[bad][0])} is outside the "
+            f"{num_classes} class names (0..{num_classes - 1})"
+        )
 
 
 def evaluate_zeroshot(
-    model: LoclipModel, processor: LoclipProcessor, data: Dataset[LabelledImage],
-    templates: Sequence[str] = DEFAULT_TEMPLATES, batch_size: int = 64, progress: bool = False,
+    model: LoclipModel,
+    processor: LoclipProcessor,
+    data: Dataset[LabelledImage],
+    templates: Sequence[str] = DEFAULT_TEMPLATES,
+    batch_size: int = 64,
+    progress: bool = False,
 ) -> TaskResult:
     """Each image is scored against the template-averaged embedding of every class name (cosine)."""
     data.require_items("images")
@@ -43,6 +49,10 @@ def evaluate_zeroshot(
     check_labels(targets, len(data.classnames), data.name)
     weights = classifier_weights(model, processor, data.classnames, templates, progress=progress)
     images = embed_images(model, processor, [item.image for item in data.items], batch_size, progress)
-    info = {"num_images": len(data), "num_classes": len(data.classnames), "num_templates": len(templates),
-            "skipped": data.skipped}
+    info = {
+        "num_images": len(data),
+        "num_classes": len(data.classnames),
+        "num_templates": len(templates),
+        "skipped": data.skipped,
+    }
     return TaskResult("zeroshot", data.name, classification_metrics(images @ weights.t(), targets), info)

@@ -62,7 +62,11 @@ def loclip_token_ids(model: LoclipLlavaForConditionalGeneration) -> list[int]:
 
 
 def apply_lora(
-    model: LoclipLlavaForConditionalGeneration, r: int, alpha: int, dropout: float, quantized: bool = False,
+    model: LoclipLlavaForConditionalGeneration,
+    r: int,
+    alpha: int,
+    dropout: float,
+    quantized: bool = False,
     trainable_tokens: list[int] | None = None,
 ):
     """Wrap ``model`` in a peft ``PeftModel`` with LoRA on the LLM's linear layers.
@@ -82,8 +86,14 @@ def apply_lora(
         output = model.get_output_embeddings()
         if output is not None and output.weight is not model.get_input_embeddings().weight:
             tokens["lm_head"] = ids  # untied: the rows that score the token must train too
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=lora_targets(model), bias="none",
-                        trainable_token_indices=tokens)
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=lora_targets(model),
+        bias="none",
+        trainable_token_indices=tokens,
+    )
     return get_peft_model(model, config)
 
 
@@ -92,10 +102,12 @@ def load_quantized(directory: str | Path) -> LoclipLlavaForConditionalGeneration
     from transformers import BitsAndBytesConfig
 
     quant = BitsAndBytesConfig(
-        load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.float32,
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_compute_dtype=torch.float32,
         # matched from the start of the module name: full paths
         llm_int8_skip_modules=[f"model.{part}" for part in ("vision_tower", *PROJECTORS)] + ["lm_head"],
-    )  # fmt: skip
+    )
     return LoclipLlavaForConditionalGeneration.from_pretrained(directory, quantization_config=quant)
 
 
@@ -123,7 +135,10 @@ def merged_float(model: nn.Module, base: str | Path) -> nn.Module:
     mine = target.state_dict()
     # Same names and shapes: everything trained (and the frozen float parts); the 4-bit LLM weights differ in
     # dtype/shape and are skipped, their float originals in ``base`` are what QLoRA froze.
-    carried = {k: v for k, v in model.state_dict().items()
-               if k in mine and v.shape == mine[k].shape and v.dtype == mine[k].dtype}
+    carried = {
+        k: v
+        for k, v in model.state_dict().items()
+        if k in mine and v.shape == mine[k].shape and v.dtype == mine[k].dtype
+    }
     target.load_state_dict(carried, strict=False)
     return target.merge_and_unload()

@@ -20,11 +20,18 @@ def tiny_llm(
 ) -> LlamaForCausalLM:
     """A small random Llama over ``tokenizer``'s vocabulary (for tests and the CPU quickstart)."""
     config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=4 * hidden_size,
-        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-        max_position_embeddings=max_positions, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
-    )  # fmt: skip
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=4 * hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=max_positions,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
     return LlamaForCausalLM(config)
 
 
@@ -48,8 +55,10 @@ def check_tokenizer_fits(tokenizer: Any, llm_config: Any, tokenizer_source: str,
         if mine is not None and theirs is not None and mine not in allowed:
             problems.append(f"{name} {mine} against the LLM's {theirs}")
     if problems:
-        raise ValueError(f"model.tokenizer {tokenizer_source!r} does not belong to model.llm {llm_source!r}: "
-                         f"{'; '.join(problems)}. Leave model.tokenizer unset to use the LLM's own tokenizer.")
+        raise ValueError(
+            f"model.tokenizer {tokenizer_source!r} does not belong to model.llm {llm_source!r}: "
+            f"{'; '.join(problems)}. Leave model.tokenizer unset to use the LLM's own tokenizer."
+        )
 
 
 def add_token_rows(llm: PreTrainedModel, ids: list[int]) -> list[int]:
@@ -89,8 +98,12 @@ def select_strategy(encoder_config: Any) -> tuple[str, int]:
 
 
 def compose(
-    encoder: LoclipVisionModel, llm: PreTrainedModel, tokenizer: Any, vision_feature_layer: int = -2,
-    box_answers: str = "text", ground_loss_weight: float = 1.0,
+    encoder: LoclipVisionModel,
+    llm: PreTrainedModel,
+    tokenizer: Any,
+    vision_feature_layer: int = -2,
+    box_answers: str = "text",
+    ground_loss_weight: float = 1.0,
 ) -> LoclipLlavaForConditionalGeneration:
     """A new model holding ``encoder``'s and ``llm``'s weights plus fresh projectors.
 
@@ -105,14 +118,18 @@ def compose(
     strategy, extra = select_strategy(encoder.config)
     grid = encoder.config.grid_size
     config = LoclipLlavaConfig(
-        vision_config=encoder.config, text_config=llm.config,
-        image_token_index=token_id(tokenizer, IMAGE_TOKEN), region_token_index=token_id(tokenizer, REGION_TOKEN),
-        vision_feature_layer=vision_feature_layer, vision_feature_select_strategy=strategy,
+        vision_config=encoder.config,
+        text_config=llm.config,
+        image_token_index=token_id(tokenizer, IMAGE_TOKEN),
+        region_token_index=token_id(tokenizer, REGION_TOKEN),
+        vision_feature_layer=vision_feature_layer,
+        vision_feature_select_strategy=strategy,
         image_seq_length=grid * grid + extra - (strategy == "default"),
         tie_word_embeddings=bool(getattr(llm.config, "tie_word_embeddings", False)),
-        box_answers=box_answers, ground_loss_weight=ground_loss_weight,
+        box_answers=box_answers,
+        ground_loss_weight=ground_loss_weight,
         ground_token_index=token_id(tokenizer, GROUND_TOKEN) if box_answers == "ground" else None,
-    )  # fmt: skip
+    )
     model = LoclipLlavaForConditionalGeneration(config)
     model.model.vision_tower.load_state_dict(encoder.state_dict())
     model.model.language_model.load_state_dict(llm.get_decoder().state_dict())
@@ -125,7 +142,10 @@ def make_processor(config: LoclipLlavaConfig, tokenizer: Any, template: str = "a
     vision = config.vision_config
     _, extra = select_strategy(vision)
     return LoclipLlavaProcessor(
-        LoclipImageProcessor(image_size=vision.image_size), tokenizer, patch_size=vision.patch_size,
-        vision_feature_select_strategy=config.vision_feature_select_strategy, num_additional_image_tokens=extra,
+        LoclipImageProcessor(image_size=vision.image_size),
+        tokenizer,
+        patch_size=vision.patch_size,
+        vision_feature_select_strategy=config.vision_feature_select_strategy,
+        num_additional_image_tokens=extra,
         template=template,
-    )  # fmt: skip
+    )

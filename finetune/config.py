@@ -103,7 +103,11 @@ _RENAMED = {"ModelRecipe": "MllmRecipe", "DataRecipe": "FinetuneDataRecipe", "Ev
 
 def __getattr__(name: str):
     if name in _RENAMED:  # until the next release
-        warnings.warn(f"loclip.finetune.config.{name} is now {_RENAMED[name]} (the pretraining recipe had sections "
-                      "of the same names)", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"loclip.finetune.config.{name} is now {_RENAMED[name]} (the pretraining recipe had sections "
+            "of the same names)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return globals()[_RENAMED[name]]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -162,9 +162,13 @@ def collate(samples: list[dict[str, torch.Tensor]], pad_token_id: int) -> dict[s
         input_ids[i, :n], labels[i, :n], attention_mask[i, :n] = s["input_ids"], s["labels"], 1
     boxes, box_mask = pad_boxes([s["boxes"] for s in samples])
     batch = {
-        "input_ids": input_ids, "labels": labels, "attention_mask": attention_mask,
-        "pixel_values": torch.stack([s["pixel_values"] for s in samples]), "boxes": boxes, "box_mask": box_mask,
-    }  # fmt: skip
+        "input_ids": input_ids,
+        "labels": labels,
+        "attention_mask": attention_mask,
+        "pixel_values": torch.stack([s["pixel_values"] for s in samples]),
+        "boxes": boxes,
+        "box_mask": box_mask,
+    }
     if "ground_boxes" in samples[0]:
         batch["ground_boxes"], batch["ground_mask"] = pad_boxes([s["ground_boxes"] for s in samples])
     return batch
@@ -186,8 +190,10 @@ class BatchStream:
 
     def __init__(self, dataset: ConversationDataset, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
         if len(dataset) < world * batch_size:
-            raise ValueError(f"the dataset has {len(dataset)} usable records; {world} rank(s) x batch_size "
-                             f"{batch_size} need at least {world * batch_size} (skipped: {dict(dataset.skip_counts)})")
+            raise ValueError(
+                f"the dataset has {len(dataset)} usable records; {world} rank(s) x batch_size "
+                f"{batch_size} need at least {world * batch_size} (skipped: {dict(dataset.skip_counts)})"
+            )
         self.dataset, self.batch_size, self.seed, self.rank, self.world = dataset, batch_size, seed, rank, world
         self.epoch = self.position = 0
         self.pad_token_id = dataset.processor.tokenizer.pad_token_id

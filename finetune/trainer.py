@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.distributed as dist
@@ -46,8 +46,9 @@ def build(recipe: FinetuneRecipe) -> tuple[LoclipLlavaForConditionalGeneration, 
     """The full-precision model and its processor, from ``model.init_from`` or encoder + LLM."""
     m = recipe.model
     if m.init_from:  # a directory the user names: checked (type, safetensors, every weight present) first
-        model = load_model_dir(m.init_from, LoclipLlavaForConditionalGeneration, MLLM_TYPE, "model.init_from",
-                               dtype=torch.float32)
+        model = load_model_dir(
+            m.init_from, LoclipLlavaForConditionalGeneration, MLLM_TYPE, "model.init_from", dtype=torch.float32
+        )
         processor = load_processor_dir(m.init_from, "model.init_from", LoclipLlavaProcessor)
         processor.template = recipe.data.template
         return model, processor
@@ -82,8 +83,14 @@ def prepare_training(model: LoclipLlavaForConditionalGeneration, recipe: Finetun
     if t.gradient_checkpointing:
         enable_activation_checkpointing(model)
     if t.lora or t.qlora:
-        model = adapters.apply_lora(model, t.lora_r, t.lora_alpha, t.lora_dropout, quantized=t.qlora,
-                                    trainable_tokens=adapters.loclip_token_ids(model))
+        model = adapters.apply_lora(
+            model,
+            t.lora_r,
+            t.lora_alpha,
+            t.lora_dropout,
+            quantized=t.qlora,
+            trainable_tokens=adapters.loclip_token_ids(model),
+        )
         adapters.set_trainable(model, t.stage, t.tune_encoder, tune_llm=False, tune_ground_head=t.tune_ground_head)
     else:
         adapters.set_trainable(model, t.stage, t.tune_encoder, tune_ground_head=t.tune_ground_head)
@@ -104,8 +111,9 @@ def train(recipe: FinetuneRecipe, eval_fn: EvalFn | None = None) -> Path:
     seed_everything(recipe.run.seed + ctx.rank)
 
     image_root = recipe.data.image_root or Path(recipe.data.train_json).parent
-    dataset = ConversationDataset(records, processor, image_root, recipe.data.max_length,
-                                  box_answers=model.config.box_answers)
+    dataset = ConversationDataset(
+        records, processor, image_root, recipe.data.max_length, box_answers=model.config.box_answers
+    )
     if ctx.rank == 0 and dataset.skip_counts:
         log.warning("skipped records by reason: %s", dict(dataset.skip_counts))
     stream = BatchStream(dataset, recipe.data.batch_size, recipe.run.seed, ctx.rank, ctx.world)
@@ -125,9 +133,19 @@ def train(recipe: FinetuneRecipe, eval_fn: EvalFn | None = None) -> Path:
         export_atomic(ctx.out, plain, processor)
 
     train_loop(
-        engine, scheduler, stream, step, ctx=ctx, optim=recipe.optim, run=recipe.run, data_key="stream",
+        engine,
+        scheduler,
+        stream,
+        step,
+        ctx=ctx,
+        optim=recipe.optim,
+        run=recipe.run,
+        data_key="stream",
         evaluate=None if eval_fn is None else lambda: eval_fn(engine.module, processor),
-        export=export, rate="tokens_per_s", desc="finetune", log=log,
+        export=export,
+        rate="tokens_per_s",
+        desc="finetune",
+        log=log,
     )
     if ctx.rank == 0:
         (ctx.out / "skipped_records.json").write_text(json.dumps(dict(dataset.skip_counts), indent=2))

@@ -70,14 +70,17 @@ class _GenerativeCaptioner:
             return []
         longs = self.generate(images, self.long_prompt, self.long_tokens)
         shorts = self.generate(images, self.short_prompt, self.short_tokens)
-        return [Captions(short=_clean(s), long=_clean(l)) for s, l in zip(shorts, longs)]
+        return [Captions(short=_clean(short), long=_clean(long)) for short, long in zip(shorts, longs)]
 
     def generate(self, images: Sequence[Image.Image], prompt: str, max_new_tokens: int) -> list[str]:
         raise NotImplementedError
 
     def _to_device(self, inputs: Any) -> dict[str, torch.Tensor]:
-        return {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
-                for k, v in inputs.items() if isinstance(v, torch.Tensor)}  # fmt: skip
+        return {
+            k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
+            for k, v in inputs.items()
+            if isinstance(v, torch.Tensor)
+        }
 
     def __repr__(self) -> str:
         name = getattr(getattr(self.model, "config", None), "_name_or_path", "") or type(self.model).__name__
@@ -105,7 +108,7 @@ class LoclipCaptioner(_GenerativeCaptioner):
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
         )
-        return tokenizer.batch_decode(out[:, len(ids):], skip_special_tokens=True)
+        return tokenizer.batch_decode(out[:, len(ids) :], skip_special_tokens=True)
 
 
 class ChatCaptioner(_GenerativeCaptioner):
@@ -119,9 +122,10 @@ class ChatCaptioner(_GenerativeCaptioner):
         tokenizer.padding_side = "left"  # image-token counts may differ per image (any-res): pad on the left
         inputs = self.processor(images=list(images), text=[text] * len(images), padding=True, return_tensors="pt")
         inputs = self._to_device(inputs)
-        out = self.model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                  pad_token_id=tokenizer.pad_token_id)  # fmt: skip
-        return tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        out = self.model.generate(
+            **inputs, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+        return tokenizer.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
 class PlainCaptioner(_GenerativeCaptioner):
@@ -158,8 +162,10 @@ def _load_processor(path: str | os.PathLike) -> Any:
         processor = None
     if hasattr(processor, "tokenizer") and hasattr(processor, "image_processor"):
         return processor
-    return _PairProcessor(AutoImageProcessor.from_pretrained(path, trust_remote_code=False),
-                          AutoTokenizer.from_pretrained(path, trust_remote_code=False))
+    return _PairProcessor(
+        AutoImageProcessor.from_pretrained(path, trust_remote_code=False),
+        AutoTokenizer.from_pretrained(path, trust_remote_code=False),
+    )
 
 
 class _PairProcessor:

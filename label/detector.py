@@ -100,7 +100,11 @@ class OwlDetector:
 
     @classmethod
     def from_pretrained(
-        cls, path: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, **kwargs: Any
+        cls,
+        path: str | os.PathLike,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        **kwargs: Any,
     ) -> OwlDetector:
         """Load an OWLv2 / OWL-ViT checkpoint directory (or hub name) and its processor."""
         from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
@@ -126,11 +130,10 @@ class OwlDetector:
             return out
         batch_images = [images[i] for i in todo]
         batch_queries = [list(queries[i]) for i in todo]
-        inputs = self.processor(
-            text=batch_queries, images=batch_images, return_tensors="pt", truncation=True
-        )
-        inputs = {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
-                  for k, v in inputs.items()}  # fmt: skip
+        inputs = self.processor(text=batch_queries, images=batch_images, return_tensors="pt", truncation=True)
+        inputs = {
+            k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device) for k, v in inputs.items()
+        }
         outputs = self.model(**inputs)
         logits = outputs.logits.float().cpu()  # [b, P, Qmax]
         counts = torch.tensor([len(q) for q in batch_queries])
@@ -148,7 +151,8 @@ class OwlDetector:
     def _select(
         self, boxes: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor, size: tuple[int, int], phrases: list[str]
     ) -> list[Detection]:
-        """Clip, drop boxes under ``min_size`` (and empty ones), keep the best ``max_candidates``, NMS, keep ``max_detections``."""
+        """Clip, drop boxes under ``min_size`` (and empty ones), keep the best ``max_candidates``, NMS, keep
+        ``max_detections``."""
         boxes = B.clip_to_size(boxes.double(), size)
         wh = boxes[:, 2:] - boxes[:, :2]
         keep = (wh >= self.min_size).all(dim=1) & (B.box_area(boxes) > 0)

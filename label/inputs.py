@@ -59,9 +59,10 @@ def image_units(
     if not root.is_dir():
         raise ValueError(f"images: {str(directory)!r} is not a directory")
     files = sorted(
-        p.relative_to(root).as_posix() for p in root.rglob("*")
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
         if p.is_file() and p.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS and not p.name.startswith(".")
-    )  # fmt: skip
+    )
     if not files:
         raise ValueError(f"images: no image files ({', '.join(IMAGE_EXTENSIONS)}) under {str(directory)!r}")
     units = []

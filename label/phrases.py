@@ -35,9 +35,7 @@ DETERMINERS = frozenset(
     "a an the this that these those some any each every either neither no another other such what which whose "
     "its their his her our my your all both few many several most much more less".split()
 )
-NUMERALS = frozenset(
-    "one two three four five six seven eight nine ten eleven twelve dozen dozens couple pair".split()
-)
+NUMERALS = frozenset("one two three four five six seven eight nine ten eleven twelve dozen dozens couple pair".split())
 PRONOUNS = frozenset(
     "it they them he she him we us you i me one ones there here who whom something someone anything nothing "
     "itself themselves".split()

@@ -60,10 +60,14 @@ class LabelConfig(CheckedConfig):
     output_dir: str = option(help="output folder: one shard per input shard, same name")
     batch_size: PositiveInt = option(8, "images per model call")
     max_queries: PositiveInt = option(DEFAULT_MAX_QUERIES, "detector queries per image")
-    regions_mode: RegionsMode = option("add", "existing regions: add (keep them, add new non-overlapping ones), "
-                                       "fill (label only samples without regions), replace")
+    regions_mode: RegionsMode = option(
+        "add",
+        "existing regions: add (keep them, add new non-overlapping ones), "
+        "fill (label only samples without regions), replace",
+    )
     dedupe_iou: Annotated[float, between(0, 1, low_open=True)] = option(
-        0.7, "IoU at which a generated box duplicates an existing one (regions_mode add)")
+        0.7, "IoU at which a generated box duplicates an existing one (regions_mode add)"
+    )
     phrases_from_existing: bool = option(False, "also take phrases from the samples' existing captions")
     progress: bool = option(True, "show a progress bar")
 
@@ -85,10 +89,14 @@ class StageTimer:
 
     def report(self) -> dict[str, dict[str, float]]:
         return {
-            s: {"images": self.images[s], "seconds": round(self.seconds[s], 3),
-                "images_per_s": round(self.images[s] / self.seconds[s], 2) if self.seconds[s] > 0 else None}
-            for s in STAGES if self.images[s]
-        }  # fmt: skip
+            s: {
+                "images": self.images[s],
+                "seconds": round(self.seconds[s], 3),
+                "images_per_s": round(self.images[s] / self.seconds[s], 2) if self.seconds[s] > 0 else None,
+            }
+            for s in STAGES
+            if self.images[s]
+        }
 
 
 @dataclass
@@ -166,15 +174,25 @@ class Labeller:
             logger.info("removed %s, left by an interrupted run", partial.name)
         pending = [u for u in units if not (out / u.name).is_file()]
         if len(pending) < len(units):
-            logger.info("%d of %d shards are finished already; labelling %d", len(units) - len(pending), len(units),
-                        len(pending))  # fmt: skip
+            logger.info(
+                "%d of %d shards are finished already; labelling %d",
+                len(units) - len(pending),
+                len(units),
+                len(pending),
+            )
         sizes = [u.size for u in pending]
         total = sum(s for s in sizes if s is not None) if all(s is not None for s in sizes) else None
         with tqdm(total=total, unit="img", desc="labelling", disable=not self.config.progress) as bar:
             for unit in pending:
                 stats = self._label_unit(unit, out / unit.name, state_dir / f"{unit.name}.json", bar)
-                logger.info("%s: %d images, %d generated regions, skipped %s; images/s %s", unit.name,
-                            stats["images"], stats["regions"], stats["skipped"], self._rates())  # fmt: skip
+                logger.info(
+                    "%s: %d images, %d generated regions, skipped %s; images/s %s",
+                    unit.name,
+                    stats["images"],
+                    stats["regions"],
+                    stats["skipped"],
+                    self._rates(),
+                )
         summary = self._summary(units, out, state_dir, len(pending))
         atomic_write_json(out / SIZES_FILE, summary.pop("sizes"))
         atomic_write_json(out / SUMMARY_FILE, summary)
@@ -262,10 +280,13 @@ class Labeller:
             "generated_regions": regions,
             "skipped": dict(sorted(skipped.items())),
             "throughput_this_run": self.timer.report(),
-            "stages": {"captioner": repr(self.captioner), "phrases": repr(self.phrases),
-                       "detector": repr(self.detector)},
+            "stages": {
+                "captioner": repr(self.captioner),
+                "phrases": repr(self.phrases),
+                "detector": repr(self.detector),
+            },
             "sizes": sizes,
-        }  # fmt: skip
+        }
 
 
 def _count_samples(path: Path) -> int:

@@ -59,7 +59,7 @@ PYTHON_PREFIX = "python:"
 
 def load_python_stage(spec: str, name: str) -> Callable[..., Any]:
     """``python:package.module:factory`` → ``factory()``, which must return a callable stage."""
-    target = spec[len(PYTHON_PREFIX):]
+    target = spec[len(PYTHON_PREFIX) :]
     module_name, _, attr = target.partition(":")
     if not module_name or not attr:
         raise ValueError(f"--{name} {spec!r}: expected python:package.module:factory")

@@ -35,14 +35,24 @@ SOURCE_TAG = "vesl"
 
 def _existing_boxes(regions: list[Any]) -> torch.Tensor:
     """Pixel boxes ``[N, 4]`` of the well-formed existing regions (others are kept but not compared)."""
-    rows = [r["bbox"] for r in regions if isinstance(r, dict) and isinstance(r.get("bbox"), list)
-            and len(r["bbox"]) == 4 and all(isinstance(v, (int, float)) for v in r["bbox"])]  # fmt: skip
+    rows = [
+        r["bbox"]
+        for r in regions
+        if isinstance(r, dict)
+        and isinstance(r.get("bbox"), list)
+        and len(r["bbox"]) == 4
+        and all(isinstance(v, (int, float)) for v in r["bbox"])
+    ]
     return torch.tensor(rows, dtype=torch.float64).reshape(-1, 4)
 
 
 def _region(det: Detection) -> dict[str, Any]:
-    return {"bbox": [round(float(v), 2) for v in det.box], "phrase": det.phrase,
-            "score": round(float(det.score), 4), "source": SOURCE_TAG}  # fmt: skip
+    return {
+        "bbox": [round(float(v), 2) for v in det.box],
+        "phrase": det.phrase,
+        "score": round(float(det.score), 4),
+        "source": SOURCE_TAG,
+    }
 
 
 def merge_record(

@@ -61,8 +61,9 @@ def to_prompt_messages(prompt: ChatPrompt, ground: bool) -> list[dict[str, str]]
         messages.append({"role": "user", "content": text})
         if i < len(prompt.history):
             answer = prompt.history[i].answer
-            messages.append({"role": "assistant", "content": boxes_to_placeholder(answer, GROUND_TOKEN)[0]
-                             if ground else answer})  # fmt: skip
+            messages.append(
+                {"role": "assistant", "content": boxes_to_placeholder(answer, GROUND_TOKEN)[0] if ground else answer}
+            )
     return messages
 
 
@@ -109,8 +110,9 @@ def chat(
         if boxes or history:
             raise ValueError("a ChatPrompt holds its boxes and history: give them to ChatPrompt.build, not to chat")
         if question.size != size:
-            raise ValueError(f"the ChatPrompt was built for an image of (height, width) = {question.size}, but "
-                             f"this image is {size}")
+            raise ValueError(
+                f"the ChatPrompt was built for an image of (height, width) = {question.size}, but this image is {size}"
+            )
         prompt = question
     else:
         prompt = ChatPrompt.build(processor, size, question, list(boxes or []), list(history))
@@ -123,8 +125,10 @@ def chat(
     extra = {}
     if all_boxes:  # checked and clipped by the prompt: only mapped into the model frame here
         mapped = pixel_to_model(all_boxes, size, processor.image_processor.image_size)
-        extra = {"boxes": mapped[None].to(device), "box_mask": torch.ones(1, len(all_boxes), dtype=torch.bool,
-                                                                           device=device)}  # fmt: skip
+        extra = {
+            "boxes": mapped[None].to(device),
+            "box_mask": torch.ones(1, len(all_boxes), dtype=torch.bool, device=device),
+        }
     input_ids = torch.tensor([ids], device=device)
     out = model.generate(
         input_ids=input_ids,
@@ -138,7 +142,7 @@ def chat(
         stopping_criteria=StoppingCriteriaList([StopWhenSet(stop)] if stop is not None else []),
         **extra,
     )
-    answer_ids = out[0, len(ids):]
+    answer_ids = out[0, len(ids) :]
     ground_id = getattr(model.config, "ground_token_index", None)
     new_grounds = int((answer_ids == ground_id).sum()) if ground else 0
     if new_grounds:

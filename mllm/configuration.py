@@ -38,7 +38,9 @@ class LoclipLlavaConfig(LlavaConfig):
 
     model_type = "loclip_llava"
     attribute_map = {
-        **LlavaConfig.attribute_map, "region_token_id": "region_token_index", "ground_token_id": "ground_token_index"
+        **LlavaConfig.attribute_map,
+        "region_token_id": "region_token_index",
+        "ground_token_id": "ground_token_index",
     }
 
     region_token_index: int = 32001

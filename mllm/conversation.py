@@ -106,7 +106,7 @@ def _chat_segments(tokenizer: Any, messages: list[dict[str, str]], add_generatio
                 f"the tokenizer's chat template is not prefix-stable at message {i} (rendering more messages "
                 "changes earlier text), so the answer spans cannot be found; use template='plain'"
             )
-        piece, eos = text[len(previous):], tokenizer.eos_token
+        piece, eos = text[len(previous) :], tokenizer.eos_token
         if not is_user and eos and eos in piece:  # what the template writes after the end token is layout
             cut = piece.rindex(eos) + len(eos)
             out += [Segment(piece[:cut], target=True)] + ([Segment(piece[cut:], target=False)] if piece[cut:] else [])
@@ -203,8 +203,10 @@ def check_user_text(
         ids = set(tokenizer(text, add_special_tokens=False)["input_ids"])
         found = [t for t in tokenizer.convert_ids_to_tokens(sorted(ids)) if t in forbidden]
     if found:
-        raise ValueError(f"{where} contains {found[0]!r}, which the conversation format reserves (a special token "
-                         f"or role marker): remove it; {where} = {shown(text)}")
+        raise ValueError(
+            f"{where} contains {found[0]!r}, which the conversation format reserves (a special token "
+            f"or role marker): remove it; {where} = {shown(text)}"
+        )
 
 
 def region_count_problem(placeholders: int, boxes: int, where: str, token: str = REGION_TOKEN) -> str | None:

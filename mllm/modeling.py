@@ -137,7 +137,9 @@ class LoclipLlavaModel(LlavaModel):
         strategy = vision_kwargs.get("vision_feature_select_strategy") or self.config.vision_feature_select_strategy
         return list(self.multi_modal_projector(select_image_features(enc.trunk_output.hidden_states, layer, strategy)))
 
-    def ground(self, enc: VisionEncoding, hidden: torch.Tensor, where: torch.Tensor) -> tuple[GroundingOutput, torch.Tensor]:
+    def ground(
+        self, enc: VisionEncoding, hidden: torch.Tensor, where: torch.Tensor
+    ) -> tuple[GroundingOutput, torch.Tensor]:
         """The grounding head on the LLM's last hidden states ``hidden`` ``[B, L, H]`` at ``where`` ``[B, L]``
         (the ``<ground>`` tokens) → its output for ``[B, G]`` phrases and their mask ``[B, G]``."""
         if not hasattr(self, "ground_projector"):
@@ -254,12 +256,19 @@ class LoclipLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         return outputs, grounded, mask, enc.grid
 
     def _forward_with_grounding(
-        self, input_ids: torch.Tensor, pixel_values: torch.Tensor, ground_boxes: torch.Tensor,
-        ground_mask: torch.Tensor | None, labels: torch.Tensor | None = None, **kwargs,
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor,
+        ground_boxes: torch.Tensor,
+        ground_mask: torch.Tensor | None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
     ) -> LoclipLlavaCausalLMOutput:
         if self.config.box_answers != "ground":
-            raise ValueError("ground_boxes were given, but this model answers boxes as text "
-                             "(config.box_answers='text'): it has no <ground> token or ground projector")
+            raise ValueError(
+                "ground_boxes were given, but this model answers boxes as text "
+                "(config.box_answers='text'): it has no <ground> token or ground projector"
+            )
         if ground_mask is None:
             ground_mask = torch.ones(ground_boxes.shape[:2], dtype=torch.bool, device=ground_boxes.device)
         ground_mask = ground_mask.to(torch.bool)
@@ -279,20 +288,31 @@ class LoclipLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         # Llava's causal-LM output carries the inner model's fields (cache, hidden states, image outputs) under
         # the inner model's names: take them as they are, whatever this transformers version calls them.
         carried = {name: value for name, value in outputs.items() if name != "last_hidden_state"}
-        return LoclipLlavaCausalLMOutput(loss=loss, logits=logits, **carried, lm_loss=lm_loss,
-                                         ground_loss=ground_loss, ground_pred_boxes=grounded.boxes)
+        return LoclipLlavaCausalLMOutput(
+            loss=loss,
+            logits=logits,
+            **carried,
+            lm_loss=lm_loss,
+            ground_loss=ground_loss,
+            ground_pred_boxes=grounded.boxes,
+        )
 
     @torch.no_grad()
     def ground_boxes(
-        self, input_ids: torch.Tensor, pixel_values: torch.Tensor, attention_mask: torch.Tensor | None = None,
-        boxes: torch.Tensor | None = None, box_mask: torch.Tensor | None = None,
+        self,
+        input_ids: torch.Tensor,
+        pixel_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        boxes: torch.Tensor | None = None,
+        box_mask: torch.Tensor | None = None,
     ) -> list[torch.Tensor]:
         """The grounding head's box for every ``<ground>`` token of each row of a full sequence (prompt plus
         generated answer): list of B ``[G_b, 4]`` normalised model-frame xyxy. ``boxes``/``box_mask`` fill the
         ``<region>`` tokens as in ``forward``."""
         extra = {} if boxes is None else {"boxes": boxes, "box_mask": box_mask}
-        _, grounded, mask, _ = self._ground_pass(input_ids, pixel_values, attention_mask=attention_mask,
-                                                 use_cache=False, **extra)
+        _, grounded, mask, _ = self._ground_pass(
+            input_ids, pixel_values, attention_mask=attention_mask, use_cache=False, **extra
+        )
         return [grounded.boxes[b][mask[b]] for b in range(mask.shape[0])]
 
     def prepare_inputs_for_generation(

@@ -36,8 +36,9 @@ class LoclipLlavaProcessor(PixelBoxProcessor):
     ) -> None:
         self.check_image_processor(image_processor)
         if vision_feature_select_strategy not in ("default", "full"):
-            raise ValueError(f"vision_feature_select_strategy must be 'default' or 'full', got "
-                             f"{vision_feature_select_strategy!r}")
+            raise ValueError(
+                f"vision_feature_select_strategy must be 'default' or 'full', got {vision_feature_select_strategy!r}"
+            )
         if image_processor.image_size % patch_size:
             raise ValueError(f"patch_size={patch_size} must divide image_size={image_processor.image_size}")
         self.patch_size = patch_size
@@ -84,8 +85,11 @@ class LoclipLlavaProcessor(PixelBoxProcessor):
         texts = [text] if isinstance(text, str) else text
         if texts is not None:
             expanded = [t.replace(IMAGE_TOKEN, IMAGE_TOKEN * self.num_image_tokens) for t in texts]
-            data.update(self.tokenizer(expanded, padding=padding, add_special_tokens=add_special_tokens,
-                                       return_tensors=return_tensors))
+            data.update(
+                self.tokenizer(
+                    expanded, padding=padding, add_special_tokens=add_special_tokens, return_tensors=return_tensors
+                )
+            )
             if "box_mask" in pixels:
                 check_region_counts(texts, pixels["box_mask"])
         return BatchFeature(data={**data, **pixels}, tensor_type=return_tensors)

@@ -46,9 +46,13 @@ class ChatPrompt:
 
     @classmethod
     def build(
-        cls, processor: Any, size: tuple[int, int], question: str, boxes: Sequence[Sequence[float]] = (),
+        cls,
+        processor: Any,
+        size: tuple[int, int],
+        question: str,
+        boxes: Sequence[Sequence[float]] = (),
         history: Sequence[Turn] = (),
-    ) -> ChatPrompt:  # fmt: skip
+    ) -> ChatPrompt:
         """Check ``question``, its pixel ``boxes`` and the earlier turns ``history`` for an image of
         ``size=(height, width)``, with ``processor``'s tokenizer and template (whose special tokens no user text
         may hold). ``ValueError`` naming ``question``, ``boxes[k]``, ``history[i].question`` /

@@ -26,8 +26,9 @@ def load_records(path: str | os.PathLike, field_name: str = "records") -> list[A
         return [_parsed_or_none(line, field_name) for line in text.splitlines() if line.strip()]
     records = parse_json(text, where_file(path, field_name))
     if not isinstance(records, list):
-        raise InputRefused(f"{where_file(path, field_name)} must hold a JSON list of records, "
-                           f"got {type(records).__name__}")
+        raise InputRefused(
+            f"{where_file(path, field_name)} must hold a JSON list of records, got {type(records).__name__}"
+        )
     return records
 
 

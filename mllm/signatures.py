@@ -36,10 +36,15 @@ def extends(parent: Callable, hide: tuple[str, ...] = ()) -> Callable[[F], F]:
         names = {p.name for p in shared}
         leading = [p.name for p in own.values() if p.kind is p.POSITIONAL_OR_KEYWORD]
         if leading != [p.name for p in shared[: len(leading)]]:
-            raise TypeError(f"{fn.__qualname__}: positional parameters {leading} must lead {parent.__qualname__}'s "
-                            f"({[p.name for p in shared]})")
-        extra = [p.replace(kind=p.KEYWORD_ONLY) for p in own.values()
-                 if p.name not in names and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+            raise TypeError(
+                f"{fn.__qualname__}: positional parameters {leading} must lead {parent.__qualname__}'s "
+                f"({[p.name for p in shared]})"
+            )
+        extra = [
+            p.replace(kind=p.KEYWORD_ONLY)
+            for p in own.values()
+            if p.name not in names and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+        ]
         var = [p for p in own.values() if p.kind is p.VAR_KEYWORD]
         fn.__signature__ = inspect.Signature([*shared, *extra, *var])  # type: ignore[attr-defined]
         return fn

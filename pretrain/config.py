@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from loclip.core.messages import shown
+from loclip.core.recipe import NonNegativeFloat, PositiveInt, UnitFloat
 from loclip.encoder.choices import BoxLoss, GroundingHead, RegionMethod
 from loclip.encoder.configuration import check_trunk_shape
 from loclip.encoder.presets import TINY_SHAPE, VIT_B16_IMAGE_SIZE
 from loclip.training.config import OptimRecipe, RunRecipe
-from loclip.core.recipe import NonNegativeFloat, PositiveInt, UnitFloat
 
 from .data import DataConfig
 
@@ -24,8 +24,13 @@ Variant = Literal["clip", "clip_long", "dreamlip", "dreamlip_sgl", "cloc", "cloc
 PRESETS: tuple[str, ...] = get_args(Preset)
 VARIANTS: tuple[str, ...] = get_args(Variant)
 # The recipe fields (each also a flag) ``check_trunk_shape`` names for a tiny encoder's numbers.
-FLAG_NAMES = {"width": "model.width", "heads": "model.heads", "patch_size": "model.patch_size",
-              "image_size": "data.image_size", "prompter_heads": "model.prompter_heads"}
+FLAG_NAMES = {
+    "width": "model.width",
+    "heads": "model.heads",
+    "patch_size": "model.patch_size",
+    "image_size": "data.image_size",
+    "prompter_heads": "model.prompter_heads",
+}
 
 
 @dataclass
@@ -60,8 +65,10 @@ class EncoderRecipe:
         """The tokenizer directory: ``tokenizer``, else the loaded encoder's own directory."""
         source = self.tokenizer or self.init_from or self.from_clip
         if source is None:
-            raise ValueError(f"model.tokenizer is not set: an encoder built from "
-                             f"{'model.config' if self.config else 'model.preset'} needs a tokenizer directory")
+            raise ValueError(
+                f"model.tokenizer is not set: an encoder built from "
+                f"{'model.config' if self.config else 'model.preset'} needs a tokenizer directory"
+            )
         return source
 
     def validate(self, image_size: int) -> None:
@@ -80,8 +87,9 @@ class EncoderRecipe:
                     setattr(self, name, default)
             check_trunk_shape(self.width, self.heads, self.patch_size, image_size, self.prompter_heads, FLAG_NAMES)
         elif source == "vit_b16" and image_size != VIT_B16_IMAGE_SIZE:
-            raise ValueError(f"data.image_size = {shown(image_size)}: model.preset 'vit_b16' takes "
-                             f"{VIT_B16_IMAGE_SIZE} px images")
+            raise ValueError(
+                f"data.image_size = {shown(image_size)}: model.preset 'vit_b16' takes {VIT_B16_IMAGE_SIZE} px images"
+            )
 
 
 @dataclass
@@ -174,7 +182,11 @@ _RENAMED = {"ModelRecipe": "EncoderRecipe", "EvalRecipe": "PretrainEvalRecipe"} 
 
 def __getattr__(name: str):
     if name in _RENAMED:
-        warnings.warn(f"loclip.pretrain.config.{name} is now {_RENAMED[name]} (the finetuning recipe had "
-                      "sections of the same names)", DeprecationWarning, stacklevel=2)
+        warnings.warn(
+            f"loclip.pretrain.config.{name} is now {_RENAMED[name]} (the finetuning recipe had "
+            "sections of the same names)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         return globals()[_RENAMED[name]]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

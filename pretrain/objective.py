@@ -64,16 +64,16 @@ def _encode_text(model: LoclipModel, ids: torch.Tensor, mask: torch.Tensor) -> t
     if split == n or costs[split - 1] > 0.8 * n * longest:
         return model.get_text_features(ids[:, :longest], mask[:, :longest])
     short, long = order[:split], order[split:]
-    emb = torch.cat([
-        model.get_text_features(ids[short, : ranked[split - 1]], mask[short, : ranked[split - 1]]),
-        model.get_text_features(ids[long, :longest], mask[long, :longest]),
-    ])  # fmt: skip
+    emb = torch.cat(
+        [
+            model.get_text_features(ids[short, : ranked[split - 1]], mask[short, : ranked[split - 1]]),
+            model.get_text_features(ids[long, :longest], mask[long, :longest]),
+        ]
+    )
     return emb[order.argsort()]
 
 
-def _encode_texts(
-    model: LoclipModel, parts: dict[str, tuple[torch.Tensor, torch.Tensor]]
-) -> dict[str, torch.Tensor]:
+def _encode_texts(model: LoclipModel, parts: dict[str, tuple[torch.Tensor, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """Text embeddings of several groups of ``[n_i, L]`` rows (ids, mask) in one text-tower call → ``[n_i, D]``.
 
     Identical rows (same ids and mask) are encoded once and share the result, which equals encoding them
@@ -137,15 +137,17 @@ class PretrainObjective(nn.Module):
                 ids = None
                 if cfg.subcaption_filter == "exact":
                     ids = caption_ids(batch["sub_input_ids"], batch["sub_attention_mask"])
-                mp = multi_positive_loss(enc.image_embeds, sub, sub_mask, scale, local_loss=cfg.local_loss,
-                                         filter_ids=ids)
+                mp = multi_positive_loss(
+                    enc.image_embeds, sub, sub_mask, scale, local_loss=cfg.local_loss, filter_ids=ids
+                )
                 terms.update(mp)
                 weights.update({k: cfg.subcaption_weight for k in mp})
             if cfg.grouping_weight > 0:
                 patches = vision.dense_features(enc).flatten(1, 2)  # [B, N, D]
                 texts_for_groups = sub if cfg.grouping_text_grad else sub.detach()
-                grp = grouping_loss(patches, texts_for_groups, sub_mask, scale, cfg.grouping_delta,
-                                    cfg.grouping_negatives)
+                grp = grouping_loss(
+                    patches, texts_for_groups, sub_mask, scale, cfg.grouping_delta, cfg.grouping_negatives
+                )
                 terms.update(grp)
                 weights.update({k: cfg.grouping_weight for k in grp})
 
@@ -160,8 +162,9 @@ class PretrainObjective(nn.Module):
             codes = None
             if cfg.text_filter_by == "exact":
                 codes = caption_ids(batch["region_input_ids"], batch["region_attention_mask"])
-            rt = region_text_loss(regions, phrases, box_mask, scale, cfg.text_filter, local_loss=cfg.local_loss,
-                                  filter_ids=codes)
+            rt = region_text_loss(
+                regions, phrases, box_mask, scale, cfg.text_filter, local_loss=cfg.local_loss, filter_ids=codes
+            )
             terms.update(rt)
             weights.update({k: lam for k in rt})
             if cfg.grounding:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from transformers import AutoTokenizer
@@ -49,12 +49,23 @@ def build_model(recipe: PretrainRecipe, tokenizer) -> LoclipModel:
     elif m.config:
         model = LoclipModel(LoclipConfig.from_pretrained(m.config))
     else:
-        ids = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                   eos_token_id=tokenizer.eos_token_id)
+        ids = dict(
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
         if m.preset == "tiny":  # the recipe's validate filled and checked the shape
-            config = tiny_config(vocab_size=len(tokenizer), image_size=recipe.data.image_size,
-                                 max_text_length=recipe.data.max_text_length, width=m.width, layers=m.layers,
-                                 heads=m.heads, patch_size=m.patch_size, projection_dim=m.projection_dim, **ids)
+            config = tiny_config(
+                vocab_size=len(tokenizer),
+                image_size=recipe.data.image_size,
+                max_text_length=recipe.data.max_text_length,
+                width=m.width,
+                layers=m.layers,
+                heads=m.heads,
+                patch_size=m.patch_size,
+                projection_dim=m.projection_dim,
+                **ids,
+            )
         else:
             config = vit_b16_config(vocab_size=len(tokenizer), max_text_length=recipe.data.max_text_length, **ids)
         config.vision_config.grounding_head = m.grounding_head
@@ -86,11 +97,20 @@ def train(recipe: PretrainRecipe, eval_fn: EvalFn | None = None) -> Path:
         return StepOutput(loss, terms, count=batch["pixel_values"].shape[0])
 
     train_loop(
-        engine, scheduler, loader, step, ctx=ctx, optim=recipe.optim, run=recipe.run, data_key="loader",
+        engine,
+        scheduler,
+        loader,
+        step,
+        ctx=ctx,
+        optim=recipe.optim,
+        run=recipe.run,
+        data_key="loader",
         evaluate=None if eval_fn is None else lambda: eval_fn(model, processor),
         export=lambda: export_atomic(ctx.out, model, processor),
         scalars=lambda: {"logit_scale": float(model.logit_scale.detach().exp())},
-        rate="images_per_s", desc="pretrain", log=log,
+        rate="images_per_s",
+        desc="pretrain",
+        log=log,
     )
     skips = sum_over_ranks(loader.skip_counts())
     if ctx.rank == 0:

@@ -53,8 +53,10 @@ def floor(package: str, pyproject: Path = ROOT / "pyproject.toml") -> str:
 
 def oldest_constraints() -> str:
     floors = {canonical(p): floor(p) for p in FLOORS}
-    lines = [f"# requirements/lock.txt with {', '.join(f'{p}=={v}' for p, v in floors.items())} "
-             "(pyproject's floors); written by scripts/compat.py oldest-constraints"]
+    lines = [
+        f"# requirements/lock.txt with {', '.join(f'{p}=={v}' for p, v in floors.items())} "
+        "(pyproject's floors); written by scripts/compat.py oldest-constraints"
+    ]
     for line in LOCK.read_text().splitlines():
         match = re.match(r"^([A-Za-z0-9_.\-]+)==", line.strip())
         if not (match and canonical(match[1]) in floors):
@@ -93,15 +95,19 @@ def installed(name: str) -> str:
 
 
 def junit_result(path: Path) -> str:
-    """"passed (460 passed, 1 skipped)" or "FAILED (3 failed, 457 passed)" from pytest's JUnit XML."""
+    """ "passed (460 passed, 1 skipped)" or "FAILED (3 failed, 457 passed)" from pytest's JUnit XML."""
     if not path.exists():
         return f"FAILED (no test report at {path.name}: the run did not finish)"
     root = ET.parse(path).getroot()
     suite = root if root.tag == "testsuite" else root.find("testsuite")
     count = {k: int(suite.get(k, 0)) for k in ("tests", "failures", "errors", "skipped")}
     passed = count["tests"] - count["failures"] - count["errors"] - count["skipped"]
-    parts = [f"{count['failures']} failed" if count["failures"] else "", f"{count['errors']} errors" if count["errors"] else "",
-             f"{passed} passed", f"{count['skipped']} skipped" if count["skipped"] else ""]
+    parts = [
+        f"{count['failures']} failed" if count["failures"] else "",
+        f"{count['errors']} errors" if count["errors"] else "",
+        f"{passed} passed",
+        f"{count['skipped']} skipped" if count["skipped"] else "",
+    ]
     ok = passed > 0 and not count["failures"] and not count["errors"]
     return f"{'passed' if ok else 'FAILED'} ({', '.join(p for p in parts if p)})"
 

@@ -15,13 +15,13 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-import torch  # noqa: E402
-from playwright.sync_api import sync_playwright  # noqa: E402
+import torch
+from playwright.sync_api import sync_playwright
 
-from loclip.demo.app import build_demo  # noqa: E402
-from loclip.demo.backend import load_backend  # noqa: E402
-from loclip.demo.defaults import default_example, default_model_path  # noqa: E402
-from loclip.training.distributed import free_port  # noqa: E402
+from loclip.demo.app import build_demo
+from loclip.demo.backend import load_backend
+from loclip.demo.defaults import default_example, default_model_path
+from loclip.training.distributed import free_port
 
 
 def main() -> None:
@@ -29,11 +29,18 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=None, help="model directory (default: the quickstart's)")
     parser.add_argument("--out", type=Path, default=Path("docs/img/demo.png"))
     parser.add_argument("--chromium", default="/usr/bin/chromium")
-    parser.add_argument("--encoder-action", choices=("rank", "ground"), default="rank",
-                        help="encoder mode: which button to click on the example (default %(default)s)")
-    parser.add_argument("--questions", nargs="*", default=["Where is the {phrase}?", "Describe the image briefly."],
-                        help="chat mode: questions after the example's own, {phrase} = the example's phrase "
-                             "(default %(default)s)")
+    parser.add_argument(
+        "--encoder-action",
+        choices=("rank", "ground"),
+        default="rank",
+        help="encoder mode: which button to click on the example (default %(default)s)",
+    )
+    parser.add_argument(
+        "--questions",
+        nargs="*",
+        default=["Where is the {phrase}?", "Describe the image briefly."],
+        help="chat mode: questions after the example's own, {phrase} = the example's phrase (default %(default)s)",
+    )
     args = parser.parse_args()
 
     torch.set_num_threads(1)
@@ -54,14 +61,16 @@ def main() -> None:
             page.goto(f"http://127.0.0.1:{port}/", wait_until="load")
             if backend.mode == "chat":
                 questions = [example.question, *(q.format(phrase=example.phrase) for q in args.questions)]
-                for turn, question in enumerate(questions, start=1):
+                for question in questions:
                     page.locator("#question textarea").fill(question)
                     page.locator("#ask").click()
                     # a finished turn clears the question box
                     page.wait_for_function("() => document.querySelector('#question textarea').value === ''")
                     page.wait_for_timeout(500)
-                page.evaluate("() => document.querySelectorAll('#chatbot *').forEach("
-                              "e => { if (e.scrollHeight > e.clientHeight) e.scrollTop = 0; })")  # the first turn
+                page.evaluate(
+                    "() => document.querySelectorAll('#chatbot *').forEach("
+                    "e => { if (e.scrollHeight > e.clientHeight) e.scrollTop = 0; })"
+                )  # the first turn
             elif args.encoder_action == "rank":
                 page.locator("#rank").click()
                 page.locator("#summary").filter(has_text="region 1").wait_for()

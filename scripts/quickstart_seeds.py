@@ -29,8 +29,11 @@ def summarize(per_seed: dict[int, dict[str, float]]) -> dict[str, dict[str, floa
     out = {}
     for m in metrics:
         values = [figures[m] for figures in per_seed.values() if m in figures]
-        out[m] = {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-                  "n": len(values)}
+        out[m] = {
+            "mean": statistics.fmean(values),
+            "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "n": len(values),
+        }
     return out
 
 
@@ -39,8 +42,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--config", default="quickstart", help="name of this variant (folder and JSON names)")
-    parser.add_argument("--trainer", choices=("pretrain", "finetune"), default="pretrain",
-                        help="which quickstart: loclip-pretrain's encoder or loclip-finetune's MLLM")
+    parser.add_argument(
+        "--trainer",
+        choices=("pretrain", "finetune"),
+        default="pretrain",
+        help="which quickstart: loclip-pretrain's encoder or loclip-finetune's MLLM",
+    )
     args, extra = parser.parse_known_args(argv)
     per_seed: dict[int, dict[str, float]] = {}
     seconds: dict[int, float] = {}
@@ -48,21 +55,36 @@ def main(argv: list[str] | None = None) -> None:
         run = args.out / f"{args.config}-s{seed}"
         if not last_eval(run):
             start = time.perf_counter()
-            cmd = [sys.executable, "-m", f"loclip.cli.{args.trainer}", "--output-dir", str(run),
-                   "--run.seed", str(seed),
-                   "--run.progress", "false", *extra]
+            cmd = [
+                sys.executable,
+                "-m",
+                f"loclip.cli.{args.trainer}",
+                "--output-dir",
+                str(run),
+                "--run.seed",
+                str(seed),
+                "--run.progress",
+                "false",
+                *extra,
+            ]
             subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
             seconds[seed] = time.perf_counter() - start
         per_seed[seed] = last_eval(run)
     summary = summarize(per_seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.config}.json").write_text(json.dumps(
-        {"config": args.config, "args": extra, "per_seed": per_seed, "seconds": seconds, "summary": summary},
-        indent=2))
+    (args.out / f"{args.config}.json").write_text(
+        json.dumps(
+            {"config": args.config, "args": extra, "per_seed": per_seed, "seconds": seconds, "summary": summary},
+            indent=2,
+        )
+    )
     print(f"| {args.config} | " + " | ".join(f"{m}" for m in summary) + " |")
     print("|---|" + "---|" * len(summary))
-    print(f"| mean ± sd (n={len(per_seed)}) | "
-          + " | ".join(f"{s['mean']:.3f} ± {s['sd']:.3f}" for s in summary.values()) + " |")
+    print(
+        f"| mean ± sd (n={len(per_seed)}) | "
+        + " | ".join(f"{s['mean']:.3f} ± {s['sd']:.3f}" for s in summary.values())
+        + " |"
+    )
 
 
 if __name__ == "__main__":

@@ -32,10 +32,20 @@ MAX_HEADER_BYTES = 2**20  # pax records and long names are metadata: a few hundr
 
 Skip = Callable[[str, str], None]  # (reason, detail), e.g. SkipCounter.add
 _KEY = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
-_EXTENDED_HEADERS = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE, tarfile.XGLTYPE,
-                     tarfile.SOLARIS_XHDTYPE)
-_KINDS = {tarfile.SYMTYPE: "symbolic link", tarfile.LNKTYPE: "hard link", tarfile.CHRTYPE: "character device",
-          tarfile.BLKTYPE: "block device", tarfile.FIFOTYPE: "FIFO"}
+_EXTENDED_HEADERS = (
+    tarfile.GNUTYPE_LONGNAME,
+    tarfile.GNUTYPE_LONGLINK,
+    tarfile.XHDTYPE,
+    tarfile.XGLTYPE,
+    tarfile.SOLARIS_XHDTYPE,
+)
+_KINDS = {
+    tarfile.SYMTYPE: "symbolic link",
+    tarfile.LNKTYPE: "hard link",
+    tarfile.CHRTYPE: "character device",
+    tarfile.BLKTYPE: "block device",
+    tarfile.FIFOTYPE: "FIFO",
+}
 
 
 class _BoundedTarInfo(tarfile.TarInfo):
@@ -44,8 +54,10 @@ class _BoundedTarInfo(tarfile.TarInfo):
 
     def _proc_member(self, tar: tarfile.TarFile) -> tarfile.TarInfo:
         if self.type in _EXTENDED_HEADERS and self.size > MAX_HEADER_BYTES:
-            raise tarfile.ReadError(f"an extended tar header of {self.size:,} bytes at byte {self.offset:,}, over "
-                                    f"the limit of {MAX_HEADER_BYTES:,}")
+            raise tarfile.ReadError(
+                f"an extended tar header of {self.size:,} bytes at byte {self.offset:,}, over "
+                f"the limit of {MAX_HEADER_BYTES:,}"
+            )
         return super()._proc_member(tar)
 
 

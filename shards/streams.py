@@ -16,8 +16,11 @@ import tarfile
 import zlib
 from typing import IO
 
-_MAGIC = ((b"\x1f\x8b", lambda s: gzip.GzipFile(fileobj=s, mode="rb")), (b"BZh", bz2.BZ2File),
-          (b"\xfd7zXZ\x00", lzma.LZMAFile))
+_MAGIC = (
+    (b"\x1f\x8b", lambda s: gzip.GzipFile(fileobj=s, mode="rb")),
+    (b"BZh", bz2.BZ2File),
+    (b"\xfd7zXZ\x00", lzma.LZMAFile),
+)
 # what a damaged, truncated or misnamed shard raises while it is read (a failing pipe: OSError)
 STREAM_ERRORS = (tarfile.TarError, OSError, EOFError, zlib.error, lzma.LZMAError)
 

@@ -31,7 +31,8 @@ class SceneConfig(CheckedConfig):
     min_objects: Annotated[int, between(1, MAX_OBJECTS)] = option(1, "fewest objects a scene asks for")
     max_objects: Annotated[int, between(1, MAX_OBJECTS)] = option(6, "most objects a scene asks for")
     min_visible: Annotated[float, between(0, 1, low_open=True)] = option(
-        0.6, "share of an object's pixels that must stay visible under later objects")
+        0.6, "share of an object's pixels that must stay visible under later objects"
+    )
     placement_tries: PositiveInt = option(30, "random positions tried per object before dropping it")
 
     def validate(self) -> None:

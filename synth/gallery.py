@@ -49,9 +49,12 @@ def render_gallery(scenes: Sequence[Scene], path: str | Path, columns: int = 4) 
     rows = -(-len(scenes) // columns)
     # Each scene gets an image cell and, below it, a text cell of the same width.
     fig, axes = plt.subplots(
-        2 * rows, columns, figsize=(4.2 * columns, 7.4 * rows), squeeze=False,
+        2 * rows,
+        columns,
+        figsize=(4.2 * columns, 7.4 * rows),
+        squeeze=False,
         gridspec_kw={"height_ratios": [1.0, 0.78] * rows},
-    )  # fmt: skip
+    )
     for ax in axes.flat:
         ax.axis("off")
     for i, scene in enumerate(scenes):
@@ -63,8 +66,15 @@ def render_gallery(scenes: Sequence[Scene], path: str | Path, columns: int = 4) 
             is_region = refer is not None and refer.target == k
             colour, width = ("cyan", 2.5) if is_region else ("magenta", 1.2)
             image_ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, ec=colour, lw=width))
-            image_ax.text(x1 - 0.5, y1 - 0.8, obj.phrase, color="black", fontsize=7, va="bottom",
-                          bbox=dict(facecolor="white", alpha=0.8, pad=0.5, lw=0))  # fmt: skip
+            image_ax.text(
+                x1 - 0.5,
+                y1 - 0.8,
+                obj.phrase,
+                color="black",
+                fontsize=7,
+                va="bottom",
+                bbox=dict(facecolor="white", alpha=0.8, pad=0.5, lw=0),
+            )
         image_ax.set_title(f"{scene.key}: {scene.text.caption}", fontsize=9)
         body = "\n\n".join(textwrap.fill(t, _WRAP) for t in [scene.text.long_caption, *_qa_lines(scene)])
         text_ax.text(0.0, 1.0, body, transform=text_ax.transAxes, fontsize=7.5, va="top", family="monospace")

@@ -132,11 +132,24 @@ def vocabulary() -> list[str]:
     """Every word the world's language can produce (lower case, sorted), without punctuation,
     special tokens or box numbers (the tokenizer adds those)."""
     texts = [
-        *SHAPES, *COLOURS, *SIZES, *BACKGROUNDS, *NUMBER_WORDS, *RELATIONS, *REFER_QUESTIONS, *GROUND_QUESTIONS,
-        *(p for row in POSITIONS for p in row), "shape shapes",
-        SHORT_QUESTION, LONG_QUESTION, SHORT_CAPTION, OBJECT_SENTENCE, RELATION_SENTENCE, BACKGROUND_SENTENCE,
+        *SHAPES,
+        *COLOURS,
+        *SIZES,
+        *BACKGROUNDS,
+        *NUMBER_WORDS,
+        *RELATIONS,
+        *REFER_QUESTIONS,
+        *GROUND_QUESTIONS,
+        *(p for row in POSITIONS for p in row),
+        "shape shapes",
+        SHORT_QUESTION,
+        LONG_QUESTION,
+        SHORT_CAPTION,
+        OBJECT_SENTENCE,
+        RELATION_SENTENCE,
+        BACKGROUND_SENTENCE,
         REFER_ANSWER,
-    ]  # fmt: skip
+    ]
     words = set()
     for text in texts:  # drop {placeholders} and <special> tokens, keep the words around them
         words.update(re.findall(r"[a-z]+", re.sub(r"<[a-z]+>|\{[a-z]*\}", " ", text.lower())))

@@ -37,8 +37,9 @@ def world_info(seed: int | None = None, config: SceneConfig | None = None) -> di
         info["seed"] = seed
     if config is not None:
         info["config"] = asdict(config)
-    info.update(shapes=list(SHAPES), colours=list(COLOURS), sizes=list(SIZES),
-                novel_pairs=[list(p) for p in NOVEL_PAIR_LIST])
+    info.update(
+        shapes=list(SHAPES), colours=list(COLOURS), sizes=list(SIZES), novel_pairs=[list(p) for p in NOVEL_PAIR_LIST]
+    )
     return info
 
 
@@ -64,10 +65,12 @@ def check_may_write(out_dir: str | os.PathLike, would_replace: Iterable[Path], n
     found = [str(p.relative_to(out_dir)) for p in (out_dir / WORLD_FILE, *would_replace) if os.path.lexists(p)]
     if found:
         listed = ", ".join(shown(f) for f in found[:_LISTED]) + (
-            f" and {len(found) - _LISTED:,} more" if len(found) > _LISTED else "")
+            f" and {len(found) - _LISTED:,} more" if len(found) > _LISTED else ""
+        )
         raise ValueError(
             f"{name} {shown(str(out_dir))} holds files that loclip did not write (no {WORLD_FILE} of loclip's), "
-            f"which writing the world would replace or delete: {listed}; choose a new or empty folder")
+            f"which writing the world would replace or delete: {listed}; choose a new or empty folder"
+        )
 
 
 def entries(path: Path) -> list[Path]:

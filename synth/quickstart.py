@@ -25,8 +25,9 @@ def ensure_world(
     new_tokenizer = not (tokenizer / "tokenizer.json").is_file()
     if missing or new_tokenizer:  # refuse a folder loclip did not write before any split is written
         replaced = [p for split, n in missing.items() for p in replaced_files(directory, split, n)]
-        check_may_write(directory, replaced + (entries(tokenizer) if new_tokenizer else []),
-                        name="the synthetic world folder")
+        check_may_write(
+            directory, replaced + (entries(tokenizer) if new_tokenizer else []), name="the synthetic world folder"
+        )
     for split, n in missing.items():
         write_split(directory, split, n, seed=seed, config=config)
     if new_tokenizer:

@@ -59,8 +59,10 @@ def shard_paths(out_dir: str | os.PathLike, split: str) -> list[Path]:
     directory = split_dir(out_dir, split)
     sizes = _read_json(directory / "sizes.json")
     if not (isinstance(sizes, dict) and all(_plain_name(n) for n in sizes)):
-        raise ValueError(f"{str(directory / 'sizes.json')!r} must map shard file names of its folder to "
-                         f"counts, got {shown(sizes)}; {REWRITE}")
+        raise ValueError(
+            f"{str(directory / 'sizes.json')!r} must map shard file names of its folder to "
+            f"counts, got {shown(sizes)}; {REWRITE}"
+        )
     return [directory / name for name in sizes]
 
 
@@ -102,8 +104,10 @@ def _scene(where: str, key: str, files: dict[str, bytes]) -> SceneRecord:
     if bad is not None:
         raise ValueError(f"{where}: its JSON's {bad} is not what loclip-synth writes (records.shard_record); {REWRITE}")
     if labels is not None and int(labels.max()) > len(meta["regions"]):
-        raise ValueError(f"{where}: its label map holds {int(labels.max())} but the scene has "
-                         f"{len(meta['regions'])} regions; {REWRITE}")
+        raise ValueError(
+            f"{where}: its label map holds {int(labels.max())} but the scene has "
+            f"{len(meta['regions'])} regions; {REWRITE}"
+        )
     return SceneRecord(key, image, meta, labels)
 
 
@@ -111,8 +115,10 @@ def _labels(where: str, data: bytes, size: tuple[int, int]) -> np.ndarray:
     """The ``seg.png`` label map: an ``L`` image of the scene image's ``size`` (width, height)."""
     seg = open_raster(data, f"{where} label map", MAX_PIXELS)
     if seg.mode != "L" or seg.size != size:
-        raise ValueError(f"{where}: its label map is a {seg.mode} image of {seg.size[0]}x{seg.size[1]} pixels, "
-                         f"expected L of {size[0]}x{size[1]}; {REWRITE}")
+        raise ValueError(
+            f"{where}: its label map is a {seg.mode} image of {seg.size[0]}x{seg.size[1]} pixels, "
+            f"expected L of {size[0]}x{size[1]}; {REWRITE}"
+        )
     return np.asarray(seg, dtype=np.uint8)
 
 
@@ -131,12 +137,21 @@ def _bad_field(meta: Any, has_labels: bool) -> str | None:
         return "objects"
     for k, (region, obj) in enumerate(zip(regions, objects)):
         box = region.get("bbox") if isinstance(region, dict) else None
-        if not (isinstance(region, dict) and isinstance(region.get("phrase"), str) and isinstance(box, list)
-                and len(box) == 4 and all(_is_number(v) for v in box)):
+        if not (
+            isinstance(region, dict)
+            and isinstance(region.get("phrase"), str)
+            and isinstance(box, list)
+            and len(box) == 4
+            and all(_is_number(v) for v in box)
+        ):
             return f"regions[{k}]"
-        if not (isinstance(obj, dict) and all(isinstance(obj.get(f), str) and obj[f] in vocabulary
-                                              for f, vocabulary in (("size", SIZES), ("colour", COLOURS),
-                                                                    ("shape", SHAPES)))):
+        if not (
+            isinstance(obj, dict)
+            and all(
+                isinstance(obj.get(f), str) and obj[f] in vocabulary
+                for f, vocabulary in (("size", SIZES), ("colour", COLOURS), ("shape", SHAPES))
+            )
+        ):
             return f"objects[{k}]"
     if not has_labels:  # label_map regenerates the scene from these
         for field in ("index", "seed", "width"):
@@ -168,8 +183,10 @@ def label_map(record: SceneRecord) -> np.ndarray:
     meta = record.meta
     scene = generate_scene(meta["split"], meta["index"], meta["seed"], SceneConfig(image_size=meta["width"]))
     if not np.array_equal(scene.image, np.asarray(record.image)):
-        raise ValueError(f"scene {shown(record.key)} has no stored label map and its seed does not redraw it with "
-                         "the default scene settings: write the split again (loclip-synth) to store label maps")
+        raise ValueError(
+            f"scene {shown(record.key)} has no stored label map and its seed does not redraw it with "
+            "the default scene settings: write the split again (loclip-synth) to store label maps"
+        )
     return scene.labels
 
 

@@ -113,8 +113,9 @@ def replaced_files(out_dir: str | os.PathLike, split: str, num_scenes: int) -> l
         found += sorted(p for p in directory.iterdir() if _SHARD_PATTERN.fullmatch(p.name))
     if (directory / "images").is_dir():
         image = re.compile(rf"{re.escape(split)}-(\d{{8}})\.png")
-        found += sorted(p for p in (directory / "images").iterdir()
-                        if (m := image.fullmatch(p.name)) and int(m[1]) < num_scenes)
+        found += sorted(
+            p for p in (directory / "images").iterdir() if (m := image.fullmatch(p.name)) and int(m[1]) < num_scenes
+        )
     return found
 
 

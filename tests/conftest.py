@@ -15,10 +15,17 @@ from loclip.synth.tokenizer import SPECIAL_TOKENS, word_tokenizer
 
 # Property-based tests (the fuzz tests): CI runs a fixed, derandomised set of examples, so a failure reproduces
 # from the log; LOCLIP_FUZZ=long explores far more, with fresh randomness (docs/reliability.md, Fuzzing).
-settings.register_profile("ci", derandomize=True, max_examples=150, deadline=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("long", max_examples=20_000, deadline=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    max_examples=150,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "long", max_examples=20_000, deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.load_profile(os.environ.get("LOCLIP_FUZZ", "ci"))
 
 WORDS = (

@@ -20,13 +20,18 @@ ROOT = Path(__file__).resolve().parents[1]
 # layer of each package (its folder); an import must go to a strictly lower layer
 LAYERS = {
     "core": 0,
-    "encoder": 1, "shards": 1,
-    "training": 2, "mllm": 2,
+    "encoder": 1,
+    "shards": 1,
+    "training": 2,
+    "mllm": 2,
     "synth": 3,
-    "pretrain": 4, "finetune": 4,
-    "label": 5, "eval": 5,
-    "cli": 6, "demo": 6,
-}  # fmt: skip
+    "pretrain": 4,
+    "finetune": 4,
+    "label": 5,
+    "eval": 5,
+    "cli": 6,
+    "demo": 6,
+}
 
 
 def module_name(path: Path) -> str:
@@ -116,13 +121,14 @@ def test_every_package_folder_has_a_layer() -> None:
 def test_imports_go_down_the_layers_only() -> None:
     wrong = wrong_way(arrows())
     assert not wrong, "imports against the layering (README, Architecture):\n" + "\n".join(
-        f"  {a} -> {b}: {', '.join(m)}" for (a, b), m in wrong.items())
+        f"  {a} -> {b}: {', '.join(m)}" for (a, b), m in wrong.items()
+    )
 
 
 def test_the_package_graph_has_no_cycle_and_the_named_rules_hold() -> None:
     graph = arrows()
     sorter = graphlib.TopologicalSorter()
-    for (a, b) in graph:
+    for a, b in graph:
         sorter.add(a, b)
     sorter.prepare()  # raises CycleError on a cycle
     targets = {a: {b for (x, b) in graph if x == a} for a in LAYERS}
@@ -150,20 +156,30 @@ def test_old_path_stubs_only_alias_their_new_module() -> None:
 def test_print_the_measured_graph(capsys: pytest.CaptureFixture) -> None:
     """The graph the README's Architecture diagram draws: each package and what it imports, top layer first."""
     graph = arrows()
-    lines = [f"  layer {LAYERS[p]}  {p:<9} -> {', '.join(sorted({b for (a, b) in graph if a == p}, key=LAYERS.get)) or '-'}"
-             for p in sorted(LAYERS, key=lambda p: (-LAYERS[p], p))]
+    order = {p: (LAYERS[p], p) for p in LAYERS}
+    lines = []
+    for p in sorted(LAYERS, key=lambda p: (-LAYERS[p], p)):
+        targets = sorted({b for (a, b) in graph if a == p}, key=order.get)
+        lines.append(f"  layer {LAYERS[p]}  {p:<9} -> {', '.join(targets) or '-'}")
     with capsys.disabled():
         print("\nmeasured package graph (tests/test_layering.py):\n" + "\n".join(lines))
     assert len(lines) == len(LAYERS)
 
 
-@pytest.mark.parametrize("source, module, expected", [
-    ("from . import checkpoint as c", "loclip.training.loop", {"loclip.training", "loclip.training.checkpoint"}),
-    ("from ..losses import x", "loclip.pretrain.data.loader", {"loclip.pretrain.losses", "loclip.pretrain.losses.x"}),
-    ("def f():\n    from loclip.mllm import chat\n", "loclip.demo.app", {"loclip.mllm", "loclip.mllm.chat"}),
-    ("import importlib\nimportlib.import_module('loclip.eval.plan')", "loclip.x", {"loclip.eval.plan"}),
-    ("import torch, loclip.encoder", "loclip.x", {"loclip.encoder"}),
-])
+@pytest.mark.parametrize(
+    "source, module, expected",
+    [
+        ("from . import checkpoint as c", "loclip.training.loop", {"loclip.training", "loclip.training.checkpoint"}),
+        (
+            "from ..losses import x",
+            "loclip.pretrain.data.loader",
+            {"loclip.pretrain.losses", "loclip.pretrain.losses.x"},
+        ),
+        ("def f():\n    from loclip.mllm import chat\n", "loclip.demo.app", {"loclip.mllm", "loclip.mllm.chat"}),
+        ("import importlib\nimportlib.import_module('loclip.eval.plan')", "loclip.x", {"loclip.eval.plan"}),
+        ("import torch, loclip.encoder", "loclip.x", {"loclip.encoder"}),
+    ],
+)
 def test_the_import_reader_sees_relative_lazy_and_dynamic_imports(source: str, module: str, expected: set) -> None:
     assert imported_modules(source, module, is_package=False) == expected
 
@@ -171,9 +187,11 @@ def test_the_import_reader_sees_relative_lazy_and_dynamic_imports(source: str, m
 def test_a_wrong_way_import_would_be_caught() -> None:
     # what test_imports_go_down_the_layers_only computes, on made-up modules: a model importing a trainer
     # lazily, the encoder importing the MLLM, and a legal arrow
-    sources = {"loclip.mllm.modeling": "def forward():\n    from loclip.pretrain.losses import clip_loss\n",
-               "loclip.encoder.modeling": "import loclip.mllm.chat\n",
-               "loclip.eval.plan": "from loclip.encoder import boxes\n"}
+    sources = {
+        "loclip.mllm.modeling": "def forward():\n    from loclip.pretrain.losses import clip_loss\n",
+        "loclip.encoder.modeling": "import loclip.mllm.chat\n",
+        "loclip.eval.plan": "from loclip.encoder import boxes\n",
+    }
     graph: dict[tuple[str, str], list[str]] = defaultdict(list)
     for module, source in sources.items():
         for target in imported_modules(source, module, is_package=False):

@@ -98,7 +98,11 @@ def _write_json_atomic(path: Path, data: Any) -> None:
 
 
 def save_checkpoint(
-    engine: Any, root: str | Path, step: int, rank_state: dict[str, Any], keep: int = 2,
+    engine: Any,
+    root: str | Path,
+    step: int,
+    rank_state: dict[str, Any],
+    keep: int = 2,
     recipe: dict[str, Any] | None = None,
 ) -> Path:
     """Write checkpoint ``step`` atomically; every rank must call it. Returns the final folder.
@@ -205,8 +209,13 @@ def resume_latest(engine: Any, root: str | Path, enabled: bool = True, log: Any 
             code, error = _BROKEN, e
         worst = max_over_ranks(code)
         if worst == _UNSAFE:
-            raise error if code == _UNSAFE else UnsafeCheckpointError(
-                f"refused to resume from {path}: another rank found a file that is not safe to load")
+            raise (
+                error
+                if code == _UNSAFE
+                else UnsafeCheckpointError(
+                    f"refused to resume from {path}: another rank found a file that is not safe to load"
+                )
+            )
         if worst == _OK:
             if failures and log is not None:
                 log.warning("resumed from %s: newer checkpoint(s) did not load: %s", path, "; ".join(failures))

@@ -45,7 +45,7 @@ def setup_distributed() -> tuple[int, int, torch.device]:
     a group of one on loopback. Backend: NCCL with CUDA, gloo otherwise.
     """
     import deepspeed
-    import deepspeed.comm.torch  # noqa: F401  (so it is in sys.modules below)
+    import deepspeed.comm.torch
 
     if "RANK" not in os.environ:
         own = dict(RANK="0", WORLD_SIZE="1", LOCAL_RANK="0", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()))

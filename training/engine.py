@@ -19,8 +19,10 @@ def build_deepspeed_config(run: RunRecipe, optim: OptimRecipe, micro_batch_size:
     if run.deepspeed_config:  # a file the user names: missing, not UTF-8 JSON or not an object is InputRefused
         config = read_json(run.deepspeed_config, "run.deepspeed_config")
         if not isinstance(config, dict):
-            raise InputRefused(f"{where_file(run.deepspeed_config, 'run.deepspeed_config')} must hold a JSON object "
-                               f"of DeepSpeed settings, got {type(config).__name__}")
+            raise InputRefused(
+                f"{where_file(run.deepspeed_config, 'run.deepspeed_config')} must hold a JSON object "
+                f"of DeepSpeed settings, got {type(config).__name__}"
+            )
     else:
         config = {"zero_optimization": {"stage": run.zero_stage}}
     config.update(
@@ -35,7 +37,10 @@ def build_deepspeed_config(run: RunRecipe, optim: OptimRecipe, micro_batch_size:
 
 
 def build_engine(
-    module: nn.Module, run: RunRecipe, optim: OptimRecipe, micro_batch_size: int,
+    module: nn.Module,
+    run: RunRecipe,
+    optim: OptimRecipe,
+    micro_batch_size: int,
     lr_scales: dict[str, float] | None = None,
 ) -> tuple[Any, Any]:
     """``deepspeed.initialize`` on ``module`` with AdamW (no decay on norms, biases, temperature; per-name LR
@@ -47,7 +52,9 @@ def build_engine(
     schedule = cosine_with_warmup(o.warmup_steps, o.steps, o.min_lr_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     engine, _, _, _ = deepspeed.initialize(
-        model=module, optimizer=optimizer, lr_scheduler=scheduler,
+        model=module,
+        optimizer=optimizer,
+        lr_scheduler=scheduler,
         config=build_deepspeed_config(run, optim, micro_batch_size),
     )
     return engine, scheduler

@@ -24,11 +24,12 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from loclip.core.recipe import dump_recipe, to_dict
+
 from . import checkpoint as ckpt
 from .config import OptimRecipe, RunRecipe
 from .distributed import collective_device, max_over_ranks, mean_over_ranks, setup_distributed
 from .metrics_log import MetricLog
-from loclip.core.recipe import dump_recipe, to_dict
 from .run_folder import check_run_folder
 
 logger = logging.getLogger("loclip.training")
@@ -161,9 +162,11 @@ def train_loop(
             newest = ckpt.latest_checkpoint(ckpt_root)
             raise NonFiniteLossError(
                 f"step {step}: the weights are not finite (the last update diverged; the loss was still finite); "
-                f"the run stopped without saving or exporting (newest checkpoint kept: {newest}). Lower optim.lr.")
-        ckpt.save_checkpoint(engine, ckpt_root, step, {data_key: data.state_dict()}, run.keep_checkpoints,
-                             recipe=ctx.recipe or None)
+                f"the run stopped without saving or exporting (newest checkpoint kept: {newest}). Lower optim.lr."
+            )
+        ckpt.save_checkpoint(
+            engine, ckpt_root, step, {data_key: data.state_dict()}, run.keep_checkpoints, recipe=ctx.recipe or None
+        )
 
     def do_evaluate() -> None:
         if evaluate is None:
@@ -228,8 +231,13 @@ def _report_bad(step: int, bad: dict[str, float], count: int, run: RunRecipe, ro
     """Warn about a skipped step, or stop the run once more than ``run.max_bad_steps`` were skipped."""
     terms = ", ".join(f"{k}={v}" for k, v in bad.items())
     if count <= run.max_bad_steps:
-        log.warning("step %d: non-finite loss (%s); step skipped (%d of run.max_bad_steps=%d)",
-                    step, terms, count, run.max_bad_steps)
+        log.warning(
+            "step %d: non-finite loss (%s); step skipped (%d of run.max_bad_steps=%d)",
+            step,
+            terms,
+            count,
+            run.max_bad_steps,
+        )
         return
     newest = ckpt.latest_checkpoint(root)
     kept = f"the newest checkpoint, {newest}, is kept" if newest else "no checkpoint was written"

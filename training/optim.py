@@ -29,8 +29,10 @@ def param_groups(
         decays = not (p.ndim < 2 or name.split(".")[-1] in _NO_DECAY_NAMES)
         scale = next((f for fragment, f in lr_scales.items() if fragment in name), 1.0)
         groups.setdefault((decays, scale), []).append(p)
-    out = [{"params": groups.pop((True, 1.0), []), "weight_decay": weight_decay},
-           {"params": groups.pop((False, 1.0), []), "weight_decay": 0.0}]
+    out = [
+        {"params": groups.pop((True, 1.0), []), "weight_decay": weight_decay},
+        {"params": groups.pop((False, 1.0), []), "weight_decay": 0.0},
+    ]
     for (decays, scale), params in sorted(groups.items(), key=lambda kv: kv[0]):
         out.append({"params": params, "weight_decay": weight_decay if decays else 0.0, "lr": lr * scale})
     return out
@@ -49,7 +51,11 @@ def cosine_with_warmup(warmup_steps: int, total_steps: int, min_ratio: float = 0
 
 
 def build_optimizer(
-    model: nn.Module, lr: float, weight_decay: float, betas: tuple[float, float], eps: float,
+    model: nn.Module,
+    lr: float,
+    weight_decay: float,
+    betas: tuple[float, float],
+    eps: float,
     lr_scales: dict[str, float] | None = None,
 ) -> torch.optim.Optimizer:
     return torch.optim.AdamW(param_groups(model, weight_decay, lr, lr_scales), lr=lr, betas=betas, eps=eps)

@@ -20,8 +20,19 @@ from .checkpoint import RECIPE, complete_checkpoints
 from .distributed import max_over_ranks
 
 # Fields a resumed run may change: they shape neither the model, the data order nor the optimizer state.
-RESUMABLE = ("optim.steps", "run.output_dir", "run.log_every", "run.eval_every", "run.save_every", "run.keep_checkpoints",
-             "run.resume", "run.overwrite", "run.max_bad_steps", "run.progress", "eval.")
+RESUMABLE = (
+    "optim.steps",
+    "run.output_dir",
+    "run.log_every",
+    "run.eval_every",
+    "run.save_every",
+    "run.keep_checkpoints",
+    "run.resume",
+    "run.overwrite",
+    "run.max_bad_steps",
+    "run.progress",
+    "eval.",
+)
 
 
 class RunFolderError(ValueError):
@@ -79,9 +90,11 @@ def _decide(out: Path, recipe: dict[str, Any], resume: bool, overwrite: bool) ->
     names = ", ".join(p.name for p in found)
     if not resume:
         if not overwrite:
-            return (f"run.output_dir {str(out)!r} holds checkpoints of an earlier run ({names}); a fresh start "
-                    "(run.resume false) would mix the two runs. Pass --run.overwrite true to delete them (with "
-                    "metrics.jsonl and the TensorBoard events), or choose another run.output_dir")
+            return (
+                f"run.output_dir {str(out)!r} holds checkpoints of an earlier run ({names}); a fresh start "
+                "(run.resume false) would mix the two runs. Pass --run.overwrite true to delete them (with "
+                "metrics.jsonl and the TensorBoard events), or choose another run.output_dir"
+            )
         shutil.rmtree(out / "checkpoints")
         shutil.rmtree(out / "tensorboard", ignore_errors=True)
         (out / "metrics.jsonl").unlink(missing_ok=True)
@@ -93,6 +106,8 @@ def _decide(out: Path, recipe: dict[str, Any], resume: bool, overwrite: bool) ->
     if not changed:
         return ""
     listed = "; ".join(f"{name}: {old!r} -> {new!r}" for name, (old, new) in changed.items())
-    return (f"resuming {found[-1]} with a changed recipe ({listed}). These fields shape the model, the data "
-            "or the optimizer state the checkpoint holds, so the change cannot be applied to it: restore them, "
-            "or start a fresh run (another run.output_dir, or --run.resume false --run.overwrite true)")
+    return (
+        f"resuming {found[-1]} with a changed recipe ({listed}). These fields shape the model, the data "
+        "or the optimizer state the checkpoint holds, so the change cannot be applied to it: restore them, "
+        "or start a fresh run (another run.output_dir, or --run.resume false --run.overwrite true)"
+    )

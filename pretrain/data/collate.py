@@ -16,9 +16,20 @@ import torch
 from .sampling import TrainItem
 
 BATCH_KEYS = (
-    "pixel_values", "original_sizes", "input_ids", "attention_mask", "sub_input_ids", "sub_attention_mask",
-    "sub_mask", "boxes", "box_mask", "region_input_ids", "region_attention_mask", "has_regions", "keys",
-)  # fmt: skip
+    "pixel_values",
+    "original_sizes",
+    "input_ids",
+    "attention_mask",
+    "sub_input_ids",
+    "sub_attention_mask",
+    "sub_mask",
+    "boxes",
+    "box_mask",
+    "region_input_ids",
+    "region_attention_mask",
+    "has_regions",
+    "keys",
+)
 
 
 def collate(
@@ -40,9 +51,14 @@ def collate(
     texts += [text for item in items for text in item.phrases + [""] * (M - len(item.phrases))]
     pixel_boxes = [torch.tensor(item.boxes, dtype=torch.float32).reshape(-1, 4) for item in items]
     enc = processor(
-        images=[item.image for item in items], text=texts, boxes=pixel_boxes,
-        padding="max_length", truncation=True, max_length=L, return_tensors="pt",
-    )  # fmt: skip
+        images=[item.image for item in items],
+        text=texts,
+        boxes=pixel_boxes,
+        padding="max_length",
+        truncation=True,
+        max_length=L,
+        return_tensors="pt",
+    )
     ids, attention = (enc[name].to(torch.long).split([B, B * K, B * M]) for name in ("input_ids", "attention_mask"))
     boxes = torch.zeros(B, M, 4)
     box_mask = torch.zeros(B, M, dtype=torch.bool)

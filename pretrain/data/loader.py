@@ -172,4 +172,3 @@ def build_train_loader(
     # a private copy (not rebuilt, so not checked again): a recipe edited after this call must not change what the
     # workers read
     return ResumableLoader(BatchStream(specs, copy.copy(config), processor, rank, world_size))
-

@@ -51,7 +51,9 @@ class Sample:
 
 
 def decode_sample(
-    raw: RawSample, counter: SkipCounter, box_tolerance: float = EDGE_TOLERANCE,
+    raw: RawSample,
+    counter: SkipCounter,
+    box_tolerance: float = EDGE_TOLERANCE,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> Sample | None:
     """``raw`` → ``Sample``, or ``None`` after counting why it was skipped.

@@ -74,8 +74,9 @@ class BatchStream(IterableDataset):
             whole_epoch, used_in_epoch = first_unit == 0 and first_member == 0, 0
             for u in range(first_unit, len(units)):
                 # Re-reading a unit we were part-way through: its container problems were counted already.
-                members = read_members(self.specs[units[u].shard], SkipCounter() if first_member else counter,
-                                       cfg.max_member_bytes)
+                members = read_members(
+                    self.specs[units[u].shard], SkipCounter() if first_member else counter, cfg.max_member_bytes
+                )
                 order = self.plan.member_order(units[u], epoch, len(members))
                 for m in range(first_member, len(order)):  # members before first_member: consumed, not decoded
                     sample = decode_sample(members[order[m]], counter, cfg.box_tolerance, cfg.max_image_pixels)

@@ -44,11 +44,14 @@ def region_text_loss(
     check_same_shape(region_embeds, region_text_embeds, "region_embeds", "region_text_embeds", "[B, M, D]")
     valid = check_mask(box_mask, region_embeds.shape[:2])
     loss, _ = paired_infonce(
-        region_embeds[valid], region_text_embeds[valid], logit_scale,
-        local_loss=local_loss, filter_threshold=filter_threshold,
+        region_embeds[valid],
+        region_text_embeds[valid],
+        logit_scale,
+        local_loss=local_loss,
+        filter_threshold=filter_threshold,
         filter_keys=None if filter_embeds is None else filter_embeds[valid],
         filter_ids=None if filter_ids is None else filter_ids[valid],
-    )  # fmt: skip
+    )
     return {"region_text": loss}
 
 

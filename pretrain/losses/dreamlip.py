@@ -46,10 +46,13 @@ def multi_positive_loss(
     for k in range(mask.shape[1]):
         keep = mask[:, k]
         share, count = paired_infonce(
-            image_embeds[keep], sub_text_embeds[keep, k], logit_scale,
-            local_loss=local_loss, filter_threshold=filter_threshold,
+            image_embeds[keep],
+            sub_text_embeds[keep, k],
+            logit_scale,
+            local_loss=local_loss,
+            filter_threshold=filter_threshold,
             filter_ids=None if filter_ids is None else filter_ids[keep, k],
-        )  # fmt: skip
+        )
         total, slots = total + share, slots + (count > 1)  # one pair alone has no negative: 0
     return {"multi_positive": total / max(slots, 1)}
 

@@ -34,8 +34,13 @@ def test_run_all_quick_writes_every_figure(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "benchmarks.json").write_text(json.dumps({"synth": {"kept": 1}}))  # other keys survive
-    proc = subprocess.run([sys.executable, str(BENCH / "run_all.py"), "--quick", "--docs", str(docs)],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "run_all.py"), "--quick", "--docs", str(docs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     data = json.loads((docs / "benchmarks.json").read_text())
     assert data["synth"] == {"kept": 1}
@@ -53,8 +58,13 @@ def test_run_all_quick_writes_every_figure(tmp_path: Path) -> None:
     assert data["mllm"]["sizes"]["tiny"]["same_tokens_as_baseline"] is True  # same weights, same greedy tokens
     assert data["loader"]["sizes"]["tiny"]["loader"]["samples_per_s_per_worker"] > 0
     text = (docs / "benchmarks.md").read_text()
-    for section in ("## Summary", "## Encoder training step", "## Region features", "## MLLM generation",
-                    "## Data loader headroom"):  # fmt: skip
+    for section in (
+        "## Summary",
+        "## Encoder training step",
+        "## Region features",
+        "## MLLM generation",
+        "## Data loader headroom",
+    ):
         assert text.count(section) == 1, section
     assert (docs / "img" / "benchmarks.png").stat().st_size > 0
 
@@ -64,8 +74,13 @@ def test_gpu_benchmark_refuses_without_cuda(tmp_path: Path) -> None:
 
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present: the script would run the real benchmark, not refuse")
-    proc = subprocess.run([sys.executable, str(BENCH / "bench_gpu_pretrain.py"), "--docs", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(BENCH / "bench_gpu_pretrain.py"), "--docs", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode == 2
     assert "no CUDA device" in proc.stderr
     assert not (tmp_path / "benchmarks.json").exists()
@@ -77,17 +92,43 @@ def test_llm_precision_benchmark_smoke_run_on_a_tiny_llm(tmp_path: Path) -> None
     from loclip.finetune.builder import tiny_llm
     from loclip.synth import build_tokenizer
 
-    proc = subprocess.run([sys.executable, str(BENCH / "bench_llm_precision.py"), "--llm", str(tmp_path / "none"),
-                           "--docs", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=ROOT)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "bench_llm_precision.py"),
+            "--llm",
+            str(tmp_path / "none"),
+            "--docs",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert proc.returncode != 0 and "loclip-prepare-llm --out" in proc.stderr
     tokenizer = build_tokenizer(model_max_length=1024)
-    tokenizer.chat_template = ("{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{{ eos_token }}"
-                               "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}")
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{{ eos_token }}"
+        "{% endfor %}{% if add_generation_prompt %}<|assistant|>{% endif %}"
+    )
     tiny_llm(tokenizer, hidden_size=32, layers=1, heads=2).save_pretrained(tmp_path / "llm")
     tokenizer.save_pretrained(tmp_path / "llm")
-    proc = subprocess.run([sys.executable, str(BENCH / "bench_llm_precision.py"), "--quick", "--llm",
-                           str(tmp_path / "llm"), "--docs", str(tmp_path)],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)  # fmt: skip
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "bench_llm_precision.py"),
+            "--quick",
+            "--llm",
+            str(tmp_path / "llm"),
+            "--docs",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads((tmp_path / "benchmarks.json").read_text())["llm_precision"]
     assert _finite(result["llm_bf16_speedup"]) and result["llm_bf16_speedup"] > 0

@@ -22,8 +22,10 @@ def test_pretraining_quickstart_refuses_data_flags_it_would_replace(
     """The quickstart used to train on its synthetic world anyway, exit 0, and record the world's shards."""
     assert pretrain.main(["--output-dir", str(tmp_path / "run"), flag, str(tmp_path / "mine")]) == 2
     err = capsys.readouterr().err
-    assert err == (f"loclip-pretrain: error: {flag} needs --config: without one, the quickstart trains on its "
-                   "synthetic world (write a recipe for your data, see configs/pretrain/)\n")
+    assert err == (
+        f"loclip-pretrain: error: {flag} needs --config: without one, the quickstart trains on its "
+        "synthetic world (write a recipe for your data, see configs/pretrain/)\n"
+    )
     assert not (tmp_path / "run").exists()  # no world generated, no run folder
 
 
@@ -32,8 +34,10 @@ def test_pretraining_quickstart_refuses_data_flags_it_would_replace(
     [
         ({"model": {"tokenizer": "tok"}}, "data.train_shards and data.jsonl are both unset"),
         ({"data": {"train_shards": "a.tar"}}, "model.tokenizer is not set: an encoder built from model.preset needs"),
-        ({"data": {"jsonl": "a.jsonl"}, "model": {"config": "c.json"}}, "model.tokenizer is not set: an encoder "
-                                                                        "built from model.config needs"),
+        (
+            {"data": {"jsonl": "a.jsonl"}, "model": {"config": "c.json"}},
+            "model.tokenizer is not set: an encoder built from model.config needs",
+        ),
     ],
 )
 def test_a_recipe_without_data_or_tokenizer_exits_2_naming_it_before_the_run_starts(
@@ -51,8 +55,12 @@ def test_a_recipe_without_data_or_tokenizer_exits_2_naming_it_before_the_run_sta
 def test_synth_dir_with_a_recipe_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     config = tmp_path / "recipe.yaml"
     config.write_text(yaml.safe_dump({"data": {"train_shards": "a.tar"}, "model": {"tokenizer": "tok"}}))
-    assert pretrain.main(["--config", str(config), "--synth-dir", str(tmp_path / "w"),
-                          "--output-dir", str(tmp_path / "run")]) == 2
+    assert (
+        pretrain.main(
+            ["--config", str(config), "--synth-dir", str(tmp_path / "w"), "--output-dir", str(tmp_path / "run")]
+        )
+        == 2
+    )
     assert "--synth-dir is the quickstart's (no --config)" in capsys.readouterr().err
 
 
@@ -64,10 +72,20 @@ def test_finetuning_quickstart_trains_on_the_data_flags_it_is_given(tmp_path: Pa
 
     torch.manual_seed(0)
     LoclipModel(tiny_config(image_size=32, patch_size=8)).save_pretrained(tmp_path / "encoder")
-    mine = {"data.train_json": str(tmp_path / "mine.json"), "eval.val_json": str(tmp_path / "val.json"),
-            "model.tokenizer": str(tmp_path / "tok")}
-    argv = ["--output-dir", str(tmp_path / "run"), "--quickstart-scenes", "2", "--model.encoder",
-            str(tmp_path / "encoder"), *[x for name, value in mine.items() for x in (f"--{name}", value)]]
+    mine = {
+        "data.train_json": str(tmp_path / "mine.json"),
+        "eval.val_json": str(tmp_path / "val.json"),
+        "model.tokenizer": str(tmp_path / "tok"),
+    }
+    argv = [
+        "--output-dir",
+        str(tmp_path / "run"),
+        "--quickstart-scenes",
+        "2",
+        "--model.encoder",
+        str(tmp_path / "encoder"),
+        *[x for name, value in mine.items() for x in (f"--{name}", value)],
+    ]
     cmd, args = parse_command(finetune.parser(), finetune.FinetuneCommand, argv)
     recipe = load_recipe(FinetuneRecipe, quickstart_recipe("mllm"), args)
     finetune.configure(cmd, recipe)
@@ -75,14 +93,37 @@ def test_finetuning_quickstart_trains_on_the_data_flags_it_is_given(tmp_path: Pa
     assert recipe.run.output_dir == str(tmp_path / "run")  # --output-dir: the old spelling of --run.output_dir
 
 
-@pytest.mark.parametrize("stage, recipe_cls, expected", [
-    ("pretrain", "loclip.pretrain.config:PretrainRecipe",
-     {"data.image_size": 64, "data.batch_size": 64, "loss.text_filter_by": "exact", "optim.lr": 2e-3,
-      "optim.steps": 600, "run.output_dir": "runs/quickstart", "data.train_shards": None}),
-    ("mllm", "loclip.finetune.config:FinetuneRecipe",
-     {"model.box_answers": "ground", "tune.stage": 2, "data.synthetic_world": True, "optim.lr": 2e-3,
-      "optim.steps": 1200, "run.output_dir": "runs/mllm_quickstart", "data.train_json": None}),
-])
+@pytest.mark.parametrize(
+    "stage, recipe_cls, expected",
+    [
+        (
+            "pretrain",
+            "loclip.pretrain.config:PretrainRecipe",
+            {
+                "data.image_size": 64,
+                "data.batch_size": 64,
+                "loss.text_filter_by": "exact",
+                "optim.lr": 2e-3,
+                "optim.steps": 600,
+                "run.output_dir": "runs/quickstart",
+                "data.train_shards": None,
+            },
+        ),
+        (
+            "mllm",
+            "loclip.finetune.config:FinetuneRecipe",
+            {
+                "model.box_answers": "ground",
+                "tune.stage": 2,
+                "data.synthetic_world": True,
+                "optim.lr": 2e-3,
+                "optim.steps": 1200,
+                "run.output_dir": "runs/mllm_quickstart",
+                "data.train_json": None,
+            },
+        ),
+    ],
+)
 def test_the_quickstart_recipes_are_files_installed_with_loclip(stage: str, recipe_cls: str, expected: dict) -> None:
     """configs/<stage>/quickstart.yaml, found as package data of loclip.configs (so from a wheel too), is what a
     trainer runs without --config; the world it trains on is filled in later (data left unset here)."""
@@ -98,12 +139,14 @@ def test_the_quickstart_recipes_are_files_installed_with_loclip(stage: str, reci
 def test_a_variant_is_applied_before_the_recipe_is_validated(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """--variant cloc_roialign turns the grounding loss off; the recipe's rule (grounding needs the prompter) sees
     the result once, so a recipe asking for grounding with --variant cloc_roialign is no error."""
-    cmd, args = parse_command(pretrain.parser(), pretrain.PretrainCommand, ["--variant", "cloc_roialign",
-                                                                            "--loss.grounding", "true"])
-    recipe = load_recipe(PretrainRecipe, quickstart_recipe("pretrain"), args,
-                         adjust=lambda r: pretrain.adjust(cmd, r))
+    cmd, args = parse_command(
+        pretrain.parser(), pretrain.PretrainCommand, ["--variant", "cloc_roialign", "--loss.grounding", "true"]
+    )
+    recipe = load_recipe(PretrainRecipe, quickstart_recipe("pretrain"), args, adjust=lambda r: pretrain.adjust(cmd, r))
     assert recipe.loss.region_method == "roialign" and not recipe.loss.grounding
     assert pretrain.main(["--loss.region_method", "roialign", "--output-dir", str(tmp_path / "run")]) == 2
-    assert capsys.readouterr().err == ("loclip-pretrain: error: loss.grounding needs loss.region_method=prompter "
-                                       "(the box head reads prompter output)\n")
+    assert capsys.readouterr().err == (
+        "loclip-pretrain: error: loss.grounding needs loss.region_method=prompter "
+        "(the box head reads prompter output)\n"
+    )
     assert not (tmp_path / "run").exists()

@@ -12,13 +12,16 @@ from loclip.core.json_input import InputRefused, parse_json, read_json, read_jso
 DEEP = "[" * 100_000 + "]" * 100_000  # json.loads raises RecursionError on it
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    (DEEP, "shard member nests its JSON too deeply to read"),
-    (DEEP.encode(), "shard member nests its JSON too deeply to read"),
-    (b'{"a": "\xff"}', r"shard member is not UTF-8 text \(byte 7\)"),
-    ("{oops", "shard member is not valid JSON: Expecting property name"),
-    (b"", "shard member is not valid JSON: Expecting value"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (DEEP, "shard member nests its JSON too deeply to read"),
+        (DEEP.encode(), "shard member nests its JSON too deeply to read"),
+        (b'{"a": "\xff"}', r"shard member is not UTF-8 text \(byte 7\)"),
+        ("{oops", "shard member is not valid JSON: Expecting property name"),
+        (b"", "shard member is not valid JSON: Expecting value"),
+    ],
+)
 def test_what_stops_json_parsing_is_one_line_naming_it(data: str | bytes, message: str) -> None:
     with pytest.raises(InputRefused, match=message) as error:
         parse_json(data, "shard member")
@@ -27,7 +30,7 @@ def test_what_stops_json_parsing_is_one_line_naming_it(data: str | bytes, messag
 
 def test_a_byte_order_mark_is_read_past_in_bytes_text_and_files(tmp_path: Path) -> None:
     assert parse_json(b'\xef\xbb\xbf{"a": 1}', "x") == {"a": 1}
-    assert parse_json('\ufeff[1, 2]', "x") == [1, 2]
+    assert parse_json("\ufeff[1, 2]", "x") == [1, 2]
     path = tmp_path / "bom.json"
     path.write_bytes('\ufeff{"é": "ü"}'.encode())
     assert read_json(path, "field") == {"é": "ü"}

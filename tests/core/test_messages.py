@@ -42,9 +42,13 @@ def test_deep_nesting_and_cycles_do_not_recurse_without_bound() -> None:
     assert shown(deep).startswith("[[[") and shown(cycle).startswith("[[[")
 
 
-@given(st.recursive(st.none() | st.booleans() | st.floats() | st.text() | st.binary(),
-                    lambda inner: st.lists(inner) | st.tuples(inner) | st.dictionaries(st.text(), inner),
-                    max_leaves=50))
+@given(
+    st.recursive(
+        st.none() | st.booleans() | st.floats() | st.text() | st.binary(),
+        lambda inner: st.lists(inner) | st.tuples(inner) | st.dictionaries(st.text(), inner),
+        max_leaves=50,
+    )
+)
 def test_any_value_gives_a_bounded_string_and_a_short_one_its_repr(value: object) -> None:
     text = shown(value, limit=40)
     assert isinstance(text, str) and len(text) <= 40 + 30

@@ -23,8 +23,14 @@ FLAG = "--model"
 @pytest.fixture(scope="module")
 def saved(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    config = LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
-                         num_key_value_heads=2, vocab_size=64)
+    config = LlamaConfig(
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        vocab_size=64,
+    )
     out = tmp_path_factory.mktemp("llama")
     LlamaModel(config).save_pretrained(out)
     return out
@@ -62,16 +68,19 @@ def test_a_model_class_loads_too(model_dir: Path) -> None:
     assert isinstance(load_model_dir(model_dir, LlamaModel, LLAMA, FLAG), LlamaModel)
 
 
-@pytest.mark.parametrize(("config", "message"), [
-    (None, "has no config.json (not a save_pretrained directory)"),
-    (b"[1, 2]", "config.json holds a JSON list, not an object of settings"),
-    (b"{model_type: llama", "config.json is not valid JSON: Expecting property name"),
-    (b"\xff\xfe", "config.json is not UTF-8 text (byte 0)"),
-    (b"[" * 100_000, "config.json nests its JSON too deeply to read"),
-    (b'{"model_type": "bert"}', "has model_type 'bert'; expected 'llama' (a tiny Llama)"),
-    (b'{"model_type": ["llama"]}', "has model_type ['llama']; expected 'llama'"),
-    (b"{}", "has model_type None; expected 'llama'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        (None, "has no config.json (not a save_pretrained directory)"),
+        (b"[1, 2]", "config.json holds a JSON list, not an object of settings"),
+        (b"{model_type: llama", "config.json is not valid JSON: Expecting property name"),
+        (b"\xff\xfe", "config.json is not UTF-8 text (byte 0)"),
+        (b"[" * 100_000, "config.json nests its JSON too deeply to read"),
+        (b'{"model_type": "bert"}', "has model_type 'bert'; expected 'llama' (a tiny Llama)"),
+        (b'{"model_type": ["llama"]}', "has model_type ['llama']; expected 'llama'"),
+        (b"{}", "has model_type None; expected 'llama'"),
+    ],
+)
 def test_config_json_is_checked_first(model_dir: Path, config: bytes | None, message: str) -> None:
     (model_dir / "config.json").unlink()
     if config is not None:
@@ -107,8 +116,14 @@ def test_no_weights_at_all(model_dir: Path) -> None:
 def test_a_corrupt_safetensors_file_names_the_file(model_dir: Path, damage: str) -> None:
     file = model_dir / "model.safetensors"
     data = file.read_bytes()
-    file.write_bytes({"garbage": b"\x00" * 64, "header": data[:8] + b"{not json" + data[17:],
-                      "truncated": data[: len(data) // 2], "empty": b""}[damage])
+    file.write_bytes(
+        {
+            "garbage": b"\x00" * 64,
+            "header": data[:8] + b"{not json" + data[17:],
+            "truncated": data[: len(data) // 2],
+            "empty": b"",
+        }[damage]
+    )
     message = refused(model_dir)
     assert "model.safetensors is not a readable safetensors file: Error while deserializing header" in message
 
@@ -117,14 +132,16 @@ def test_weights_of_the_wrong_shape(model_dir: Path) -> None:
     edit_weights(model_dir, lambda w: w.update({"norm.weight": torch.ones(8)}))
     assert refused(model_dir).endswith(
         "its weights do not fit the model its config.json describes: 1 of the wrong shape "
-        "['norm.weight (8,) for (16,)']")
+        "['norm.weight (8,) for (16,)']"
+    )
 
 
 def test_missing_and_unexpected_weights(model_dir: Path) -> None:
     edit_weights(model_dir, lambda w: (w.pop("norm.weight"), w.update({"extra.weight": torch.ones(16)})))
     assert refused(model_dir).endswith(
         "its weights do not fit the model its config.json describes: missing 1 ['norm.weight']; "
-        "1 unexpected ['extra.weight']")
+        "1 unexpected ['extra.weight']"
+    )
 
 
 def test_many_missing_weights_are_cut_short(model_dir: Path) -> None:
@@ -136,11 +153,22 @@ def test_many_missing_weights_are_cut_short(model_dir: Path) -> None:
 
 def test_a_config_asking_for_more_than_the_weights_hold_is_refused_unbuilt(model_dir: Path) -> None:
     config = json.loads((model_dir / "config.json").read_text())
-    (model_dir / "config.json").write_text(json.dumps({**config, "hidden_size": 4096, "intermediate_size": 11008,
-                                                       "num_hidden_layers": 32, "num_attention_heads": 32,
-                                                       "num_key_value_heads": 32, "vocab_size": 32000}))
-    assert "config.json describes a model of 4,594,077,696 parameters but its weights hold 3,632 values" in \
-        refused(model_dir)
+    (model_dir / "config.json").write_text(
+        json.dumps(
+            {
+                **config,
+                "hidden_size": 4096,
+                "intermediate_size": 11008,
+                "num_hidden_layers": 32,
+                "num_attention_heads": 32,
+                "num_key_value_heads": 32,
+                "vocab_size": 32000,
+            }
+        )
+    )
+    assert "config.json describes a model of 4,594,077,696 parameters but its weights hold 3,632 values" in refused(
+        model_dir
+    )
 
 
 @pytest.mark.parametrize("name", ["../outside.safetensors", "sub/x.safetensors", "weights.bin", "absent.safetensors"])
@@ -148,15 +176,17 @@ def test_a_shard_index_names_only_files_of_the_directory(model_dir: Path, name: 
     (model_dir / "model.safetensors").rename(model_dir / "model-00001-of-00002.safetensors")
     index = {"weight_map": {"norm.weight": name, "embed_tokens.weight": "model-00001-of-00002.safetensors"}}
     (model_dir / "model.safetensors.index.json").write_text(json.dumps(index))
-    assert f"model.safetensors.index.json names {name!r}, not a .safetensors file in the directory" in \
-        refused(model_dir)
+    assert f"model.safetensors.index.json names {name!r}, not a .safetensors file in the directory" in refused(
+        model_dir
+    )
 
 
 def test_a_sharded_directory_loads(model_dir: Path) -> None:
     (model_dir / "model.safetensors").rename(model_dir / "model-00001-of-00001.safetensors")
     names = load_file(model_dir / "model-00001-of-00001.safetensors")
     (model_dir / "model.safetensors.index.json").write_text(
-        json.dumps({"metadata": {}, "weight_map": dict.fromkeys(names, "model-00001-of-00001.safetensors")}))
+        json.dumps({"metadata": {}, "weight_map": dict.fromkeys(names, "model-00001-of-00001.safetensors")})
+    )
     assert isinstance(load_model_dir(model_dir, AutoModel, LLAMA, FLAG), LlamaModel)
 
 

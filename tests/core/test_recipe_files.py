@@ -55,8 +55,10 @@ def test_an_alias_bomb_over_the_limit_is_refused_before_it_is_built(tmp_path: Pa
     path = write(tmp_path, alias_bomb(9))  # 9 ** 10 strings from 591 bytes
     with pytest.raises(ValueError) as error:
         read_file(path)
-    assert str(error.value) == (f"--config {str(path)!r}: its aliases (*name) expand to more than "
-                                f"{MAX_RECIPE_VALUES:,} values; write the values out or use fewer aliases")
+    assert str(error.value) == (
+        f"--config {str(path)!r}: its aliases (*name) expand to more than "
+        f"{MAX_RECIPE_VALUES:,} values; write the values out or use fewer aliases"
+    )
 
 
 def test_a_recursive_alias_is_refused(tmp_path: Path) -> None:

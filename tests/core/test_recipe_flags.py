@@ -30,8 +30,11 @@ class Section(CheckedConfig):
 
 @dataclass(kw_only=True)
 class Command:
-    FLAG_ALIASES: ClassVar[FlagAliases] = {"--name": "section.name", "--max-count": "section.max_count",
-                                           "--quiet": ("section.progress", False)}
+    FLAG_ALIASES: ClassVar[FlagAliases] = {
+        "--name": "section.name",
+        "--max-count": "section.max_count",
+        "--quiet": ("section.progress", False),
+    }
 
     mode_name: str = option("a", "the command's own option")
     section: Section = option(help="the library's section")
@@ -50,9 +53,11 @@ def test_new_and_old_spellings_set_the_same_field() -> None:
 
 
 def test_an_old_spelling_fills_a_required_field_and_errors_name_the_field(capsys: pytest.CaptureFixture) -> None:
-    for argv, message in (([], "the following arguments are required: --section.name/--name"),
-                          (["--name", "x", "--max-count", "0"], "section.max_count = 0: expected an integer >= 1"),
-                          (["--name", "forbidden"], "section.name may not be 'forbidden'")):
+    for argv, message in (
+        ([], "the following arguments are required: --section.name/--name"),
+        (["--name", "x", "--max-count", "0"], "section.max_count = 0: expected an integer >= 1"),
+        (["--name", "forbidden"], "section.name may not be 'forbidden'"),
+    ):
         with pytest.raises(SystemExit) as exit_info:
             parse(*argv)
         err = capsys.readouterr().err

@@ -32,20 +32,46 @@ from loclip.core.recipe import (
 MESSAGE_LIMIT = 400  # characters; values are quoted through shown(), cut to about 80
 
 TYPES: list[Any] = [
-    bool, int, float, str, dict, PositiveInt, PositiveFloat, UnitFloat, Annotated[int, at_least(0)],
-    Literal["fp32", "bf16"], Literal[0, 1, 2, 3], list[str], list[int], list[PositiveFloat],
-    str | None, PositiveInt | None, str | list[str] | None, Literal["a"] | Literal["b"] | None, bool | None, Any,
-]  # fmt: skip
+    bool,
+    int,
+    float,
+    str,
+    dict,
+    PositiveInt,
+    PositiveFloat,
+    UnitFloat,
+    Annotated[int, at_least(0)],
+    Literal["fp32", "bf16"],
+    Literal[0, 1, 2, 3],
+    list[str],
+    list[int],
+    list[PositiveFloat],
+    str | None,
+    PositiveInt | None,
+    str | list[str] | None,
+    Literal["a"] | Literal["b"] | None,
+    bool | None,
+    Any,
+]
 
 HUGE_INT = 10**400  # beyond the float range: float() raises OverflowError
 leaves = (
-    st.none() | st.booleans() | st.integers() | st.sampled_from([HUGE_INT, -HUGE_INT, 2**63, 0, -1])
-    | st.floats() | st.sampled_from([math.nan, math.inf, -math.inf, 1e308, 5e-324, -0.0])
-    | st.text() | st.text(alphabet="0123456789.e-+_ naifINF", max_size=30) | st.binary(max_size=20)
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.sampled_from([HUGE_INT, -HUGE_INT, 2**63, 0, -1])
+    | st.floats()
+    | st.sampled_from([math.nan, math.inf, -math.inf, 1e308, 5e-324, -0.0])
+    | st.text()
+    | st.text(alphabet="0123456789.e-+_ naifINF", max_size=30)
+    | st.binary(max_size=20)
     | st.sampled_from(["x" * 100_000, "1e-3", " 1 ", "1_000", "nan", "inf", "true", "none", "\ud800", "١٢"])
-)  # fmt: skip
-values = st.recursive(leaves, lambda inner: st.lists(inner, max_size=5) | st.dictionaries(
-    st.text(max_size=8) | st.integers(), inner, max_size=5), max_leaves=20)
+)
+values = st.recursive(
+    leaves,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8) | st.integers(), inner, max_size=5),
+    max_leaves=20,
+)
 
 
 def deep(depth: int) -> list:
@@ -90,8 +116,10 @@ class Recipe:
 
 FIELDS = ("name", "shards", "seeds", "section", "lr", "steps", "mode", "other")
 recipe_data = st.recursive(
-    values, lambda inner: st.dictionaries(st.sampled_from(FIELDS) | st.integers() | st.none(), inner, max_size=4),
-    max_leaves=12)  # fmt: skip
+    values,
+    lambda inner: st.dictionaries(st.sampled_from(FIELDS) | st.integers() | st.none(), inner, max_size=4),
+    max_leaves=12,
+)
 
 
 @given(recipe_data)
@@ -138,8 +166,10 @@ def test_load_recipe_of_any_written_structure(data: Any, suffix: str) -> None:
         assert_short(e)
 
 
-@given(st.text(max_size=200) | st.text(alphabet="[]{}:-&*!|>'\"#%@`,? \n\tab1.", max_size=200),
-       st.sampled_from([".yaml", ".json"]))
+@given(
+    st.text(max_size=200) | st.text(alphabet="[]{}:-&*!|>'\"#%@`,? \n\tab1.", max_size=200),
+    st.sampled_from([".yaml", ".json"]),
+)
 @example("a: &a [*a]\n", ".yaml")
 @example("[" * 5000 + "]" * 5000, ".json")  # json's recursion limit: RecursionError, now "nests its JSON too deeply"
 @example("optim: !!python/object/apply:os.system ['true']\n", ".yaml")

@@ -58,17 +58,25 @@ def train_constant_answer(model, processor, steps: int = 120) -> None:
         image = scene_image(i, (64 + 16 * (i % 3), 64))
         boxes = [[4.0 + 8 * k, 4.0, 20.0 + 8 * k, 30.0] for k in range(n)]
         ids, labels = encode_conversation(
-            tokenizer, [{"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": ANSWER}],
-            processor.num_image_tokens, processor.template,
-        )  # fmt: skip
+            tokenizer,
+            [{"from": "human", "value": f"<image>\n{question}"}, {"from": "gpt", "value": ANSWER}],
+            processor.num_image_tokens,
+            processor.template,
+        )
         inputs = processor.image_processor(image, return_tensors="pt", return_original_sizes=True)
         extra = {}
         if boxes:
             extra["boxes"], extra["box_mask"] = processor.image_processor.preprocess_boxes(
                 [boxes], inputs["original_sizes"]
             )
-        batches.append(dict(input_ids=torch.tensor([ids]), labels=torch.tensor([labels]),
-                            pixel_values=inputs["pixel_values"], **extra))  # fmt: skip
+        batches.append(
+            dict(
+                input_ids=torch.tensor([ids]),
+                labels=torch.tensor([labels]),
+                pixel_values=inputs["pixel_values"],
+                **extra,
+            )
+        )
     optim = torch.optim.AdamW(model.parameters(), lr=3e-3)
     model.train()
     for step in range(steps):
@@ -139,8 +147,9 @@ def serve(backend, name: str, limits) -> Iterator[Server]:
 
     demo = build_demo(backend, default_example(backend.tokenizer, backend.image_size), name, limits)
     port = free_port()
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                **launch_options(limits))  # fmt: skip
+    demo.launch(
+        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **launch_options(limits)
+    )
     try:
         yield Server(f"http://127.0.0.1:{port}/", backend, limits)
     finally:

@@ -38,14 +38,21 @@ def bad_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     Image.new("RGB", (301, 300)).save(root / "huge.png")
     noise = np.random.default_rng(0).integers(0, 256, size=(700, 700, 3), dtype=np.uint8)
     Image.fromarray(noise).save(root / "heavy.png")  # ~1.4 MB, over the 1 MB upload limit of the test server
-    return {"corrupt": root / "corrupt.png", "text": root / "notes.png", "huge": root / "huge.png",
-            "heavy": root / "heavy.png"}  # fmt: skip
+    return {
+        "corrupt": root / "corrupt.png",
+        "text": root / "notes.png",
+        "huge": root / "huge.png",
+        "heavy": root / "heavy.png",
+    }
 
 
 def test_endpoints_are_named(chat_client: Client, encoder_client: Client) -> None:
     assert set(chat_client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {"/ask", "/info"}
     assert set(encoder_client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {
-        "/rank_labels", "/ground", "/info"}  # fmt: skip
+        "/rank_labels",
+        "/ground",
+        "/info",
+    }
 
 
 def test_info_reports_mode_and_limits(chat_client: Client, encoder_client: Client, chat_server) -> None:
@@ -58,8 +65,9 @@ def test_info_reports_mode_and_limits(chat_client: Client, encoder_client: Clien
 # -------------------------------------------------------------------------------------------------- /ask
 def test_ask_answers_like_the_backend(chat_client: Client, chat_server, image_file: Path) -> None:
     boxes = [[5, 5, 40, 30], [50, 10, 90, 70]]
-    got = chat_client.predict(image=handle_file(image_file), boxes=boxes, question="Which is bigger, <region>?",
-                              api_name="/ask")  # fmt: skip
+    got = chat_client.predict(
+        image=handle_file(image_file), boxes=boxes, question="Which is bigger, <region>?", api_name="/ask"
+    )
     expected = chat_server.backend.ask(load_image(image_file, chat_server.limits), "Which is bigger, <region>?", boxes)
     assert got == {**expected.as_dict(), "history": [expected.as_dict()]}
     assert got["question"] == "Which is bigger, <region>? <region>"
@@ -69,8 +77,9 @@ def test_ask_answers_like_the_backend(chat_client: Client, chat_server, image_fi
 
 
 def test_ask_takes_boxes_as_json_text_and_no_boxes(chat_client: Client, image_file: Path) -> None:
-    as_text = chat_client.predict(image=handle_file(image_file), boxes="[[5, 5, 40, 30]]", question="What?",
-                                  api_name="/ask")  # fmt: skip
+    as_text = chat_client.predict(
+        image=handle_file(image_file), boxes="[[5, 5, 40, 30]]", question="What?", api_name="/ask"
+    )
     assert as_text["question_boxes"] == [[5, 5, 40, 30]]
     none = chat_client.predict(image=handle_file(image_file), boxes=None, question="Describe.", api_name="/ask")
     assert none["question"] == "Describe." and none["question_boxes"] == []
@@ -79,11 +88,13 @@ def test_ask_takes_boxes_as_json_text_and_no_boxes(chat_client: Client, image_fi
 def test_ask_continues_a_conversation_from_the_history_it_returned(
     chat_client: Client, chat_server, image_file: Path
 ) -> None:
-    first = chat_client.predict(image=handle_file(image_file), boxes=[[5, 5, 40, 30]], question="What is <region>?",
-                                api_name="/ask")  # fmt: skip
+    first = chat_client.predict(
+        image=handle_file(image_file), boxes=[[5, 5, 40, 30]], question="What is <region>?", api_name="/ask"
+    )
     assert first["history"] == [{k: v for k, v in first.items() if k != "history"}]
-    second = chat_client.predict(image=handle_file(image_file), boxes=[], question="Where is it?",
-                                 history=first["history"], api_name="/ask")  # fmt: skip
+    second = chat_client.predict(
+        image=handle_file(image_file), boxes=[], question="Where is it?", history=first["history"], api_name="/ask"
+    )
     image = load_image(image_file, chat_server.limits)
     earlier = chat_server.backend.ask(image, "What is <region>?", [[5, 5, 40, 30]])
     expected = chat_server.backend.ask(image, "Where is it?", [], history=[earlier])
@@ -92,14 +103,22 @@ def test_ask_continues_a_conversation_from_the_history_it_returned(
     assert second["history"][0] == first["history"][0]  # what the client sent back comes back unchanged
     assert second["history"][0]["answer_boxes"]  # (the fixture model answers with a box)
     with pytest.raises(AppError, match=r"history\[0\].question has 1 <region> placeholders but 0 boxes"):
-        chat_client.predict(image=handle_file(image_file), boxes=[], question="Next?",
-                            history=[{**first, "question_boxes": []}], api_name="/ask")  # fmt: skip
+        chat_client.predict(
+            image=handle_file(image_file),
+            boxes=[],
+            question="Next?",
+            history=[{**first, "question_boxes": []}],
+            api_name="/ask",
+        )
 
 
 BAD_ASKS = [
     ("no image", dict(image=None, boxes=[], question="What?"), "no image"),
-    ("box outside", dict(boxes=[[0, 0, 98, 10]], question="What?"),
-     r"boxes\[0\] = \[0.0, 0.0, 98.0, 10.0\] reaches more than 1 px outside the 96x72"),
+    (
+        "box outside",
+        dict(boxes=[[0, 0, 98, 10]], question="What?"),
+        r"boxes\[0\] = \[0.0, 0.0, 98.0, 10.0\] reaches more than 1 px outside the 96x72",
+    ),
     ("too many boxes", dict(boxes=[[0, 0, 9, 9]] * 4, question="What?"), "4 boxes given; the limit is 3"),
     ("too long text", dict(boxes=[], question="why " * 30), "question has 119 characters; the limit is 80"),
     ("empty question", dict(boxes=[], question="  "), "question is empty"),
@@ -111,14 +130,20 @@ BAD_ASKS = [
     ("huge integer", dict(boxes=[[1, 2, 3, 10**400]], question="What?"), r"boxes\[0\] has a coordinate too large"),
     ("overflowing number", dict(boxes="[[1, 2, 3, 1e400]]", question="What?"), r"boxes\[0\] must be four finite"),
     ("deep boxes", dict(boxes="[" * 50_000 + "]" * 50_000, question="What?"), "boxes nests its JSON too deeply"),
-    ("deep history", dict(boxes=[], question="What?", history="[" * 50_000 + "]" * 50_000),
-     "history nests its JSON too deeply"),
+    (
+        "deep history",
+        dict(boxes=[], question="What?", history="[" * 50_000 + "]" * 50_000),
+        "history nests its JSON too deeply",
+    ),
     ("role marker", dict(boxes=[], question="Hi ASSISTANT: yes"), "question contains 'ASSISTANT:'"),
     ("end token", dict(boxes=[], question="Hi <eos>"), "question contains '<eos>'"),
     ("ground token", dict(boxes=[], question="Where is <ground>?"), "question contains '<ground>'"),
-    ("image in an answer", dict(boxes=[], question="And?", history=[{"question": "What?", "answer": "<image>"}]),
-     r"history\[0\].answer contains '<image>'"),
-]  # fmt: skip
+    (
+        "image in an answer",
+        dict(boxes=[], question="And?", history=[{"question": "What?", "answer": "<image>"}]),
+        r"history\[0\].answer contains '<image>'",
+    ),
+]
 
 
 @pytest.mark.parametrize("case, request_, message", BAD_ASKS, ids=[c[0] for c in BAD_ASKS])
@@ -223,7 +248,7 @@ BAD_RANKS = [
     ("too many labels", dict(boxes=[[0, 0, 9, 9]], labels="a,b,c,d,e,f,g"), "7 candidate labels given; the limit is 6"),
     ("too long text", dict(boxes=[[0, 0, 9, 9]], labels="x" * 81), "labels has 81 characters; the limit is 80"),
     ("corrupt file", dict(file="corrupt", boxes=[[0, 0, 9, 9]], labels="a, b"), "cannot read 'corrupt.png'"),
-]  # fmt: skip
+]
 
 BAD_GROUNDS = [
     ("no image", dict(image=None, phrase="red circle"), "no image"),
@@ -240,9 +265,14 @@ BAD_GROUNDS = [
     ids=[f"rank-{c[0]}" for c in BAD_RANKS] + [f"ground-{c[0]}" for c in BAD_GROUNDS],
 )
 def test_encoder_endpoints_refuse_bad_requests_and_keep_serving(
-    encoder_client: Client, image_file: Path, bad_files: dict[str, Path], endpoint: str, case: str, request_: dict,
+    encoder_client: Client,
+    image_file: Path,
+    bad_files: dict[str, Path],
+    endpoint: str,
+    case: str,
+    request_: dict,
     message: str,
-) -> None:  # fmt: skip
+) -> None:
     request_ = dict(request_)
     path = bad_files[request_.pop("file")] if "file" in request_ else image_file
     image = request_.pop("image", handle_file(path))

@@ -173,8 +173,11 @@ def test_an_uploaded_eps_never_reaches_ghostscript(tmp_path: Path, monkeypatch: 
 
 def test_from_annotator_keeps_drawing_order_and_applies_rotation() -> None:
     image = Image.new("RGB", (40, 20))
-    value = {"image": image, "boxes": [{"xmin": 5, "ymin": 1, "xmax": 9, "ymax": 4}, {"xmin": 1, "ymin": 2,
-             "xmax": 3, "ymax": 4}], "orientation": 0}  # fmt: skip
+    value = {
+        "image": image,
+        "boxes": [{"xmin": 5, "ymin": 1, "xmax": 9, "ymax": 4}, {"xmin": 1, "ymin": 2, "xmax": 3, "ymax": 4}],
+        "orientation": 0,
+    }
     got, boxes = from_annotator(value, LIMITS)
     assert got.size == (40, 20) and boxes == [[5.0, 1.0, 9.0, 4.0], [1.0, 2.0, 3.0, 4.0]]
     rotated, _ = from_annotator({**value, "orientation": 1}, LIMITS)
@@ -194,8 +197,11 @@ def test_chat_backend_answers_like_chat(chat_model_dir: Path, make_image) -> Non
     assert result.question == "What is here? <region>" and result.question_boxes == [[10, 5, 40, 30]]
     # the fixture model was trained to answer with one box; it must come back in pixels of this image
     assert len(boxes) == 1 and 0 <= boxes[0][0] < boxes[0][2] <= 80 and 0 <= boxes[0][1] < boxes[0][3] <= 60
-    with pytest.raises(ValueError, match=r"^boxes\[0\] = \[0.0, 0.0, 82.0, 10.0\] reaches more than 1 px outside the "
-                                         r"80x60"):
+    with pytest.raises(
+        ValueError,
+        match=r"^boxes\[0\] = \[0.0, 0.0, 82.0, 10.0\] reaches more than 1 px outside the "
+        r"80x60",
+    ):
         backend.ask(image, "What?", [[0, 0, 82, 10]])
     near = backend.ask(image, "What?", [[-1, 5, 81, 30]])  # within 1 px of the edge: clipped, as everywhere
     assert near.question_boxes == [[0.0, 5.0, 80.0, 30.0]]
@@ -213,9 +219,11 @@ def test_chat_backend_places_leftover_boxes_as_asked(chat_model_dir: Path) -> No
     drawn = {"boxes": two[:1]}
     assert will_send(backend, drawn, "Where is the star?", "append a <region> for each") == (
         "Sends `Where is the star? <region>` with 1 box: 1 drawn box(es) had no `<region>` in the question, so one "
-        "was appended for each.")
+        "was appended for each."
+    )
     assert will_send(backend, drawn, "Where is the star?", "ignore them") == (
-        "Sends `Where is the star?` with 0 boxes: 1 drawn box(es) without a `<region>` in the question are ignored.")
+        "Sends `Where is the star?` with 0 boxes: 1 drawn box(es) without a `<region>` in the question are ignored."
+    )
     refused = will_send(backend, {"boxes": []}, "Is <region> red?", "ignore them")
     assert refused.startswith("Cannot send: question has 1")
 
@@ -227,12 +235,18 @@ def test_chat_backend_streams_and_continues_a_conversation(chat_model_dir: Path,
     assert partial and all(isinstance(p, str) for p in partial) and partial[-1] == first.answer
     assert all(b.startswith(a) for a, b in zip(partial, partial[1:]))  # it grows token by token
     second = backend.ask(image, "Where is it?", [], history=[first])
-    answer, boxes = chat(backend.model, backend.processor, image, "Where is it?",
-                         history=[Turn(first.question, first.answer, first.question_boxes)])  # fmt: skip
+    answer, boxes = chat(
+        backend.model,
+        backend.processor,
+        image,
+        "Where is it?",
+        history=[Turn(first.question, first.answer, first.question_boxes)],
+    )
     assert (second.answer, second.answer_boxes) == (answer, boxes)
     assert list_turn_boxes([first, second]).splitlines()[:2] == [
         f"turn 1 · answer 1: {[round(v, 1) for v in first.answer_boxes[0]]}",
-        "turn 1 · region 1: [10.0, 5.0, 40.0, 30.0]"]
+        "turn 1 · region 1: [10.0, 5.0, 40.0, 30.0]",
+    ]
     with pytest.raises(ValueError, match=r"^history\[0\].question has 1 <region> placeholders but 0 boxes"):
         backend.ask(image, "Next?", [], history=[ChatAnswer("What is <region>?", [], "a ring", [])])
     with pytest.raises(ValueError, match=r"^history\[0\].boxes\[0\] = \[0.0, 0.0, 82.0, 9.0\] reaches more than 1 px"):
@@ -300,11 +314,16 @@ def test_chat_backend_refuses_special_tokens_from_the_user(chat_model_dir: Path,
 
 
 def test_parse_history_accepts_what_ask_returns_and_names_bad_turns() -> None:
-    turn = {"question": "What is <region>?", "question_boxes": [[1, 2, 3, 4]], "answer": "a ring [1, 2, 3, 4]",
-            "answer_boxes": [[0.5, 1.25, 30.0, 40.75]]}  # fmt: skip
+    turn = {
+        "question": "What is <region>?",
+        "question_boxes": [[1, 2, 3, 4]],
+        "answer": "a ring [1, 2, 3, 4]",
+        "answer_boxes": [[0.5, 1.25, 30.0, 40.75]],
+    }
     assert parse_history(None, LIMITS) == [] and parse_history("", LIMITS) == []
     assert parse_history([turn], LIMITS) == [
-        HistoryTurn("What is <region>?", [[1.0, 2.0, 3.0, 4.0]], "a ring [1, 2, 3, 4]", [[0.5, 1.25, 30.0, 40.75]])]
+        HistoryTurn("What is <region>?", [[1.0, 2.0, 3.0, 4.0]], "a ring [1, 2, 3, 4]", [[0.5, 1.25, 30.0, 40.75]])
+    ]
     assert parse_history(json.dumps([turn]), LIMITS) == parse_history([turn], LIMITS)
     deep = "[" * 100_000 + "]" * 100_000
     bad = [

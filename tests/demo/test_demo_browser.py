@@ -27,8 +27,10 @@ DRAG = (20, 15, 100, 90)  # the box to draw, in image pixels
 @pytest.fixture(scope="module")
 def browser() -> Iterator:
     if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run scripts/test.sh (it installs Debian's chromium) or "
-                    "`apt-get install -y chromium`")  # fmt: skip
+        pytest.fail(
+            f"{CHROMIUM} is missing: run scripts/test.sh (it installs Debian's chromium) or "
+            "`apt-get install -y chromium`"
+        )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -70,8 +72,12 @@ def drawn_box(
                 bbox = canvas.bounding_box()
                 scale, ox, oy = image_placement(bbox["width"], bbox["height"], image_size)
                 sx, sy = shot.shape[1] / bbox["width"], shot.shape[0] / bbox["height"]  # device pixels per CSS px
-                return [(xs.min() / sx - ox) / scale, (ys.min() / sy - oy) / scale,
-                        ((xs.max() + 1) / sx - ox) / scale, ((ys.max() + 1) / sy - oy) / scale]  # fmt: skip
+                return [
+                    (xs.min() / sx - ox) / scale,
+                    (ys.min() / sy - oy) / scale,
+                    ((xs.max() + 1) / sx - ox) / scale,
+                    ((ys.max() + 1) / sy - oy) / scale,
+                ]
         time.sleep(0.3)
     return None
 
@@ -99,8 +105,10 @@ def wait_for_answers(page, count: int, timeout: float = 30.0) -> list[str]:
     deadline, last = time.monotonic() + timeout, None
     while time.monotonic() < deadline:
         answers = messages(page, "bot")
-        done = page.locator("#question textarea").input_value() == "" and \
-            f"turn {count} · answer" in page.locator("#answer-boxes textarea").input_value()
+        done = (
+            page.locator("#question textarea").input_value() == ""
+            and f"turn {count} · answer" in page.locator("#answer-boxes textarea").input_value()
+        )
         if len(answers) == count and done and answers == last:
             return answers
         last = answers if done else None
@@ -139,8 +147,12 @@ def test_a_conversation_with_drawn_boxes_history_and_start_over(browser, chat_se
     create.click()
     box = canvas.bounding_box()
     scale, ox, oy = image_placement(box["width"], box["height"])
-    x1, y1, x2, y2 = (box["x"] + ox + DRAG[0] * scale, box["y"] + oy + DRAG[1] * scale,
-                      box["x"] + ox + DRAG[2] * scale, box["y"] + oy + DRAG[3] * scale)  # fmt: skip
+    x1, y1, x2, y2 = (
+        box["x"] + ox + DRAG[0] * scale,
+        box["y"] + oy + DRAG[1] * scale,
+        box["x"] + ox + DRAG[2] * scale,
+        box["y"] + oy + DRAG[3] * scale,
+    )
     page.mouse.move(x1, y1)
     page.mouse.down()
     page.mouse.move((x1 + x2) / 2, (y1 + y2) / 2, steps=5)

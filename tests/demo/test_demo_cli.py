@@ -45,15 +45,27 @@ def wait_for_client(url: str, process: subprocess.Popen, timeout: float = 90.0) 
 def test_loclip_demo_serves_an_encoder(encoder_model_dir: Path, image_file: Path) -> None:
     port = free_port()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
-    command = [sys.executable, "-m", "loclip.demo.cli", "--model", str(encoder_model_dir), "--port", str(port),
-               "--threads", "1", "--limits.max_boxes", "2"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "loclip.demo.cli",
+        "--model",
+        str(encoder_model_dir),
+        "--port",
+        str(port),
+        "--threads",
+        "1",
+        "--limits.max_boxes",
+        "2",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         client = wait_for_client(f"http://127.0.0.1:{port}/", process)
         info = client.predict(api_name="/info")
         assert info["mode"] == "encoder" and info["limits"]["max_boxes"] == 2
-        ranked = client.predict(image=handle_file(image_file), boxes=[[0, 0, 20, 20]], labels="red circle, ring",
-                                api_name="/rank_labels")  # fmt: skip
+        ranked = client.predict(
+            image=handle_file(image_file), boxes=[[0, 0, 20, 20]], labels="red circle, ring", api_name="/rank_labels"
+        )
         assert [r["label"] for r in ranked["regions"][0]["ranking"]] in (["red circle", "ring"], ["ring", "red circle"])
     finally:
         process.terminate()

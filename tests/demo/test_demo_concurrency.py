@@ -19,8 +19,9 @@ def test_ten_concurrent_clients_get_every_answer(chat_server, image_file: Path) 
         for i in range(REQUESTS):
             # each client asks with its own box; the answer must still be the one for these inputs
             box = [4 + k, 4 + i, 40 + k, 40 + i]
-            result = client.predict(image=handle_file(image_file), boxes=[box], question="What is in <region>?",
-                                    api_name="/ask")  # fmt: skip
+            result = client.predict(
+                image=handle_file(image_file), boxes=[box], question="What is in <region>?", api_name="/ask"
+            )
             out.append((box, result))
         return out
 

@@ -29,8 +29,12 @@ from loclip.synth import build_tokenizer
 LIMITS = Limits(max_pixels=200 * 200, max_boxes=3, max_text_chars=40, max_turns=4)
 WIDTH, HEIGHT = 120, 90
 
-numbers = (st.integers() | st.integers(min_value=10**300, max_value=10**400) | st.floats()
-           | st.sampled_from([0, 1, WIDTH, HEIGHT, -1, 1e400, -0.0]))  # fmt: skip
+numbers = (
+    st.integers()
+    | st.integers(min_value=10**300, max_value=10**400)
+    | st.floats()
+    | st.sampled_from([0, 1, WIDTH, HEIGHT, -1, 1e400, -0.0])
+)
 tokens = st.sampled_from(["<region>", "<image>", "<ground>", "USER:", "ASSISTANT:", "<eos>", "[1, 2, 3, 4]", "\x00"])
 texts = st.lists(tokens | st.text(max_size=8), max_size=6).map("".join)
 scalars = st.none() | st.booleans() | numbers | texts

@@ -25,8 +25,10 @@ def make_client(read: list[int]) -> TestClient:
         return JSONResponse({"bytes": len(body)})
 
     limits = {"/upload": 10 * LIMIT}
-    app = Starlette(routes=[Route("/{path:path}", echo, methods=["POST"])],
-                    middleware=[Middleware(BodyLimit, limit_for=lambda path: limits.get(path, LIMIT))])  # fmt: skip
+    app = Starlette(
+        routes=[Route("/{path:path}", echo, methods=["POST"])],
+        middleware=[Middleware(BodyLimit, limit_for=lambda path: limits.get(path, LIMIT))],
+    )
     return TestClient(app)
 
 

@@ -47,7 +47,7 @@ ERRORS = {
     "wrong shape": "its weights do not fit the model its config.json describes: 1 of the wrong shape",
     "missing weight": "its weights do not fit the model its config.json describes: missing 1 [",
     "mislabelled": "has model_type 'llama'; expected 'loclip_llava' (chat mode, an MLLM from loclip-finetune) or "
-                   "'loclip' (encoder mode, from loclip-pretrain)",
+    "'loclip' (encoder mode, from loclip-pretrain)",
 }
 
 
@@ -63,8 +63,7 @@ def run_demo(model_dir: Path, capsys: pytest.CaptureFixture) -> str:
 
 
 @pytest.mark.parametrize("damage", list(ERRORS))
-def test_a_broken_encoder_directory(encoder_model_dir: Path, tmp_path: Path, capsys, monkeypatch,
-                                    damage: str) -> None:
+def test_a_broken_encoder_directory(encoder_model_dir: Path, tmp_path: Path, capsys, monkeypatch, damage: str) -> None:
     def no_llama(*args, **kwargs):  # the mislabelled folder used to build a default 7B Llama (22 GB)
         raise AssertionError("a Llama was built")
 

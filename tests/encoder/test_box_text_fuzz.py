@@ -21,8 +21,14 @@ from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
 from loclip.encoder import boxes
-from loclip.encoder.box_text import (boxes_to_placeholder, fill_placeholders, parse_boxes, render_box,
-                                     render_box_list, render_boxes)
+from loclip.encoder.box_text import (
+    boxes_to_placeholder,
+    fill_placeholders,
+    parse_boxes,
+    render_box,
+    render_box_list,
+    render_boxes,
+)
 
 DIGITS = "0123456789"
 
@@ -39,7 +45,7 @@ def reference_parse(text: str) -> list[list[int]]:
         if end == len(text):
             break
         if text[end] == "]":
-            parts = [p.strip() for p in text[start + 1:end].split(",")]
+            parts = [p.strip() for p in text[start + 1 : end].split(",")]
             if len(parts) == 4 and all(1 <= len(p) <= 3 and all(c in DIGITS for c in p) for p in parts):
                 x1, y1, x2, y2 = (int(p) for p in parts)
                 if x1 <= x2 and y1 <= y2:
@@ -51,13 +57,27 @@ def reference_parse(text: str) -> list[list[int]]:
 # Pieces that make parsers stumble: brackets, separators, signs, exponents, huge and over-999 numbers,
 # non-ASCII digits and spaces.
 number_text = st.one_of(
-    st.integers(-2000, 2000).map(str), st.integers(0, 999).map(str), st.just("1" + "0" * 400), st.just("-0"),
-    st.just("0001"), st.just("1e2"), st.just("0.5"), st.just("\u0663"), st.just("\uff11"), st.just(""),
-    st.just(" 12 "), st.just("\t5\n"), st.just("\u20037\u2003"),
+    st.integers(-2000, 2000).map(str),
+    st.integers(0, 999).map(str),
+    st.just("1" + "0" * 400),
+    st.just("-0"),
+    st.just("0001"),
+    st.just("1e2"),
+    st.just("0.5"),
+    st.just("\u0663"),
+    st.just("\uff11"),
+    st.just(""),
+    st.just(" 12 "),
+    st.just("\t5\n"),
+    st.just("\u20037\u2003"),
 )
 group_text = st.lists(number_text, max_size=6).map(lambda ns: "[" + ",".join(ns) + "]")
-fragments = st.one_of(group_text, number_text, st.sampled_from(["[", "]", ",", " ", "[[", "]]", "-", "e", "\x00",
-                                                                 "\ud800", "\U0001f600", "\n"]), st.text(max_size=5))
+fragments = st.one_of(
+    group_text,
+    number_text,
+    st.sampled_from(["[", "]", ",", " ", "[[", "]]", "-", "e", "\x00", "\ud800", "\U0001f600", "\n"]),
+    st.text(max_size=5),
+)
 texts = st.one_of(st.text(), st.text(alphabet="[], 0123456789-"), st.lists(fragments, max_size=12).map("".join))
 
 
@@ -80,8 +100,17 @@ def test_parser_finds_what_a_plain_scanner_finds(text: str) -> None:
     assert as_bins(parse_boxes(text)) == reference_parse(text)
 
 
-@given(value=st.one_of(st.none(), st.integers(), st.floats(), st.binary(), st.lists(st.text(max_size=3)),
-                       st.just(b"[1, 2, 3, 4]"), st.just(["[1, 2, 3, 4]"])))
+@given(
+    value=st.one_of(
+        st.none(),
+        st.integers(),
+        st.floats(),
+        st.binary(),
+        st.lists(st.text(max_size=3)),
+        st.just(b"[1, 2, 3, 4]"),
+        st.just(["[1, 2, 3, 4]"]),
+    )
+)
 def test_parser_gives_no_box_for_what_is_not_text(value: Any) -> None:
     assert parse_boxes(value) == []
 
@@ -103,13 +132,18 @@ def test_parse_of_render_round_trips(found: list[list[float]], dtype: torch.dtyp
     back = parse_boxes(render_boxes(t))
     binned = boxes.from_bins(boxes.to_bins(t)).tolist()
     assert back == binned
-    assert all(abs(a - b) <= 0.5 / 999 + 1e-3 * (dtype == torch.float16) + 1e-6
-               for got, want in zip(back, t.double().tolist()) for a, b in zip(got, want))
+    assert all(
+        abs(a - b) <= 0.5 / 999 + 1e-3 * (dtype == torch.float16) + 1e-6
+        for got, want in zip(back, t.double().tolist())
+        for a, b in zip(got, want)
+    )
     assert [parse_boxes(s) for s in render_box_list(t)] == [[b] for b in binned]
 
 
-@given(found=normalised_boxes(), noise=st.lists(st.text().map(lambda s: s.replace("[", "(").replace("]", ")")),
-                                                 min_size=7, max_size=7))
+@given(
+    found=normalised_boxes(),
+    noise=st.lists(st.text().map(lambda s: s.replace("[", "(").replace("]", ")")), min_size=7, max_size=7),
+)
 def test_boxes_in_prose_are_found_in_order(found: list[list[float]], noise: list[str]) -> None:
     """Rendered boxes in any surrounding text without brackets are all found, in order."""
     rendered = render_box_list(found)
@@ -133,8 +167,16 @@ def test_placeholders_hold_what_the_parser_finds(text: str) -> None:
 
 # --- the renderer on malformed input: a result or an error naming the field --------------------------------
 
-scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.just(10**400), st.floats(), st.text(max_size=4),
-                    st.complex_numbers(), st.sampled_from([math.nan, math.inf, -math.inf, 1e308, -1e308, 1000.0]))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.just(10**400),
+    st.floats(),
+    st.text(max_size=4),
+    st.complex_numbers(),
+    st.sampled_from([math.nan, math.inf, -math.inf, 1e308, -1e308, 1000.0]),
+)
 junk = st.recursive(
     scalars,
     lambda inner: st.one_of(st.lists(inner, max_size=5), st.tuples(inner, inner, inner, inner)),
@@ -144,17 +186,39 @@ junk = st.recursive(
 
 @st.composite
 def tensors(draw: st.DrawFn) -> torch.Tensor:
-    shape = draw(st.one_of(st.lists(st.integers(0, 3), max_size=2).map(lambda s: (*s, 4)),
-                           st.lists(st.integers(0, 4), max_size=3).map(tuple)))
-    values = draw(st.lists(st.one_of(st.floats(-2, 2), st.floats()), min_size=math.prod(shape),
-                           max_size=math.prod(shape)))
-    dtype = draw(st.sampled_from([torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64,
-                                  torch.uint8, torch.bool, torch.complex64, torch.float8_e4m3fn]))
+    shape = draw(
+        st.one_of(
+            st.lists(st.integers(0, 3), max_size=2).map(lambda s: (*s, 4)),
+            st.lists(st.integers(0, 4), max_size=3).map(tuple),
+        )
+    )
+    values = draw(
+        st.lists(st.one_of(st.floats(-2, 2), st.floats()), min_size=math.prod(shape), max_size=math.prod(shape))
+    )
+    dtype = draw(
+        st.sampled_from(
+            [
+                torch.float32,
+                torch.float64,
+                torch.float16,
+                torch.bfloat16,
+                torch.int64,
+                torch.uint8,
+                torch.bool,
+                torch.complex64,
+                torch.float8_e4m3fn,
+            ]
+        )
+    )
     return torch.tensor(values, dtype=torch.float64).reshape(shape).to(dtype)
 
 
-box_inputs = st.one_of(junk, tensors(), st.lists(st.lists(st.floats(-0.5, 1.5), min_size=4, max_size=4), max_size=3),
-                       st.just(np.ones((2, 4), dtype=np.complex64)))
+box_inputs = st.one_of(
+    junk,
+    tensors(),
+    st.lists(st.lists(st.floats(-0.5, 1.5), min_size=4, max_size=4), max_size=3),
+    st.just(np.ones((2, 4), dtype=np.complex64)),
+)
 
 
 def result_or_named_error(call: Callable[[], Any], field: str) -> Any:
@@ -195,8 +259,10 @@ def test_fill_placeholders_gives_text_or_a_named_error(value: Any, gaps: int) ->
         assert len(parse_boxes(out)) == gaps
 
 
-@given(text=st.one_of(st.none(), st.integers(), st.binary(), st.text()),
-       placeholder=st.one_of(st.none(), st.integers(), st.text(min_size=1), st.just("")))
+@given(
+    text=st.one_of(st.none(), st.integers(), st.binary(), st.text()),
+    placeholder=st.one_of(st.none(), st.integers(), st.text(min_size=1), st.just("")),
+)
 @example(text="[1, 2, 3, 4]", placeholder=None).via("the box silently vanished")
 @example(text=b"[1, 2, 3, 4]", placeholder="<g>").via("re's TypeError naming no field")
 def test_boxes_to_placeholder_refuses_what_is_not_text(text: Any, placeholder: Any) -> None:

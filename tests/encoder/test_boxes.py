@@ -122,8 +122,11 @@ def test_check_in_image_clips_within_one_pixel_and_names_box_and_size_beyond() -
     near = torch.tensor([[-1.0, 0.5, 51.0, 21.0]], dtype=torch.float64)
     clipped = B.check_in_image(near, (20, 50))
     assert clipped.dtype == torch.float64 and clipped.tolist() == [[0.0, 0.5, 50.0, 20.0]]
-    with pytest.raises(ValueError, match=r"^boxes\[0\] = \[0.0, 0.0, 51.5, 20.0\] reaches more than 1 px outside the "
-                                         r"50x20 \(width x height\) image; hint$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^boxes\[0\] = \[0.0, 0.0, 51.5, 20.0\] reaches more than 1 px outside the "
+        r"50x20 \(width x height\) image; hint$",
+    ):
         B.check_in_image(torch.tensor([[0.0, 0.0, 51.5, 20.0]]), (20, 50), hint="; hint")
     assert B.check_pixel_box([-1.01, 0, 5, 5], (20, 50)) == "outside" and B.EDGE_TOLERANCE == 1.0
     with pytest.raises(ValueError, match=r"^box 3 must be four finite numbers \[x1, y1, x2, y2\], got \[1, 2\]$"):
@@ -136,14 +139,23 @@ def test_round_pixel_boxes() -> None:
     assert B.round_pixel_boxes(torch.tensor([[0.4, 0.5, 9.49, 9.5]])) == [[0, 1, 9, 10]]
 
 
-@pytest.mark.parametrize("box, expected", [
-    ([2, 3, 10, 12], (2.0, 3.0, 10.0, 12.0)),
-    ([-0.5, 0, 20.8, 16.5], (0.0, 0.0, 20.0, 16.0)),  # within the tolerance: clipped
-    ([5, 5, 25, 9], "outside"), ([-2, 0, 5, 5], "outside"),
-    ([10, 3, 2, 12], "inverted"), ([1, 9, 5, 2], "inverted"),
-    ([1, 1, 5], "not_a_box"), ([1, 1, 5, float("nan")], "not_a_box"), ([True, 1, 2, 3], "not_a_box"), (5, "not_a_box"),
-    ([0, 0, 10**400, 5], "not_a_box"), ([-(10**400), 0, 5, 5], "not_a_box"),  # past float: was OverflowError
-])
+@pytest.mark.parametrize(
+    "box, expected",
+    [
+        ([2, 3, 10, 12], (2.0, 3.0, 10.0, 12.0)),
+        ([-0.5, 0, 20.8, 16.5], (0.0, 0.0, 20.0, 16.0)),  # within the tolerance: clipped
+        ([5, 5, 25, 9], "outside"),
+        ([-2, 0, 5, 5], "outside"),
+        ([10, 3, 2, 12], "inverted"),
+        ([1, 9, 5, 2], "inverted"),
+        ([1, 1, 5], "not_a_box"),
+        ([1, 1, 5, float("nan")], "not_a_box"),
+        ([True, 1, 2, 3], "not_a_box"),
+        (5, "not_a_box"),
+        ([0, 0, 10**400, 5], "not_a_box"),
+        ([-(10**400), 0, 5, 5], "not_a_box"),  # past float: was OverflowError
+    ],
+)
 def test_check_pixel_box_follows_the_tensor_rules(box, expected) -> None:
     from loclip.encoder.boxes import check_pixel_box
 

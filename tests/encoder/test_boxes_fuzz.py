@@ -24,13 +24,46 @@ from loclip.encoder import boxes as B
 
 NAME = "fuzzed"  # the field name every call passes; every error message must start with it
 
-INTEGER_DTYPES = [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16, torch.uint32,
-                  torch.uint64]
-FLOAT_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.float8_e4m3fn,
-                torch.float8_e4m3fnuz, torch.float8_e5m2, torch.float8_e5m2fnuz]
+INTEGER_DTYPES = [
+    torch.uint8,
+    torch.int8,
+    torch.int16,
+    torch.int32,
+    torch.int64,
+    torch.uint16,
+    torch.uint32,
+    torch.uint64,
+]
+FLOAT_DTYPES = [
+    torch.float16,
+    torch.bfloat16,
+    torch.float32,
+    torch.float64,
+    torch.float8_e4m3fn,
+    torch.float8_e4m3fnuz,
+    torch.float8_e5m2,
+    torch.float8_e5m2fnuz,
+]
 OTHER_DTYPES = [torch.bool, torch.complex64, torch.complex128, torch.float8_e8m0fnu]  # not coordinates
-EXTREMES = [0.0, -0.0, 1.0, -1.0, 0.5, math.nan, math.inf, -math.inf, 1e308, -1e308, 3.5e38, 1e-45, 5e-324,
-            2.0**24 + 1, 2.0**63, 999.0, 1000.0]
+EXTREMES = [
+    0.0,
+    -0.0,
+    1.0,
+    -1.0,
+    0.5,
+    math.nan,
+    math.inf,
+    -math.inf,
+    1e308,
+    -1e308,
+    3.5e38,
+    1e-45,
+    5e-324,
+    2.0**24 + 1,
+    2.0**63,
+    999.0,
+    1000.0,
+]
 
 numbers = st.one_of(st.floats(), st.sampled_from(EXTREMES), st.integers(-(2**70), 2**70))
 shapes = st.one_of(
@@ -40,8 +73,9 @@ shapes = st.one_of(
 
 
 @st.composite
-def tensors(draw: st.DrawFn, dtypes: list[torch.dtype] | None = None, values: st.SearchStrategy = numbers
-            ) -> torch.Tensor:
+def tensors(
+    draw: st.DrawFn, dtypes: list[torch.dtype] | None = None, values: st.SearchStrategy = numbers
+) -> torch.Tensor:
     """A tensor of any dtype and shape (up to 64 elements) holding extreme values cast to that dtype."""
     shape = draw(shapes)
     n = math.prod(shape)
@@ -50,17 +84,45 @@ def tensors(draw: st.DrawFn, dtypes: list[torch.dtype] | None = None, values: st
     return torch.tensor([float(v) for v in data], dtype=torch.float64).reshape(shape).to(dtype)
 
 
-scalars = st.one_of(st.none(), st.booleans(), numbers, st.just(10**400), st.text(max_size=4), st.binary(max_size=4),
-                    st.complex_numbers(), st.just(np.bool_(True)), st.just(np.float64("nan")))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    numbers,
+    st.just(10**400),
+    st.text(max_size=4),
+    st.binary(max_size=4),
+    st.complex_numbers(),
+    st.just(np.bool_(True)),
+    st.just(np.float64("nan")),
+)
 junk = st.recursive(
     scalars,
-    lambda inner: st.one_of(st.lists(inner, max_size=5), st.tuples(inner, inner, inner, inner),
-                            st.dictionaries(st.text(max_size=2), inner, max_size=2)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=5),
+        st.tuples(inner, inner, inner, inner),
+        st.dictionaries(st.text(max_size=2), inner, max_size=2),
+    ),
     max_leaves=24,
 )
 box_rows = st.lists(st.lists(numbers, min_size=4, max_size=4), max_size=4)  # the likely shape, any values
-NUMPY_DTYPES = [np.uint8, np.int8, np.int16, np.int32, np.int64, np.uint16, np.uint32, np.uint64, np.float16,
-                np.float32, np.float64, np.bool_, np.complex64, np.complex128, np.object_, np.str_]
+NUMPY_DTYPES = [
+    np.uint8,
+    np.int8,
+    np.int16,
+    np.int32,
+    np.int64,
+    np.uint16,
+    np.uint32,
+    np.uint64,
+    np.float16,
+    np.float32,
+    np.float64,
+    np.bool_,
+    np.complex64,
+    np.complex128,
+    np.object_,
+    np.str_,
+]
 
 
 @st.composite
@@ -133,8 +195,11 @@ def test_to_bins_gives_bins_or_a_named_error(boxes: Any) -> None:
         assert out.numel() == 0 or (int(out.min()) >= 0 and int(out.max()) <= B.NUM_BINS - 1)
 
 
-@given(boxes=box_inputs, size=st.one_of(sizes(), st.tuples(st.integers(1, 50), st.integers(1, 50))),
-       tolerance=st.sampled_from([0.0, 0.5, B.EDGE_TOLERANCE, 3.0]))
+@given(
+    boxes=box_inputs,
+    size=st.one_of(sizes(), st.tuples(st.integers(1, 50), st.integers(1, 50))),
+    tolerance=st.sampled_from([0.0, 0.5, B.EDGE_TOLERANCE, 3.0]),
+)
 @example(boxes=[[0, 0, 10**400, 5]], size=(10, 10), tolerance=1.0).via("OverflowError stopped the data loader")
 def test_check_pixel_box_gives_a_reason_or_a_clipped_box(boxes: Any, size: tuple[int, int], tolerance: float) -> None:
     """The data loaders' check never raises: a reason, or the box clipped to the image, as the tensor rules
@@ -162,6 +227,7 @@ def test_check_pixel_box_gives_a_reason_or_a_clipped_box(boxes: Any, size: tuple
 
 def _four_numbers(box: Any) -> bool:
     """Four finite ints or floats (not bools), as a JSON bbox should be."""
+
     def number(v: Any) -> bool:
         try:
             return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(float(v))
@@ -176,8 +242,12 @@ def _four_numbers(box: Any) -> bool:
 
 def _moderate(t: Any) -> bool:
     """A float32/64 tensor whose coordinates are finite and within 1e9 (any image's pixels): no NaN may come out."""
-    return (isinstance(t, torch.Tensor) and t.dtype in (torch.float32, torch.float64)
-            and bool(torch.isfinite(t).all()) and (t.numel() == 0 or float(t.abs().max()) <= 1e9))
+    return (
+        isinstance(t, torch.Tensor)
+        and t.dtype in (torch.float32, torch.float64)
+        and bool(torch.isfinite(t).all())
+        and (t.numel() == 0 or float(t.abs().max()) <= 1e9)
+    )
 
 
 HELPERS: dict[str, tuple[Callable[[Any], Any], str]] = {
@@ -208,8 +278,11 @@ def test_tensor_helpers_give_a_result_or_a_named_error(helper: str, boxes: Any) 
         assert all(isinstance(v, int) for row in out for v in row)
 
 
-@given(rows=st.lists(st.tuples(*[st.floats(-10, 40)] * 4), min_size=1, max_size=3), where=st.integers(0, 11),
-       dtype=st.sampled_from([torch.float32, torch.float64]))
+@given(
+    rows=st.lists(st.tuples(*[st.floats(-10, 40)] * 4), min_size=1, max_size=3),
+    where=st.integers(0, 11),
+    dtype=st.sampled_from([torch.float32, torch.float64]),
+)
 def test_checks_never_pass_a_nan_box(rows: list[tuple[float, ...]], where: int, dtype: torch.dtype) -> None:
     boxes = torch.tensor(rows, dtype=dtype)
     boxes.view(-1)[where % boxes.numel()] = math.nan
@@ -226,8 +299,19 @@ size_junk = st.one_of(
     st.tuples(scalars, scalars),
     st.tuples(st.integers(-5, 2**40), st.integers(-5, 2**40)),
     st.tuples(st.floats(), st.floats()),
-    st.sampled_from([(5,), (10**400, 5), (1, 10**50), (2.7, 5), (np.int64(3), np.int64(4)), (True, 4),
-                     torch.tensor([3, 4]), torch.tensor([3.0, 4.0]), (480.0, 640.0)]),
+    st.sampled_from(
+        [
+            (5,),
+            (10**400, 5),
+            (1, 10**50),
+            (2.7, 5),
+            (np.int64(3), np.int64(4)),
+            (True, 4),
+            torch.tensor([3, 4]),
+            torch.tensor([3.0, 4.0]),
+            (480.0, 640.0),
+        ]
+    ),
 )
 SIZED: dict[str, Callable[[Any], Any]] = {
     "pixel_to_model": lambda s: B.pixel_to_model([[0.0, 0.0, 1.0, 1.0]], s, 224, NAME),
@@ -245,14 +329,18 @@ def test_sizes_give_a_result_or_a_named_error(function: str, size: Any) -> None:
         assert_finite_boxes(out)
 
 
-sides = st.one_of(scalars, st.integers(-5, 2**40), st.sampled_from([np.int64(3), torch.tensor(4), torch.tensor(4.0),
-                                                                    torch.tensor(True), 480.0, 2.5, 2**31, 10**400]))
+sides = st.one_of(
+    scalars,
+    st.integers(-5, 2**40),
+    st.sampled_from([np.int64(3), torch.tensor(4), torch.tensor(4.0), torch.tensor(True), 480.0, 2.5, 2**31, 10**400]),
+)
 
 
 @given(h=sides, w=sides, image_size=sides)
 def test_letterbox_gives_a_geometry_or_a_named_error(h: Any, w: Any, image_size: Any) -> None:
-    box = result_or_named_error(lambda: B.Letterbox(h, w, image_size), "Letterbox height", "Letterbox width",
-                                "Letterbox image_size")
+    box = result_or_named_error(
+        lambda: B.Letterbox(h, w, image_size), "Letterbox height", "Letterbox width", "Letterbox image_size"
+    )
     if box is not None:
         fx, fy = box.axis_factors()
         assert 0 < fx <= 1 and 0 < fy <= 1
@@ -320,9 +408,15 @@ def test_pixel_to_model_matches_a_float64_reference(case: tuple[tuple[int, int],
     """Normalised = pixel × resized side / (original side × image_size), the letterbox padding right and below."""
     (h, w), image_size, pixel = case
     box = B.Letterbox(h, w, image_size)
-    ref = [[x1 * box.resized_width / (w * image_size), y1 * box.resized_height / (h * image_size),
-            x2 * box.resized_width / (w * image_size), y2 * box.resized_height / (h * image_size)]
-           for x1, y1, x2, y2 in pixel]
+    ref = [
+        [
+            x1 * box.resized_width / (w * image_size),
+            y1 * box.resized_height / (h * image_size),
+            x2 * box.resized_width / (w * image_size),
+            y2 * box.resized_height / (h * image_size),
+        ]
+        for x1, y1, x2, y2 in pixel
+    ]
     out = B.pixel_to_model(torch.tensor(pixel, dtype=torch.float64), (h, w), image_size)
     assert torch.allclose(out, torch.tensor(ref, dtype=torch.float64), rtol=1e-12, atol=1e-15)
     assert float(out[:, 2].max()) <= box.resized_width / image_size + 1e-12  # inside the image's part of the frame
@@ -338,8 +432,9 @@ def test_model_to_pixel_lands_in_the_image(boxes: torch.Tensor, size: tuple[int,
         return
     assert_finite_boxes(out)
     h, w = size
-    assert out.numel() == 0 or (float(out.min()) >= 0 and float(out[..., 0::2].max()) <= w
-                                and float(out[..., 1::2].max()) <= h)
+    assert out.numel() == 0 or (
+        float(out.min()) >= 0 and float(out[..., 0::2].max()) <= w and float(out[..., 1::2].max()) <= h
+    )
 
 
 def normalised_boxes(max_boxes: int = 6) -> st.SearchStrategy[list[list[float]]]:
@@ -362,15 +457,26 @@ def test_bins_round_trip_within_half_a_step(boxes: list[list[float]], dtype: tor
     assert bool(((B.from_bins(bins).double() - t.double()).abs() <= 0.5 / 999 + 1e-6).all())
 
 
-@given(bins=st.lists(st.tuples(*[st.integers(0, 999)] * 4).map(
-    lambda b: [min(b[0], b[2]), min(b[1], b[3]), max(b[0], b[2]), max(b[1], b[3])]), max_size=6))
+@given(
+    bins=st.lists(
+        st.tuples(*[st.integers(0, 999)] * 4).map(
+            lambda b: [min(b[0], b[2]), min(b[1], b[3]), max(b[0], b[2]), max(b[1], b[3])]
+        ),
+        max_size=6,
+    )
+)
 def test_bins_to_normalised_and_back_is_exact(bins: list[list[int]]) -> None:
     t = torch.tensor(bins, dtype=torch.long).reshape(-1, 4)
     assert torch.equal(B.to_bins(B.from_bins(t)), t)
 
 
-@given(xywh=st.lists(st.tuples(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6), st.floats(0, 1e6), st.floats(0, 1e6)),
-                     min_size=1, max_size=4))
+@given(
+    xywh=st.lists(
+        st.tuples(st.floats(-1e6, 1e6), st.floats(-1e6, 1e6), st.floats(0, 1e6), st.floats(0, 1e6)),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_coco_round_trip_matches_float64(xywh: list[tuple[float, float, float, float]]) -> None:
     t = torch.tensor(xywh, dtype=torch.float64)
     xyxy = B.coco_to_xyxy(t)
@@ -387,6 +493,7 @@ def test_cxcywh_round_trip(boxes: list[list[float]]) -> None:
 
 def _iou_reference(a: list[float], b: list[float], eps: float = 1e-9) -> tuple[float, float]:
     """IoU and GIoU of two xyxy boxes, naively in float64, dividing by at least ``eps`` as the losses do."""
+
     def area(x1: float, y1: float, x2: float, y2: float) -> float:
         return max(x2 - x1, 0.0) * max(y2 - y1, 0.0)
 

@@ -135,15 +135,17 @@ def test_a_box_past_the_edge_is_clamped_for_output_but_the_loss_sees_it_whole() 
     assert out.raw_boxes[0, 0, 0].item() == pytest.approx(-0.15) and out.boxes[0, 0, 0].item() == 0.0
     target = torch.tensor([[[0.0, 0.2, 0.5, 0.6]]])
     mask = torch.ones(1, 1, dtype=torch.bool)
-    (grad,) = torch.autograd.grad(grounding_loss(out.raw_boxes, target, mask)["ground_l2"], [last.bias],
-                                  retain_graph=True)
+    (grad,) = torch.autograd.grad(
+        grounding_loss(out.raw_boxes, target, mask)["ground_l2"], [last.bias], retain_graph=True
+    )
     assert grad[0] < 0 and abs(grad[2]) < 1e-6  # move the centre right; the width is right already
     (clamped,) = torch.autograd.grad(grounding_loss(out.boxes, target, mask)["ground_l2"], [last.bias])
     assert clamped[2] < -1e-3  # what clamping did: widen the box
 
 
-@pytest.mark.parametrize(("head", "kind"), [("pooled", "l2"), ("pooled", "l1_giou"), ("dense", "l2"),
-                                            ("dense", "l1_giou")])
+@pytest.mark.parametrize(
+    ("head", "kind"), [("pooled", "l2"), ("pooled", "l1_giou"), ("dense", "l2"), ("dense", "l1_giou")]
+)
 def test_each_head_owns_its_loss(head: str, kind: str) -> None:
     """A trainer asks the model's head (``box_head.loss``) instead of telling the heads apart by their outputs:
     the pooled head's is ``grounding_loss`` of its unclamped boxes, the dense head's ``dense_grounding_loss`` of

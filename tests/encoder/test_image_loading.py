@@ -96,9 +96,16 @@ def test_image_paths_stay_regular_files_inside_their_folder(tmp_path: Path) -> N
     os.symlink(tmp_path / "secret.png", root / "link.png")
     os.mkfifo(root / "pipe.png")
     assert resolve_image_path(root, "sub/a.png", "r") == (root / "sub" / "a.png").resolve()
-    cases = {"../secret.png": "image_outside_root", "/dev/zero": "image_outside_root",
-             "link.png": "image_outside_root", "pipe.png": "image_not_a_file", "sub": "image_not_a_file",
-             "missing.png": "image_missing", "": "image_path", 3: "image_path"}
+    cases = {
+        "../secret.png": "image_outside_root",
+        "/dev/zero": "image_outside_root",
+        "link.png": "image_outside_root",
+        "pipe.png": "image_not_a_file",
+        "sub": "image_not_a_file",
+        "missing.png": "image_missing",
+        "": "image_path",
+        3: "image_path",
+    }
     for relative, reason in cases.items():
         with pytest.raises(ImageRefused) as e:
             resolve_image_path(root, relative, "record 7")

@@ -27,13 +27,24 @@ from loclip.encoder import (
 def _llava(tokenizer) -> LlavaForConditionalGeneration:
     vision = tiny_config().vision_config  # 64 px, 8 px patches: 64 patch tokens
     text = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
     )
     config = LlavaConfig(
-        vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-        vision_feature_select_strategy="default", vision_feature_layer=-2, image_seq_length=64,
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-2,
+        image_seq_length=64,
     )
     return LlavaForConditionalGeneration(config)
 
@@ -43,8 +54,11 @@ def test_plain_llava_trains_and_generates_through_llava_processor(tokenizer, tmp
     model = _llava(tokenizer)
     assert isinstance(model.model.vision_tower, LoclipVisionModel)
     processor = LlavaProcessor(
-        image_processor=LoclipImageProcessor(image_size=64), tokenizer=tokenizer, patch_size=8,
-        vision_feature_select_strategy="default", num_additional_image_tokens=1,
+        image_processor=LoclipImageProcessor(image_size=64),
+        tokenizer=tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
     )
     image = Image.new("RGB", (80, 50), (200, 30, 30))
     inputs = processor(images=image, text="<image> what is in the image a red circle", return_tensors="pt")

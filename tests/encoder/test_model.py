@@ -35,8 +35,10 @@ def _ids(b: int = 2, length: int = 9) -> torch.Tensor:
 
 def _boxes() -> torch.Tensor:
     return torch.tensor(
-        [[[0.1, 0.1, 0.5, 0.5], [0.0, 0.0, 1.0, 1.0], [0.6, 0.2, 0.9, 0.4]],
-         [[0.2, 0.3, 0.4, 0.9], [0.5, 0.5, 0.7, 0.95], [0.0, 0.0, 0.0, 0.0]]]
+        [
+            [[0.1, 0.1, 0.5, 0.5], [0.0, 0.0, 1.0, 1.0], [0.6, 0.2, 0.9, 0.4]],
+            [[0.2, 0.3, 0.4, 0.9], [0.5, 0.5, 0.7, 0.95], [0.0, 0.0, 0.0, 0.0]],
+        ]
     )
 
 
@@ -68,7 +70,9 @@ def test_image_path_does_not_run_the_prompter(model: LoclipModel) -> None:
 
 def test_region_embedding_independent_of_other_boxes_padding_and_batch(model: LoclipModel) -> None:
     px, boxes = _pixels(3), torch.rand(3, 5, 4)
-    boxes = torch.cat([torch.minimum(boxes[..., :2], boxes[..., 2:]), torch.maximum(boxes[..., :2], boxes[..., 2:])], -1)
+    boxes = torch.cat(
+        [torch.minimum(boxes[..., :2], boxes[..., 2:]), torch.maximum(boxes[..., :2], boxes[..., 2:])], -1
+    )
     with torch.no_grad():
         full = model.get_region_features(px, boxes)
         alone = model.get_region_features(px[1:2], boxes[1:2, 3:4])  # one box, one image
@@ -163,8 +167,9 @@ def test_config_validation() -> None:
         ({}, -4, "prompter_num_heads = -4: must be >= 1"),
     ],
 )
-def test_config_refuses_a_trunk_shape_that_cannot_be_built(trunk: dict, prompter_heads: int | None,
-                                                           message: str) -> None:
+def test_config_refuses_a_trunk_shape_that_cannot_be_built(
+    trunk: dict, prompter_heads: int | None, message: str
+) -> None:
     """A patch larger than the image used to fail at the first forward (a convolution larger than its input)."""
     vision = tiny_config().vision_config.trunk_config.to_dict() | trunk
     with pytest.raises(ValueError) as error:
@@ -204,8 +209,9 @@ def test_a_box_without_area_is_not_found(model: LoclipModel) -> None:
     boxes, found = model.ground(px, ids, return_found=True)
     assert found.tolist() == [False, False] and boxes.shape == (2, 4)
     # the rule: some area at the resolution of box text (0-999 integers)
-    assert found_boxes(torch.tensor([[0.1, 0.1, 0.1004, 0.5], [0.1, 0.1, 0.5, 0.1], [0.1, 0.1, 0.102, 0.102],
-                                     [0.0, 0.0, 1.0, 1.0]])).tolist() == [False, False, True, True]  # fmt: skip
+    assert found_boxes(
+        torch.tensor([[0.1, 0.1, 0.1004, 0.5], [0.1, 0.1, 0.5, 0.1], [0.1, 0.1, 0.102, 0.102], [0.0, 0.0, 1.0, 1.0]])
+    ).tolist() == [False, False, True, True]
 
 
 def test_dense_head_boxes_start_centred_on_their_cells() -> None:

@@ -225,8 +225,12 @@ def test_clip_boxes(processor: LoclipProcessor) -> None:
 @pytest.mark.parametrize(
     ("boxes", "error", "match"),
     [
-        ([[], [[0, 0, 51.5, 10]]], ValueError, r"boxes\[1\]\[0\] = \[0.0, 0.0, 51.5, 10.0\] reaches more than 1 px "
-                                                r"outside the 50x20 \(width x height\) image; pass clip_boxes=True"),
+        (
+            [[], [[0, 0, 51.5, 10]]],
+            ValueError,
+            r"boxes\[1\]\[0\] = \[0.0, 0.0, 51.5, 10.0\] reaches more than 1 px "
+            r"outside the 50x20 \(width x height\) image; pass clip_boxes=True",
+        ),
         ([[], [[-1.5, 0, 5, 5]]], ValueError, r"boxes\[1\]\[0\].*outside the 50x20"),
         ([[[10, 0, 5, 5]], []], ValueError, r"boxes\[0\].*x2 < x1"),
         ([[0, 0, 5, 5], []], ValueError, r"boxes\[0\] must be a list of \[x1, y1, x2, y2\] boxes.*\(4,\)"),
@@ -297,7 +301,9 @@ def test_works_as_llava_image_processor(tokenizer) -> None:
 
 def test_image_file_paths(tmp_path: Path) -> None:
     Image.new("RGBA", (3, 5), (0, 0, 255, 255)).save(tmp_path / "blue.png")
-    out = LoclipImageProcessor(image_size=8)([str(tmp_path / "blue.png"), tmp_path / "blue.png"], return_original_sizes=True)
+    out = LoclipImageProcessor(image_size=8)(
+        [str(tmp_path / "blue.png"), tmp_path / "blue.png"], return_original_sizes=True
+    )
     assert out["original_sizes"].tolist() == [[5, 3], [5, 3]]
     (tmp_path / "bad.png").write_bytes(b"not an image")
     with pytest.raises(ValueError, match=r"images\[0\]: not an image in an allowed format"):

@@ -92,8 +92,9 @@ def coco(tmp_path: Path) -> dict[str, Path]:
     (folder / "red_square" / "notes.txt").write_text("not an image")
     return {
         "images": images_dir,
-        "instances": write_json(tmp_path / "instances.json",
-                                {"images": images, "annotations": instances, "categories": categories}),
+        "instances": write_json(
+            tmp_path / "instances.json", {"images": images, "annotations": instances, "categories": categories}
+        ),
         "captions": write_json(tmp_path / "captions.json", {"images": images, "annotations": captions}),
         "refs": write_json(tmp_path / "refs.json", {"images": images, "annotations": instances, "refs": refs}),
         "folder": folder,

@@ -126,11 +126,14 @@ def test_missing_paths_name_the_flag(ade: dict[str, Path]) -> None:
         read_masks(ade["images"], ade["masks"], ade["root"] / "nope.txt")
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    # line i is value i: dropping a blank line would move "sky" onto value 1
-    ("wall\n\nsky\n", r"line 2 is blank; line i names mask value i"),
-    ("wall\n   \nsky\n", r"line 2 is blank"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        # line i is value i: dropping a blank line would move "sky" onto value 1
+        ("wall\n\nsky\n", r"line 2 is blank; line i names mask value i"),
+        ("wall\n   \nsky\n", r"line 2 is blank"),
+    ],
+)
 def test_a_blank_line_inside_a_text_class_list_is_an_error(tmp_path: Path, text: str, message: str) -> None:
     classes = tmp_path / "c.txt"
     classes.write_text(text)
@@ -138,18 +141,21 @@ def test_a_blank_line_inside_a_text_class_list_is_an_error(tmp_path: Path, text:
         read_class_list(classes)
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ('{"1": "wall", " 1": "sky"}', r"key ' 1' is not a mask value: expected a plain decimal integer 0\.\.65535"),
-    ('{"01": "wall"}', "key '01' is not a mask value"),
-    ('{"1.0": "wall"}', r"key '1\.0' is not a mask value"),
-    ('{"\u0661": "wall"}', "key '.' is not a mask value"),  # an Arabic-Indic one: int() would take it for 1
-    ('{"65536": "wall"}', "key '65536' is not a mask value"),
-    ('{"1": "wall", "1": "sky"}', "key '1' is given twice"),
-    ('{"0": null}', "the name of value 0 must be a non-empty string, got None"),
-    ('{"0": 5}', "the name of value 0 must be a non-empty string, got 5"),
-    ('{"0": "  "}', "the name of value 0 must be a non-empty string"),
-    ("[" * 100_000, "nests its JSON too deeply to read"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"1": "wall", " 1": "sky"}', r"key ' 1' is not a mask value: expected a plain decimal integer 0\.\.65535"),
+        ('{"01": "wall"}', "key '01' is not a mask value"),
+        ('{"1.0": "wall"}', r"key '1\.0' is not a mask value"),
+        ('{"\u0661": "wall"}', "key '.' is not a mask value"),  # an Arabic-Indic one: int() would take it for 1
+        ('{"65536": "wall"}', "key '65536' is not a mask value"),
+        ('{"1": "wall", "1": "sky"}', "key '1' is given twice"),
+        ('{"0": null}', "the name of value 0 must be a non-empty string, got None"),
+        ('{"0": 5}', "the name of value 0 must be a non-empty string, got 5"),
+        ('{"0": "  "}', "the name of value 0 must be a non-empty string"),
+        ("[" * 100_000, "nests its JSON too deeply to read"),
+    ],
+)
 def test_a_json_class_list_gives_each_value_one_named_class(tmp_path: Path, text: str, message: str) -> None:
     classes = tmp_path / "c.json"
     classes.write_text(text)

@@ -196,7 +196,8 @@ def test_confusion_matrix_and_miou_by_hand() -> None:
     assert confusion.dtype == torch.int64
     assert per_class_iou(confusion) == pytest.approx([3 / 5, 5 / 7, 2 / 3])
     assert segmentation_metrics(confusion) == pytest.approx(
-        {"mIoU": (3 / 5 + 5 / 7 + 2 / 3) / 3, "pixel_acc": 12 / 15, "mean_acc": (3 / 4 + 5 / 6 + 4 / 5) / 3})
+        {"mIoU": (3 / 5 + 5 / 7 + 2 / 3) / 3, "pixel_acc": 12 / 15, "mean_acc": (3 / 4 + 5 / 6 + 4 / 5) / 3}
+    )
     # summing per-image matrices is the dataset's matrix: two copies double every count, same metrics
     twice = confusion + confusion_matrix(PRED, TARGET, 3, ignore_index=255)
     assert segmentation_metrics(twice) == pytest.approx(segmentation_metrics(confusion))

@@ -13,17 +13,24 @@ from loclip.synth import SceneConfig, write_split
 
 
 def test_questions_take_referring_and_grounding_turns_with_their_own_boxes() -> None:
-    turns = [("<image>\nWhat is in <region>?", "a red square"),
-             ("Where is the blue star?", "[100, 200, 300, 400]"),
-             ("What is in <region>?", "a blue star at [1, 2, 3, 4]"),  # neither: its box is used up all the same
-             ("What is in <region>?", "a green ring")]
-    record = {"image": "a.png", "boxes": [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]],
-              "conversations": [{"from": who, "value": value} for ask, answer in turns
-                                for who, value in (("human", ask), ("gpt", answer))]}
+    turns = [
+        ("<image>\nWhat is in <region>?", "a red square"),
+        ("Where is the blue star?", "[100, 200, 300, 400]"),
+        ("What is in <region>?", "a blue star at [1, 2, 3, 4]"),  # neither: its box is used up all the same
+        ("What is in <region>?", "a green ring"),
+    ]
+    record = {
+        "image": "a.png",
+        "boxes": [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12]],
+        "conversations": [
+            {"from": who, "value": value} for ask, answer in turns for who, value in (("human", ask), ("gpt", answer))
+        ],
+    }
     refer = questions([record], "refer")
     assert [(q.question, q.boxes, q.answer) for q in refer] == [
         ("What is in <region>?", [[1, 2, 3, 4]], "a red square"),
-        ("What is in <region>?", [[9, 10, 11, 12]], "a green ring")]
+        ("What is in <region>?", [[9, 10, 11, 12]], "a green ring"),
+    ]
     (ground,) = questions([record], "ground")
     assert (ground.question, ground.boxes, ground.answer) == ("Where is the blue star?", [], None)
     assert ground.truth_box == parse_boxes("[100, 200, 300, 400]")[0]
@@ -44,16 +51,31 @@ def test_mllm_task_scores_referring_and_rec(tmp_path: Path) -> None:
 
     tokenizer = build_tokenizer(model_max_length=1024)
     ensure_tokens(tokenizer, "plain")
-    model = compose(LoclipVisionModel(tiny_config().vision_config), tiny_llm(tokenizer, hidden_size=32, layers=1,
-                                                                             heads=4), tokenizer)
+    model = compose(
+        LoclipVisionModel(tiny_config().vision_config),
+        tiny_llm(tokenizer, hidden_size=32, layers=1, heads=4),
+        tokenizer,
+    )
     model.save_pretrained(tmp_path / "mllm")
     make_processor(model.config, tokenizer, "plain").save_pretrained(tmp_path / "mllm")
     write_split(tmp_path / "world", "val", 3, seed=0, config=SceneConfig(image_size=64, max_objects=2))
 
     out = tmp_path / "results.json"
-    code = main(["--model", str(tmp_path / "mllm"), "--task", "mllm", "--conversations-json",
-                 str(tmp_path / "world" / "val" / "conversations.json"), "--max-new-tokens", "4",
-                 "--out", str(out), "--no-progress"])
+    code = main(
+        [
+            "--model",
+            str(tmp_path / "mllm"),
+            "--task",
+            "mllm",
+            "--conversations-json",
+            str(tmp_path / "world" / "val" / "conversations.json"),
+            "--max-new-tokens",
+            "4",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     (result,) = json.loads(out.read_text())["results"]
     assert set(result["metrics"]) == {"referring_accuracy", "rec_acc@0.5"}

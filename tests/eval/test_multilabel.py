@@ -21,17 +21,23 @@ def _toy() -> Dataset[MultiLabelImage]:
     """Image embedding = mean normalised pixel; red (1,-1,-1), green (-1,1,-1), blue (-1,-1,1) pairwise cosine
     -1/3. Cosines with (red, green, blue), worked out in the comments; labels are the dataset's truth."""
     red, green, blue = 0, 1, 2
-    return Dataset("toy", [
-        MultiLabelImage(paint(64, 64, [(*ALL, "red")]), (red,)),  # 1, -1/3, -1/3
-        MultiLabelImage(paint(32, 64, [(*ALL, "blue")]), (blue,)),  # -1/3, -1/3, 1 (padding adds 0)
-        MultiLabelImage(paint(64, 64, [(*ALL, "green")]), (green,)),  # -1/3, 1, -1/3
-        # half red, half blue: mean (0, -1, 0) → 1/√3, -1/√3, 1/√3
-        MultiLabelImage(paint(64, 64, [(slice(None), slice(0, 32), "red"), (slice(None), slice(32, 64), "blue")]),
-                        (red, blue)),
-        # 3/4 red, 1/4 blue: mean (1/2, -1, -1/2) → 2/√4.5, -1/√4.5, 0; labelled green too, which it does not show
-        MultiLabelImage(paint(64, 64, [(slice(None), slice(0, 48), "red"), (slice(None), slice(48, 64), "blue")]),
-                        (red, green)),
-    ], ("red", "green", "blue", "white"))
+    return Dataset(
+        "toy",
+        [
+            MultiLabelImage(paint(64, 64, [(*ALL, "red")]), (red,)),  # 1, -1/3, -1/3
+            MultiLabelImage(paint(32, 64, [(*ALL, "blue")]), (blue,)),  # -1/3, -1/3, 1 (padding adds 0)
+            MultiLabelImage(paint(64, 64, [(*ALL, "green")]), (green,)),  # -1/3, 1, -1/3
+            # half red, half blue: mean (0, -1, 0) → 1/√3, -1/√3, 1/√3
+            MultiLabelImage(
+                paint(64, 64, [(slice(None), slice(0, 32), "red"), (slice(None), slice(32, 64), "blue")]), (red, blue)
+            ),
+            # 3/4 red, 1/4 blue: mean (1/2, -1, -1/2) → 2/√4.5, -1/√4.5, 0; labelled green too, which it does not show
+            MultiLabelImage(
+                paint(64, 64, [(slice(None), slice(0, 48), "red"), (slice(None), slice(48, 64), "blue")]), (red, green)
+            ),
+        ],
+        ("red", "green", "blue", "white"),
+    )
 
 
 def test_evaluate_multilabel_exact(colour_model) -> None:
@@ -52,10 +58,12 @@ def test_evaluate_multilabel_class_prompts_and_errors(colour_model, model_and_pr
     # (Averaging the two groups into (1, 0, 0) would rank the half-white image first.) blue: the blue image
     # first, then red (-1/3) above the half-white one (-1/√3) → (1/1 + 2/3) / 2
     half = paint(64, 64, [(slice(None), slice(0, 32), "red"), (slice(None), slice(32, 64), "white")])
-    items = [MultiLabelImage(paint(64, 64, [(*ALL, "red")]), (0,)), MultiLabelImage(half, (1,)),
-             MultiLabelImage(paint(32, 64, [(*ALL, "blue")]), (1,))]
-    data = Dataset("prompts", items, ("warm", "blue"), class_prompts=((("a red one",), ("a white one",)),
-                                                                      (("blue",),)))
+    items = [
+        MultiLabelImage(paint(64, 64, [(*ALL, "red")]), (0,)),
+        MultiLabelImage(half, (1,)),
+        MultiLabelImage(paint(32, 64, [(*ALL, "blue")]), (1,)),
+    ]
+    data = Dataset("prompts", items, ("warm", "blue"), class_prompts=((("a red one",), ("a white one",)), (("blue",),)))
     assert evaluate_multilabel(model, processor, data).metrics["mAP"] == pytest.approx((1 + 5 / 6) / 2)
     bad = Dataset("bad", [MultiLabelImage(paint(8, 8, []), (2,))], ("a", "b"))
     with pytest.raises(ValueError, match="dataset 'bad': label 2 is outside the 2 class names"):
@@ -126,9 +134,24 @@ def test_synthetic_multilabel(synth_dir: Path, labels: str) -> None:
     assert len(data.class_prompts) == len(names)
     sample = dict(zip(names, data.class_prompts))
     if labels == "phrase":
-        assert sample["small red circle"] == ((tuple(f"A small red circle is {p}." for p in (
-            "in the top left", "at the top", "in the top right", "on the left", "in the centre", "on the right",
-            "in the bottom left", "at the bottom", "in the bottom right")),))
+        assert sample["small red circle"] == (
+            (
+                tuple(
+                    f"A small red circle is {p}."
+                    for p in (
+                        "in the top left",
+                        "at the top",
+                        "in the top right",
+                        "on the left",
+                        "in the centre",
+                        "on the right",
+                        "in the bottom left",
+                        "at the bottom",
+                        "in the bottom right",
+                    )
+                ),
+            )
+        )
     else:
         (group,) = sample[names[0]]
         assert len(group) == 9 * len(ALL_PHRASES) // len(names)

@@ -20,7 +20,7 @@ def test_summarize_is_mean_and_sample_sd_over_the_seeds_that_have_the_metric() -
 
 def test_verdict_needs_the_gap_to_exceed_both_spreads() -> None:
     a = {"mean": 0.5, "sd": 0.05, "n": 3}
-    assert verdict(a, {"mean": 0.3, "sd": 0.05, "n": 3}) == "holds"              # gap 0.2 > 0.1
+    assert verdict(a, {"mean": 0.3, "sd": 0.05, "n": 3}) == "holds"  # gap 0.2 > 0.1
     assert verdict(a, {"mean": 0.42, "sd": 0.05, "n": 3}) == "within the spread"  # gap 0.08 < 0.1
     assert verdict(a, {"mean": 0.6, "sd": 0.0, "n": 3}) == "does not hold"
     assert verdict(a, None) == "n/a"

@@ -206,8 +206,10 @@ def append(key: str, entry: dict):
     return lambda d: d[key].append(entry)
 
 
-@pytest.mark.parametrize(("file", "value"), [("instances", 60.5), ("instances", "60"), ("instances", True),
-                                             ("instances", 0), ("refs", -3), ("refs", [60])])
+@pytest.mark.parametrize(
+    ("file", "value"),
+    [("instances", 60.5), ("instances", "60"), ("instances", True), ("instances", 0), ("refs", -3), ("refs", [60])],
+)
 def test_a_stated_image_size_that_is_no_whole_number_names_the_image_entry(
     coco: dict[str, Path], tmp_path: Path, file: str, value: object
 ) -> None:
@@ -221,23 +223,45 @@ def test_a_stated_image_size_that_is_no_whole_number_names_the_image_entry(
     assert len(reader(whole, coco["images"])) > 0  # 100.0 is whole; a null width is "not stated"
 
 
-@pytest.mark.parametrize(("file", "edit", "message"), [
-    # two categories with id 3 used to merge into one class
-    ("instances", append("categories", {"id": 3, "name": "truck"}), r"categories\[3\]\.id = 3 repeats categories\[1\]"),
-    ("instances", lambda d: d["categories"][2].update(id=True), r"categories\[2\]\.id = True is not an integer or"),
-    ("instances", lambda d: d["annotations"][0].update(category_id=True),
-     r"annotations\[0\]\.category_id = True is not a category id"),
-    ("instances", lambda d: d["annotations"][0].update(image_id=42), r"annotations\[0\]\.image_id = 42 is not an im"),
-    # a repeated image id dropped one image and scored the other with both images' annotations
-    ("instances", append("images", {"id": 2, "file_name": "a.png"}), r"images\[3\]\.id = 2 repeats images\[1\]\.id"),
-    ("instances", lambda d: d["annotations"][1].update(id=10), r"annotations\[1\]\.id = 10 repeats annotations\[0\]"),
-    ("instances", lambda d: d["images"][0].update(id=1.0), r"images\[0\]\.id = 1\.0 is not an integer or a string"),
-    ("captions", append("images", {"id": 1, "file_name": "b.png"}), r"images\[3\]\.id = 1 repeats images\[0\]\.id"),
-    ("captions", lambda d: d["annotations"][0].update(image_id=True), r"annotations\[0\]\.image_id = True is not"),
-    ("refs", append("images", {"id": 1, "file_name": "b.png"}), r"images\[3\]\.id = 1 repeats images\[0\]\.id"),
-    ("refs", lambda d: d["refs"][0].update(ann_id=True), r"refs\[0\]\.ann_id = True is not an annotation id"),
-    ("refs", lambda d: d["refs"][1].update(image_id=[1]), r"refs\[1\]\.image_id = \[1\] is not an image id"),
-])
+@pytest.mark.parametrize(
+    ("file", "edit", "message"),
+    [
+        # two categories with id 3 used to merge into one class
+        (
+            "instances",
+            append("categories", {"id": 3, "name": "truck"}),
+            r"categories\[3\]\.id = 3 repeats categories\[1\]",
+        ),
+        ("instances", lambda d: d["categories"][2].update(id=True), r"categories\[2\]\.id = True is not an integer or"),
+        (
+            "instances",
+            lambda d: d["annotations"][0].update(category_id=True),
+            r"annotations\[0\]\.category_id = True is not a category id",
+        ),
+        (
+            "instances",
+            lambda d: d["annotations"][0].update(image_id=42),
+            r"annotations\[0\]\.image_id = 42 is not an im",
+        ),
+        # a repeated image id dropped one image and scored the other with both images' annotations
+        (
+            "instances",
+            append("images", {"id": 2, "file_name": "a.png"}),
+            r"images\[3\]\.id = 2 repeats images\[1\]\.id",
+        ),
+        (
+            "instances",
+            lambda d: d["annotations"][1].update(id=10),
+            r"annotations\[1\]\.id = 10 repeats annotations\[0\]",
+        ),
+        ("instances", lambda d: d["images"][0].update(id=1.0), r"images\[0\]\.id = 1\.0 is not an integer or a string"),
+        ("captions", append("images", {"id": 1, "file_name": "b.png"}), r"images\[3\]\.id = 1 repeats images\[0\]\.id"),
+        ("captions", lambda d: d["annotations"][0].update(image_id=True), r"annotations\[0\]\.image_id = True is not"),
+        ("refs", append("images", {"id": 1, "file_name": "b.png"}), r"images\[3\]\.id = 1 repeats images\[0\]\.id"),
+        ("refs", lambda d: d["refs"][0].update(ann_id=True), r"refs\[0\]\.ann_id = True is not an annotation id"),
+        ("refs", lambda d: d["refs"][1].update(image_id=[1]), r"refs\[1\]\.image_id = \[1\] is not an image id"),
+    ],
+)
 def test_coco_ids_are_integers_or_strings_unique_in_their_list(
     coco: dict[str, Path], tmp_path: Path, file: str, edit, message: str
 ) -> None:
@@ -255,8 +279,11 @@ def test_a_coco_file_name_that_leaves_the_image_folder_is_refused(
     (coco["images"] / "link.png").symlink_to(tmp_path / "outside.png")
     (coco["images"] / "folder.png").mkdir()
     path = edited(coco["captions"], tmp_path, lambda d: d["images"][1].update(file_name=file_name))
-    with pytest.raises(ValueError, match=r"image 2: image path (.* leads outside the image folder|.* is not a regular "
-                                         r"file|must be a non-empty string, got 5)"):
+    with pytest.raises(
+        ValueError,
+        match=r"image 2: image path (.* leads outside the image folder|.* is not a regular "
+        r"file|must be a non-empty string, got 5)",
+    ):
         read_coco_captions(path, coco["images"])
     assert read_coco_captions(coco["captions"], coco["images"]).skipped == {"missing_image": 1}  # still a skip
 
@@ -265,9 +292,12 @@ def test_a_coco_file_name_that_leaves_the_image_folder_is_refused(
 def test_json_nested_too_deeply_or_not_utf8_names_the_file(coco: dict[str, Path], tmp_path: Path, file: str) -> None:
     """``[[[[…]]]]`` 10^5 deep raised RecursionError (a traceback from loclip-eval)."""
     path = tmp_path / f"{file}.json"
-    read = {"instances": lambda p: read_coco_instances(p, coco["images"]),
-            "captions": lambda p: read_coco_captions(p, coco["images"]),
-            "refs": lambda p: read_refs(p, coco["images"]), "classnames": read_classnames}[file]
+    read = {
+        "instances": lambda p: read_coco_instances(p, coco["images"]),
+        "captions": lambda p: read_coco_captions(p, coco["images"]),
+        "refs": lambda p: read_refs(p, coco["images"]),
+        "classnames": read_classnames,
+    }[file]
     field = "classnames" if file == "classnames" else f"{file}_json"
     path.write_text("[" * 100_000 + "]" * 100_000)
     with pytest.raises(ValueError, match=rf"{field}: '.*{file}\.json' nests its JSON too deeply to read"):
@@ -303,10 +333,14 @@ def test_reader_errors_end_loclip_eval_with_one_line(
     shard = damaged / "val" / "shard-000000.tar"
     shard.write_bytes(shard.read_bytes()[:3000])
     for args, message in [
-        (["--task", "region_cls", "--instances-json", str(deep), "--image-dir", str(coco["images"])],
-         "nests its JSON too deeply"),
-        (["--task", "retrieval", "--captions-json", str(outside), "--image-dir", str(coco["images"])],
-         "image 1: image path '/etc/passwd.png' leads outside the image folder"),
+        (
+            ["--task", "region_cls", "--instances-json", str(deep), "--image-dir", str(coco["images"])],
+            "nests its JSON too deeply",
+        ),
+        (
+            ["--task", "retrieval", "--captions-json", str(outside), "--image-dir", str(coco["images"])],
+            "image 1: image path '/etc/passwd.png' leads outside the image folder",
+        ),
         (["--task", "synthetic", "--synth-dir", str(damaged)], "shard-000000.tar' cannot be read (truncated"),
     ]:
         assert main(["--model", str(model_dir), "--no-progress", *args]) == 2

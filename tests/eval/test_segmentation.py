@@ -57,8 +57,10 @@ def test_upsample_square_and_larger_than_the_input() -> None:
 
 def test_prompt_groups_average_within_and_take_the_best_group(colour_model) -> None:
     model, processor = colour_model
-    assert prompt_groups(["red", "blue"], ["a {}.", "the {} one"]) == [[["a red.", "the red one"]],
-                                                                       [["a blue.", "the blue one"]]]
+    assert prompt_groups(["red", "blue"], ["a {}.", "the {} one"]) == [
+        [["a red.", "the red one"]],
+        [["a blue.", "the blue one"]],
+    ]
     with pytest.raises(ValueError, match="class_prompts has 1 entries for 2 classes"):
         prompt_groups(["red", "blue"], ["{}"], [[["red"]]])
     # class 0: one group averaging red and blue; class 1: two groups, green or white
@@ -85,13 +87,23 @@ def test_prompt_groups_average_within_and_take_the_best_group(colour_model) -> N
 #   truth blue:       A 512, all right
 # IoU: background 1280 / (1280 + 256), red 1984 / (1984 + 256), blue 1; pixel acc (1280 + 1984 + 512) / 4032.
 CLASSES = ("background", "red", "blue")
-PROMPTS = ((("The background is green.",), ("The background is white.",)), (("A red shape.", "a red one"),),
-           (("A blue shape.",),))
+PROMPTS = (
+    (("The background is green.",), ("The background is white.",)),
+    (("A red shape.", "a red one"),),
+    (("A blue shape.",),),
+)
 
 
 def _toy_segmentation() -> Dataset[SegmentedImage]:
-    a = paint(32, 64, [(slice(None), slice(0, 32), "red"), (slice(None), slice(32, 48), "blue"),
-                       (slice(None), slice(48, 64), "green")])
+    a = paint(
+        32,
+        64,
+        [
+            (slice(None), slice(0, 32), "red"),
+            (slice(None), slice(32, 48), "blue"),
+            (slice(None), slice(48, 64), "green"),
+        ],
+    )
     mask_a = np.ones((32, 64), dtype=np.int64)
     mask_a[:, 32:48] = 2
     mask_a[:16, 48:] = 0
@@ -108,8 +120,9 @@ def test_evaluate_segmentation_exact(colour_model, batch_size: int) -> None:
     model, processor = colour_model
     result = evaluate_segmentation(model, processor, _toy_segmentation(), batch_size=batch_size)
     iou = {"background": 1280 / 1536, "red": 1984 / 2240, "blue": 1.0}
-    assert result.metrics == pytest.approx({"mIoU": sum(iou.values()) / 3, "pixel_acc": 3776 / 4032,
-                                            "mean_acc": (1 + 1984 / 2240 + 1) / 3})
+    assert result.metrics == pytest.approx(
+        {"mIoU": sum(iou.values()) / 3, "pixel_acc": 3776 / 4032, "mean_acc": (1 + 1984 / 2240 + 1) / 3}
+    )
     assert result.info["class_iou"] == pytest.approx(iou)
     assert result.info["num_images"] == 2 and result.info["num_classes"] == 3
     assert (result.task, result.dataset) == ("segmentation", "toy")

@@ -24,15 +24,18 @@ from loclip.eval import (
 from loclip.eval.embed import embed_captions, embed_regions, embed_texts, ground_phrases, text_context
 from loclip.synth import write_split
 
-LONG = ("A small red circle is on the left. A large blue square is in the bottom right. "
-        "The blue square is right of the red circle. The background is grey.")
+LONG = (
+    "A small red circle is on the left. A large blue square is in the bottom right. "
+    "The blue square is right of the red circle. The background is grey."
+)
 
 
 def _scene_items() -> list[RegionImage]:
     a, b = Image.new("RGB", (80, 40), (200, 30, 30)), Image.new("RGB", (30, 90), (30, 30, 200))
     return [
-        RegionImage(a, (Region((0, 0, 40, 40), 0, ("small red circle",)),
-                        Region((40, 0, 80, 20), 1, ("large blue square",)))),
+        RegionImage(
+            a, (Region((0, 0, 40, 40), 0, ("small red circle",)), Region((40, 0, 80, 20), 1, ("large blue square",)))
+        ),
         RegionImage(b, (Region((5, 30, 25, 80), 1, ("large blue square", "small red circle")),)),
     ]
 
@@ -43,8 +46,12 @@ def test_long_captions(model_and_processor) -> None:
     short = "a small red circle"
     emb, overlong = embed_captions(model, processor, [short, LONG])
     assert overlong == 1
-    sentences = ["A small red circle is on the left.", "A large blue square is in the bottom right.",
-                 "The blue square is right of the red circle.", "The background is grey."]
+    sentences = [
+        "A small red circle is on the left.",
+        "A large blue square is in the bottom right.",
+        "The blue square is right of the red circle.",
+        "The background is grey.",
+    ]
     expected = F.normalize(embed_texts(model, processor, sentences).mean(0), dim=-1)
     torch.testing.assert_close(emb[1], expected, atol=1e-5, rtol=0)
     torch.testing.assert_close(emb[0], embed_texts(model, processor, [short])[0], atol=1e-5, rtol=0)

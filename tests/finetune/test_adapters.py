@@ -90,8 +90,9 @@ def test_lora_ground_step_then_merge_keeps_the_ground_projector(tiny_ground, ima
     with torch.no_grad():
         drawn = peft_model.get_base_model().ground_boxes(inputs["input_ids"], inputs["pixel_values"])[0]
         plain = adapters.merged(peft_model)
-        torch.testing.assert_close(plain.ground_boxes(inputs["input_ids"], inputs["pixel_values"])[0], drawn,
-                                   atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(
+            plain.ground_boxes(inputs["input_ids"], inputs["pixel_values"])[0], drawn, atol=1e-5, rtol=1e-5
+        )
 
 
 def test_qlora_step_on_cpu(build_tiny, image, tmp_path: Path) -> None:
@@ -117,8 +118,9 @@ def test_lora_trains_loclips_new_token_rows_in_and_out(tiny_ground, image) -> No
     batch = {**inputs, "labels": inputs["input_ids"].clone(), "ground_boxes": torch.tensor([[[0.1, 0.2, 0.5, 0.6]]])}
     rows_in = model.get_input_embeddings().weight.detach().clone()
     rows_out = model.get_output_embeddings().weight.detach().clone()
-    peft_model = adapters.apply_lora(model, r=4, alpha=8, dropout=0.0,
-                                     trainable_tokens=adapters.loclip_token_ids(model))
+    peft_model = adapters.apply_lora(
+        model, r=4, alpha=8, dropout=0.0, trainable_tokens=adapters.loclip_token_ids(model)
+    )
     adapters.set_trainable(peft_model, stage=2, tune_encoder=False, tune_llm=False)
     _step(peft_model, batch)
     with torch.no_grad():
@@ -146,8 +148,10 @@ def test_qlora_exports_by_merging_into_the_float_base(build_tiny, image, tmp_pat
         adapters.merged_float(model, tmp_path / "base")
     plain = adapters.merged_float(peft_model, tmp_path / "base").eval()
     assert not any("lora" in n for n, _ in plain.named_parameters())
-    assert torch.equal(plain.model.multi_modal_projector.linear_1.weight,
-                       peft_model.get_base_model().model.multi_modal_projector.linear_1.weight)
+    assert torch.equal(
+        plain.model.multi_modal_projector.linear_1.weight,
+        peft_model.get_base_model().model.multi_modal_projector.linear_1.weight,
+    )
     q_proj = "model.language_model.layers.0.self_attn.q_proj.weight"
     assert not torch.equal(plain.state_dict()[q_proj], model.state_dict()[q_proj])  # the LoRA update is in
     plain.save_pretrained(tmp_path / "export")

@@ -21,8 +21,11 @@ TURNS = [{"from": "human", "value": "<image>\nWhat is in <region>?"}, {"from": "
 
 
 def record(image: str = "a.png", boxes: object = ((10, 10, 30, 30),)) -> dict:
-    return {"image": image, "conversations": TURNS, "boxes": [list(b) for b in boxes] if isinstance(boxes, tuple)
-            else boxes}
+    return {
+        "image": image,
+        "conversations": TURNS,
+        "boxes": [list(b) for b in boxes] if isinstance(boxes, tuple) else boxes,
+    }
 
 
 @pytest.fixture
@@ -62,18 +65,36 @@ def test_collate_pads_ground_boxes(ground_batch) -> None:
 def test_every_checkable_fault_is_skipped_and_counted_when_the_dataset_is_built(tiny, folder: Path) -> None:
     _, processor = tiny
     records = [
-        record(), record("b.png"),  # the two good ones
-        record("missing.png"), record("../outside/x.png"), record("/dev/zero"), record("fifo.png"),
-        record("notes.eps"), record("big.png"),
-        record(boxes=5), record(boxes=((float("nan"), 1, 2, 3),)), record(boxes=((10, 10, 90, 30),)),
-        record(boxes=((30, 10, 10, 30),)), record(boxes=((1, 2, 3),)), record(boxes=(("a", 1, 2, 3),)),
-        "not a record", None, {"conversations": TURNS},
+        record(),
+        record("b.png"),  # the two good ones
+        record("missing.png"),
+        record("../outside/x.png"),
+        record("/dev/zero"),
+        record("fifo.png"),
+        record("notes.eps"),
+        record("big.png"),
+        record(boxes=5),
+        record(boxes=((float("nan"), 1, 2, 3),)),
+        record(boxes=((10, 10, 90, 30),)),
+        record(boxes=((30, 10, 10, 30),)),
+        record(boxes=((1, 2, 3),)),
+        record(boxes=(("a", 1, 2, 3),)),
+        "not a record",
+        None,
+        {"conversations": TURNS},
     ]
     dataset = ConversationDataset(records, processor, folder, max_length=512)
     assert len(dataset) == 2
     assert dict(dataset.skip_counts) == {
-        "image_missing": 1, "image_outside_root": 2, "image_not_a_file": 1, "image_format": 1,
-        "image_too_large": 1, "bad_boxes": 4, "box_outside_image": 1, "box_inverted": 1, "not_a_record": 2,
+        "image_missing": 1,
+        "image_outside_root": 2,
+        "image_not_a_file": 1,
+        "image_format": 1,
+        "image_too_large": 1,
+        "bad_boxes": 4,
+        "box_outside_image": 1,
+        "box_inverted": 1,
+        "not_a_record": 2,
         "no_image": 1,
     }
 
@@ -109,8 +130,9 @@ def test_an_image_that_breaks_after_the_build_is_skipped_while_training(tiny, fo
     _, processor = tiny
     for name in ("c.png", "d.png", "e.png"):
         (folder / name).write_bytes((folder / "a.png").read_bytes())
-    dataset = ConversationDataset([record(n) for n in ("a.png", "b.png", "c.png", "d.png", "e.png")], processor,
-                                  folder, max_length=512)
+    dataset = ConversationDataset(
+        [record(n) for n in ("a.png", "b.png", "c.png", "d.png", "e.png")], processor, folder, max_length=512
+    )
     assert len(dataset) == 5
     (folder / "c.png").write_bytes((folder / "c.png").read_bytes()[:60])  # truncated after the build
     stream = BatchStream(dataset, batch_size=2, seed=0)

@@ -30,9 +30,14 @@ COLOUR_CHANCE = 1 / 8
 def _single_turns(records: list[dict], kind: str = "refer") -> list[dict]:
     """One single-turn record per question of ``kind`` (short sequences: the test has seconds, not minutes)."""
     return [
-        {"image": q.image, "conversations": [{"from": "human", "value": f"<image>\n{q.question}"},
-                                             {"from": "gpt", "value": q.answer or render_box(q.truth_box)}],
-         "boxes": q.boxes}
+        {
+            "image": q.image,
+            "conversations": [
+                {"from": "human", "value": f"<image>\n{q.question}"},
+                {"from": "gpt", "value": q.answer or render_box(q.truth_box)},
+            ],
+            "boxes": q.boxes,
+        }
         for q in questions(records, kind)
     ]
 
@@ -55,8 +60,13 @@ def _world(tmp_path: Path, box_answers: str = "text"):
     ensure_tokens(tokenizer, "plain", ground=box_answers == "ground")
     torch.manual_seed(0)
     encoder = LoclipVisionModel(tiny_config(image_size=32, patch_size=8).vision_config)
-    model = compose(encoder, tiny_llm(tokenizer, hidden_size=64, layers=2), tokenizer, vision_feature_layer=-1,
-                    box_answers=box_answers)
+    model = compose(
+        encoder,
+        tiny_llm(tokenizer, hidden_size=64, layers=2),
+        tokenizer,
+        vision_feature_layer=-1,
+        box_answers=box_answers,
+    )
     return model, make_processor(model.config, tokenizer, "plain")
 
 

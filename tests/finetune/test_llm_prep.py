@@ -25,8 +25,10 @@ from loclip.finetune.llm_prep import CHECK_FILE, WRITER, check_gguf, is_prepared
 from loclip.synth import build_tokenizer
 
 gguf = pytest.importorskip("gguf")
-CHAT = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{{ eos_token }}{% endfor %}" \
-       "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+CHAT = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{{ eos_token }}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
 
 
 def write_gguf(path: Path) -> Path:
@@ -105,7 +107,11 @@ def fake_prepared(directory: Path) -> Path:
 
 @pytest.mark.parametrize("out", [".", "victim/x/..", "victim", "victim/.", "afile", "link", "link-to-llm", "CWD"])
 def test_a_folder_loclip_did_not_write_is_refused_even_with_overwrite_before_anything_loads(
-    tmp_path: Path, source: Path, out: str, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    source: Path,
+    out: str,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
     no_loading: None,
 ) -> None:
     """It used to empty ``.`` (then fail) and ``victim`` (through ``victim/x/..``), and advised --overwrite."""
@@ -125,8 +131,9 @@ def test_a_folder_loclip_did_not_write_is_refused_even_with_overwrite_before_any
     assert snapshot(tmp_path) == before
 
 
-def test_a_missing_gguf_is_named_before_the_output_folder_is_looked_at(tmp_path: Path, no_loading: None,
-                                                                       capsys: pytest.CaptureFixture) -> None:
+def test_a_missing_gguf_is_named_before_the_output_folder_is_looked_at(
+    tmp_path: Path, no_loading: None, capsys: pytest.CaptureFixture
+) -> None:
     code, err = run(["--out", str(tmp_path), "--gguf", str(tmp_path / "none.gguf")], capsys)
     assert code == 2 and "--gguf: no such GGUF file" in err and "none.gguf" in err
 
@@ -204,4 +211,3 @@ def test_an_empty_folder_is_filled(tmp_path: Path, source: Path, tiny_gguf_model
     (tmp_path / "llm").mkdir()
     prepare_llm(tmp_path / "llm", source)
     assert is_prepared(tmp_path / "llm")
-

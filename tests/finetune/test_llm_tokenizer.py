@@ -20,8 +20,10 @@ from loclip.finetune.config import FinetuneRecipe
 from loclip.finetune.trainer import build
 from loclip.synth import build_tokenizer
 
-CHAT = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{{ eos_token }}{% endfor %}" \
-       "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+CHAT = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{{ eos_token }}{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
 
 
 def llm_dir(root: Path) -> Path:
@@ -42,10 +44,14 @@ def test_check_names_both_sides_and_what_differs() -> None:
     n = len(tokenizer)
     check_tokenizer_fits(tokenizer, LlamaConfig(vocab_size=n + VOCAB_PADDING, bos_token_id=2, eos_token_id=3), "t", "l")
     check_tokenizer_fits(tokenizer, LlamaConfig(vocab_size=n, bos_token_id=2, eos_token_id=[3, 9]), "t", "l")
-    with pytest.raises(ValueError, match=r"'world-tok' does not belong to model.llm 'smollm2'.*1,067 tokens "
-                                         r"against the LLM's 49,152 embedding rows"):
-        check_tokenizer_fits(tokenizer, LlamaConfig(vocab_size=49152, bos_token_id=2, eos_token_id=3), "world-tok",
-                             "smollm2")
+    with pytest.raises(
+        ValueError,
+        match=r"'world-tok' does not belong to model.llm 'smollm2'.*1,067 tokens "
+        r"against the LLM's 49,152 embedding rows",
+    ):
+        check_tokenizer_fits(
+            tokenizer, LlamaConfig(vocab_size=49152, bos_token_id=2, eos_token_id=3), "world-tok", "smollm2"
+        )
     with pytest.raises(ValueError, match="1,067 tokens against the LLM's 1,000 embedding rows"):
         check_tokenizer_fits(tokenizer, LlamaConfig(vocab_size=1000, bos_token_id=2, eos_token_id=3), "t", "l")
     with pytest.raises(ValueError, match="bos_token_id 2 against the LLM's 1; eos_token_id 3 against the LLM's 2"):
@@ -64,8 +70,11 @@ def test_build_refuses_a_foreign_tokenizer_and_takes_the_llms_own(tmp_path: Path
     build_tokenizer().save_pretrained(tmp_path / "world")
     recipe = FinetuneRecipe()
     recipe.model.encoder, recipe.model.llm, recipe.model.tokenizer = str(encoder), str(llm), str(tmp_path / "world")
-    with pytest.raises(ValueError, match=r"'.*world' does not belong to model.llm '.*llm': 1,067 tokens against "
-                                         r"the LLM's 2,631 embedding rows"):
+    with pytest.raises(
+        ValueError,
+        match=r"'.*world' does not belong to model.llm '.*llm': 1,067 tokens against "
+        r"the LLM's 2,631 embedding rows",
+    ):
         build(recipe)
     recipe.model.tokenizer = None
     model, processor = build(recipe)
@@ -95,12 +104,23 @@ def test_smollm2_recipe_prepares_what_is_missing_and_keeps_the_llms_tokenizer(tm
 
     llm = llm_dir(tmp_path)
     config = Path(__file__).parents[2] / "configs" / "mllm" / "smollm2.yaml"
-    argv = ["--config", str(config), "--output-dir", str(tmp_path / "run"), "--quickstart-scenes", "4",
-            "--model.encoder", str(encoder), "--model.llm", str(llm), "--data.max_length", "64"]
+    argv = [
+        "--config",
+        str(config),
+        "--output-dir",
+        str(tmp_path / "run"),
+        "--quickstart-scenes",
+        "4",
+        "--model.encoder",
+        str(encoder),
+        "--model.llm",
+        str(llm),
+        "--data.max_length",
+        "64",
+    ]
 
     def configured(*extra: str) -> FinetuneRecipe:
-        cmd, args = parse_command(parser(), FinetuneCommand,
-                                  argv + list(extra))
+        cmd, args = parse_command(parser(), FinetuneCommand, argv + list(extra))
         recipe = load_recipe(FinetuneRecipe, cmd.config, args)  # --output-dir sets run.output_dir
         configure(cmd, recipe)
         return recipe

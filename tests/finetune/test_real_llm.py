@@ -40,9 +40,14 @@ def region_batch(processor, tokenizer, image: Image.Image) -> dict[str, torch.Te
     """The first referring turn of ``TURNS`` on ``image`` (its ``<region>`` at ``REGION_BOX``), with labels."""
     ids, labels = encode_conversation(tokenizer, TURNS[:2], processor.num_image_tokens, "auto")
     pixels = processor(images=image, boxes=[[REGION_BOX]])
-    return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
-            "attention_mask": torch.ones(1, len(ids), dtype=torch.long), "pixel_values": pixels["pixel_values"],
-            "boxes": pixels["boxes"], "box_mask": pixels["box_mask"]}
+    return {
+        "input_ids": torch.tensor([ids]),
+        "labels": torch.tensor([labels]),
+        "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+        "pixel_values": pixels["pixel_values"],
+        "boxes": pixels["boxes"],
+        "box_mask": pixels["box_mask"],
+    }
 
 
 def lora_steps(model, batch: dict[str, torch.Tensor], steps: int, lr: float, **lora) -> tuple[object, list[float]]:
@@ -91,7 +96,8 @@ def test_chat_template_labels_are_exactly_the_answers_token_by_token(smollm2: Pa
     # the pieces tokenised apart equal the whole rendered conversation tokenised at once
     rendered = tokenizer.apply_chat_template(
         [{"role": "user" if t["from"] == "human" else "assistant", "content": t["value"]} for t in TURNS],
-        tokenize=False).replace("<image>", "<image>" * 3)
+        tokenize=False,
+    ).replace("<image>", "<image>" * 3)
     assert ids == tokenizer(rendered, add_special_tokens=False)["input_ids"]
     targets = [i for i, label in zip(ids, labels) if label != IGNORE_INDEX]
     # the answers and their end token; the newline the template writes after <|im_end|> is not a target
@@ -151,11 +157,16 @@ def test_short_lora_run_learns_to_emit_ground_where_a_box_is_asked(smollm2: Path
     turns = [{"from": "human", "value": "<image>\nWhere is the circle?"}, {"from": "gpt", "value": GROUND_TOKEN}]
     ids, labels = encode_conversation(tokenizer, turns, processor.num_image_tokens, "auto")
     pixels = processor(images=image)["pixel_values"]
-    batch = {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]), "pixel_values": pixels,
-             "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
-             "ground_boxes": torch.tensor([[[0.2, 0.2, 0.6, 0.6]]])}
-    prompt = torch.tensor([encode_prompt(tokenizer, [{"role": "user", "content": turns[0]["value"]}],
-                                         processor.num_image_tokens, "auto")])
+    batch = {
+        "input_ids": torch.tensor([ids]),
+        "labels": torch.tensor([labels]),
+        "pixel_values": pixels,
+        "attention_mask": torch.ones(1, len(ids), dtype=torch.long),
+        "ground_boxes": torch.tensor([[[0.2, 0.2, 0.6, 0.6]]]),
+    }
+    prompt = torch.tensor(
+        [encode_prompt(tokenizer, [{"role": "user", "content": turns[0]["value"]}], processor.num_image_tokens, "auto")]
+    )
     ground = model.config.ground_token_index
 
     def first_token(m) -> int:
@@ -189,8 +200,16 @@ def test_qlora_on_the_real_llm_merges_exports_and_reloads_the_same(smollm2: Path
     assert type(quantized.model.language_model.layers[0].self_attn.q_proj).__name__ == "Linear4bit"
     processor = make_processor(quantized.config, tokenizer, "auto")
     image = Image.new("RGB", (48, 40), (40, 90, 200))
-    peft_model, losses = lora_steps(quantized, region_batch(processor, tokenizer, image), 2, 1e-3, r=4, alpha=8,
-                                    quantized=True, trainable_tokens=adapters.loclip_token_ids(quantized))
+    peft_model, losses = lora_steps(
+        quantized,
+        region_batch(processor, tokenizer, image),
+        2,
+        1e-3,
+        r=4,
+        alpha=8,
+        quantized=True,
+        trainable_tokens=adapters.loclip_token_ids(quantized),
+    )
     assert all(torch.isfinite(torch.tensor(losses)))
 
     plain = adapters.merged_float(peft_model, tmp_path / "base").eval()  # 4-bit merges do not reload

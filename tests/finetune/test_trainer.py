@@ -36,12 +36,34 @@ def setup(tmp_path_factory) -> Path:
 
 def _args(root: Path, out: Path, steps: int, *extra: str) -> list[str]:
     return [
-        "--config", str(REPO / "configs/mllm/stage1.yaml"), "--output-dir", str(out),
-        "--model.encoder", str(root / "encoder"), "--model.tokenizer", str(root / "tok"),
-        "--model.tiny_hidden_size", "64", "--data.train_json", str(root / "synth/train/conversations.json"),
-        "--data.batch_size", "2", "--optim.steps", str(steps), "--optim.warmup_steps", "0", "--optim.min_lr_ratio", "1.0",
-        "--run.save_every", "2", "--run.progress", "false", "--run.log_every", "1", *extra,
-    ]  # fmt: skip
+        "--config",
+        str(REPO / "configs/mllm/stage1.yaml"),
+        "--output-dir",
+        str(out),
+        "--model.encoder",
+        str(root / "encoder"),
+        "--model.tokenizer",
+        str(root / "tok"),
+        "--model.tiny_hidden_size",
+        "64",
+        "--data.train_json",
+        str(root / "synth/train/conversations.json"),
+        "--data.batch_size",
+        "2",
+        "--optim.steps",
+        str(steps),
+        "--optim.warmup_steps",
+        "0",
+        "--optim.min_lr_ratio",
+        "1.0",
+        "--run.save_every",
+        "2",
+        "--run.progress",
+        "false",
+        "--run.log_every",
+        "1",
+        *extra,
+    ]
 
 
 def test_lora_zero2_resume_and_merged_export(setup: Path, tmp_path: Path) -> None:
@@ -63,13 +85,35 @@ def test_lora_zero2_resume_and_merged_export(setup: Path, tmp_path: Path) -> Non
 @pytest.mark.parametrize("zero", ["zero2", "zero3"])
 def test_two_process_zero_on_cpu(setup: Path, tmp_path: Path, zero: str) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    ground = ["--model.box_answers", "ground", "--tune.stage", "2", "--tune.tune_ground_head", "true",
-              "--run.deepspeed_config", str(REPO / f"configs/mllm/{zero}.json"),
-              # held-out figures at the end: rank 0 evaluates, under ZeRO-3 on gathered weights without the layer hooks
-              "--eval.val_json", str(setup / "synth/val/conversations.json"), "--eval.max_questions", "2",
-              "--eval.max_new_tokens", "3"]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-           "-m", "loclip.cli.finetune", *_args(setup, tmp_path / "ddp", 2, *ground)]
+    ground = [
+        "--model.box_answers",
+        "ground",
+        "--tune.stage",
+        "2",
+        "--tune.tune_ground_head",
+        "true",
+        "--run.deepspeed_config",
+        str(REPO / f"configs/mllm/{zero}.json"),
+        # held-out figures at the end: rank 0 evaluates, under ZeRO-3 on gathered weights without the layer hooks
+        "--eval.val_json",
+        str(setup / "synth/val/conversations.json"),
+        "--eval.max_questions",
+        "2",
+        "--eval.max_new_tokens",
+        "3",
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(free_port()),
+        "-m",
+        "loclip.cli.finetune",
+        *_args(setup, tmp_path / "ddp", 2, *ground),
+    ]
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     weights = load_file(tmp_path / "ddp" / "model.safetensors")
@@ -100,8 +144,13 @@ def test_a_file_or_folder_the_recipe_names_that_cannot_be_read_exits_2_with_one_
         "pickle-only init_from": (["--model.init_from", str(folder)], "model.init_from '"),
     }[fault]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-m", "loclip.cli.finetune", *_args(setup, tmp_path / "run", 1, *extra)],
-                          env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "loclip.cli.finetune", *_args(setup, tmp_path / "run", 1, *extra)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     last = done.stderr.strip().splitlines()[-1]

@@ -16,12 +16,12 @@ from transformers import Owlv2Config, Owlv2ForObjectDetection, Owlv2Processor, P
 from transformers.models.owlv2.image_processing_pil_owlv2 import Owlv2ImageProcessorPil
 
 from loclip.encoder import LoclipVisionModel, tiny_config
-from loclip.label import OwlDetector
 from loclip.finetune.builder import compose, make_processor, tiny_llm
+from loclip.label import OwlDetector
 from loclip.mllm.conversation import ensure_tokens
 from loclip.synth import build_tokenizer
-from loclip.synth.tokenizer import SPECIAL_TOKENS, word_tokenizer
 from loclip.synth.language import vocabulary
+from loclip.synth.tokenizer import SPECIAL_TOKENS, word_tokenizer
 
 OWL_MAX_TEXT = 16
 
@@ -45,11 +45,17 @@ def save_tiny_owl(directory: Path, image_size: int = 32) -> Path:
     processor = owl_processor(image_size)
     tower = dict(hidden_size=32, intermediate_size=37, num_hidden_layers=1, num_attention_heads=2)
     config = Owlv2Config(
-        text_config=dict(vocab_size=len(processor.tokenizer), max_position_embeddings=OWL_MAX_TEXT, pad_token_id=0,
-                         bos_token_id=2, eos_token_id=3, **tower),
+        text_config=dict(
+            vocab_size=len(processor.tokenizer),
+            max_position_embeddings=OWL_MAX_TEXT,
+            pad_token_id=0,
+            bos_token_id=2,
+            eos_token_id=3,
+            **tower,
+        ),
         vision_config=dict(image_size=image_size, patch_size=8, **tower),
         projection_dim=32,
-    )  # fmt: skip
+    )
     torch.manual_seed(0)
     Owlv2ForObjectDetection(config).eval().save_pretrained(directory)
     processor.save_pretrained(directory)
@@ -95,7 +101,7 @@ def save_tiny_llava(directory: Path) -> Path:
         CLIPVisionConfig,
         LlamaConfig,
         LlavaConfig,
-        LlavaForConditionalGeneration,  # fmt: skip
+        LlavaForConditionalGeneration,
         LlavaProcessor,
     )
 
@@ -104,16 +110,30 @@ def save_tiny_llava(directory: Path) -> Path:
     tower = dict(hidden_size=32, intermediate_size=37, num_attention_heads=2)
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(num_hidden_layers=2, image_size=32, patch_size=8, **tower),
-        text_config=LlamaConfig(vocab_size=len(tokenizer), num_hidden_layers=1, num_key_value_heads=2,
-                                pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                                eos_token_id=tokenizer.eos_token_id, **tower),
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"), vision_feature_layer=-1, image_seq_length=16,
-    )  # fmt: skip
+        text_config=LlamaConfig(
+            vocab_size=len(tokenizer),
+            num_hidden_layers=1,
+            num_key_value_heads=2,
+            pad_token_id=tokenizer.pad_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            **tower,
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-1,
+        image_seq_length=16,
+    )
     torch.manual_seed(0)
     LlavaForConditionalGeneration(config).eval().save_pretrained(directory)
     image_processor = CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
-    LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=8, chat_template=CHAT_TEMPLATE,
-                   vision_feature_select_strategy="default", num_additional_image_tokens=1).save_pretrained(directory)
+    LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=8,
+        chat_template=CHAT_TEMPLATE,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+    ).save_pretrained(directory)
     return directory
 
 
@@ -128,19 +148,35 @@ def save_tiny_vision_encoder_decoder(directory: Path) -> Path:
     )
 
     tokenizer = plain_tokenizer(vocabulary(), max_length=32)
-    ids = dict(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
-    encoder = ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, image_size=32,
-                        patch_size=8)  # fmt: skip
-    decoder = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=1, n_head=2, n_positions=64, is_decoder=True,
-                         add_cross_attention=True, **ids)  # fmt: skip
+    ids = dict(
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
+    )
+    encoder = ViTConfig(
+        hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=37, image_size=32, patch_size=8
+    )
+    decoder = GPT2Config(
+        vocab_size=len(tokenizer),
+        n_embd=32,
+        n_layer=1,
+        n_head=2,
+        n_positions=64,
+        is_decoder=True,
+        add_cross_attention=True,
+        **ids,
+    )
     config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(encoder, decoder)
     config.decoder_start_token_id, config.pad_token_id, config.eos_token_id = (
-        ids["bos_token_id"], ids["pad_token_id"], ids["eos_token_id"]
-    )  # fmt: skip
+        ids["bos_token_id"],
+        ids["pad_token_id"],
+        ids["eos_token_id"],
+    )
     torch.manual_seed(0)
     model = VisionEncoderDecoderModel(config).eval()
     model.generation_config.decoder_start_token_id = ids["bos_token_id"]
-    model.generation_config.pad_token_id, model.generation_config.eos_token_id = ids["pad_token_id"], ids["eos_token_id"]
+    model.generation_config.pad_token_id, model.generation_config.eos_token_id = (
+        ids["pad_token_id"],
+        ids["eos_token_id"],
+    )
     model.save_pretrained(directory)
     ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(directory)
     tokenizer.save_pretrained(directory)

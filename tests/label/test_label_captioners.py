@@ -12,8 +12,11 @@ from PIL import Image
 
 from loclip.label import ChatCaptioner, LoclipCaptioner, PlainCaptioner, load_captioner
 
-BUILDERS = {"loclip": (save_tiny_mllm, LoclipCaptioner), "llava": (save_tiny_llava, ChatCaptioner),
-            "ved": (save_tiny_vision_encoder_decoder, PlainCaptioner)}  # fmt: skip
+BUILDERS = {
+    "loclip": (save_tiny_mllm, LoclipCaptioner),
+    "llava": (save_tiny_llava, ChatCaptioner),
+    "ved": (save_tiny_vision_encoder_decoder, PlainCaptioner),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -26,8 +29,11 @@ def test_captioner_kinds(name: str, tmp_path: Path) -> None:
     build, cls = BUILDERS[name]
     captioner = load_captioner(build(tmp_path / name), long_tokens=8, short_tokens=4)
     assert type(captioner) is cls
-    images = [Image.new("RGB", (40, 30), (200, 30, 30)), Image.new("RGB", (20, 50), (30, 30, 200)),
-              Image.new("RGB", (64, 64), (30, 170, 50))]  # fmt: skip
+    images = [
+        Image.new("RGB", (40, 30), (200, 30, 30)),
+        Image.new("RGB", (20, 50), (30, 30, 200)),
+        Image.new("RGB", (64, 64), (30, 170, 50)),
+    ]
     batched = captioner(images)
     assert len(batched) == 3 and all(isinstance(c.short, str) and isinstance(c.long, str) for c in batched)
     assert batched == [captioner([im])[0] for im in images]  # padding and batching change nothing

@@ -111,8 +111,12 @@ def _match(found: list[tuple[list[float], str]], truth: list[tuple[list[float], 
     assert len(found) == len(truth), f"{where}: {len(found)} regions for {len(truth)} objects"
     left = list(found)
     for box, phrase in truth:
-        ious = [B.box_iou(torch.tensor(box, dtype=torch.float64), torch.tensor(f, dtype=torch.float64)).item()
-                if (p is None or p == phrase) else 0.0 for f, p in left]  # fmt: skip
+        ious = [
+            B.box_iou(torch.tensor(box, dtype=torch.float64), torch.tensor(f, dtype=torch.float64)).item()
+            if (p is None or p == phrase)
+            else 0.0
+            for f, p in left
+        ]
         best = int(np.argmax(ious))
         assert ious[best] >= 0.9, f"{where}: {phrase} {box} best IoU {ious[best]:.3f} among {left}"
         left.pop(best)
@@ -121,8 +125,15 @@ def _match(found: list[tuple[list[float], str]], truth: list[tuple[list[float], 
 def _loader_boxes(out: Path, image_size: int) -> dict[str, list[list[float]]]:
     """Each sample's region boxes as the pretraining loader delivers them, mapped back to image pixels."""
     processor = LoclipProcessor(LoclipImageProcessor(image_size=image_size), build_tokenizer())
-    config = DataConfig(train_shards=str(out), image_size=image_size, max_text_length=16, batch_size=SCENES,
-                        num_workers=0, num_subcaptions=1, num_regions=8)  # fmt: skip
+    config = DataConfig(
+        train_shards=str(out),
+        image_size=image_size,
+        max_text_length=16,
+        batch_size=SCENES,
+        num_workers=0,
+        num_subcaptions=1,
+        num_regions=8,
+    )
     loader = build_train_loader(config, processor)
     batch = next(iter(loader))
     loader.close()
@@ -133,8 +144,11 @@ def _loader_boxes(out: Path, image_size: int) -> dict[str, list[list[float]]]:
 
 def _written(out: Path, name: str) -> dict[str, dict]:
     with tarfile.open(out / name) as tar:
-        return {m.name.split(".")[0]: json.loads(tar.extractfile(m).read())  # type: ignore[union-attr]
-                for m in tar.getmembers() if m.name.endswith(".json")}  # fmt: skip
+        return {
+            m.name.split(".")[0]: json.loads(tar.extractfile(m).read())  # type: ignore[union-attr]
+            for m in tar.getmembers()
+            if m.name.endswith(".json")
+        }
 
 
 def test_oracle_square_scenes(tmp_path: Path) -> None:
@@ -149,7 +163,9 @@ def test_oracle_square_scenes(tmp_path: Path) -> None:
         truth[scene.key] = regions
     out = tmp_path / "out"
     config = LabelConfig(str(out), batch_size=4, regions_mode="replace", progress=False)
-    summary = label(shard_units(str(tmp_path / "synth" / "train")), config, oracle.caption, RulePhrases(), oracle.detect)
+    summary = label(
+        shard_units(str(tmp_path / "synth" / "train")), config, oracle.caption, RulePhrases(), oracle.detect
+    )
     assert summary["images"] == SCENES and summary["generated_regions"] == sum(map(len, truth.values()))
 
     records = {k: v for name in sorted(summary_sizes(out)) for k, v in _written(out, name).items()}
@@ -167,8 +183,13 @@ def test_oracle_non_square_canvases(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     truth = _write_canvas_shard(tmp_path / "in" / "canvas-000000.tar", oracle)
     out = tmp_path / "out"
-    label(shard_units(str(tmp_path / "in")), LabelConfig(str(out), batch_size=5, progress=False), oracle.caption,
-          RulePhrases(), oracle.detect)  # fmt: skip
+    label(
+        shard_units(str(tmp_path / "in")),
+        LabelConfig(str(out), batch_size=5, progress=False),
+        oracle.caption,
+        RulePhrases(),
+        oracle.detect,
+    )
     records = _written(out, "canvas-000000.tar")
     for key, _, regions in truth:
         assert records[key]["caption"] == "a canvas"

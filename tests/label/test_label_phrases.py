@@ -16,14 +16,18 @@ CASES = [
     ("four shapes on a grey background", []),
     ("Stock photo of a golden retriever playing with a red ball in the park", ["golden retriever", "red ball", "park"]),
     ("Two men are sitting on a wooden bench next to the river.", ["men", "wooden bench", "river"]),
-    ("The image shows a close-up of a cat's face, with green eyes and white whiskers.",
-     ["cat's face", "green eyes", "white whiskers"]),
-    ("A photograph of a kitchen: a stainless-steel fridge, an oven and three wooden chairs near the window",
-     ["kitchen", "stainless-steel fridge", "oven", "wooden chairs", "window"]),
+    (
+        "The image shows a close-up of a cat's face, with green eyes and white whiskers.",
+        ["cat's face", "green eyes", "white whiskers"],
+    ),
+    (
+        "A photograph of a kitchen: a stainless-steel fridge, an oven and three wooden chairs near the window",
+        ["kitchen", "stainless-steel fridge", "oven", "wooden chairs", "window"],
+    ),
     ("There is a dog. It is brown and very small.", ["dog"]),
     # a known limit: a predicative adjective outside the lexicon reads as a noun
     ("The dog is fluffy.", ["dog", "fluffy"]),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("text, expected", CASES)
@@ -33,7 +37,11 @@ def test_rule_chunker_on_captions(text: str, expected: list[str]) -> None:
 
 def test_rule_chunker_raw_chunks() -> None:
     """Chunks break at closed-class words and punctuation; cleaning happens later."""
-    assert RulePhrases()("A red circle, to the left of a small blue square!") == ["red circle", "left", "small blue square"]
+    assert RulePhrases()("A red circle, to the left of a small blue square!") == [
+        "red circle",
+        "left",
+        "small blue square",
+    ]
     assert RulePhrases()("") == []
 
 
@@ -96,5 +104,6 @@ def test_spacy_noun_chunks() -> None:
         pytest.skip("spaCy is installed but its en_core_web_sm pipeline is not")
     assert isinstance(extractor, SpacyPhrases) and spacy is not None
     assert select_queries(["a red circle to the left of a small blue square"], extractor) == [
-        "red circle", "small blue square"
-    ]  # fmt: skip
+        "red circle",
+        "small blue square",
+    ]

@@ -16,6 +16,7 @@ import torch
 from label_helpers import owl_processor, save_tiny_mllm, save_tiny_owl
 from PIL import Image
 
+from loclip.cli.label import main as label_main
 from loclip.encoder import boxes as B
 from loclip.encoder.image_processing import LoclipImageProcessor
 from loclip.encoder.processing import LoclipProcessor
@@ -32,7 +33,6 @@ from loclip.label import (
     nms,
     shard_units,
 )
-from loclip.cli.label import main as label_main
 from loclip.pretrain.data import DataConfig, build_train_loader
 from loclip.synth import SceneConfig, build_tokenizer, write_split
 
@@ -89,7 +89,7 @@ def test_tiny_models_end_to_end(world: Path) -> None:
             queries = new["vesl"]["queries"]
             assert 1 <= len(queries) <= 4 and len(set(queries)) == len(queries)
             assert new["regions"][: len(old["regions"])] == old["regions"]  # existing regions first, unchanged
-            for region in new["regions"][len(old["regions"]):]:
+            for region in new["regions"][len(old["regions"]) :]:
                 generated += 1
                 assert set(region) == {"bbox", "phrase", "score", "source"} and region["source"] == "vesl"
                 assert region["phrase"] in queries and 0.1 < region["score"] <= 1
@@ -98,8 +98,15 @@ def test_tiny_models_end_to_end(world: Path) -> None:
     assert generated == summary["generated_regions"] > 0
 
     processor = LoclipProcessor(LoclipImageProcessor(image_size=32), build_tokenizer())
-    data = DataConfig(train_shards=str(out), image_size=32, max_text_length=16, batch_size=5, num_workers=0,
-                      num_subcaptions=3, num_regions=4)  # fmt: skip
+    data = DataConfig(
+        train_shards=str(out),
+        image_size=32,
+        max_text_length=16,
+        batch_size=5,
+        num_workers=0,
+        num_subcaptions=3,
+        num_regions=4,
+    )
     loader = build_train_loader(data, processor)
     batch = next(iter(loader))
     loader.close()
@@ -135,8 +142,9 @@ def test_image_folder_and_bad_images(world: Path, tmp_path: Path) -> None:
     assert record["caption"] == "a red square" and record["long_captions"] == ["A red square on a blue circle."]
     assert "short_captions" not in record
     assert record["vesl"]["queries"] == ["red square", "blue circle"]
-    assert record["regions"] == [{"bbox": [1.0, 2.0, 47.0, 28.0], "phrase": "red square", "score": 0.9,
-                                  "source": "vesl"}]  # fmt: skip
+    assert record["regions"] == [
+        {"bbox": [1.0, 2.0, 47.0, 28.0], "phrase": "red square", "score": 0.9, "source": "vesl"}
+    ]
     assert list(members(tmp_path / "out" / "images-000001.tar")) == ["sub/b_v2.jpg", "sub/b_v2.json"]
 
 
@@ -168,8 +176,12 @@ def test_nms() -> None:
 
 
 def test_merge_rules() -> None:
-    record = {"caption": "alt text", "long_captions": "one", "regions": [{"bbox": [0, 0, 10, 10], "phrase": "dog"}],
-              "extra": 1}  # fmt: skip
+    record = {
+        "caption": "alt text",
+        "long_captions": "one",
+        "regions": [{"bbox": [0, 0, 10, 10], "phrase": "dog"}],
+        "extra": 1,
+    }
     caps = Captions("a dog", "A dog on grass.")
     dets = [Detection((0.0, 0.0, 10.0, 9.0), 0.8, "dog"), Detection((20.0, 20.0, 30.0, 30.0), 0.5, "grass")]
     added = merge_record(record, caps, ["dog", "grass"], dets)
@@ -185,14 +197,24 @@ def test_merge_rules() -> None:
 
 
 def test_cli_errors(world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = label_main(["--shards", str(tmp_path / "none-{0..1}.tar"), "--out", str(tmp_path / "o"), "--detector",
-                       str(world / "owl"), "--no-progress"])  # fmt: skip
+    code = label_main(
+        [
+            "--shards",
+            str(tmp_path / "none-{0..1}.tar"),
+            "--out",
+            str(tmp_path / "o"),
+            "--detector",
+            str(world / "owl"),
+            "--no-progress",
+        ]
+    )
     assert code == 2 and "no shard matches" in capsys.readouterr().err
     train = world / "synth" / "train"
     code = label_main(["--shards", str(train), "--out", str(train), "--detector", str(world / "owl"), "--no-progress"])
     assert code == 2 and "holds the input shard" in capsys.readouterr().err
-    code = label_main(["--images", str(train), "--label.output_dir", str(tmp_path / "o"), "--detector",
-                       "python:nowhere:x"])
+    code = label_main(
+        ["--images", str(train), "--label.output_dir", str(tmp_path / "o"), "--detector", "python:nowhere:x"]
+    )
     assert code == 2 and "python:nowhere:x" in capsys.readouterr().err
 
 
@@ -202,14 +224,46 @@ def test_the_command_nests_label_config_under_both_spellings() -> None:
     from loclip.core.recipe import parse_command
 
     common = ["--shards", "a.tar", "--detector", "owl"]
-    new = ["--label.output_dir", "o", "--label.batch_size", "3", "--label.max_queries", "5", "--label.regions_mode",
-           "fill", "--label.dedupe_iou", "0.5", "--label.phrases_from_existing", "--label.progress", "false"]
-    old = ["--out", "o", "--batch-size", "3", "--max-queries", "5", "--regions", "fill", "--dedupe-iou", "0.5",
-           "--phrases-from-existing", "--no-progress"]
+    new = [
+        "--label.output_dir",
+        "o",
+        "--label.batch_size",
+        "3",
+        "--label.max_queries",
+        "5",
+        "--label.regions_mode",
+        "fill",
+        "--label.dedupe_iou",
+        "0.5",
+        "--label.phrases_from_existing",
+        "--label.progress",
+        "false",
+    ]
+    old = [
+        "--out",
+        "o",
+        "--batch-size",
+        "3",
+        "--max-queries",
+        "5",
+        "--regions",
+        "fill",
+        "--dedupe-iou",
+        "0.5",
+        "--phrases-from-existing",
+        "--no-progress",
+    ]
     commands = [parse_command(parser(), LabelCommand, common + argv)[0] for argv in (new, old)]
     assert commands[0] == commands[1]
-    assert commands[0].label == LabelConfig("o", batch_size=3, max_queries=5, regions_mode="fill", dedupe_iou=0.5,
-                                            phrases_from_existing=True, progress=False)
+    assert commands[0].label == LabelConfig(
+        "o",
+        batch_size=3,
+        max_queries=5,
+        regions_mode="fill",
+        dedupe_iou=0.5,
+        phrases_from_existing=True,
+        progress=False,
+    )
 
 
 def test_owl_processor_pads_to_square() -> None:

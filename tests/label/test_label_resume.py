@@ -29,11 +29,29 @@ def _one_thread() -> None:
 
 def _args(root: Path, out: Path) -> list[str]:
     return [
-        "--shards", str(root / "synth" / "train" / "shard-{000000..000002}.tar"), "--out", str(out),
-        "--captioner", str(root / "mllm"), "--long-tokens", "8", "--short-tokens", "4",
-        "--detector", "python:label_helpers:slow_detector", "--phrases", "rules", "--phrases-from-existing",
-        "--batch-size", "2", "--threads", "1", "--no-progress", "--log-level", "WARNING",
-    ]  # fmt: skip
+        "--shards",
+        str(root / "synth" / "train" / "shard-{000000..000002}.tar"),
+        "--out",
+        str(out),
+        "--captioner",
+        str(root / "mllm"),
+        "--long-tokens",
+        "8",
+        "--short-tokens",
+        "4",
+        "--detector",
+        "python:label_helpers:slow_detector",
+        "--phrases",
+        "rules",
+        "--phrases-from-existing",
+        "--batch-size",
+        "2",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--log-level",
+        "WARNING",
+    ]
 
 
 def _env(root: Path, pause: float) -> dict[str, str]:

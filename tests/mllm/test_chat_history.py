@@ -33,9 +33,12 @@ def test_history_prompt_is_the_training_conversation(tiny, image, monkeypatch) -
     history = [Turn("What is in <region>?", "a small red circle", [first])]
     chat(model, processor, image, "And <region>?", [second], history=history)
 
-    conversation = [{"from": "human", "value": "<image>\nWhat is in <region>?"},
-                    {"from": "gpt", "value": "a small red circle"},
-                    {"from": "human", "value": "And <region>?"}, {"from": "gpt", "value": "a blue star"}]  # fmt: skip
+    conversation = [
+        {"from": "human", "value": "<image>\nWhat is in <region>?"},
+        {"from": "gpt", "value": "a small red circle"},
+        {"from": "human", "value": "And <region>?"},
+        {"from": "gpt", "value": "a blue star"},
+    ]
     ids, labels = encode_conversation(tok, conversation, processor.num_image_tokens, processor.template)
     start = max(i for i, label in enumerate(labels) if label == -100 and i < len(ids) - 1 and labels[i + 1] != -100)
     assert seen["input_ids"][0].tolist() == ids[: start + 1]  # the prompt is the conversation up to the last answer
@@ -79,8 +82,11 @@ def test_streamer_shows_the_answer_as_it_is_written(tiny, image) -> None:
     model, processor = tiny
     streamer = AnswerStreamer(processor.tokenizer, timeout=60)
     out: dict = {}
-    worker = threading.Thread(target=lambda: out.update(result=chat(model, processor, image, "What is here?",
-                                                                    max_new_tokens=6, streamer=streamer)))
+    worker = threading.Thread(
+        target=lambda: out.update(
+            result=chat(model, processor, image, "What is here?", max_new_tokens=6, streamer=streamer)
+        )
+    )
     worker.start()
     texts = list(streamer)
     worker.join()

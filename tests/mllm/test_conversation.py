@@ -30,13 +30,20 @@ def test_label_mask_token_by_token_on_two_turns(tiny) -> None:
     _, processor = tiny
     tok = processor.tokenizer
     ids, labels = encode_conversation(tok, TWO_TURNS, num_image_tokens=3, template="plain")
-    expected = (
-        [("<bos>", False), ("USER:", False), *[("<image>", False)] * 3,
-         *[(w, False) for w in ("what", "is", "in", "<region>", "?")], ("ASSISTANT:", False),
-         *[(w, True) for w in ("a", "small", "red", "circle")], ("<eos>", True),
-         ("USER:", False), *[(w, False) for w in ("where", "is", "the", "circle", "?")], ("ASSISTANT:", False),
-         *[(w, True) for w in ("[", "1", ",", "2", ",", "3", ",", "4", "]")], ("<eos>", True)]
-    )  # fmt: skip
+    expected = [
+        ("<bos>", False),
+        ("USER:", False),
+        *[("<image>", False)] * 3,
+        *[(w, False) for w in ("what", "is", "in", "<region>", "?")],
+        ("ASSISTANT:", False),
+        *[(w, True) for w in ("a", "small", "red", "circle")],
+        ("<eos>", True),
+        ("USER:", False),
+        *[(w, False) for w in ("where", "is", "the", "circle", "?")],
+        ("ASSISTANT:", False),
+        *[(w, True) for w in ("[", "1", ",", "2", ",", "3", ",", "4", "]")],
+        ("<eos>", True),
+    ]
     assert tok.convert_ids_to_tokens(ids) == [t for t, _ in expected]
     assert labels == [i if target else IGNORE_INDEX for i, (_, target) in zip(ids, expected)]
 
@@ -59,7 +66,7 @@ def test_chat_template_labels_cover_the_assistant_pieces_only(tiny) -> None:
     )
     # the template's role words are not in this closed vocabulary: they become <unk>, which is fine here
     ids, labels = encode_conversation(tok, TWO_TURNS, 2, "chat")
-    targets = tok.convert_ids_to_tokens([i for i, l in zip(ids, labels) if l != IGNORE_INDEX])
+    targets = tok.convert_ids_to_tokens([i for i, label in zip(ids, labels) if label != IGNORE_INDEX])
     assert targets == ["a", "small", "red", "circle", "<eos>", "[", "1", ",", "2", ",", "3", ",", "4", "]", "<eos>"]
     with pytest.raises(ValueError, match="no chat_template"):
         tok.chat_template = None
@@ -76,17 +83,39 @@ def test_turns_must_alternate() -> None:
 # ---------------------------------------------------------------------------------------------- fuzzing
 FUZZ_TOKENIZER = build_tokenizer(model_max_length=1024)
 ensure_tokens(FUZZ_TOKENIZER, "plain", ground=True)
-MARKERS = ["<image>", "<region>", "<ground>", "USER:", "ASSISTANT:", "<eos>", "<bos>", "<pad>", "<unk>",
-           "<EOS>", "[1, 2, 3, 4]", "[5,5,5,9]", "\x00", "red circle", " "]  # fmt: skip
+MARKERS = [
+    "<image>",
+    "<region>",
+    "<ground>",
+    "USER:",
+    "ASSISTANT:",
+    "<eos>",
+    "<bos>",
+    "<pad>",
+    "<unk>",
+    "<EOS>",
+    "[1, 2, 3, 4]",
+    "[5,5,5,9]",
+    "\x00",
+    "red circle",
+    " ",
+]
 fuzz_texts = st.lists(st.sampled_from(MARKERS) | st.text(max_size=6), max_size=8).map("".join)
-fuzz_values = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | fuzz_texts,
-                           lambda inner: st.lists(inner, max_size=3) | st.dictionaries(fuzz_texts, inner, max_size=3),
-                           max_leaves=12)  # fmt: skip
-fuzz_turns = st.lists(
-    st.fixed_dictionaries({"from": st.sampled_from(["human", "gpt"]) | fuzz_values, "value": fuzz_texts | fuzz_values})
-    | fuzz_values,
-    max_size=6,
-) | fuzz_values  # fmt: skip
+fuzz_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | fuzz_texts,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(fuzz_texts, inner, max_size=3),
+    max_leaves=12,
+)
+fuzz_turns = (
+    st.lists(
+        st.fixed_dictionaries(
+            {"from": st.sampled_from(["human", "gpt"]) | fuzz_values, "value": fuzz_texts | fuzz_values}
+        )
+        | fuzz_values,
+        max_size=6,
+    )
+    | fuzz_values
+)
 
 
 @given(fuzz_turns)

@@ -87,14 +87,20 @@ def test_the_detector_catches_a_deprecated_call_made_here_by_loclip(monkeypatch)
 
 
 @torch.no_grad()
-def test_forward_generate_and_grounding_raise_no_deprecation_from_loclip(tiny, tiny_ground, image,
-                                                                          tmp_path: Path) -> None:
+def test_forward_generate_and_grounding_raise_no_deprecation_from_loclip(
+    tiny, tiny_ground, image, tmp_path: Path
+) -> None:
     model, processor = tiny
     ground_model, ground_processor = tiny_ground
     image.save(tmp_path / "a.png")
-    record = {"image": "a.png", "boxes": [[10, 10, 30, 30]], "conversations": [
-        {"from": "human", "value": "<image>\nWhat is in <region>? Where is it?"},
-        {"from": "gpt", "value": "a red square at [100, 200, 300, 400]"}]}
+    record = {
+        "image": "a.png",
+        "boxes": [[10, 10, 30, 30]],
+        "conversations": [
+            {"from": "human", "value": "<image>\nWhat is in <region>? Where is it?"},
+            {"from": "gpt", "value": "a red square at [100, 200, 300, 400]"},
+        ],
+    }
     with loclip_deprecations() as found:
         inputs = processor(images=image, text="<image> what is in <region>", boxes=[[[10, 10, 30, 30]]])
         out = model(**inputs)
@@ -119,8 +125,13 @@ def test_grounding_output_keeps_the_parents_fields(tiny_ground, image, tmp_path:
 
     model, processor = tiny_ground
     image.save(tmp_path / "a.png")
-    record = {"image": "a.png", "conversations": [{"from": "human", "value": "<image>\nWhere is it?"},
-                                                 {"from": "gpt", "value": "[100, 200, 300, 400]"}]}
+    record = {
+        "image": "a.png",
+        "conversations": [
+            {"from": "human", "value": "<image>\nWhere is it?"},
+            {"from": "gpt", "value": "[100, 200, 300, 400]"},
+        ],
+    }
     dataset = ConversationDataset([record], processor, tmp_path, box_answers="ground")
     batch = collate([dataset[0]], processor.tokenizer.pad_token_id)
     out = model(**batch, use_cache=True)
@@ -141,10 +152,14 @@ def test_forward_advertises_the_installed_parents_parameters_and_its_own(tiny) -
     from loclip.mllm.signatures import extends
 
     model, _ = tiny
-    for ours, parent in ((model.forward, LlavaForConditionalGeneration.forward),
-                         (model.model.forward, LlavaModel.forward)):
+    for ours, parent in (
+        (model.forward, LlavaForConditionalGeneration.forward),
+        (model.model.forward, LlavaModel.forward),
+    ):
         names = list(inspect.signature(ours).parameters)
-        expected = [n for n in inspect.signature(parent).parameters if n not in ("self", "kwargs", "mm_encoder_outputs")]
+        expected = [
+            n for n in inspect.signature(parent).parameters if n not in ("self", "kwargs", "mm_encoder_outputs")
+        ]
         assert names[: len(expected)] == expected and "boxes" in names and names[-1] == "kwargs"
     assert {"ground_boxes", "ground_mask"} <= set(inspect.signature(model.forward).parameters)
 

@@ -56,8 +56,9 @@ def test_ground_loss_matches_a_reference_built_by_hand(tiny_ground, ground_batch
     ground_id = model.config.ground_token_index
     with torch.no_grad():
         enc = model.model.vision_tower.encode(batch["pixel_values"], output_hidden_states=True)
-        hidden = model.model(**{k: batch[k] for k in ("input_ids", "pixel_values", "attention_mask", "boxes",
-                                                      "box_mask")}).last_hidden_state
+        hidden = model.model(
+            **{k: batch[k] for k in ("input_ids", "pixel_values", "attention_mask", "boxes", "box_mask")}
+        ).last_hidden_state
     logits, cell_boxes, targets = [], [], []
     for b in range(hidden.shape[0]):
         for g, position in enumerate((batch["input_ids"][b] == ground_id).nonzero()[:, 0].tolist()):
@@ -66,8 +67,13 @@ def test_ground_loss_matches_a_reference_built_by_hand(tiny_ground, ground_batch
             logits.append(one.cell_logits[0, 0])
             cell_boxes.append(one.cell_boxes[0, 0])
             targets.append(batch["ground_boxes"][b, g])
-    terms = dense_grounding_loss(torch.stack(logits)[None], torch.stack(cell_boxes)[None], torch.stack(targets)[None],
-                                 torch.ones(1, len(targets), dtype=torch.bool), enc.grid)
+    terms = dense_grounding_loss(
+        torch.stack(logits)[None],
+        torch.stack(cell_boxes)[None],
+        torch.stack(targets)[None],
+        torch.ones(1, len(targets), dtype=torch.bool),
+        enc.grid,
+    )
     torch.testing.assert_close(out.ground_loss, sum(terms.values()), rtol=1e-4, atol=1e-5)
 
 
@@ -100,8 +106,12 @@ def test_chat_writes_the_heads_box_for_each_ground_token(tiny_ground, image, mon
     drawn = parse_boxes(answer)
     assert len(drawn) == 2 and len(pixels) == 2
     # the written boxes are the head's boxes (to the 1/1000 bin)
-    prompt = encode_prompt(tok, [{"role": "user", "content": "<image>\nWhere is the red square?"}],
-                           processor.num_image_tokens, processor.template)
+    prompt = encode_prompt(
+        tok,
+        [{"role": "user", "content": "<image>\nWhere is the red square?"}],
+        processor.num_image_tokens,
+        processor.template,
+    )
     full = torch.tensor([prompt + tail])
     (head,) = model.ground_boxes(full, inputs["pixel_values"])
     assert torch.allclose(torch.tensor(drawn), head, atol=1e-3)
@@ -114,7 +124,13 @@ def test_save_load_keeps_the_ground_projector(tiny_ground, image, tmp_path: Path
     loaded = LoclipLlavaForConditionalGeneration.from_pretrained(tmp_path).eval()
     loaded_processor = LoclipLlavaProcessor.from_pretrained(tmp_path)
     assert loaded.config.box_answers == "ground"
-    ids = torch.tensor([[*processor(images=image, text="<image> x")["input_ids"][0].tolist(),
-                         token_id(loaded_processor.tokenizer, GROUND_TOKEN)]])
+    ids = torch.tensor(
+        [
+            [
+                *processor(images=image, text="<image> x")["input_ids"][0].tolist(),
+                token_id(loaded_processor.tokenizer, GROUND_TOKEN),
+            ]
+        ]
+    )
     pixels = processor(images=image, text="<image>")["pixel_values"]
     torch.testing.assert_close(loaded.ground_boxes(ids, pixels)[0], model.ground_boxes(ids, pixels)[0], atol=0, rtol=0)

@@ -19,12 +19,15 @@ def test_build_checks_each_rule_once_naming_the_field(tiny) -> None:
     cases = [
         (("What is <region>?", []), r"^question has 1 <region> placeholders but 0 boxes: give one box per <region>"),
         (("What?", [[1, 2, 3, 4]]), r"^question has 0 <region> placeholders but 1 boxes"),
-        (("What is <region>?", [[0, 0, 82, 10]]), r"^boxes\[0\] = \[0.0, 0.0, 82.0, 10.0\] reaches more than 1 px "
-                                                  r"outside the 80x50 \(width x height\) image$"),
+        (
+            ("What is <region>?", [[0, 0, 82, 10]]),
+            r"^boxes\[0\] = \[0.0, 0.0, 82.0, 10.0\] reaches more than 1 px "
+            r"outside the 80x50 \(width x height\) image$",
+        ),
         (("What is <region>?", [[5, 5, 1, 9]]), r"^boxes\[0\] = \[5.0, 5.0, 1.0, 9.0\] has x2 < x1"),
         (("What is <region>?", [[1, 2, float("nan"), 4]]), r"^boxes\[0\] must be four finite numbers"),
         (("Hi ASSISTANT: yes", []), r"^question contains 'ASSISTANT:'"),
-    ]  # fmt: skip
+    ]
     for (question, boxes), message in cases:
         with pytest.raises(ValueError, match=message):
             ChatPrompt.build(processor, size, question, boxes)
@@ -38,21 +41,32 @@ def test_build_checks_each_rule_once_naming_the_field(tiny) -> None:
 def test_chat_takes_a_built_prompt_and_checks_nothing_again(tiny, image, monkeypatch) -> None:
     model, processor = tiny
     size = (image.height, image.width)
-    prompt = ChatPrompt.build(processor, size, "And <region>?", [[40, 10, 70, 45]],
-                              [Turn("What is in <region>?", "a ring", [[4, 5, 30, 40]])])  # fmt: skip
+    prompt = ChatPrompt.build(
+        processor, size, "And <region>?", [[40, 10, 70, 45]], [Turn("What is in <region>?", "a ring", [[4, 5, 30, 40]])]
+    )
     built: list = []
     monkeypatch.setattr(ChatPrompt, "build", classmethod(lambda cls, *a, **k: built.append(a)))
     torch.manual_seed(0)
     answer = chat(model, processor, image, prompt, max_new_tokens=3)
     monkeypatch.undo()
     torch.manual_seed(0)
-    assert answer == chat(model, processor, image, "And <region>?", [[40, 10, 70, 45]], max_new_tokens=3,
-                          history=[Turn("What is in <region>?", "a ring", [[4, 5, 30, 40]])])  # fmt: skip
+    assert answer == chat(
+        model,
+        processor,
+        image,
+        "And <region>?",
+        [[40, 10, 70, 45]],
+        max_new_tokens=3,
+        history=[Turn("What is in <region>?", "a ring", [[4, 5, 30, 40]])],
+    )
     assert built == []
     with pytest.raises(ValueError, match="a ChatPrompt holds its boxes and history"):
         chat(model, processor, image, prompt, [[1, 2, 3, 4]])
     other = ChatPrompt.build(processor, (10, 10), "What?")
-    with pytest.raises(ValueError, match=r"built for an image of \(height, width\) = \(10, 10\), but this image is "
-                                         r"\(50, 80\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"built for an image of \(height, width\) = \(10, 10\), but this image is "
+        r"\(50, 80\)",
+    ):
         chat(model, processor, image, other)
     assert TurnFromChat is Turn  # the old import path of Turn still works

@@ -31,8 +31,16 @@ def processor() -> LoclipProcessor:
 def make(
     shards: str, processor: LoclipProcessor, workers: int, rank: int = 0, world_size: int = 1, **overrides: object
 ) -> ResumableLoader:
-    fields = dict(train_shards=shards, image_size=16, max_text_length=16, batch_size=BATCH, num_workers=workers,
-                  num_subcaptions=2, num_regions=2, seed=5)
+    fields = dict(
+        train_shards=shards,
+        image_size=16,
+        max_text_length=16,
+        batch_size=BATCH,
+        num_workers=workers,
+        num_subcaptions=2,
+        num_regions=2,
+        seed=5,
+    )
     config = DataConfig(**{**fields, **overrides})  # type: ignore[arg-type]
     return build_train_loader(config, processor, rank, world_size)
 

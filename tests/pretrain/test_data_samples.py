@@ -70,9 +70,13 @@ REGIONS_B0 = [
 GOOD = ["a0", "a1", "a2", "b0", "b1", "b2"]
 EXPECTED_A = {"sample/bad_image": 3, "sample/bad_json": 1, "sample/missing_json": 1, "sample/missing_image": 1}
 EXPECTED_B = {
-    "sample/missing_caption": 2, "sample/bad_json": 1, "region/zero_area": 1, "region/outside_image": 1,
-    "region/bad_phrase": 1, "region/bad_bbox": 1,
-}  # fmt: skip
+    "sample/missing_caption": 2,
+    "sample/bad_json": 1,
+    "region/zero_area": 1,
+    "region/outside_image": 1,
+    "region/bad_phrase": 1,
+    "region/bad_bbox": 1,
+}
 
 
 @pytest.fixture
@@ -224,7 +228,9 @@ def test_jsonl_source(tmp_path: Path) -> None:
     (tmp_path / "data.jsonl").write_text(text)
     specs = build_specs(config(jsonl=str(tmp_path / "data.jsonl"), jsonl_chunk_size=2))
     assert [(s.kind, s.first_line, s.lines, s.size) for s in specs] == [
-        ("jsonl", 0, 2, 2), ("jsonl", 2, 2, 1), ("jsonl", 4, 2, 2)
+        ("jsonl", 0, 2, 2),
+        ("jsonl", 2, 2, 1),
+        ("jsonl", 4, 2, 2),
     ]
     counter = SkipCounter()
     samples = [decode_sample(r, counter) for spec in specs for r in read_members(spec, counter)]
@@ -249,17 +255,24 @@ def test_batch_layout_and_boxes_match_the_processor(corrupt_shards: list[Path]) 
     loader.close()
     B, K, M, S = 3, 4, 3, IMAGE_SIZE
     shapes = {
-        "pixel_values": ((B, 3, S, S), torch.float32), "original_sizes": ((B, 2), torch.int64),
-        "input_ids": ((B, L), torch.int64), "attention_mask": ((B, L), torch.int64),
-        "sub_input_ids": ((B, K, L), torch.int64), "sub_attention_mask": ((B, K, L), torch.int64),
-        "sub_mask": ((B, K), torch.bool), "boxes": ((B, M, 4), torch.float32), "box_mask": ((B, M), torch.bool),
-        "region_input_ids": ((B, M, L), torch.int64), "region_attention_mask": ((B, M, L), torch.int64),
+        "pixel_values": ((B, 3, S, S), torch.float32),
+        "original_sizes": ((B, 2), torch.int64),
+        "input_ids": ((B, L), torch.int64),
+        "attention_mask": ((B, L), torch.int64),
+        "sub_input_ids": ((B, K, L), torch.int64),
+        "sub_attention_mask": ((B, K, L), torch.int64),
+        "sub_mask": ((B, K), torch.bool),
+        "boxes": ((B, M, 4), torch.float32),
+        "box_mask": ((B, M), torch.bool),
+        "region_input_ids": ((B, M, L), torch.int64),
+        "region_attention_mask": ((B, M, L), torch.int64),
         "has_regions": ((B,), torch.bool),
-    }  # fmt: skip
+    }
     assert set(batch) == set(shapes) | {"keys"} == set(BATCH_KEYS) and sorted(batch["keys"]) == ["b0", "b1", "b2"]
     for name, (shape, dtype) in shapes.items():
         assert (tuple(batch[name].shape), batch[name].dtype) == (shape, dtype), name
     samples = {s.key: s for s in decode_all(str(corrupt_shards[1]))[0]}
+
     def tokens(texts: list[str]) -> dict[str, torch.Tensor]:
         return proc.tokenizer(texts, padding="max_length", truncation=True, max_length=L, return_tensors="pt")
 
@@ -300,8 +313,15 @@ def test_a_decompression_bomb_is_skipped_before_decoding_and_the_limit_is_a_reci
     bomb = io.BytesIO()
     Image.new("1", (12000, 12000)).save(bomb, format="PNG", optimize=True)
     assert len(bomb.getvalue()) < 100_000  # ~20 KB on disk, 144 megapixels decoded
-    url = str(write_shard(tmp_path / "bomb.tar", [{"__key__": "bomb", "png": bomb.getvalue(), "json": meta()},
-                                                  {"__key__": "fine", "png": png(), "json": meta()}]))
+    url = str(
+        write_shard(
+            tmp_path / "bomb.tar",
+            [
+                {"__key__": "bomb", "png": bomb.getvalue(), "json": meta()},
+                {"__key__": "fine", "png": png(), "json": meta()},
+            ],
+        )
+    )
     good, counter = decode_all(url)
     assert [s.key for s in good] == ["fine"] and counter.as_dict() == {"sample/image_too_large": 1}
     counter = SkipCounter()
@@ -325,10 +345,18 @@ def test_members_over_the_byte_limit_links_repeats_and_deep_json_are_counted(tmp
     used to raise RecursionError in the loader worker). Each is counted; the limit is a recipe field."""
     url = tmp_path / "s.tar"
     with tarfile.open(url, "w") as tar:
-        for name, data in [("ok.json", meta()), ("ok.png", png()), ("big.json", meta()), ("big.png", png(100, 100)),
-                           ("deep.json", b"[" * 5000 + b"]" * 5000), ("deep.png", png()),
-                           ("ok.json", meta("again")), ("fine.json", meta()), ("fine.png", png()),
-                           ("fine.png", png(seed=1))]:
+        for name, data in [
+            ("ok.json", meta()),
+            ("ok.png", png()),
+            ("big.json", meta()),
+            ("big.png", png(100, 100)),
+            ("deep.json", b"[" * 5000 + b"]" * 5000),
+            ("deep.png", png()),
+            ("ok.json", meta("again")),
+            ("fine.json", meta()),
+            ("fine.png", png()),
+            ("fine.png", png(seed=1)),
+        ]:
             add_member(tar, name, data)
             if name == "big.png":
                 add_member(tar, "link.json", meta())
@@ -339,8 +367,14 @@ def test_members_over_the_byte_limit_links_repeats_and_deep_json_are_counted(tmp
     samples = [decode_sample(raw, counter) for raw in read_members(build_specs(cfg)[0], counter, cfg.max_member_bytes)]
     assert [s.key for s in samples if s is not None] == ["ok", "fine"]
     assert samples[-1].image.tobytes() == to_rgb_bytes(png())  # the first fine.png
-    assert counter.as_dict() == {"member/too_large": 1, "member/not_a_file": 1, "member/duplicate": 1,
-                                 "sample/duplicate_key": 1, "sample/missing_image": 2, "sample/bad_json": 1}
+    assert counter.as_dict() == {
+        "member/too_large": 1,
+        "member/not_a_file": 1,
+        "member/duplicate": 1,
+        "sample/duplicate_key": 1,
+        "sample/missing_image": 2,
+        "sample/bad_json": 1,
+    }
     for limit, too_large in ((20_000, True), (DataConfig.max_member_bytes, False)):  # the field reaches the loader
         loader = build_train_loader(config(train_shards=str(url), max_member_bytes=limit, batch_size=1), processor())
         it = iter(loader)

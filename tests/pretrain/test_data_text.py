@@ -21,15 +21,19 @@ from loclip.pretrain.data import (
 
 SPLITS = [
     ("A dog runs. It is brown! Is it happy? Yes", ["A dog runs.", "It is brown!", "Is it happy?", "Yes"]),
-    ("There are pets, e.g. cats and dogs. Mr. Smith owns them.", ["There are pets, e.g. cats and dogs.",
-                                                                 "Mr. Smith owns them."]),
+    (
+        "There are pets, e.g. cats and dogs. Mr. Smith owns them.",
+        ["There are pets, e.g. cats and dogs.", "Mr. Smith owns them."],
+    ),
     ("The pole is 2.5 m tall. The sign reads 3.14.", ["The pole is 2.5 m tall.", "The sign reads 3.14."]),
     ("He waited... and waited... Then he left.", ["He waited... and waited...", "Then he left."]),
     ("line one\nline two. line three\r\n\n", ["line one", "line two.", "line three"]),
     ("Fruit, etc. are on it. Also bread, etc. The end", ["Fruit, etc. are on it.", "Also bread, etc.", "The end"]),
     ('She said "Hi." Then she left', ['She said "Hi."', "Then she left"]),
-    ("A flag of the U.S. The flag is red. It flies at 5 p.m. daily.",
-     ["A flag of the U.S.", "The flag is red.", "It flies at 5 p.m. daily."]),
+    (
+        "A flag of the U.S. The flag is red. It flies at 5 p.m. daily.",
+        ["A flag of the U.S.", "The flag is red.", "It flies at 5 p.m. daily."],
+    ),
     ("Wait…What? (It is a cat.) And a dog", ["Wait…What?", "(It is a cat.)", "And a dog"]),
     ("a small red circle, i.e. a dot", ["a small red circle, i.e. a dot"]),
     ("   \n ", []),
@@ -40,8 +44,11 @@ LISTS = [  # MLLM-written long captions come as lists: markers are neither sente
     ("1. A cat. 2. A dog.", ["A cat.", "A dog."], "1.2."),
     ("- a red circle\n- a blue star", ["a red circle", "a blue star"], "--"),
     ("* one\n• two.\n– three", ["one", "two.", "three"], "*•–"),
-    ("The image shows: 1. a red circle, 2. a blue star.", ["The image shows:", "a red circle,", "a blue star."],
-     "1.2."),
+    (
+        "The image shows: 1. a red circle, 2. a blue star.",
+        ["The image shows:", "a red circle,", "a blue star."],
+        "1.2.",
+    ),
     ("(a) first. (b) second. 3) third", ["first.", "second.", "third"], "(a)(b)3)"),
     ("He was number 1. Then he left.", ["He was number 1.", "Then he left."], ""),  # not a list
 ]

@@ -22,8 +22,9 @@ SIZE, PATCH, LENGTH, K = 48, 8, 16, 5
 def fixed_batch() -> tuple[dict[str, torch.Tensor], torch.Tensor, int]:
     """24 scenes: sub-captions are their object sentences then the background sentence (K slots, masked
     beyond); returns the batch, each patch's majority label ``[B, g, g]`` and the vocabulary size."""
-    scenes = [generate_scene("train", i, 0, SceneConfig(image_size=SIZE, min_objects=2, max_objects=4))
-              for i in range(24)]
+    scenes = [
+        generate_scene("train", i, 0, SceneConfig(image_size=SIZE, min_objects=2, max_objects=4)) for i in range(24)
+    ]
     tokenizer = build_tokenizer(model_max_length=LENGTH)
     processor = LoclipProcessor(LoclipImageProcessor(image_size=SIZE), tokenizer)
     subs, mask = [], []
@@ -32,17 +33,28 @@ def fixed_batch() -> tuple[dict[str, torch.Tensor], torch.Tensor, int]:
         texts = (texts + [BACKGROUND_SENTENCE.format(background=scene.background)])[:K]
         mask.append([True] * len(texts) + [False] * (K - len(texts)))
         subs += texts + [""] * (K - len(texts))
-    enc = processor(images=[s.image for s in scenes], text=[s.text.caption for s in scenes] + subs,
-                    padding="max_length", truncation=True, max_length=LENGTH, return_tensors="pt")
+    enc = processor(
+        images=[s.image for s in scenes],
+        text=[s.text.caption for s in scenes] + subs,
+        padding="max_length",
+        truncation=True,
+        max_length=LENGTH,
+        return_tensors="pt",
+    )
     sizes = [len(scenes), len(subs)]
     ids, attention = enc["input_ids"].split(sizes), enc["attention_mask"].split(sizes)
-    batch = {"pixel_values": enc["pixel_values"], "input_ids": ids[0], "attention_mask": attention[0],
-             "sub_input_ids": ids[1].reshape(len(scenes), K, LENGTH),
-             "sub_attention_mask": attention[1].reshape(len(scenes), K, LENGTH),
-             "sub_mask": torch.tensor(mask)}
+    batch = {
+        "pixel_values": enc["pixel_values"],
+        "input_ids": ids[0],
+        "attention_mask": attention[0],
+        "sub_input_ids": ids[1].reshape(len(scenes), K, LENGTH),
+        "sub_attention_mask": attention[1].reshape(len(scenes), K, LENGTH),
+        "sub_mask": torch.tensor(mask),
+    }
     g = SIZE // PATCH
-    cells = [torch.from_numpy(s.labels.astype(np.int64)).reshape(g, PATCH, g, PATCH).permute(0, 2, 1, 3)
-             for s in scenes]
+    cells = [
+        torch.from_numpy(s.labels.astype(np.int64)).reshape(g, PATCH, g, PATCH).permute(0, 2, 1, 3) for s in scenes
+    ]
     labels = torch.stack([c.reshape(g, g, -1).mode(-1).values for c in cells])
     return batch, labels, len(tokenizer)
 
@@ -53,8 +65,9 @@ def alignment(model: LoclipModel, batch: dict[str, torch.Tensor], labels: torch.
     vision = model.vision_model
     patches = F.normalize(vision.dense_features(vision.encode(batch["pixel_values"])).flatten(1, 2), dim=-1)
     b, k, length = batch["sub_input_ids"].shape
-    texts = model.get_text_features(batch["sub_input_ids"].reshape(-1, length),
-                                    batch["sub_attention_mask"].reshape(-1, length))
+    texts = model.get_text_features(
+        batch["sub_input_ids"].reshape(-1, length), batch["sub_attention_mask"].reshape(-1, length)
+    )
     sim = patches @ F.normalize(texts, dim=-1).reshape(b, k, -1).transpose(1, 2)  # [B, N, K]
     flat, margins = labels.flatten(1), []
     for i in range(b):

@@ -91,8 +91,9 @@ def grounding(x: Batch, s: torch.Tensor, b: torch.Tensor) -> Terms:
 
 
 def dense_grounding(x: Batch, s: torch.Tensor, b: torch.Tensor) -> Terms:
-    return L.dense_grounding_loss(x["cell_logits"], x["cell_boxes"], x["target_boxes"], x["box_mask"], (1, N),
-                                  "l1_giou", giou_weight=2.0)
+    return L.dense_grounding_loss(
+        x["cell_logits"], x["cell_boxes"], x["target_boxes"], x["box_mask"], (1, N), "l1_giou", giou_weight=2.0
+    )
 
 
 def weight(x: Batch, s: torch.Tensor, b: torch.Tensor) -> Terms:

@@ -52,8 +52,10 @@ def test_exact_filter_drops_identical_captions_only_even_when_embeddings_look_al
     allowed = ~torch.eye(n, dtype=torch.bool)
     allowed[2, 5] = allowed[5, 2] = False
     allowed |= torch.eye(n, dtype=torch.bool)
+
     def side(lg: torch.Tensor) -> torch.Tensor:
         return -(lg.diag() - torch.logsumexp(lg.masked_fill(~allowed, float("-inf")), dim=1)).mean()
+
     torch.testing.assert_close(kept, 0.5 * (side(logits) + side(logits.T)))
     assert abs(kept.item() - math.log(n)) < 0.5
 
@@ -101,8 +103,11 @@ def test_a_temperature_saved_above_the_cap_still_trains(tmp_path) -> None:
     objective = PretrainObjective(model, LossRecipe(subcaptions=False, regions=False, grounding=False))
     optimizer = torch.optim.AdamW(objective.parameters(), lr=1e-2, weight_decay=0.0)
     g = torch.Generator().manual_seed(1)
-    batch = {"pixel_values": torch.randn(8, 3, 32, 32, generator=g),
-             "input_ids": torch.randint(4, 60, (8, 8), generator=g), "attention_mask": torch.ones(8, 8, dtype=torch.long)}
+    batch = {
+        "pixel_values": torch.randn(8, 3, 32, 32, generator=g),
+        "input_ids": torch.randint(4, 60, (8, 8), generator=g),
+        "attention_mask": torch.ones(8, 8, dtype=torch.long),
+    }
     for step in range(5):
         loss, _ = objective(batch)
         optimizer.zero_grad()

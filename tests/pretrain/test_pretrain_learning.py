@@ -24,8 +24,15 @@ def test_short_run_lowers_every_loss_and_beats_chance_on_held_out_regions(tmp_pa
     build_tokenizer(model_max_length=20).save_pretrained(world / "tokenizer")
     out = tmp_path / "run"
     recipe = {
-        "data": {"train_shards": [str(p) for p in shard_paths(world, "train")], "image_size": 48,
-                 "max_text_length": 20, "batch_size": 32, "num_workers": 1, "num_subcaptions": 3, "num_regions": 3},
+        "data": {
+            "train_shards": [str(p) for p in shard_paths(world, "train")],
+            "image_size": 48,
+            "max_text_length": 20,
+            "batch_size": 32,
+            "num_workers": 1,
+            "num_subcaptions": 3,
+            "num_regions": 3,
+        },
         "model": {"preset": "tiny", "tokenizer": str(world / "tokenizer")},
         "loss": {"text_filter_by": "exact"},  # a text tower from scratch: filter identical captions only
         "optim": {"steps": 160, "warmup_steps": 10, "lr": 2e-3},
@@ -34,13 +41,20 @@ def test_short_run_lowers_every_loss_and_beats_chance_on_held_out_regions(tmp_pa
     }
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
-    subprocess.run([sys.executable, "-m", "loclip.cli.pretrain", "--config", str(tmp_path / "recipe.yaml")],
-                   check=True, env=env, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "loclip.cli.pretrain", "--config", str(tmp_path / "recipe.yaml")],
+        check=True,
+        env=env,
+        capture_output=True,
+    )
 
     rows = read_metrics(out / "metrics.jsonl")
     train = [r for r in rows if "train/loss" in r]
-    terms = [k for k in train[0] if k.startswith("train/") and k.split("/")[1] in
-             ("clip", "multi_positive", "region_text", "ground_l2")]
+    terms = [
+        k
+        for k in train[0]
+        if k.startswith("train/") and k.split("/")[1] in ("clip", "multi_positive", "region_text", "ground_l2")
+    ]
     assert len(terms) == 4, terms
     for term in terms:  # mean of the first three logs vs the last three
         first = sum(r[term] for r in train[:3]) / 3

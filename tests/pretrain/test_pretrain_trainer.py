@@ -33,13 +33,26 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _recipe(world: Path, out: Path, steps: int, evaluate: bool = False, **run) -> Path:
     recipe = {
-        "data": {"train_shards": [str(p) for p in shard_paths(world, "train")], "image_size": 32,
-                 "max_text_length": 16, "batch_size": 8, "num_workers": 1, "num_subcaptions": 2, "num_regions": 2},
+        "data": {
+            "train_shards": [str(p) for p in shard_paths(world, "train")],
+            "image_size": 32,
+            "max_text_length": 16,
+            "batch_size": 8,
+            "num_workers": 1,
+            "num_subcaptions": 2,
+            "num_regions": 2,
+        },
         "model": {"preset": "tiny", "tokenizer": str(world / "tokenizer")},
         "loss": {"grouping_weight": 0.5},  # every loss term on
         "optim": {"steps": steps, "warmup_steps": 3, "lr": 1e-3},
-        "run": {"output_dir": str(out), "log_every": 1, "save_every": 4, "keep_checkpoints": 3,
-                "progress": False, **run},
+        "run": {
+            "output_dir": str(out),
+            "log_every": 1,
+            "save_every": 4,
+            "keep_checkpoints": 3,
+            "progress": False,
+            **run,
+        },
     }
     if evaluate:
         recipe["eval"] = {"synth_dir": str(world), "max_scenes": 4, "batch_size": 4}
@@ -120,8 +133,8 @@ def test_two_processes_with_a_launcher_and_zero(world: Path, tmp_path: Path, lau
 
 @pytest.mark.parametrize("name", ["vit_b16_scratch.yaml", "from_clip_zero3.yaml"])
 def test_shipped_recipes_load_and_validate(name: str) -> None:
-    from loclip.pretrain.config import PretrainRecipe
     from loclip.core.recipe import load_recipe
+    from loclip.pretrain.config import PretrainRecipe
 
     root = Path(__file__).resolve().parents[2]
     recipe = load_recipe(PretrainRecipe, root / "configs" / "pretrain" / name)
@@ -131,10 +144,12 @@ def test_shipped_recipes_load_and_validate(name: str) -> None:
 
 def test_cli_overrides_and_bad_values(tmp_path: Path) -> None:
     from loclip.cli.pretrain import parser as build_parser
-    from loclip.pretrain.config import PretrainRecipe
     from loclip.core.recipe import load_recipe
+    from loclip.pretrain.config import PretrainRecipe
 
-    args = build_parser().parse_args(["--optim.lr", "3e-4", "--loss.regions", "false", "--data.train_shards", "a.tar,b.tar"])
+    args = build_parser().parse_args(
+        ["--optim.lr", "3e-4", "--loss.regions", "false", "--data.train_shards", "a.tar,b.tar"]
+    )
     recipe = load_recipe(PretrainRecipe, None, args)
     assert recipe.optim.lr == 3e-4 and recipe.loss.regions is False and recipe.data.train_shards == ["a.tar", "b.tar"]
     with pytest.raises(ValueError, match="optim.steps"):
@@ -149,11 +164,11 @@ def test_cli_overrides_and_bad_values(tmp_path: Path) -> None:
 def test_grounding_head_is_a_recipe_choice(world: Path) -> None:
     from transformers import AutoTokenizer
 
-    from loclip.encoder.prompter import BoxHead, DenseBoxHead
     from loclip.cli.pretrain import parser as build_parser
+    from loclip.core.recipe import load_recipe
+    from loclip.encoder.prompter import BoxHead, DenseBoxHead
     from loclip.pretrain.config import PretrainRecipe
     from loclip.pretrain.trainer import build_model
-    from loclip.core.recipe import load_recipe
 
     tokenizer = AutoTokenizer.from_pretrained(world / "tokenizer")
     heads = {}
@@ -186,15 +201,23 @@ def test_a_fresh_start_in_an_old_folder_is_refused_unless_overwrite_which_replac
         (["--model.heads", "128"], "model.width = 64: must be divisible by model.heads = 128"),
         (["--model.prompter_heads", "3"], "model.prompter_heads = 3: must divide model.width = 64"),
         (["--model.patch_size", "1000"], "model.patch_size = 1000: larger than data.image_size = 224"),
-        (["--model.preset", "vit_b16", "--model.width", "65"],
-         "model.width = 65 does nothing here: it shapes the tiny preset, and model.preset is 'vit_b16'"),
-        (["--model.init_from", "enc", "--model.layers", "3"],
-         "model.layers = 3 does nothing here: it shapes the tiny preset, and the encoder comes from model.init_from"),
-        (["--model.config", "c.json", "--model.prompter_heads", "4"],
-         "model.prompter_heads = 4 does nothing here: it shapes an encoder built from model.preset, and the encoder "
-         "comes from model.config"),
-        (["--model.preset", "vit_b16", "--data.image_size", "64"],
-         "data.image_size = 64: model.preset 'vit_b16' takes 224 px images"),
+        (
+            ["--model.preset", "vit_b16", "--model.width", "65"],
+            "model.width = 65 does nothing here: it shapes the tiny preset, and model.preset is 'vit_b16'",
+        ),
+        (
+            ["--model.init_from", "enc", "--model.layers", "3"],
+            "model.layers = 3 does nothing here: it shapes the tiny preset, and the encoder comes from model.init_from",
+        ),
+        (
+            ["--model.config", "c.json", "--model.prompter_heads", "4"],
+            "model.prompter_heads = 4 does nothing here: it shapes an encoder built from model.preset, and the encoder "
+            "comes from model.config",
+        ),
+        (
+            ["--model.preset", "vit_b16", "--data.image_size", "64"],
+            "data.image_size = 64: model.preset 'vit_b16' takes 224 px images",
+        ),
     ],
 )
 def test_encoder_shape_fields_are_checked_with_the_recipe_naming_the_flag(argv: list[str], message: str) -> None:
@@ -221,8 +244,10 @@ def test_unset_tiny_shape_fields_take_the_presets_numbers_only_for_the_tiny_pres
     assert all(getattr(big, name) is None for name in TINY_SHAPE)
 
 
-@pytest.mark.parametrize("argv", [["--model.width", "65"], ["--model.patch_size", "1000"],
-                                  ["--model.preset", "vit_b16", "--model.width", "65"]])
+@pytest.mark.parametrize(
+    "argv",
+    [["--model.width", "65"], ["--model.patch_size", "1000"], ["--model.preset", "vit_b16", "--model.width", "65"]],
+)
 def test_a_bad_encoder_shape_exits_2_with_one_line_before_anything_is_written(
     tmp_path: Path, argv: list[str], capsys: pytest.CaptureFixture
 ) -> None:
@@ -234,11 +259,16 @@ def test_a_bad_encoder_shape_exits_2_with_one_line_before_anything_is_written(
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize(("files", "message"), [
-    ({"pytorch_model.bin": b"not unpickled"}, "holds only pickle weights ['pytorch_model.bin']"),
-    ({"model.safetensors": b"\x08\x00\x00\x00\x00\x00\x00\x00{oops}"}, "model.safetensors is not a readable "
-                                                                         "safetensors file"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"pytorch_model.bin": b"not unpickled"}, "holds only pickle weights ['pytorch_model.bin']"),
+        (
+            {"model.safetensors": b"\x08\x00\x00\x00\x00\x00\x00\x00{oops}"},
+            "model.safetensors is not a readable safetensors file",
+        ),
+    ],
+)
 def test_a_pickle_only_or_corrupt_init_from_folder_exits_2_with_one_line(
     world: Path, tmp_path: Path, files: dict[str, bytes], message: str
 ) -> None:
@@ -250,8 +280,9 @@ def test_a_pickle_only_or_corrupt_init_from_folder_exits_2_with_one_line(
     for name, data in files.items():
         (folder / name).write_bytes(data)
     recipe = _recipe(world, tmp_path / "run", 1)
-    done = subprocess.run([*_command(recipe), "--model.init_from", str(folder)], env=ENV, capture_output=True,
-                          text=True)
+    done = subprocess.run(
+        [*_command(recipe), "--model.init_from", str(folder)], env=ENV, capture_output=True, text=True
+    )
     assert done.returncode == 2, done.stderr
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("loclip-pretrain: error: model.init_from ") and message in last, done.stderr

@@ -17,8 +17,10 @@ from loclip.shards.skips import SkipCounter
 from loclip.shards.streams import STREAM_ERRORS
 from loclip.shards.write import ShardWriter, json_bytes, remove_partial
 
-SAMPLES = [("a", {"png": b"\x89PNG1", "json": json_bytes({"caption": "é"})}),
-           ("dir/b", {"seg.png": b"mask", "json": b"{}"})]
+SAMPLES = [
+    ("a", {"png": b"\x89PNG1", "json": json_bytes({"caption": "é"})}),
+    ("dir/b", {"seg.png": b"mask", "json": b"{}"}),
+]
 
 
 def write(path: Path) -> None:
@@ -68,10 +70,17 @@ def test_a_failed_write_leaves_nothing_under_the_real_name(tmp_path: Path) -> No
     assert [p.name for p in remove_partial(tmp_path)] == [".x.tar.tmp-123"] and list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("a.png", ("a", "png")), ("d/e/k.SEG.PNG", ("d/e/k", "seg.png")), ("x.y/z.json", ("x.y/z", "json")),
-    ("noext", None), (".hidden", None), ("dir/", None),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("a.png", ("a", "png")),
+        ("d/e/k.SEG.PNG", ("d/e/k", "seg.png")),
+        ("x.y/z.json", ("x.y/z", "json")),
+        ("noext", None),
+        (".hidden", None),
+        ("dir/", None),
+    ],
+)
 def test_split_name_follows_webdataset(name: str, expected) -> None:
     assert split_name(name) == expected
 
@@ -80,7 +89,8 @@ def test_members_without_an_extension_are_reported_and_skipped() -> None:
     reported: list[tuple[str, str]] = []
     stream = tar_bytes([("k.json", b"x"), ("README", b"x"), ("k.png", b"x")])
     assert list(iter_samples(stream, lambda reason, detail: reported.append((reason, detail)))) == [
-        ("k", {"json": b"x", "png": b"x"})]
+        ("k", {"json": b"x", "png": b"x"})
+    ]
     assert reported == [("member/bad_name", "'README'")]
 
 
@@ -93,11 +103,17 @@ def header(name: str, kind: bytes, linkname: str = "") -> tarfile.TarInfo:
 def test_links_devices_and_fifos_are_counted_never_followed() -> None:
     """A symbolic link to /etc/passwd, a hard link to a member, a character device and a FIFO: none is read as
     a sample file, each is counted; a directory entry carries no data and is passed over."""
-    stream = tar_bytes([
-        header("d", tarfile.DIRTYPE), ("d/a.json", b"{}"), header("d/a.png", tarfile.SYMTYPE, "/etc/passwd"),
-        header("d/a.txt", tarfile.LNKTYPE, "d/a.json"), header("d/b.png", tarfile.CHRTYPE),
-        header("d/b.jpg", tarfile.FIFOTYPE), ("d/b.json", b"[]"),
-    ])
+    stream = tar_bytes(
+        [
+            header("d", tarfile.DIRTYPE),
+            ("d/a.json", b"{}"),
+            header("d/a.png", tarfile.SYMTYPE, "/etc/passwd"),
+            header("d/a.txt", tarfile.LNKTYPE, "d/a.json"),
+            header("d/b.png", tarfile.CHRTYPE),
+            header("d/b.jpg", tarfile.FIFOTYPE),
+            ("d/b.json", b"[]"),
+        ]
+    )
     samples, counter = read(stream)
     assert samples == [("d/a", {"json": b"{}"}), ("d/b", {"json": b"[]"})]
     assert counter.as_dict() == {"member/not_a_file": 4}
@@ -174,10 +190,16 @@ def test_an_extended_header_over_its_limit_fails_the_shard_before_it_is_read() -
 
 
 def test_repeated_names_and_keys_are_counted_and_the_first_wins() -> None:
-    stream = tar_bytes([
-        ("a.json", b"first"), ("a.png", b"p"), ("a.json", b"second"),  # the same member name twice in a sample
-        ("b.json", b"b"), ("a.json", b"again"), ("a.png", b"again"),  # a key that comes back later
-    ])
+    stream = tar_bytes(
+        [
+            ("a.json", b"first"),
+            ("a.png", b"p"),
+            ("a.json", b"second"),  # the same member name twice in a sample
+            ("b.json", b"b"),
+            ("a.json", b"again"),
+            ("a.png", b"again"),  # a key that comes back later
+        ]
+    )
     samples, counter = read(stream)
     assert samples == [("a", {"json": b"first", "png": b"p"}), ("b", {"json": b"b"})]
     assert counter.as_dict() == {"member/duplicate": 1, "sample/duplicate_key": 1}
@@ -227,4 +249,3 @@ def test_a_counter_can_say_the_first_skip_of_each_reason() -> None:
         counter.add(reason, detail)
     assert said == [("a", "first a"), ("b", "first b")] and counter.as_dict() == {"a": 3, "b": 1}
     assert counter.pop_delta() == {"a": 3, "b": 1}
-

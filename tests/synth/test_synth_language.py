@@ -30,10 +30,16 @@ def _matches(name: str, obj: SceneObject) -> bool:
 
 # Where a caption says an object is → (row, column) third of the image holding its box centre.
 POSITIONS = {
-    "top left": (0, 0), "top": (0, 1), "top right": (0, 2),
-    "left": (1, 0), "centre": (1, 1), "right": (1, 2),
-    "bottom left": (2, 0), "bottom": (2, 1), "bottom right": (2, 2),
-}  # fmt: skip
+    "top left": (0, 0),
+    "top": (0, 1),
+    "top right": (0, 2),
+    "left": (1, 0),
+    "centre": (1, 1),
+    "right": (1, 2),
+    "bottom left": (2, 0),
+    "bottom": (2, 1),
+    "bottom right": (2, 2),
+}
 
 
 def test_captions_describe_exactly_the_drawn_objects(scenes: list[Scene]) -> None:
@@ -111,8 +117,24 @@ def test_tokenizer_covers_every_text(scenes: list[Scene], tmp_path) -> None:  # 
     assert all(row[0] == tok.bos_token_id and row[-1] == tok.eos_token_id for row in ids)
     assert max(len(row) for row in ids) <= tok.model_max_length
     assert tok.tokenize("<image>\nWhere is the red star? [12, 0, 999, 5].") == [
-        "<image>", "where", "is", "the", "red", "star", "?", "[", "12", ",", "0", ",", "999", ",", "5", "]", ".",
-    ]  # fmt: skip
+        "<image>",
+        "where",
+        "is",
+        "the",
+        "red",
+        "star",
+        "?",
+        "[",
+        "12",
+        ",",
+        "0",
+        ",",
+        "999",
+        ",",
+        "5",
+        "]",
+        ".",
+    ]
     assert tok.convert_tokens_to_ids("<region>") == tok.region_token_id
 
 

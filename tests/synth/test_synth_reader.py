@@ -81,8 +81,11 @@ def test_an_eps_member_is_refused_and_ghostscript_never_runs(
 def test_an_image_larger_than_any_scene_is_refused_from_its_header(written: Path, tmp_path: Path) -> None:
     """A 12000 x 12000 PNG of ~20 KB used to decode to 144 megapixels (7 GB, 71 s) before a misleading error."""
     root = damaged(written, tmp_path, replaced("val-00000000.png", png_bytes(Image.new("1", (12000, 12000)))))
-    with pytest.raises(ValueError, match=r"scene 'val-00000000' image: 12000 x 12000 = 144,000,000 pixels, over the "
-                                         r"limit of 1,048,576 \(checked before decoding\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"scene 'val-00000000' image: 12000 x 12000 = 144,000,000 pixels, over the "
+        r"limit of 1,048,576 \(checked before decoding\)",
+    ):
         read_all(root)
 
 
@@ -124,17 +127,28 @@ def test_links_and_repeated_members_are_errors_not_skips(written: Path, tmp_path
         read_all(damaged(written, tmp_path, lambda members: members[:3] + members[1:2] + members[3:]))
 
 
-@pytest.mark.parametrize(("edit", "message"), [
-    (lambda meta: b"[" * 100_000, r"its \.json member nests its JSON too deeply to read; write the split again"),
-    (lambda meta: b"{oops", r"its \.json member is not valid JSON: Expecting property name"),
-    (lambda meta: b'{"caption": "\xff"}', r"its \.json member is not UTF-8 text \(byte 13\)"),
-    (lambda meta: json.dumps({**meta, "long_captions": []}).encode(), r"its JSON's long_captions is not what"),
-    (lambda meta: json.dumps({**meta, "objects": meta["objects"][1:]}).encode(), r"its JSON's objects is not what"),
-    (lambda meta: json.dumps({**meta, "objects": [{**meta["objects"][0], "colour": "mauve"}, *meta["objects"][1:]]}
-                             ).encode(), r"its JSON's objects\[0\] is not what"),
-    (lambda meta: json.dumps({**meta, "regions": [{"bbox": [1, 2, 3], "phrase": "x"}, *meta["regions"][1:]]}
-                             ).encode(), r"its JSON's regions\[0\] is not what"),
-])
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda meta: b"[" * 100_000, r"its \.json member nests its JSON too deeply to read; write the split again"),
+        (lambda meta: b"{oops", r"its \.json member is not valid JSON: Expecting property name"),
+        (lambda meta: b'{"caption": "\xff"}', r"its \.json member is not UTF-8 text \(byte 13\)"),
+        (lambda meta: json.dumps({**meta, "long_captions": []}).encode(), r"its JSON's long_captions is not what"),
+        (lambda meta: json.dumps({**meta, "objects": meta["objects"][1:]}).encode(), r"its JSON's objects is not what"),
+        (
+            lambda meta: json.dumps(
+                {**meta, "objects": [{**meta["objects"][0], "colour": "mauve"}, *meta["objects"][1:]]}
+            ).encode(),
+            r"its JSON's objects\[0\] is not what",
+        ),
+        (
+            lambda meta: json.dumps(
+                {**meta, "regions": [{"bbox": [1, 2, 3], "phrase": "x"}, *meta["regions"][1:]]}
+            ).encode(),
+            r"its JSON's regions\[0\] is not what",
+        ),
+    ],
+)
 def test_a_scene_json_unlike_what_loclip_synth_writes_names_the_field(
     written: Path, tmp_path: Path, edit: Callable[[dict], bytes], message: str
 ) -> None:

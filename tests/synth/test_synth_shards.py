@@ -53,8 +53,9 @@ def test_layout_and_sizes(written: Path) -> None:
     assert len(list((written / "train" / "images").glob("*.png"))) == 23
     with tarfile.open(written / "train" / "shard-000004.tar") as tar:
         members = tar.getmembers()
-    assert [m.name for m in members] == [f"train-{i:08d}.{ext}" for i in (20, 21, 22)
-                                         for ext in ("png", "json", "seg.png")]
+    assert [m.name for m in members] == [
+        f"train-{i:08d}.{ext}" for i in (20, 21, 22) for ext in ("png", "json", "seg.png")
+    ]
     # headers carry nothing from the machine or the clock, so reruns are byte-identical anywhere
     assert {(m.mtime, m.uid, m.gid, m.uname, m.gname, m.mode) for m in members} == {(0, 0, 0, "", "", 0o644)}
 
@@ -84,9 +85,7 @@ def test_read_split_matches_a_scene_regenerated_alone(
     assert np.array_equal(np.asarray(records[13].image), scene.image)
 
 
-def test_label_map_member_is_the_scenes_label_map(
-    written: Path, synth_seed: int, synth_config: SceneConfig
-) -> None:
+def test_label_map_member_is_the_scenes_label_map(written: Path, synth_seed: int, synth_config: SceneConfig) -> None:
     with tarfile.open(written / "train" / "shard-000002.tar") as tar:
         seg = Image.open(io.BytesIO(tar.extractfile("train-00000011.seg.png").read()))  # type: ignore[union-attr]
     scene = generate_scene("train", 11, synth_seed, synth_config)
@@ -214,8 +213,21 @@ def test_read_missing_split_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_cli_writes_every_split_and_a_loadable_tokenizer(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    main(["--out", str(tmp_path), "--scenes", "20", "--seed", "3", "--image-size", "48", "--shard-size", "8",
-          "--no-progress"])  # fmt: skip
+    main(
+        [
+            "--out",
+            str(tmp_path),
+            "--scenes",
+            "20",
+            "--seed",
+            "3",
+            "--image-size",
+            "48",
+            "--shard-size",
+            "8",
+            "--no-progress",
+        ]
+    )
     sizes = {s: json.loads((tmp_path / s / "sizes.json").read_text()) for s in ("train", "val", "test", "novel")}
     counts = {s: sum(v.values()) for s, v in sizes.items()}
     assert counts == {"train": 20, "val": 2, "test": 2, "novel": 2}
@@ -232,7 +244,10 @@ def test_cli_writes_every_split_and_a_loadable_tokenizer(tmp_path: Path, capsys:
         (["--scenes", "0"], "scenes = 0: expected an integer >= 1"),
         (["--scenes", "-2"], "scenes = -2: expected an integer >= 1"),
         (["--scenes", "many"], "scenes = 'many': expected an integer >= 1"),
-        (["--scenes", "3", "--split", "holdout"], "split = 'holdout': expected one of ['train', 'val', 'test', 'novel', 'all']"),
+        (
+            ["--scenes", "3", "--split", "holdout"],
+            "split = 'holdout': expected one of ['train', 'val', 'test', 'novel', 'all']",
+        ),
         (["--scenes", "3", "--image-size", "16"], "image_size = 16: expected an integer in [32, 1024]"),
     ],
 )
@@ -282,8 +297,16 @@ def test_cli_refuses_a_folder_of_someone_elses_shards_naming_them(
     assert _files(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "train"]
 
 
-@pytest.mark.parametrize("planted", ["world.json", "val/images/val-00000002.png", "val/conversations.json",
-                                     "tokenizer/tokenizer.json", "tokenizer/my_vocab.txt"])
+@pytest.mark.parametrize(
+    "planted",
+    [
+        "world.json",
+        "val/images/val-00000002.png",
+        "val/conversations.json",
+        "tokenizer/tokenizer.json",
+        "tokenizer/my_vocab.txt",
+    ],
+)
 def test_cli_refuses_any_file_it_would_replace_in_a_folder_it_did_not_write(
     tmp_path: Path, capsys: pytest.CaptureFixture, planted: str
 ) -> None:
@@ -304,8 +327,10 @@ def test_library_writers_refuse_a_folder_they_did_not_write(tmp_path: Path, synt
         ensure_world(tmp_path, {"train": 3, "val": 2}, 0, synth_config, 16)
     assert _files(tmp_path) == before
     write_split(tmp_path, "val", 2, 0, synth_config)  # a split with nothing in the way is written
-    assert len(list(read_split(tmp_path, "val"))) == 2 and _files(tmp_path)["train/shard-000000.tar"] == before[
-        "train/shard-000000.tar"]
+    assert (
+        len(list(read_split(tmp_path, "val"))) == 2
+        and _files(tmp_path)["train/shard-000000.tar"] == before["train/shard-000000.tar"]
+    )
 
 
 def test_a_world_loclip_wrote_is_rewritten_keeping_files_it_did_not_write(tmp_path: Path) -> None:

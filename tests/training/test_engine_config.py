@@ -22,12 +22,15 @@ def test_the_named_json_fills_in_the_recipe_numbers(tmp_path: Path) -> None:
     assert (config["train_micro_batch_size_per_gpu"], config["gradient_accumulation_steps"]) == (4, 3)
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    (None, r"^run\.deepspeed_config: no such file '.*ds\.json'$"),
-    ("[" * 100_000, r"^run\.deepspeed_config: '.*ds\.json' nests its JSON too deeply to read$"),
-    ("{zero: 2}", r"^run\.deepspeed_config: '.*ds\.json' is not valid JSON: Expecting property name"),
-    ("[1, 2]", r"^run\.deepspeed_config: '.*ds\.json' must hold a JSON object of DeepSpeed settings, got list$"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, r"^run\.deepspeed_config: no such file '.*ds\.json'$"),
+        ("[" * 100_000, r"^run\.deepspeed_config: '.*ds\.json' nests its JSON too deeply to read$"),
+        ("{zero: 2}", r"^run\.deepspeed_config: '.*ds\.json' is not valid JSON: Expecting property name"),
+        ("[1, 2]", r"^run\.deepspeed_config: '.*ds\.json' must hold a JSON object of DeepSpeed settings, got list$"),
+    ],
+)
 def test_a_file_that_cannot_be_read_is_one_line_naming_it(tmp_path: Path, content: str | None, message: str) -> None:
     path = tmp_path / "ds.json"
     if content is not None:

@@ -18,20 +18,21 @@ from torch import nn
 
 pytest.importorskip("deepspeed")
 
-from loclip.training import checkpoint as ckpt  # noqa: E402
-from loclip.training.config import OptimRecipe, RunRecipe  # noqa: E402
-from loclip.training.engine import build_engine  # noqa: E402
-from loclip.training.loop import NonFiniteLossError, StepOutput, open_run, train_loop  # noqa: E402
-from loclip.training.metrics_log import read_metrics  # noqa: E402
-from loclip.training.run_folder import RunFolderError  # noqa: E402
-from loclip.training.safe_load import CheckpointError, UnsafeCheckpointError  # noqa: E402
+from loclip.training import checkpoint as ckpt
+from loclip.training.config import OptimRecipe, RunRecipe
+from loclip.training.engine import build_engine
+from loclip.training.loop import NonFiniteLossError, StepOutput, open_run, train_loop
+from loclip.training.metrics_log import read_metrics
+from loclip.training.run_folder import RunFolderError
+from loclip.training.safe_load import CheckpointError, UnsafeCheckpointError
 
 
 @dataclass
 class ToyRecipe:
     optim: OptimRecipe = field(default_factory=lambda: OptimRecipe(steps=4, warmup_steps=0, lr=1e-2))
-    run: RunRecipe = field(default_factory=lambda: RunRecipe(save_every=2, keep_checkpoints=5, log_every=1,
-                                                             progress=False))
+    run: RunRecipe = field(
+        default_factory=lambda: RunRecipe(save_every=2, keep_checkpoints=5, log_every=1, progress=False)
+    )
 
 
 class Stream:
@@ -81,8 +82,9 @@ def run(out: Path, steps: int = 4, nan_at: set[int] | None = None, **run_fields)
 
         save_file({k: v.contiguous() for k, v in engine.module.state_dict().items()}, exported)
 
-    reached = train_loop(engine, scheduler, Stream(), step, ctx=ctx, optim=recipe.optim, run=recipe.run,
-                         data_key="stream", export=export)
+    reached = train_loop(
+        engine, scheduler, Stream(), step, ctx=ctx, optim=recipe.optim, run=recipe.run, data_key="stream", export=export
+    )
     losses = [r["train/loss"] for r in read_metrics(out / "metrics.jsonl") if "train/loss" in r]
     return reached, losses, exported
 
@@ -99,7 +101,7 @@ def test_a_non_finite_loss_stops_naming_the_step_and_term_keeping_the_last_good_
 def test_max_bad_steps_skips_that_many_non_finite_steps(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         reached, losses, exported = run(tmp_path / "skip", steps=4, nan_at={2}, max_bad_steps=1)
-    assert reached == 4 and len(losses) == 4 and all(l == l for l in losses) and exported.is_file()
+    assert reached == 4 and len(losses) == 4 and all(loss == loss for loss in losses) and exported.is_file()
     assert "step 2: non-finite loss" in caplog.text
 
 
@@ -124,8 +126,11 @@ def test_diverged_weights_are_never_saved(tmp_path: Path) -> None:
 def test_a_fresh_start_into_an_earlier_run_is_refused_unless_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "twice"
     run(out, steps=4)
-    with pytest.raises(RunFolderError, match=r"holds checkpoints of an earlier run \(step-00000002, step-00000004\)"
-                                             r".*--run.overwrite true"):
+    with pytest.raises(
+        RunFolderError,
+        match=r"holds checkpoints of an earlier run \(step-00000002, step-00000004\)"
+        r".*--run.overwrite true",
+    ):
         run(out, steps=2, resume=False)
     reached, losses, _ = run(out, steps=2, resume=False, overwrite=True)
     assert reached == 2 and len(losses) == 2  # the old run's log is gone, not mixed in

@@ -9,9 +9,9 @@ from typing import Literal
 import pytest
 
 from loclip.cli.pretrain import parser as pretrain_parser
+from loclip.core.recipe import PositiveInt, build_parser, check, load_recipe, option, parse_command
 from loclip.finetune.config import FinetuneRecipe
 from loclip.pretrain.config import PretrainRecipe
-from loclip.core.recipe import PositiveInt, build_parser, check, load_recipe, option, parse_command
 
 
 def from_yaml(tmp_path: Path, text: str, cls: type = PretrainRecipe):
@@ -31,38 +31,44 @@ def test_yaml_numbers_pyyaml_reads_as_strings_are_floats(tmp_path: Path) -> None
     assert from_yaml(tmp_path, "eval:\noptim:\n  steps: 7\n").optim.steps == 7  # an empty section is no change
 
 
-@pytest.mark.parametrize("text, message", [
-    ("optim:\n  steps: 2.5\n", "optim.steps = 2.5: expected an integer >= 1"),
-    ("optim:\n  lr: fast\n", "optim.lr = 'fast': expected a number > 0"),
-    ("optim:\n  lr: .inf\n", "optim.lr = inf: expected a number > 0"),
-    ("optim:\n  lr: .nan\n", "optim.lr = nan: expected a number > 0"),
-    ("run:\n  log_every: 0\n", "run.log_every = 0: expected an integer >= 1"),
-    ("run:\n  precision: fp16\n", "run.precision = 'fp16': expected one of ['fp32', 'bf16']"),
-    ("data:\n  batch_size: true\n", "data.batch_size = True: expected an integer >= 1"),
-    ("loss:\n  regions: 'yes'\n", "loss.regions = 'yes': expected true or false"),
-    ("data:\n  train_shards: 3\n", "data.train_shards = 3: expected a string or a list of (a string) or null"),
-    ("- a\n- b\n", "must hold a mapping of sections, got a list"),
-    ("42\n", "must hold a mapping of sections, got a int"),
-    ("optim: 3\n", "recipe.yaml.optim must be a mapping of fields, got int 3"),
-    ("optim:\n  learning_rate: 1\n", "unknown field(s) ['learning_rate']"),
-    ("optim: [\n", "not valid yaml"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("optim:\n  steps: 2.5\n", "optim.steps = 2.5: expected an integer >= 1"),
+        ("optim:\n  lr: fast\n", "optim.lr = 'fast': expected a number > 0"),
+        ("optim:\n  lr: .inf\n", "optim.lr = inf: expected a number > 0"),
+        ("optim:\n  lr: .nan\n", "optim.lr = nan: expected a number > 0"),
+        ("run:\n  log_every: 0\n", "run.log_every = 0: expected an integer >= 1"),
+        ("run:\n  precision: fp16\n", "run.precision = 'fp16': expected one of ['fp32', 'bf16']"),
+        ("data:\n  batch_size: true\n", "data.batch_size = True: expected an integer >= 1"),
+        ("loss:\n  regions: 'yes'\n", "loss.regions = 'yes': expected true or false"),
+        ("data:\n  train_shards: 3\n", "data.train_shards = 3: expected a string or a list of (a string) or null"),
+        ("- a\n- b\n", "must hold a mapping of sections, got a list"),
+        ("42\n", "must hold a mapping of sections, got a int"),
+        ("optim: 3\n", "recipe.yaml.optim must be a mapping of fields, got int 3"),
+        ("optim:\n  learning_rate: 1\n", "unknown field(s) ['learning_rate']"),
+        ("optim: [\n", "not valid yaml"),
+    ],
+)
 def test_bad_yaml_values_name_the_field(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ValueError) as error:
         from_yaml(tmp_path, text)
     assert message in str(error.value)
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--data.batch_size", "0"], "data.batch_size = 0: expected an integer >= 1"),
-    (["--data.batch_size", "-4"], "data.batch_size = -4: expected an integer >= 1"),
-    (["--run.log_every", "0"], "run.log_every = 0: expected an integer >= 1"),
-    (["--optim.lr", "inf"], "optim.lr = inf: expected a number > 0"),
-    (["--optim.steps", "2.5"], "optim.steps = '2.5': expected an integer >= 1"),
-    (["--loss.regions", "maybe"], "--loss.regions expects true/false"),
-    (["--run.zero_stage", "4"], "run.zero_stage = '4': expected one of [0, 1, 2, 3]"),
-    (["--model.grounding_head", "mlp"], "model.grounding_head = 'mlp': expected one of ['dense', 'pooled']"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--data.batch_size", "0"], "data.batch_size = 0: expected an integer >= 1"),
+        (["--data.batch_size", "-4"], "data.batch_size = -4: expected an integer >= 1"),
+        (["--run.log_every", "0"], "run.log_every = 0: expected an integer >= 1"),
+        (["--optim.lr", "inf"], "optim.lr = inf: expected a number > 0"),
+        (["--optim.steps", "2.5"], "optim.steps = '2.5': expected an integer >= 1"),
+        (["--loss.regions", "maybe"], "--loss.regions expects true/false"),
+        (["--run.zero_stage", "4"], "run.zero_stage = '4': expected one of [0, 1, 2, 3]"),
+        (["--model.grounding_head", "mlp"], "model.grounding_head = 'mlp': expected one of ['dense', 'pooled']"),
+    ],
+)
 def test_bad_flags_name_the_field(argv: list[str], message: str) -> None:
     with pytest.raises(ValueError) as error:
         from_flags(*argv)
@@ -72,9 +78,24 @@ def test_bad_flags_name_the_field(argv: list[str], message: str) -> None:
 def test_flags_convert_and_override_the_file(tmp_path: Path) -> None:
     path = tmp_path / "r.yaml"
     path.write_text("optim:\n  lr: 1e-3\nrun:\n  zero_stage: 1\n")
-    args = pretrain_parser().parse_args(["--optim.lr", "3e-4", "--loss.regions", "false", "--run.zero_stage", "2",
-                                         "--data.train_shards", "a.tar,b.tar", "c.tar", "--run.progress",
-                                         "--model.tokenizer", "none", "--data.batch-size", "8"])
+    args = pretrain_parser().parse_args(
+        [
+            "--optim.lr",
+            "3e-4",
+            "--loss.regions",
+            "false",
+            "--run.zero_stage",
+            "2",
+            "--data.train_shards",
+            "a.tar,b.tar",
+            "c.tar",
+            "--run.progress",
+            "--model.tokenizer",
+            "none",
+            "--data.batch-size",
+            "8",
+        ]
+    )
     recipe = load_recipe(PretrainRecipe, path, args)
     assert recipe.optim.lr == 3e-4 and recipe.loss.regions is False and recipe.run.zero_stage == 2
     assert recipe.data.train_shards == ["a.tar", "b.tar", "c.tar"] and recipe.run.progress is True
@@ -102,8 +123,10 @@ def test_command_options_are_checked_the_same_way(capsys: pytest.CaptureFixture)
     parser = build_parser("demo-command", None, Options)
     options, _ = parse_command(parser, Options, ["--out", "x", "--count", "5", "--mode", "b"])
     assert (options.out, options.count, options.mode) == ("x", 5, "b")
-    for argv, message in ((["--out", "x", "--count", "0"], "count = 0: expected an integer >= 1"),
-                          (["--count", "2"], "the following arguments are required: --out")):
+    for argv, message in (
+        (["--out", "x", "--count", "0"], "count = 0: expected an integer >= 1"),
+        (["--count", "2"], "the following arguments are required: --out"),
+    ):
         with pytest.raises(SystemExit) as exit_info:
             parse_command(parser, Options, argv)
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
