@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,42 +60,47 @@ def normalise_phrase(text: str) -> str:
     return re.sub(r"\s+", " ", text.lower()).strip().rstrip(".!?").strip()
 
 
-def referring_accuracy(
+@dataclass(frozen=True)
+class Answered:
+    """A question asked: its image's ``size`` (height, width), the ``answer`` text and the answer's ``boxes``
+    (original-image pixels)."""
+
+    question: Question
+    size: tuple[int, int]
+    answer: str
+    boxes: list[list[float]]
+
+
+def ask_each(
     model: Any,
     processor: LoclipLlavaProcessor,
     items: list[Question],
     image_root: str | os.PathLike,
     max_new_tokens: int = 24,
-) -> float:
-    """Share of referring questions whose answer equals the truth phrase (``normalise_phrase``)."""
-    hits = 0
+) -> Iterator[Answered]:
+    """Each question asked alone, as the first about its image (``image_root`` / ``Question.image``), with its
+    ``<region>`` boxes, by greedy ``chat``."""
     for q in items:
         image = open_image(Path(image_root) / q.image, "image")
-        answer, _ = chat(model, processor, image, q.question, q.boxes, max_new_tokens)
-        hits += normalise_phrase(answer) == normalise_phrase(q.answer or "")
-    return hits / max(len(items), 1)
+        answer, boxes = chat(model, processor, image, q.question, q.boxes, max_new_tokens)
+        yield Answered(q, (image.height, image.width), answer, boxes)
 
 
-def rec_accuracy(
-    model: Any,
-    processor: LoclipLlavaProcessor,
-    items: list[Question],
-    image_root: str | os.PathLike,
-    iou_threshold: float = 0.5,
-    max_new_tokens: int = 24,
-) -> float:
+def referring_accuracy(answers: Iterable[Answered]) -> float:
+    """Share of referring questions whose answer equals the truth phrase (``normalise_phrase``); 0 for none."""
+    hits = [normalise_phrase(a.answer) == normalise_phrase(a.question.answer or "") for a in answers]
+    return sum(hits) / max(len(hits), 1)
+
+
+def rec_accuracy(answers: Iterable[Answered], image_size: int, iou_threshold: float = 0.5) -> float:
     """Referring-expression comprehension: share of grounding questions whose first answered box has
-    IoU >= ``iou_threshold`` with the truth (both in original-image pixels; no box counts as a miss)."""
-    hits = 0
-    for q in items:
-        image = open_image(Path(image_root) / q.image, "image")
-        _, predicted = chat(model, processor, image, q.question, None, max_new_tokens)
-        if not predicted:
-            continue
-        size = (image.height, image.width)
-        truth = bx.model_to_pixel(torch.tensor([q.truth_box]), size, processor.image_processor.image_size)
-        hits += float(bx.box_iou(torch.tensor(predicted[:1]), truth)[0]) >= iou_threshold
-    return hits / max(len(items), 1)
+    IoU >= ``iou_threshold`` with the truth (both in original-image pixels, the truth mapped from the model frame
+    of ``image_size``; no box counts as a miss); 0 for none."""
+    hits = []
+    for a in answers:
+        truth = bx.model_to_pixel(torch.tensor([a.question.truth_box]), a.size, image_size)
+        hits.append(bool(a.boxes) and float(bx.box_iou(torch.tensor(a.boxes[:1]), truth)[0]) >= iou_threshold)
+    return sum(hits) / max(len(hits), 1)
 
 
 @torch.no_grad()
@@ -110,9 +116,10 @@ def evaluate_records(
     was_training = model.training
     model.eval()
     refer, ground = questions(records, "refer")[:max_questions], questions(records, "ground")[:max_questions]
+    size = processor.image_processor.image_size
     result = {
-        "referring_accuracy": referring_accuracy(model, processor, refer, image_root, max_new_tokens),
-        "rec_acc@0.5": rec_accuracy(model, processor, ground, image_root, 0.5, max_new_tokens),
+        "referring_accuracy": referring_accuracy(ask_each(model, processor, refer, image_root, max_new_tokens)),
+        "rec_acc@0.5": rec_accuracy(ask_each(model, processor, ground, image_root, max_new_tokens), size, 0.5),
         "n_refer": float(len(refer)),
         "n_ground": float(len(ground)),
     }

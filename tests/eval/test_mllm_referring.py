@@ -8,7 +8,7 @@ import pytest
 
 from loclip.cli.evaluate import main
 from loclip.encoder.box_text import parse_boxes
-from loclip.eval.mllm_referring import normalise_phrase, questions
+from loclip.eval.mllm_referring import Answered, Question, normalise_phrase, questions, rec_accuracy, referring_accuracy
 from loclip.synth import SceneConfig, write_split
 
 
@@ -41,6 +41,25 @@ def test_questions_take_referring_and_grounding_turns_with_their_own_boxes() -> 
 def test_a_phrase_matches_whatever_its_case_spacing_and_final_punctuation() -> None:
     assert normalise_phrase("  A  Red\tsquare. ") == normalise_phrase("a red square") == "a red square"
     assert normalise_phrase("a red square") != normalise_phrase("a red circle")
+
+
+def test_the_scores_count_exact_phrases_and_first_boxes_over_the_threshold() -> None:
+    def refer(answer: str, truth: str) -> Answered:
+        return Answered(Question("a.png", "What is in <region>?", [[1, 2, 3, 4]], truth, None), (50, 100), answer, [])
+
+    assert referring_accuracy([refer("A red square.", "a red square"), refer("a red ring", "a red square")]) == 0.5
+    assert referring_accuracy([]) == rec_accuracy([], 64) == 0.0
+
+    # an image of (height, width) = (50, 100) letterboxed into 64 px: the model frame's top half is the image
+    truth = Question("a.png", "Where is the star?", [], None, [0.0, 0.0, 0.5, 0.25])  # pixels [0, 0, 50, 25]
+
+    def ground(*boxes: list[float]) -> Answered:
+        return Answered(truth, (50, 100), "", list(boxes))
+
+    hit, wide = ground([0, 0, 50, 25], [60, 30, 90, 45]), ground([0, 0, 100, 25])  # IoU 1; IoU 0.5
+    miss, none = ground([60, 30, 90, 45], [0, 0, 50, 25]), ground()  # only the first box counts; no box: a miss
+    assert rec_accuracy([hit, wide, miss, none], 64) == 0.5
+    assert rec_accuracy([hit, wide], 64, iou_threshold=0.6) == 0.5
 
 
 def test_mllm_task_scores_referring_and_rec(tmp_path: Path) -> None:
