@@ -160,12 +160,13 @@ class Soak:
 
     def __init__(self, url: str, image_path: Path, tally: Tally) -> None:
         from gradio_client import Client, handle_file
-        from PIL import Image
+
+        from loclip.core.image_loading import open_raster
 
         self.url, self.tally = url, tally
         self.image_path = image_path
         self.handle = handle_file
-        self.width, self.height = Image.open(image_path).size
+        self.width, self.height = open_raster(image_path, "soak image").size
         self.limits = Client(url, verbose=False, download_files=False).predict(api_name="/info")["limits"]
         self.bad = bad_requests(self.limits, self.width, self.height)
 
