@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 
+from loclip.demo.backend import load_backend
 from loclip.demo.cli import parse_args
-from loclip.demo.limits import Limits
+from loclip.demo.limits import Limits, load_image
 from loclip.training.distributed import free_port
 
 
@@ -66,7 +67,14 @@ def test_loclip_demo_serves_an_encoder(encoder_model_dir: Path, image_file: Path
         ranked = client.predict(
             image=handle_file(image_file), boxes=[[0, 0, 20, 20]], labels="red circle, ring", api_name="/rank_labels"
         )
-        assert [r["label"] for r in ranked["regions"][0]["ranking"]] in (["red circle", "ring"], ["ring", "red circle"])
+        served = [(r["label"], r["score"]) for r in ranked["regions"][0]["ranking"]]
+        # the same model in this process: the served scores are its softmax, ranked best first
+        (expected,) = load_backend(encoder_model_dir).rank(
+            load_image(image_file, Limits()), [[0, 0, 20, 20]], ["red circle", "ring"]
+        )
+        assert sorted(label for label, _ in served) == ["red circle", "ring"]
+        assert dict(served) == pytest.approx(dict(expected.ranking), abs=1e-3)
+        assert [score for _, score in served] == sorted((score for _, score in served), reverse=True)
     finally:
         process.terminate()
         process.wait(timeout=30)
