@@ -149,6 +149,12 @@ def _output_annotator() -> image_annotator:
     )
 
 
+def _api_inputs() -> tuple[gr.File, gr.JSON, gr.JSON]:
+    """What every gradio_client endpoint reads and returns (an image file, pixel boxes; the JSON result), made
+    inside the hidden column that holds the mode's other plain inputs."""
+    return gr.File(label="image", file_types=["image"]), gr.JSON(label="boxes"), gr.JSON(label="result")
+
+
 def _header(backend: Backend, model_name: str, example: Example, limits: Limits) -> str:
     mode = "Chat mode (MLLM)" if backend.mode == "chat" else "Encoder mode (region ↔ text)"
     return (
@@ -324,11 +330,8 @@ def _chat_ui(backend: ChatBackend, example: Example, limits: Limits, concurrency
     restart.click(ui_restart, None, [chatbot, shown, listed, state], queue=False, api_visibility="private")
 
     with gr.Column(visible=False):  # plain-input twins of the buttons, for gradio_client
-        image_file = gr.File(label="image", file_types=["image"])
-        boxes_json = gr.JSON(label="boxes")
-        question_text = gr.Textbox(label="question")
-        history_json = gr.JSON(label="history")
-        result_json = gr.JSON(label="result")
+        image_file, boxes_json, result_json = _api_inputs()
+        question_text, history_json = gr.Textbox(label="question"), gr.JSON(label="history")
         api_ask = gr.Button("ask")
 
     @user_errors
@@ -341,7 +344,7 @@ def _chat_ui(backend: ChatBackend, example: Example, limits: Limits, concurrency
         def answer() -> dict:
             loaded = load_image(image, limits)
             earlier = [ChatAnswer(*turn) for turn in parse_history(history, limits)]
-            result = backend.ask(loaded, question or "", parse_boxes(boxes), earlier, stop=stop).as_dict()
+            result = backend.ask(loaded, question or "", parse_boxes(boxes), history=earlier, stop=stop).as_dict()
             return {**result, "history": [t.as_dict() for t in earlier] + [result]}
 
         # A coroutine, so that a cancelled request (gradio cancels its task) reaches this frame: a thread cannot
@@ -405,11 +408,8 @@ def _encoder_ui(backend: EncoderBackend, example: Example, limits: Limits, concu
     ground.click(ui_ground, [annotated, phrase], [shown, summary], **private)
 
     with gr.Column(visible=False):  # plain-input twins of the buttons, for gradio_client
-        image_file = gr.File(label="image", file_types=["image"])
-        boxes_json = gr.JSON(label="boxes")
-        labels_text = gr.Textbox(label="labels")
-        phrase_text = gr.Textbox(label="phrase")
-        result_json = gr.JSON(label="result")
+        image_file, boxes_json, result_json = _api_inputs()
+        labels_text, phrase_text = gr.Textbox(label="labels"), gr.Textbox(label="phrase")
         api_rank, api_ground = gr.Button("rank_labels"), gr.Button("ground")
 
     @user_errors

@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, TypedDict, get_args
 
 import torch
 from PIL import Image
@@ -25,6 +25,9 @@ from loclip.mllm.conversation import REGION_TOKEN as REGION
 from loclip.mllm.prompt import ChatPrompt, Turn
 
 from .limits import DemoInputError, Limits, check_boxes, check_text
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack  # typing.Unpack from Python 3.11
 
 UnusedBoxes = Literal["append", "ignore"]  # what happens to drawn boxes the question has no <region> for
 CHAT_MODEL_TYPE = "loclip_llava"
@@ -85,6 +88,14 @@ class RegionRanking:
 
     def as_dict(self) -> dict[str, Any]:
         return {"box": round_boxes([self.box])[0], "ranking": [{"label": lab, "score": s} for lab, s in self.ranking]}
+
+
+class AskOptions(TypedDict, total=False):
+    """``ask_stream``'s options after the boxes (see it for what each does), which ``ask`` passes on as given."""
+
+    history: Sequence[ChatAnswer]
+    unused_boxes: UnusedBoxes
+    stop: threading.Event | None
 
 
 def round_boxes(boxes: list[list[float]], digits: int = 2) -> list[list[float]]:
@@ -238,12 +249,10 @@ class ChatBackend(_ModelBackend):
         image: Image.Image,
         question: str | ChatPrompt,
         boxes: list[list[float]] | None = None,
-        history: Sequence[ChatAnswer] = (),
-        unused_boxes: UnusedBoxes = "append",
-        stop: threading.Event | None = None,
+        **options: Unpack[AskOptions],
     ) -> ChatAnswer:
-        """``ask_stream``'s finished answer."""
-        *_, result = self.ask_stream(image, question, boxes, history, unused_boxes, stop)
+        """``ask_stream``'s finished answer (the same arguments; ``history``, ``unused_boxes`` and ``stop`` by name)."""
+        *_, result = self.ask_stream(image, question, boxes, **options)
         return result
 
 
