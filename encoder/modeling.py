@@ -55,6 +55,8 @@ class GroundingOutput:
     cell_boxes: ``[B, P, N, 4]`` each cell's box, unclamped (dense head only, else ``None``).
     raw_boxes: ``[B, P, 4]`` ``boxes`` before clamping: what the losses compare (a clamp has no gradient
     past the edge, so it would push the size the wrong way).
+    grid: ``(h, w)`` the patch grid of the pass, on which the cells lie (``N = h * w``); the dense head's loss
+    reads it, so the output alone is what ``box_head.loss`` needs.
     """
 
     boxes: torch.Tensor
@@ -62,6 +64,7 @@ class GroundingOutput:
     cell_logits: torch.Tensor | None = None
     cell_boxes: torch.Tensor | None = None
     raw_boxes: torch.Tensor | None = None
+    grid: tuple[int, int] | None = None
 
 
 def found_boxes(boxes: torch.Tensor) -> torch.Tensor:
@@ -290,10 +293,10 @@ class LoclipVisionModel(LoclipPreTrainedModel):
         region_embeds = self.region_projection(pooled)
         if isinstance(self.box_head, BoxHead):
             raw = self.box_head(pooled)
-            return GroundingOutput(raw.clamp(0.0, 1.0), region_embeds, raw_boxes=raw)
+            return GroundingOutput(raw.clamp(0.0, 1.0), region_embeds, raw_boxes=raw, grid=enc.grid)
         logits, cell_boxes = self.box_head(memory.context, pooled, enc.grid)
         raw = DenseBoxHead.select(logits, cell_boxes)
-        return GroundingOutput(raw.clamp(0.0, 1.0), region_embeds, logits, cell_boxes, raw)
+        return GroundingOutput(raw.clamp(0.0, 1.0), region_embeds, logits, cell_boxes, raw, enc.grid)
 
 
 class LoclipModel(LoclipPreTrainedModel):

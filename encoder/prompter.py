@@ -7,12 +7,15 @@ attends to the patches and to its own tokens only (a block mask), which makes a 
 independent of the other boxes, the padding and the batch, and costs ``O(R * T * N)``, not ``O(R * N^2)``.
 
 The grounding heads (``BoxHead``, ``DenseBoxHead``) turn phrase-prompted outputs into boxes; each owns its loss
-(``head.loss(output, targets, mask, grid)``), so a trainer asks whichever head the model has.
+behind the one signature of ``GroundingHead.loss`` (``head.loss(output, targets, mask)``), so a trainer asks
+whichever head the model has.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, NamedTuple
 
 import torch
@@ -202,7 +205,28 @@ class Prompter(nn.Module):
         return x.reshape(b, r, t, width).mean(dim=2)
 
 
-class BoxHead(nn.Module):
+class GroundingHead(nn.Module):
+    """What every grounding head offers a trainer: its loss on its own output, one signature for all heads."""
+
+    def loss(
+        self,
+        out: GroundingOutput,
+        target_boxes: torch.Tensor,
+        box_mask: torch.Tensor,
+        kind: BoxLoss = "l2",
+        giou_weight: float = 1.0,
+    ) -> dict[str, torch.Tensor]:
+        """This head's loss on its output ``out`` (``LoclipVisionModel.grounding``) for ``[B, M]`` phrases, against
+        ``target_boxes`` ``[B, M, 4]`` (normalised xyxy) where ``box_mask`` ``[B, M]`` holds: the terms of ``kind``
+        (see ``grounding_loss``), which the caller sums."""
+        return self.loss_of(out)(target_boxes, box_mask, kind=kind, giou_weight=giou_weight)
+
+    def loss_of(self, out: GroundingOutput) -> Callable[..., dict[str, torch.Tensor]]:
+        """The head's loss function with its own predictions in ``out`` filled in (the targets and options left)."""
+        raise NotImplementedError
+
+
+class BoxHead(GroundingHead):
     """2-layer GELU MLP: pooled phrase-prompted features ``[..., W]`` → normalised xyxy boxes ``[..., 4]``.
 
     It regresses centre and size through a sigmoid. The box is returned as regressed: it may reach past the
@@ -218,22 +242,12 @@ class BoxHead(nn.Module):
         cxcywh = self.mlp(features).sigmoid()
         return cxcywh_to_xyxy(cxcywh)
 
-    def loss(
-        self,
-        out: GroundingOutput,
-        target_boxes: torch.Tensor,
-        box_mask: torch.Tensor,
-        grid: tuple[int, int],
-        kind: BoxLoss = "l2",
-        giou_weight: float = 1.0,
-    ) -> dict[str, torch.Tensor]:
-        """This head's loss on its output for ``[B, M]`` phrases: ``grounding_loss`` of ``out.raw_boxes`` against
-        ``target_boxes`` ``[B, M, 4]`` (normalised xyxy) where ``box_mask`` ``[B, M]`` holds. ``grid`` is not
-        used (the signature is every head's, so a caller asks whichever head the model has)."""
-        return grounding_loss(out.raw_boxes, target_boxes, box_mask, kind, giou_weight)
+    def loss_of(self, out: GroundingOutput) -> Callable[..., dict[str, torch.Tensor]]:
+        """``grounding_loss`` of the regressed boxes as they were before the clamp (``out.raw_boxes``)."""
+        return partial(grounding_loss, out.raw_boxes)
 
 
-class DenseBoxHead(nn.Module):
+class DenseBoxHead(GroundingHead):
     """Grounding by cells: a phrase-prompted embedding scores every patch cell and each cell regresses a box.
 
     For each phrase and each cell ``i`` it gives a logit (the phrase's query against the cell's key) and a box
@@ -273,19 +287,10 @@ class DenseBoxHead(nn.Module):
         wh = (raw[..., 2:] + self.size_bias).sigmoid()
         return logits, cxcywh_to_xyxy(torch.cat([cxcy, wh], dim=-1))
 
-    def loss(
-        self,
-        out: GroundingOutput,
-        target_boxes: torch.Tensor,
-        box_mask: torch.Tensor,
-        grid: tuple[int, int],
-        kind: BoxLoss = "l2",
-        giou_weight: float = 1.0,
-    ) -> dict[str, torch.Tensor]:
-        """This head's loss on its output for ``[B, M]`` phrases over a ``grid`` ``(h, w)`` of cells:
-        ``dense_grounding_loss`` of ``out.cell_logits`` / ``out.cell_boxes`` against ``target_boxes`` ``[B, M, 4]``
-        (normalised xyxy) where ``box_mask`` ``[B, M]`` holds."""
-        return dense_grounding_loss(out.cell_logits, out.cell_boxes, target_boxes, box_mask, grid, kind, giou_weight)
+    def loss_of(self, out: GroundingOutput) -> Callable[..., dict[str, torch.Tensor]]:
+        """``dense_grounding_loss`` of the cells' scores and boxes (``out.cell_logits``, ``out.cell_boxes``) over
+        the pass's grid (``out.grid``)."""
+        return partial(dense_grounding_loss, out.cell_logits, out.cell_boxes, grid=out.grid)
 
     @staticmethod
     def select(cell_logits: torch.Tensor, cell_boxes: torch.Tensor) -> torch.Tensor:

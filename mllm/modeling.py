@@ -244,16 +244,16 @@ class LoclipLlavaForConditionalGeneration(LlavaForConditionalGeneration):
 
     def _ground_pass(
         self, input_ids: torch.Tensor, pixel_values: torch.Tensor, **kwargs
-    ) -> tuple[LlavaModelOutputWithPast, GroundingOutput, torch.Tensor, tuple[int, int]]:
+    ) -> tuple[LlavaModelOutputWithPast, GroundingOutput, torch.Tensor]:
         """One trunk pass, the LLM over the whole sequence, and the head on every ``<ground>`` token:
-        (LLM outputs, grounding output ``[B, G, ...]``, its mask ``[B, G]``, the patch grid)."""
+        (LLM outputs, grounding output ``[B, G, ...]``, its mask ``[B, G]``)."""
         if input_ids is None or pixel_values is None:
             raise ValueError("grounding needs input_ids (to find the <ground> tokens) and pixel_values")
         enc = self.model.encode_images(pixel_values)
         outputs = self.model(input_ids=input_ids, pixel_values=pixel_values, vision_encoding=enc, **kwargs)
         where = input_ids == self.config.ground_token_index
         grounded, mask = self.model.ground(enc, outputs.last_hidden_state, where)
-        return outputs, grounded, mask, enc.grid
+        return outputs, grounded, mask
 
     def _forward_with_grounding(
         self,
@@ -274,7 +274,7 @@ class LoclipLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         ground_mask = ground_mask.to(torch.bool)
         tokens = (input_ids == self.config.ground_token_index).sum(dim=1)
         check_row_counts(tokens, ground_mask.sum(dim=1).to(tokens.device), GROUND_TOKEN)
-        outputs, grounded, mask, grid = self._ground_pass(input_ids, pixel_values, **kwargs)
+        outputs, grounded, mask = self._ground_pass(input_ids, pixel_values, **kwargs)
         logits = self.lm_head(outputs.last_hidden_state)
         lm_loss = None
         if labels is not None:
@@ -282,7 +282,7 @@ class LoclipLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         # gather_rows left-aligns the tokens as the targets are: same [B, G] layout, G padded to >= 1
         targets = ground_boxes.new_zeros(*mask.shape, 4)
         targets[mask] = ground_boxes[ground_mask].to(targets.dtype)
-        terms = self.model.vision_tower.box_head.loss(grounded, targets, mask, grid, self.config.ground_box_loss)
+        terms = self.model.vision_tower.box_head.loss(grounded, targets, mask, self.config.ground_box_loss)
         ground_loss = sum(terms.values())
         loss = ground_loss * self.config.ground_loss_weight + (lm_loss if lm_loss is not None else 0)
         # Llava's causal-LM output carries the inner model's fields (cache, hidden states, image outputs) under
@@ -310,7 +310,7 @@ class LoclipLlavaForConditionalGeneration(LlavaForConditionalGeneration):
         generated answer): list of B ``[G_b, 4]`` normalised model-frame xyxy. ``boxes``/``box_mask`` fill the
         ``<region>`` tokens as in ``forward``."""
         extra = {} if boxes is None else {"boxes": boxes, "box_mask": box_mask}
-        _, grounded, mask, _ = self._ground_pass(
+        _, grounded, mask = self._ground_pass(
             input_ids, pixel_values, attention_mask=attention_mask, use_cache=False, **extra
         )
         return [grounded.boxes[b][mask[b]] for b in range(mask.shape[0])]

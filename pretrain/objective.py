@@ -169,7 +169,7 @@ class PretrainObjective(nn.Module):
             weights.update({k: lam for k in rt})
             if cfg.grounding:
                 out = vision.grounding(enc, phrases)
-                gr = vision.box_head.loss(out, boxes, box_mask, enc.grid, kind=cfg.grounding_kind)
+                gr = vision.box_head.loss(out, boxes, box_mask, kind=cfg.grounding_kind)
                 terms.update(gr)
                 weights.update({k: lam * cfg.grounding_weight for k in gr})
 
