@@ -139,7 +139,6 @@ def train(recipe: FinetuneRecipe, eval_fn: EvalFn | None = None) -> Path:
         step,
         ctx=ctx,
         optim=recipe.optim,
-        run=recipe.run,
         data_key="stream",
         evaluate=None if eval_fn is None else lambda: eval_fn(engine.module, processor),
         export=export,

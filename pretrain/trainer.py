@@ -103,7 +103,6 @@ def train(recipe: PretrainRecipe, eval_fn: EvalFn | None = None) -> Path:
         step,
         ctx=ctx,
         optim=recipe.optim,
-        run=recipe.run,
         data_key="loader",
         evaluate=None if eval_fn is None else lambda: eval_fn(model, processor),
         export=lambda: export_atomic(ctx.out, model, processor),

@@ -55,11 +55,15 @@ class StepOutput:
 
 @dataclass
 class RunContext:
+    """Where this process runs (``rank`` of ``world``, ``device``) and the run it belongs to: its folder ``out``
+    (``run.output_dir``) and settings ``run``, and the resolved recipe, kept in every checkpoint."""
+
     rank: int
     world: int
     device: torch.device
     out: Path
-    recipe: dict[str, Any] = field(default_factory=dict)  # the resolved recipe, kept in every checkpoint
+    run: RunRecipe
+    recipe: dict[str, Any] = field(default_factory=dict)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -78,7 +82,7 @@ def open_run(recipe: Any, run: RunRecipe) -> RunContext:
     check_run_folder(out, tree, run.resume, run.overwrite, rank)
     if rank == 0:
         dump_recipe(recipe, out / "recipe.yaml")
-    return RunContext(rank, world, device, out, tree)
+    return RunContext(rank, world, device, out, run, tree)
 
 
 def zero3(engine: Any) -> bool:
@@ -133,7 +137,6 @@ def train_loop(
     *,
     ctx: RunContext,
     optim: OptimRecipe,
-    run: RunRecipe,
     data_key: str,
     evaluate: Callable[[], dict[str, float]] | None = None,
     export: Callable[[], None] | None = None,
@@ -142,7 +145,8 @@ def train_loop(
     desc: str = "train",
     log: logging.Logger = logger,
 ) -> int:
-    """Train ``engine`` to ``optim.steps`` optimizer steps; returns the step reached.
+    """Train ``engine`` to ``optim.steps`` optimizer steps, as ``ctx.run`` says (resume, logging, evaluation and
+    checkpoint periods, bad-step tolerance); returns the step reached.
 
     Args:
         data: batches (dicts of tensors), resumable (``data_key`` names its state in the checkpoints).
@@ -153,7 +157,7 @@ def train_loop(
         scalars: extra scalars logged with each training log line (e.g. the temperature).
         rate: name of the throughput scalar (``count`` per second summed over ranks).
     """
-    ckpt_root = ctx.out / "checkpoints"
+    run, ckpt_root = ctx.run, ctx.out / "checkpoints"
     metrics = MetricLog(ctx.out, enabled=ctx.rank == 0)
     step = ckpt.resume_run(engine, ckpt_root, run.resume, data, data_key, metrics, log)
 

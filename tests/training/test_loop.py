@@ -83,7 +83,7 @@ def run(out: Path, steps: int = 4, nan_at: set[int] | None = None, **run_fields)
         save_file({k: v.contiguous() for k, v in engine.module.state_dict().items()}, exported)
 
     reached = train_loop(
-        engine, scheduler, Stream(), step, ctx=ctx, optim=recipe.optim, run=recipe.run, data_key="stream", export=export
+        engine, scheduler, Stream(), step, ctx=ctx, optim=recipe.optim, data_key="stream", export=export
     )
     losses = [r["train/loss"] for r in read_metrics(out / "metrics.jsonl") if "train/loss" in r]
     return reached, losses, exported
@@ -119,7 +119,7 @@ def test_diverged_weights_are_never_saved(tmp_path: Path) -> None:
         return StepOutput(engine(batch["x"]).pow(2).mean(), {}, 2)
 
     with pytest.raises(NonFiniteLossError, match="step 1: the weights are not finite"):
-        train_loop(engine, scheduler, Stream(), step, ctx=ctx, optim=recipe.optim, run=recipe.run, data_key="stream")
+        train_loop(engine, scheduler, Stream(), step, ctx=ctx, optim=recipe.optim, data_key="stream")
     assert ckpt.complete_checkpoints(ctx.out / "checkpoints") == []
 
 
