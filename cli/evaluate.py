@@ -12,7 +12,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from loclip.core.recipe import FlagAliases, build_parser, option, parse_command
+from loclip.core.recipe import FlagAliases, PositiveInt, build_parser, option, parse_command
+from loclip.core.threads import use_threads
 from loclip.eval.config import EvalPlan
 from loclip.eval.plan import check_model_dir, load_mllm, load_model, plan_tasks
 from loclip.eval.report import markdown_table, write_json_atomic
@@ -74,6 +75,7 @@ class EvalCommand:
     model: str = option(help="directory of a saved LoclipModel and its LoclipProcessor (save_pretrained)")
     out: str | None = option(None, "write results here (atomically) and the table beside it as .md")
     device: str | None = option(None, "torch device (default: cuda if available, else cpu)")
+    threads: PositiveInt | None = option(None, "torch CPU threads (default: the available cores)")
     plan: EvalPlan = option(help="what to evaluate (loclip.eval.config.EvalPlan)")
 
 
@@ -94,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     cmd, _ = parse_command(parser(), EvalCommand, argv)
     device = cmd.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
+        use_threads(cmd.threads, field="--threads")
         runners = plan_tasks(cmd.plan)  # the plan's fields fit together and its datasets read
         mllm = "mllm" in cmd.plan.task
         check_model_dir(cmd.model, mllm, "--model")  # its files, before anything is built

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from loclip.core.recipe import FlagAliases, NonNegativeInt, PositiveInt, UnitFloat, build_parser, option, parse_command
+from loclip.core.threads import ThreadSettingError, use_threads
 from loclip.label.captioner import LONG_PROMPT, SHORT_PROMPT, CaptionerKind, load_captioner
 from loclip.label.detector import NmsMode, OwlDetector
 from loclip.label.inputs import check_not_inside, image_units, shard_units
@@ -81,7 +82,7 @@ class LabelCommand:
     )
     device: str | None = option(None, "torch device (default: cuda if available, else cpu)")
     dtype: Literal["float32", "bfloat16", "float16"] = option("float32", "model weights dtype")
-    threads: NonNegativeInt = option(0, "torch CPU threads (0: torch's default)")
+    threads: NonNegativeInt = option(0, "torch CPU threads (0: the available cores)")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = option("INFO", "logging level")
 
     def validate(self) -> None:
@@ -98,8 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     cmd, _ = parse_command(parser(), LabelCommand, list(argv) if argv is not None else None)
     logging.basicConfig(level=cmd.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if cmd.threads > 0:
-        torch.set_num_threads(cmd.threads)
+    try:
+        use_threads(cmd.threads or None, field="--threads")
+    except ThreadSettingError as e:
+        print(f"loclip-label: error: {e}", file=sys.stderr)
+        return 2
     dtype = getattr(torch, cmd.dtype)
     device = cmd.device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -11,6 +11,7 @@ from typing import Any
 
 from loclip.core.json_input import InputRefused
 from loclip.core.recipe import build_parser, load_recipe, parse_command
+from loclip.core.threads import ThreadSettingError
 from loclip.training.metrics_log import last_eval, print_table
 
 
@@ -57,7 +58,8 @@ def run_trainer_command(
 
     try:
         train()(recipe, eval_fn=make_eval_fn(recipe))  # train() imports the trainer (DeepSpeed) only now
-    except InputRefused as e:  # a folder or file the recipe names, found unreadable once the trainer opened it
+    except (InputRefused, ThreadSettingError) as e:  # a file the recipe names, found unreadable once the trainer
+        # opened it, or an OMP_NUM_THREADS that is not a count
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2
     except (RunFolderError, CheckpointError, NonFiniteLossError) as e:  # the run folder or the run said no

@@ -9,9 +9,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from loclip.core.recipe import FlagAliases, PositiveInt, build_parser, option, parse_command
+from loclip.core.threads import prepare_process, use_threads
 
-from .limits import Limits
+prepare_process()  # before torch loads (libgomp reads its wait policy once): idle threads sleep, not spin
+
+from loclip.core.recipe import FlagAliases, PositiveInt, build_parser, option, parse_command  # noqa: E402
+
+from .limits import Limits  # noqa: E402
 
 LIMITS = "request limits"
 
@@ -32,7 +36,7 @@ class DemoCommand:
     example: Literal["auto", "synthetic", "photo"] = option(
         "auto", "image the page opens on: a synthetic scene for synthetic-world models, else a photo (auto)"
     )
-    threads: PositiveInt | None = option(None, "torch CPU threads (default: torch's choice)")
+    threads: PositiveInt | None = option(None, "torch CPU threads (default: the available cores)")
 
 
 def parse_args(argv: list[str] | None = None) -> DemoCommand:
@@ -56,14 +60,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         limits = args.limits
         path = Path(args.model) if args.model is not None else default_model_path()
+        use_threads(args.threads, field="--threads")
         backend = load_backend(path, limits)
     except (FileNotFoundError, ValueError) as e:  # a bad --model: one line (no traceback), usage-error status
         print(f"loclip-demo: error: {e}", file=sys.stderr)
         raise SystemExit(2) from None
-    if args.threads is not None:
-        import torch
-
-        torch.set_num_threads(args.threads)
     from .app import build_demo, launch_options
 
     example = default_example(backend.tokenizer, backend.image_size, path, args.example)

@@ -83,7 +83,7 @@ def build_model(recipe: PretrainRecipe, tokenizer) -> LoclipModel:
 
 def train(recipe: PretrainRecipe, eval_fn: EvalFn | None = None) -> Path:
     """Run pretraining; returns the output directory holding the exported encoder."""
-    ctx = open_run(recipe, recipe.run)
+    ctx = open_run(recipe, recipe.run, loader_workers=recipe.data.num_workers)
     seed_everything(recipe.run.seed + ctx.rank)
     tokenizer = load_tokenizer(recipe)
     model = build_model(recipe, tokenizer)

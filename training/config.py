@@ -39,3 +39,5 @@ class RunRecipe:
     overwrite: bool = False  # a fresh start (resume false) may delete an earlier run's checkpoints and logs
     max_bad_steps: NonNegativeInt = 0  # steps with a non-finite loss skipped before the run stops with an error
     progress: bool = True
+    # torch intra-op threads; unset: the available cores minus the data loader's workers (loclip.core.threads)
+    threads: PositiveInt | None = None

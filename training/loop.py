@@ -25,6 +25,7 @@ import torch.distributed as dist
 from tqdm.auto import tqdm
 
 from loclip.core.recipe import dump_recipe, to_dict
+from loclip.core.threads import use_threads
 
 from . import checkpoint as ckpt
 from .config import OptimRecipe, RunRecipe
@@ -70,10 +71,12 @@ class NonFiniteLossError(RuntimeError):
     """The loss stayed non-finite for more steps than ``run.max_bad_steps`` tolerates."""
 
 
-def open_run(recipe: Any, run: RunRecipe) -> RunContext:
-    """Join (or make) the process group, create ``run.output_dir``, check what it holds
-    (``run_folder.check_run_folder``: no mixing with an earlier run, no resume under a changed recipe), and
-    write the resolved recipe into it."""
+def open_run(recipe: Any, run: RunRecipe, loader_workers: int = 0) -> RunContext:
+    """Set this process's threads (``run.threads``, else the cores this rank may use minus its
+    ``loader_workers`` data-loader processes: ``loclip.core.threads``), join (or make) the process group,
+    create ``run.output_dir``, check what it holds (``run_folder.check_run_folder``: no mixing with an earlier
+    run, no resume under a changed recipe), and write the resolved recipe into it."""
+    use_threads(run.threads, loader_workers, "run.threads", logger)
     rank, world, device = setup_distributed()
     out = Path(run.output_dir)
     tree = to_dict(recipe)

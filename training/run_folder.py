@@ -31,6 +31,7 @@ RESUMABLE = (
     "run.overwrite",
     "run.max_bad_steps",
     "run.progress",
+    "run.threads",
     "eval.",
 )
 

@@ -150,3 +150,15 @@ def test_a_variant_is_applied_before_the_recipe_is_validated(tmp_path: Path, cap
         "(the box head reads prompter output)\n"
     )
     assert not (tmp_path / "run").exists()
+
+
+def test_a_bad_thread_setting_exits_2_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """OMP_NUM_THREADS is read when the run opens (loclip.core.threads); a value that is not a count is a usage
+    error, not a traceback."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "0")
+    monkeypatch.setattr(pretrain, "prepare_quickstart", lambda *a: None)  # no world needed to open the run
+    assert pretrain.main(["--output-dir", str(tmp_path / "run")]) == 2
+    assert capsys.readouterr().err == "loclip-pretrain: error: OMP_NUM_THREADS must be a positive integer, got '0'\n"
+    assert not (tmp_path / "run").exists()

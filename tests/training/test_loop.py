@@ -18,6 +18,7 @@ from torch import nn
 
 pytest.importorskip("deepspeed")
 
+from loclip.core.threads import ThreadSettingError
 from loclip.training import checkpoint as ckpt
 from loclip.training.config import OptimRecipe, RunRecipe
 from loclip.training.engine import build_engine
@@ -233,3 +234,22 @@ def test_exported_files_get_the_umasks_ordinary_permissions(tmp_path: Path, umas
         os.umask(old)
     modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "run").iterdir()}
     assert modes == {"model.safetensors": 0o666 & ~umask, "config.json": 0o666 & ~umask}
+
+
+def test_a_run_sets_its_threads_and_may_resume_with_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """run.threads sets torch's intra-op threads for the run and says so; it shapes neither model nor data, so a
+    resume may change it."""
+    out = tmp_path / "threads"
+    with caplog.at_level(logging.INFO, logger="loclip.training"):
+        run(out, steps=2, threads=1)
+    assert torch.get_num_threads() == 1 and "threads: 1 intra-op thread(s)" in caplog.text
+    reached, _, _ = run(out, steps=4, threads=2)
+    assert reached == 4 and torch.get_num_threads() == 2
+    monkeypatch.setenv("OMP_NUM_THREADS", "two")  # a bad setting stops the run before anything is written
+    recipe = ToyRecipe()
+    recipe.run.output_dir = str(tmp_path / "never")
+    with pytest.raises(ThreadSettingError, match="OMP_NUM_THREADS must be a positive integer, got 'two'"):
+        open_run(recipe, recipe.run)
+    assert not (tmp_path / "never").exists()
