@@ -11,7 +11,8 @@ with phrases of 6 tokens and random boxes. For the CLIP loss alone and for all l
 
 - images/s: batch / median step time (forward + backward + optimizer step), warm-up steps excluded;
 - MFU: model FLOPs per step (counted by ``torch.utils.flop_counter`` over one forward + backward) / step time /
-  the bf16 matmul peak measured on the same GPU (the best of several 8192³ bf16 matmuls).
+  the bf16 matmul peak measured on the same GPU (the best of several 8192³ bf16 matmuls);
+- efficiency: the all-losses step's FLOP/s / the CLIP step's FLOP/s (goal ≥ 0.9, as on the CPU).
 
 ``--compile`` compiles the vision trunk and the text tower (``nn.Module.compile``, dynamic shapes: the
 objective trims text padding per batch). Results go to the ``gpu_pretrain`` key of docs/benchmarks.json and
@@ -157,13 +158,16 @@ def markdown(r: dict[str, Any]) -> str:
         f"steps after {r['warmup']}; measured bf16 matmul peak {r['matmul_peak_tflops']:.0f} TFLOP/s; "
         f"torch.compile: {r['compile']}.",
         "",
-        "| losses | images/s | step ms | MFU | peak memory GiB |",
-        "| --- | ---: | ---: | ---: | ---: |",
+        "| losses | images/s | step ms | TFLOP / step | MFU | efficiency vs CLIP | peak memory GiB |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, v in r["variants"].items():
         mfu = f"{v['mfu']:.1%}" if v.get("mfu") is not None else "—"
+        eff = f"{v['efficiency']:.3f}" if v.get("efficiency") is not None else "—"
+        tflop = f"{v['flops_per_step'] / 1e12:.2f}" if v.get("flops_per_step") else "—"
         lines.append(
-            f"| {name} | {v['images_per_s']:.0f} | {v['step_ms']:.1f} | {mfu} | {v['peak_memory_gib'] or '—'} |"
+            f"| {name} | {v['images_per_s']:.0f} | {v['step_ms']:.1f} | {tflop} | {mfu} | {eff} | "
+            f"{v['peak_memory_gib'] or '—'} |"
         )
     return "\n".join(lines)
 
@@ -204,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
                 v["mfu"] = round(v["flops_per_step"] / (v["step_ms"] / 1e3) / peak, 4)
             variants[name] = v
             print(f"{name}: {v}", file=sys.stderr)
+        clip = variants["clip"]
+        for v in variants.values():
+            if v.get("mfu") and clip.get("mfu"):
+                v["efficiency"] = round(v["mfu"] / clip["mfu"], 3)
     finally:
         teardown_distributed()
     results = {

@@ -80,6 +80,24 @@ def peak_tensor_bytes(fn: Callable[[], Any]) -> int:
     return peak
 
 
+def count_flops(fn: Callable[[], Any]) -> int:
+    """FLOPs of one call of ``fn`` as ``torch.utils.flop_counter.FlopCounterMode`` counts them: matrix products,
+    convolutions and attention (forward, and backward when ``fn`` runs it), 2 per multiply-add. Element-wise
+    ops, norms, gathers (RoIAlign's sampling) and optimizer updates count 0: they are the work a FLOP/s figure
+    leaves out, so that a workload heavy in them shows a lower FLOP/s."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def efficiency(flops: int, seconds: float, base_flops: int, base_seconds: float) -> float:
+    """Achieved FLOP/s of a workload over the baseline's FLOP/s, measured in the same run: 1.0 means the
+    workload's extra work runs as fast per FLOP as the baseline's."""
+    return (flops / seconds) / (base_flops / base_seconds)
+
+
 def top_ops(fn: Callable[[], Any], rows: int = 12, calls: int = 3) -> list[dict[str, Any]]:
     """The ops taking the most self CPU time over ``calls`` calls of ``fn`` (torch.profiler), as table rows."""
     from torch.profiler import ProfilerActivity, profile

@@ -40,7 +40,8 @@ SIZES = {
     "tiny": Size("tiny", 64, 8, 64, 2, 4, 32, 64),
     # Larger, so that fixed per-call overheads weigh less: 256 patches, 4 layers of width 256.
     "small": Size("small", 128, 8, 256, 4, 4, 128, 16),
-    # The ViT-B/16 vision trunk at 224 px (196 patches, 12 layers of width 768); inference only on a CPU.
+    # The ViT-B/16 vision trunk at 224 px (196 patches, 12 layers of width 768; the text tower alike), batch 2:
+    # a CPU training step takes seconds.
     "vit_b16": Size("vit_b16", 224, 16, 768, 12, 12, 512, 2),
 }
 
