@@ -356,3 +356,19 @@ def test_eval_readers_say_each_reason_once_on_stderr(capsys: pytest.CaptureFixtu
     skips.add("missing_image", "b.png")
     assert capsys.readouterr().err == ("loclip-eval: skipping missing_image (first: a.png); counts are reported\n")
     assert skips.as_dict() == {"missing_image": 2}
+
+
+def test_loclip_eval_threads(
+    model_dir: Path, synth_dir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """--threads sets torch's threads for the evaluation; a bad OMP_NUM_THREADS is one line and exit 2."""
+    import torch
+
+    from loclip.cli.evaluate import main
+
+    args = ["--model", str(model_dir), "--task", "synthetic", "--synth-dir", str(synth_dir), "--no-progress"]
+    assert main([*args, "--threads", "1"]) == 0 and torch.get_num_threads() == 1
+    capsys.readouterr()
+    monkeypatch.setenv("OMP_NUM_THREADS", "many")
+    assert main(args) == 2
+    assert capsys.readouterr().err == "loclip-eval: error: OMP_NUM_THREADS must be a positive integer, got 'many'\n"
