@@ -3,11 +3,12 @@
 On a CPU shared with anything else (a browser, the demo, a second run), torch's defaults oversubscribe: one
 intra-op thread per core, plus the data loader's worker processes, and OpenMP threads that spin for about 3 ms
 after every parallel region (libgomp's default). Every parallel region waits for its slowest thread, so one
-busy neighbour on a 2-core machine cut the pretraining quickstart to a tenth of its speed
+busy neighbour on a 2-core machine cut the pretraining quickstart to a fifth of its speed
 (``docs/benchmarks.md``, *Shared CPU*). The rule, in one place:
 
 - **budget**: the cores this process may use: its CPU affinity, capped by a cgroup CPU quota (containers,
-  ``docker --cpus``), shared among the ranks on this node (``LOCAL_WORLD_SIZE``);
+  ``docker --cpus``), shared among the ranks on this node (``LOCAL_WORLD_SIZE`` from torchrun, ``LOCAL_SIZE``
+  from the ``deepspeed`` launcher);
 - **intra-op threads**: ``run.threads`` (or a command's ``--threads``) when given; else ``OMP_NUM_THREADS``
   when set; else the budget minus the data loader's worker processes (each counted as one core), at least 1;
 - **wait policy**: ``OMP_WAIT_POLICY=PASSIVE`` (idle threads sleep instead of spinning against a neighbour)
@@ -30,6 +31,7 @@ log = logging.getLogger("loclip.threads")
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PROC_CGROUP = Path("/proc/self/cgroup")
 WAIT_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+RANK_VARS = ("LOCAL_WORLD_SIZE", "LOCAL_SIZE")  # processes on this node: torchrun's, the deepspeed launcher's
 
 
 def prepare_process(env: MutableMapping[str, str] = os.environ) -> None:
@@ -93,12 +95,14 @@ def available_cores(
     env: Mapping[str, str] = os.environ, root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP
 ) -> int:
     """This process's share of the cores it may run on: affinity, capped by the cgroup quota (rounded down: a
-    thread on a fraction of a core waits for the rest), divided among ``LOCAL_WORLD_SIZE`` ranks; at least 1."""
+    thread on a fraction of a core waits for the rest), divided among the node's ranks (``RANK_VARS``); at
+    least 1."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     quota = cgroup_cpus(root, proc_cgroup)
     if quota is not None:
         cores = min(cores, max(1, math.floor(quota)))
-    ranks = _positive_int(env.get("LOCAL_WORLD_SIZE", "1"), "LOCAL_WORLD_SIZE")
+    name = next((n for n in RANK_VARS if n in env), None)
+    ranks = _positive_int(env[name], name) if name else 1
     return max(1, cores // ranks)
 
 

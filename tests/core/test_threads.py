@@ -64,6 +64,7 @@ def test_available_cores_caps_by_quota_and_shares_among_local_ranks(tmp_path: Pa
     assert available_cores({}, tmp_path, none) == affinity
     assert available_cores({"LOCAL_WORLD_SIZE": str(affinity)}, none, none) == 1
     assert available_cores({"LOCAL_WORLD_SIZE": str(4 * affinity)}, none, none) == 1
+    assert available_cores({"LOCAL_SIZE": str(affinity)}, none, none) == 1  # the deepspeed launcher's name
     with pytest.raises(ThreadSettingError, match="LOCAL_WORLD_SIZE must be a positive integer, got 'two'"):
         available_cores({"LOCAL_WORLD_SIZE": "two"}, none, none)
 
