@@ -138,7 +138,7 @@ def markdown(r: dict[str, Any]) -> str:
             lines.append(f"| {name} | {k} | {s['gflop_per_step'][k]:.3f} | {s['gflop_per_s'][k]:.1f} | {eff} |")
     lines += [
         "",
-        "Peak tensor memory of one step (torch.profiler allocation events, above what was live before the step; MiB):",
+        "Peak tensor memory of one step (torch.profiler allocation events: the most the step holds at once; MiB):",
         "",
         "| size | baseline | loclip CLIP loss | loclip all losses |",
         "| --- | ---: | ---: | ---: |",

@@ -195,3 +195,22 @@ def test_gpu_benchmark_code_path_on_a_cpu(tmp_path: Path) -> None:
     assert variants["clip"]["efficiency"] == 1.0
     assert variants["all losses"]["flops_per_step"] > variants["clip"]["flops_per_step"] > 0
     assert _finite(variants["all losses"]["efficiency"]) and variants["all losses"]["efficiency"] > 0
+
+
+def test_peak_memory_counts_what_a_call_holds_after_freeing_what_it_found() -> None:
+    """A step that first drops the previous step's tensors and then allocates as much holds that much at its
+    peak (measured from the start, it looked like 0)."""
+    import torch
+
+    sys.path.insert(0, str(BENCH))
+    import benchlib
+
+    held = {"t": torch.ones(2**20)}  # 4 MiB left by an earlier call
+
+    def step() -> None:
+        held["t"] = None
+        held["t"] = torch.ones(2**20) * 2  # the product and its temporary: 8 MiB at once
+
+    step()
+    peaks = [benchlib.peak_tensor_bytes(step) for _ in range(2)]  # the 2nd frees what the 1st, profiled, made
+    assert all(2 * 4 * 2**20 <= peak <= 3 * 4 * 2**20 for peak in peaks), peaks
