@@ -33,6 +33,8 @@ datasets per task (a COCO/RefCOCO file or the seg_* folders win over synth_dir w
                     mIoU, pixel accuracy, mean class accuracy
   multilabel        instances_json FILE and image_dir DIR (each image's non-crowd categories)
                     [templates FILE], or synth_dir (each scene's labels classes): mAP
+  detection         instances_json FILE and image_dir DIR (category names through templates), or synth_dir
+                    (detection_labels: colour_shape pairs by default): COCO mAP and AP50 per detection_methods
   synthetic         synth_dir: the four headline figures loclip-pretrain logs, on synth_split
   mllm              conversations_json FILE (--model is a loclip MLLM; no other task with it)
 
@@ -84,7 +86,7 @@ def parser():
         "loclip-eval",
         "Evaluate a saved LoclipModel: zero-shot classification, image-text retrieval, region "
         "classification, region retrieval, text-to-box grounding, zero-shot semantic segmentation, multi-label "
-        "classification, synthetic-world summary; or a loclip MLLM (task mllm).",
+        "classification, open-vocabulary detection, synthetic-world summary; or a loclip MLLM (task mllm).",
         EvalCommand,
         epilog=EPILOG,
     )

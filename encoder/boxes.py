@@ -420,3 +420,31 @@ def round_pixel_boxes(boxes: torch.Tensor) -> list[list[int]]:
     if not finite.all():
         raise ValueError(f"boxes: box {shown(boxes[~finite][0].tolist())} has no nearest int (NaN or infinite)")
     return [[int(math.floor(v + 0.5)) for v in row] for row in boxes.reshape(-1, 4).tolist()]
+
+
+def nms(
+    boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Greedy non-maximum suppression → kept indices ``[K]`` (long), highest score first.
+
+    ``boxes`` ``[N, 4]`` xyxy, ``scores`` ``[N]``; a box is dropped when its IoU with a kept, higher-scoring box
+    exceeds ``iou_threshold``. With ``labels`` ``[N]`` only boxes of the same label suppress each other.
+    Ties in score keep the earlier box (stable sort), so the result does not depend on the platform.
+    """
+    if boxes.numel() == 0:
+        return torch.zeros(0, dtype=torch.long, device=boxes.device)
+    order = torch.sort(scores, descending=True, stable=True).indices
+    ranked = boxes[order].double()
+    iou = box_iou(ranked[:, None], ranked[None])  # [N, N]
+    clash = iou > iou_threshold
+    if labels is not None:
+        ranked_labels = labels[order]
+        clash &= ranked_labels[:, None] == ranked_labels[None]
+    suppressed = torch.zeros(len(order), dtype=torch.bool, device=boxes.device)
+    keep: list[int] = []
+    for i in range(len(order)):
+        if suppressed[i]:
+            continue
+        keep.append(i)
+        suppressed |= clash[i]
+    return order[torch.tensor(keep, dtype=torch.long, device=boxes.device)]

@@ -23,6 +23,7 @@ from loclip.core.image_loading import flatten_images, open_image, to_rgb
 
 from . import boxes as bx
 from .boxes import as_float_boxes
+from .detection_post import DEFAULT_MAX_DETECTIONS, DEFAULT_NMS_IOU, DEFAULT_THRESHOLD, post_process_detections
 
 _SAVED_KEYS = {"image_processor_type", "processor_class", "feature_extractor_type"}  # written by to_dict, not options
 
@@ -182,6 +183,23 @@ class LoclipImageProcessor(BaseImageProcessor):
                 raise ValueError(f"box_mask must have shape [B, R] matching boxes, got {tuple(mask.shape)}")
             per_image = [t[m[: len(t)]] for t, m in zip(per_image, mask)]
         return [bx.model_to_pixel(t, size, self.image_size).float() for t, size in zip(per_image, sizes)]
+
+    def post_process_object_detection(
+        self,
+        outputs: Any,
+        threshold: float = DEFAULT_THRESHOLD,
+        target_sizes: Any = None,
+        nms_iou: float = DEFAULT_NMS_IOU,
+        max_detections: int = DEFAULT_MAX_DETECTIONS,
+    ) -> list[dict[str, torch.Tensor]]:
+        """A ``LoclipForObjectDetection`` output (``scores`` ``[B, Q, K]``, ``pred_boxes`` ``[B, Q, K, 4]``) → per
+        image ``{"scores", "labels" (query index), "boxes"}``: thresholded, NMS per query, best first, boxes in
+        pixels of ``target_sizes`` ``[B, 2]`` (height, width) or normalised without
+        (``loclip.encoder.detection_post.post_process_detections``). transformers' zero-shot-object-detection
+        pipeline calls this."""
+        return post_process_detections(
+            outputs["scores"], outputs["pred_boxes"], threshold, target_sizes, self.image_size, nms_iou, max_detections
+        )
 
 
 def _inside(boxes: torch.Tensor, size: tuple[int, int], clip: bool, name: str) -> torch.Tensor:

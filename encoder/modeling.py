@@ -328,6 +328,12 @@ class LoclipModel(LoclipPreTrainedModel):
         if not isinstance(input_ids, torch.Tensor) or input_ids.dim() != 2 or input_ids.is_floating_point():
             shape = tuple(input_ids.shape) if isinstance(input_ids, torch.Tensor) else type(input_ids).__name__
             raise ValueError(f"input_ids must be an integer tensor [B, L], got {shape}")
+        positions = self.config.text_config.max_position_embeddings
+        if input_ids.shape[1] > positions:
+            raise ValueError(
+                f"input_ids holds {input_ids.shape[1]} tokens but the text tower reads at most {positions}: "
+                "truncate the text (a phrase or label this long cannot be embedded whole)"
+            )
         if attention_mask is not None and attention_mask.shape != input_ids.shape:
             raise ValueError(
                 f"attention_mask shape {tuple(attention_mask.shape)} != input_ids shape {tuple(input_ids.shape)}"

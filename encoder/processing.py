@@ -11,6 +11,7 @@ from transformers import AutoTokenizer
 from transformers.feature_extraction_utils import BatchFeature
 from transformers.processing_utils import ProcessorMixin
 
+from .detection_post import DEFAULT_MAX_DETECTIONS, DEFAULT_NMS_IOU, DEFAULT_THRESHOLD
 from .image_processing import LoclipImageProcessor
 
 
@@ -103,6 +104,28 @@ class LoclipProcessor(PixelBoxProcessor):
                 )
             )
         return BatchFeature(data={**data, **pixels}, tensor_type=return_tensors)
+
+    def post_process_grounded_object_detection(
+        self,
+        outputs: Any,
+        threshold: float = DEFAULT_THRESHOLD,
+        target_sizes: Any = None,
+        text_labels: list[list[str]] | None = None,
+        nms_iou: float = DEFAULT_NMS_IOU,
+        max_detections: int = DEFAULT_MAX_DETECTIONS,
+    ) -> list[dict[str, Any]]:
+        """OWL-ViT's post-processing for ``LoclipForObjectDetection``: per image ``{"scores", "labels" (query index),
+        "boxes" (pixels of ``target_sizes`` ``[B, 2]`` as (height, width)), "text_labels"}`` (the query text of each
+        box when ``text_labels`` gives each image's queries, else ``None``)."""
+        results = self.image_processor.post_process_object_detection(
+            outputs, threshold, target_sizes, nms_iou, max_detections
+        )
+        if text_labels is not None and len(text_labels) != len(results):
+            raise ValueError(f"text_labels has {len(text_labels)} query lists for {len(results)} images")
+        for i, result in enumerate(results):
+            names = text_labels[i] if text_labels is not None else None
+            result["text_labels"] = [names[j] for j in result["labels"].tolist()] if names is not None else None
+        return results
 
 
 def load_processor_parts(path: str | os.PathLike, **kwargs: Any) -> list[Any]:

@@ -14,6 +14,7 @@ from loclip.encoder.choices import RegionMethod
 from loclip.synth.world import Split
 
 from .coco import DEFAULT_MIN_BOX_SIZE
+from .detection import DETECTION_METHODS, DetectionMethod
 from .embed import LongCaptions
 from .prompts import DEFAULT_TEMPLATES
 from .synth_data import LabelSet
@@ -26,6 +27,7 @@ Task = Literal[
     "grounding",
     "segmentation",
     "multilabel",
+    "detection",
     "synthetic",
     "mllm",
 ]
@@ -37,6 +39,7 @@ RETRIEVAL = "retrieval (image-text and region-phrase)"
 COCO = "COCO"
 REFS = "RefCOCO-style"
 SEG = "segmentation masks (ADE20K / COCO-Stuff style PNGs)"
+DETECTION = "open-vocabulary detection (COCO mAP / AP50)"
 MLLM = "MLLM (task mllm: the model is a loclip MLLM directory, scored alone)"
 SYNTH = "synthetic world"
 
@@ -89,6 +92,18 @@ class EvalPlan(CheckedConfig):
     seg_reduce_zero_label: bool = option(
         False, "ADE20K: mask value 0 is unlabelled and value v is line v-1 of the text class list", group=SEG
     )
+    detection_methods: list[DetectionMethod] = option(
+        help="detection: head (the box head's best cells, rescored), ground (one box per query), windows (sliding "
+        "windows scored by RoIAlign: the baseline for any encoder)",
+        default_factory=lambda: list(DETECTION_METHODS),
+        group=DETECTION,
+    )
+    detection_labels: LabelSet = option(
+        "colour_shape",
+        "detection queries on synth_dir: colour_shape (64 pairs: 'red circle', every object it names), phrase "
+        "(the 128 size colour shape phrases), colour or shape",
+        group=DETECTION,
+    )
     conversations_json: str | None = option(
         None,
         "LLaVA conversation JSON/JSONL (images relative to its folder, or image_dir): referring accuracy "
@@ -101,6 +116,6 @@ class EvalPlan(CheckedConfig):
     labels: LabelSet = option(
         "colour",
         "classes of the segmentation and multilabel tasks on synth_dir: the 128 "
-        "phrases (size colour shape), the 8 colours or the 8 shapes",
+        "phrases (size colour shape), the 64 colour-shape pairs, the 8 colours or the 8 shapes",
         group=SYNTH,
     )

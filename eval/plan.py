@@ -16,6 +16,7 @@ from loclip.core import model_dir
 from .coco import read_coco_captions, read_coco_instances, read_coco_multilabel
 from .config import EvalPlan
 from .data import Dataset, SegmentedImage
+from .detection import evaluate_detection
 from .folder import read_classnames, read_image_folder
 from .grounding import evaluate_grounding
 from .masks import read_masks
@@ -30,6 +31,7 @@ from .segmentation import evaluate_segmentation
 from .synth_data import (
     read_scenes,
     synthetic_captions,
+    synthetic_detection,
     synthetic_multilabel,
     synthetic_regions,
     synthetic_segmentation,
@@ -108,6 +110,15 @@ def plan_tasks(plan: EvalPlan) -> list[Runner]:
                 data = synthetic_multilabel(synth(task), plan.labels)
             data.require_items("images")
             runners.append(lambda m, p, d=data: [evaluate_multilabel(m, p, d, templates or DEFAULT_TEMPLATES, **kw)])
+        elif task == "detection":
+            if plan.instances_json:
+                _need(plan, task, "image_dir")
+                data = read_coco_instances(plan.instances_json, plan.image_dir, plan.min_box_size, n)
+                tpl = templates or DEFAULT_TEMPLATES
+            else:
+                data, tpl = synthetic_detection(synth(task), plan.detection_labels), templates or BARE
+            data.require_items("regions")
+            runners.append(lambda m, p, d=data, t=tpl: evaluate_detection(m, p, d, t, plan.detection_methods, **kw))
         elif task == "mllm":
             _need(plan, task, "conversations_json")
             if len(set(plan.task)) > 1:

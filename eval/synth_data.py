@@ -4,7 +4,9 @@
 - regions: every object box, labelled with its phrase among ``ALL_PHRASES`` (sizes × colours × shapes,
   the world's whole closed vocabulary, so classification is over every phrase it can say);
 - grounding: the regions whose phrase names one object alone in its scene (others are ambiguous);
-- multi-label: each scene's set of phrases (or colours, or shapes), scored zero-shot from the image embedding;
+- detection: every object box, labelled by the phrase of a vocabulary that names it ("red circle");
+- multi-label: each scene's set of phrases (or colour-shape pairs, colours, or shapes), scored zero-shot from
+  the image embedding;
 - segmentation: each scene's label map as classes (background + phrases, colours or shapes).
 """
 
@@ -63,13 +65,16 @@ def synthetic_regions(records: list[SceneRecord], unique_only: bool = False) -> 
 
 # Zero-shot prompts in the world's own words: a class is every sentence the long captions can say about an
 # object of that class (positions averaged as a template ensemble); the background is one group per colour.
-LabelSet = Literal["phrase", "colour", "shape"]
+LabelSet = Literal["phrase", "colour_shape", "colour", "shape"]
 LABEL_SETS: tuple[str, ...] = get_args(LabelSet)
 
 
 def _object_classes(labels: LabelSet) -> tuple[str, ...]:
     check_choice("labels", labels, LABEL_SETS)
-    return {"phrase": ALL_PHRASES, "colour": tuple(COLOURS), "shape": tuple(SHAPES)}[labels]
+    colour_shape = tuple(f"{c} {h}" for c, h in product(COLOURS, SHAPES))
+    return {"phrase": ALL_PHRASES, "colour_shape": colour_shape, "colour": tuple(COLOURS), "shape": tuple(SHAPES)}[
+        labels
+    ]
 
 
 def _object_prompts(name: str, labels: LabelSet) -> tuple[str, ...]:
@@ -79,7 +84,9 @@ def _object_prompts(name: str, labels: LabelSet) -> tuple[str, ...]:
 
 
 def _class_of(obj: dict, labels: LabelSet) -> str:
-    return f"{obj['size']} {obj['colour']} {obj['shape']}" if labels == "phrase" else obj[labels]
+    if labels == "phrase":
+        return f"{obj['size']} {obj['colour']} {obj['shape']}"
+    return f"{obj['colour']} {obj['shape']}" if labels == "colour_shape" else obj[labels]
 
 
 def world_prompts(labels: LabelSet, background: bool) -> tuple[tuple[str, ...], PromptGroups]:
@@ -102,6 +109,22 @@ def synthetic_multilabel(records: list[SceneRecord], labels: LabelSet = "phrase"
         for r in records
     ]
     return Dataset(f"synthetic-multilabel-{labels}", items, names, class_prompts=prompts)
+
+
+def synthetic_detection(records: list[SceneRecord], labels: LabelSet = "colour_shape") -> Dataset[RegionImage]:
+    """Each scene with every object box labelled by its class of ``labels`` (the phrase that names it: "red
+    circle" for ``colour_shape``), so a query's ground truth is every object it names. Classes are queried by
+    their bare names."""
+    names = _object_classes(labels)
+    index = {n: i for i, n in enumerate(names)}
+    items = []
+    for r in records:
+        regions = []
+        for g in r.meta["regions"]:
+            name = _class_of(dict(zip(("size", "colour", "shape"), _region(g).phrases[0].split())), labels)
+            regions.append(Region(tuple(float(v) for v in g["bbox"]), index[name], (name,)))
+        items.append(RegionImage(r.image, tuple(regions)))
+    return Dataset(f"synthetic-detection-{labels}", items, names)
 
 
 def synthetic_segmentation(records: list[SceneRecord], labels: LabelSet = "phrase") -> Dataset[SegmentedImage]:

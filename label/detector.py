@@ -1,4 +1,4 @@
-"""Open-vocabulary detection with transformers OWLv2 / OWL-ViT, plus a plain-torch NMS.
+"""Open-vocabulary detection with transformers OWLv2 / OWL-ViT (NMS: ``loclip.encoder.boxes.nms``).
 
 ``OwlDetector`` runs ``Owlv2ForObjectDetection`` or ``OwlViTForObjectDetection`` (anything returning
 ``logits [B, P, Q]`` and ``pred_boxes [B, P, 4]`` normalised cxcywh) and leaves the geometry to the
@@ -19,39 +19,12 @@ import torch
 from PIL import Image
 
 from loclip.encoder import boxes as B
+from loclip.encoder.boxes import nms
 
 from .stages import Detection
 
 NmsMode = Literal["global", "class", "none"]
 NMS_MODES: tuple[str, ...] = get_args(NmsMode)
-
-
-def nms(
-    boxes: torch.Tensor, scores: torch.Tensor, iou_threshold: float, labels: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Greedy non-maximum suppression → kept indices ``[K]`` (long), highest score first.
-
-    ``boxes`` ``[N, 4]`` xyxy, ``scores`` ``[N]``; a box is dropped when its IoU with a kept, higher-scoring box
-    exceeds ``iou_threshold``. With ``labels`` ``[N]`` only boxes of the same label suppress each other.
-    Ties in score keep the earlier box (stable sort), so the result does not depend on the platform.
-    """
-    if boxes.numel() == 0:
-        return torch.zeros(0, dtype=torch.long)
-    order = torch.sort(scores, descending=True, stable=True).indices
-    ranked = boxes[order].double()
-    iou = B.box_iou(ranked[:, None], ranked[None])  # [N, N]
-    clash = iou > iou_threshold
-    if labels is not None:
-        ranked_labels = labels[order]
-        clash &= ranked_labels[:, None] == ranked_labels[None]
-    suppressed = torch.zeros(len(order), dtype=torch.bool)
-    keep: list[int] = []
-    for i in range(len(order)):
-        if suppressed[i]:
-            continue
-        keep.append(i)
-        suppressed |= clash[i]
-    return order[torch.tensor(keep, dtype=torch.long)]
 
 
 class OwlDetector:
